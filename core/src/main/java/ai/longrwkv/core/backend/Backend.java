@@ -1,0 +1,134 @@
+package ai.longrwkv.core.backend;
+
+import ai.longrwkv.core.tensor.HostTensor;
+
+/**
+ * The one seam between the model and the hardware. The x052 model, its backward pass and the chunked BPTT engine are
+ * written once against these operations; a backend only does arithmetic on tensors it owns (no model logic lives here).
+ *
+ * <p>Conventions: tensors are row-major; an op that works on "rows" sees a tensor as [size / lastDim, lastDim].
+ * Ops whose doc says "accumulates" add into their output (gradients are summed over chunks and over uses); all
+ * others overwrite. WKV states are [H, N(key), N(value)]: S[h][i][j] at h*N*N + i*N + j.
+ */
+public interface Backend extends AutoCloseable {
+
+    String name();
+
+    // ---------------------------------------------------------------- memory
+    Tensor zeros(int... shape);
+
+    Tensor upload(HostTensor host);
+
+    HostTensor download(Tensor t);
+
+    void copy(Tensor src, Tensor dst);
+
+    void fill(Tensor t, float value);
+
+    /** Bytes held by open tensors of this backend. */
+    long liveBytes();
+
+    /** Highest {@link #liveBytes()} since the last {@link #resetPeakBytes()}. */
+    long peakBytes();
+
+    void resetPeakBytes();
+
+    // ---------------------------------------------------------------- linear algebra
+    /**
+     * c = alpha * op(a) @ op(b) + beta * c for 2-D views (a [M,K] or, transposed, [K,M]; b [K,N] or [N,K]).
+     * A Linear layer y = x W^T is matmul(x, false, W, true, y, 1, 0).
+     */
+    void matmul(Tensor a, boolean transA, Tensor b, boolean transB, Tensor c, float alpha, float beta);
+
+    // ---------------------------------------------------------------- embedding
+    /** out[t] = table[ids[t]]. */
+    void embedding(Tensor table, int[] ids, Tensor out);
+
+    /** dTable[ids[t]] += dOut[t]; accumulates. */
+    void embeddingBackward(Tensor dOut, int[] ids, Tensor dTable);
+
+    // ---------------------------------------------------------------- normalisation
+    /**
+     * Group normalisation of each row of x in {@code groups} equal parts (groups = 1 is LayerNorm):
+     * out = (x - mean) * rstd * w + b with biased variance; saves mean and rstd [rows * groups].
+     */
+    void norm(Tensor x, Tensor w, Tensor b, int groups, float eps, Tensor out, Tensor mean, Tensor rstd);
+
+    /** Backward of {@link #norm}: dx accumulates, dw and db accumulate. */
+    void normBackward(Tensor dOut, Tensor x, Tensor w, int groups, Tensor mean, Tensor rstd, Tensor dx, Tensor dw, Tensor db);
+
+    // ---------------------------------------------------------------- token shift
+    /** out[t] = xx[t] * mix + sx[t] * (1 - mix) with sx[0] = prev, sx[t] = xx[t-1]; mix and prev have C values. */
+    void tokenShiftMix(Tensor xx, Tensor prev, Tensor mix, Tensor out);
+
+    /** Backward of {@link #tokenShiftMix}: dxx, dPrev and dMix accumulate. */
+    void tokenShiftMixBackward(Tensor dOut, Tensor xx, Tensor prev, Tensor mix, Tensor dxx, Tensor dPrev, Tensor dMix);
+
+    /** dst = the given row of src (C values). */
+    void copyRow(Tensor src, int row, Tensor dst);
+
+    /** dst[row] += src (C values). */
+    void addToRow(Tensor dst, int row, Tensor src);
+
+    // ---------------------------------------------------------------- WKV (RWKV-5 linear attention)
+    /** w = exp(-exp(timeDecay)), elementwise. */
+    void decay(Tensor timeDecay, Tensor w);
+
+    /** dTimeDecay += dw * w * (-exp(timeDecay)); accumulates. */
+    void decayBackward(Tensor timeDecay, Tensor w, Tensor dw, Tensor dTimeDecay);
+
+    /**
+     * WKV recurrence over T steps for all heads: r, k, v, y [T, H*N]; w, u [H, N]; state [H, N, N] is the state before
+     * step 0 on entry and the state after step T-1 on return. Per head: y_t = r_t^T (diag(u) k_t v_t^T + S_t),
+     * S_{t+1} = diag(w) S_t + k_t v_t^T.
+     */
+    void wkvForward(Tensor r, Tensor k, Tensor v, Tensor w, Tensor u, Tensor state, Tensor y);
+
+    /**
+     * Backward of {@link #wkvForward} started from state0. dState holds dL/dS_T on entry (zeros when nothing follows)
+     * and dL/dS_0 on return. dr, dk, dv are overwritten; dw (gradient w.r.t. the decay factor w) and du accumulate.
+     */
+    void wkvBackward(Tensor r, Tensor k, Tensor v, Tensor w, Tensor u, Tensor state0, Tensor dy,
+                     Tensor dState, Tensor dr, Tensor dk, Tensor dv, Tensor dw, Tensor du);
+
+    // ---------------------------------------------------------------- elementwise
+    void silu(Tensor x, Tensor out);
+
+    /** dx = dOut * d silu(x)/dx; overwrites. */
+    void siluBackward(Tensor x, Tensor dOut, Tensor dx);
+
+    void sigmoid(Tensor x, Tensor out);
+
+    /** dx = dOut * s * (1 - s) with s = sigmoid output; overwrites. */
+    void sigmoidBackward(Tensor s, Tensor dOut, Tensor dx);
+
+    /** out = relu(x)^2. */
+    void reluSquare(Tensor x, Tensor out);
+
+    /** dx = dOut * 2 relu(x); overwrites. */
+    void reluSquareBackward(Tensor x, Tensor dOut, Tensor dx);
+
+    /** out = a * b elementwise (out may be a or b). */
+    void mul(Tensor a, Tensor b, Tensor out);
+
+    /** out = a + b elementwise (out may be a or b). */
+    void add(Tensor a, Tensor b, Tensor out);
+
+    /** t *= s. */
+    void scale(Tensor t, float s);
+
+    /** Sum of squares, in double. */
+    double sumOfSquares(Tensor t);
+
+    // ---------------------------------------------------------------- loss
+    /**
+     * Cross-entropy of each row of logits [T, V] against targets[t] (negative = no target), weighted by weights[t].
+     * Returns sum_t weights[t] * (-log softmax(logits[t])[targets[t]]) in double. If dLogits is not null (it may be the
+     * logits tensor itself) it receives weights[t] * (softmax - onehot) and, when l2WrapFactor > 0, RWKV-LM's L2Wrap
+     * term: at each row's argmax, + l2WrapFactor * max logit (every row, target or not).
+     */
+    double crossEntropy(Tensor logits, int[] targets, float[] weights, float l2WrapFactor, Tensor dLogits);
+
+    @Override
+    void close();
+}

@@ -1,0 +1,359 @@
+package ai.longrwkv.core.backend.cpu;
+
+import ai.longrwkv.core.backend.Backend;
+import ai.longrwkv.core.backend.Tensor;
+import ai.longrwkv.core.tensor.HostTensor;
+import org.bytedeco.openblas.global.openblas;
+
+import java.nio.FloatBuffer;
+import java.util.Arrays;
+import java.util.concurrent.atomic.AtomicLong;
+import java.util.stream.IntStream;
+
+/**
+ * CPU backend: matrix products through OpenBLAS sgemm, everything else in plain Java loops over native memory.
+ * The WKV recurrence runs one head per task in parallel (heads are independent); cross-entropy runs rows in parallel.
+ */
+public final class CpuBackend implements Backend {
+    private final AtomicLong live = new AtomicLong();
+    private final AtomicLong peak = new AtomicLong();
+
+    public CpuBackend() {
+        // Loading the native library early turns a missing binary into one clear error at start-up.
+        openblas.blas_get_num_threads();
+    }
+
+    @Override public String name() { return "cpu (OpenBLAS " + openblas.OPENBLAS_VERSION.trim() + ", " + openblas.blas_get_num_threads() + " threads)"; }
+
+    void track(long bytes) {
+        long now = live.addAndGet(bytes);
+        peak.accumulateAndGet(now, Math::max);
+    }
+
+    @Override public long liveBytes() { return live.get(); }
+    @Override public long peakBytes() { return peak.get(); }
+    @Override public void resetPeakBytes() { peak.set(live.get()); }
+    @Override public void close() { }
+
+    private static CpuTensor t(Tensor x) {
+        if (!(x instanceof CpuTensor c)) throw new IllegalArgumentException("not a CPU tensor: " + x);
+        return c;
+    }
+
+    private static FloatBuffer b(Tensor x) { return t(x).buf(); }
+
+    private static void sameSize(Tensor a, Tensor b, String op) {
+        if (a.size() != b.size()) throw new IllegalArgumentException(op + ": sizes differ " + a.shapeString() + " vs " + b.shapeString());
+    }
+
+    // ---------------------------------------------------------------- memory
+    @Override public Tensor zeros(int... shape) { return new CpuTensor(this, shape); }
+
+    @Override
+    public Tensor upload(HostTensor host) {
+        CpuTensor c = new CpuTensor(this, host.shape());
+        c.buf().put(0, host.data(), 0, host.size());
+        return c;
+    }
+
+    @Override
+    public HostTensor download(Tensor x) {
+        float[] data = new float[(int) x.size()];
+        b(x).get(0, data, 0, data.length);
+        return new HostTensor(x.shape(), data);
+    }
+
+    @Override
+    public void copy(Tensor src, Tensor dst) {
+        sameSize(src, dst, "copy");
+        org.bytedeco.javacpp.Pointer.memcpy(t(dst).ptr(), t(src).ptr(), src.size() * 4L);
+    }
+
+    @Override
+    public void fill(Tensor x, float value) {
+        FloatBuffer o = b(x);
+        int n = (int) x.size();
+        for (int i = 0; i < n; i++) o.put(i, value);
+    }
+
+    // ---------------------------------------------------------------- linear algebra
+    @Override
+    public void matmul(Tensor a, boolean transA, Tensor bm, boolean transB, Tensor c, float alpha, float beta) {
+        int aRows = a.rows(), aCols = a.cols(), bRows = bm.rows(), bCols = bm.cols();
+        int m = transA ? aCols : aRows, k = transA ? aRows : aCols;
+        int kb = transB ? bCols : bRows, n = transB ? bRows : bCols;
+        if (k != kb || c.rows() != m || c.cols() != n) {
+            throw new IllegalArgumentException("matmul shapes: a" + a.shapeString() + (transA ? "^T" : "") + " @ b"
+                    + bm.shapeString() + (transB ? "^T" : "") + " -> c" + c.shapeString());
+        }
+        openblas.cblas_sgemm(openblas.CblasRowMajor, transA ? openblas.CblasTrans : openblas.CblasNoTrans,
+                transB ? openblas.CblasTrans : openblas.CblasNoTrans, m, n, k, alpha,
+                t(a).ptr(), aCols, t(bm).ptr(), bCols, beta, t(c).ptr(), n);
+    }
+
+    // ---------------------------------------------------------------- embedding
+    @Override
+    public void embedding(Tensor table, int[] ids, Tensor out) {
+        int c = table.cols(), v = table.rows();
+        FloatBuffer src = b(table), dst = b(out);
+        for (int t = 0; t < ids.length; t++) {
+            int id = ids[t];
+            if (id < 0 || id >= v) throw new IllegalArgumentException("token id " + id + " at position " + t + " is outside the vocabulary 0.." + (v - 1));
+            for (int i = 0; i < c; i++) dst.put(t * c + i, src.get(id * c + i));
+        }
+    }
+
+    @Override
+    public void embeddingBackward(Tensor dOut, int[] ids, Tensor dTable) {
+        int c = dTable.cols();
+        FloatBuffer src = b(dOut), dst = b(dTable);
+        for (int t = 0; t < ids.length; t++) {
+            int base = ids[t] * c;
+            for (int i = 0; i < c; i++) dst.put(base + i, dst.get(base + i) + src.get(t * c + i));
+        }
+    }
+
+    // ---------------------------------------------------------------- normalisation
+    @Override
+    public void norm(Tensor x, Tensor w, Tensor bias, int groups, float eps, Tensor out, Tensor mean, Tensor rstd) {
+        int rows = x.rows(), c = x.cols(), g = c / groups;
+        FloatBuffer xi = b(x), wi = b(w), bi = b(bias), o = b(out), mu = b(mean), rs = b(rstd);
+        for (int r = 0; r < rows; r++) {
+            for (int q = 0; q < groups; q++) {
+                int base = r * c + q * g;
+                double sum = 0;
+                for (int i = 0; i < g; i++) sum += xi.get(base + i);
+                double m = sum / g;
+                double var = 0;
+                for (int i = 0; i < g; i++) { double d = xi.get(base + i) - m; var += d * d; }
+                var /= g;
+                float s = (float) (1.0 / Math.sqrt(var + eps));
+                float mf = (float) m;
+                for (int i = 0; i < g; i++) {
+                    int ch = q * g + i;
+                    o.put(base + i, (xi.get(base + i) - mf) * s * wi.get(ch) + bi.get(ch));
+                }
+                mu.put(r * groups + q, mf);
+                rs.put(r * groups + q, s);
+            }
+        }
+    }
+
+    @Override
+    public void normBackward(Tensor dOut, Tensor x, Tensor w, int groups, Tensor mean, Tensor rstd, Tensor dx, Tensor dw, Tensor db) {
+        int rows = x.rows(), c = x.cols(), g = c / groups;
+        FloatBuffer dy = b(dOut), xi = b(x), wi = b(w), mu = b(mean), rs = b(rstd), dxo = b(dx), dwo = b(dw), dbo = b(db);
+        for (int r = 0; r < rows; r++) {
+            for (int q = 0; q < groups; q++) {
+                int base = r * c + q * g;
+                float m = mu.get(r * groups + q), s = rs.get(r * groups + q);
+                // xhat = (x - m) s; dxhat = dy * w; dx = s * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat))
+                double sumD = 0, sumDX = 0;
+                for (int i = 0; i < g; i++) {
+                    int ch = q * g + i;
+                    float xhat = (xi.get(base + i) - m) * s;
+                    float d = dy.get(base + i);
+                    float dxhat = d * wi.get(ch);
+                    sumD += dxhat;
+                    sumDX += dxhat * xhat;
+                    dwo.put(ch, dwo.get(ch) + d * xhat);
+                    dbo.put(ch, dbo.get(ch) + d);
+                }
+                float meanD = (float) (sumD / g), meanDX = (float) (sumDX / g);
+                for (int i = 0; i < g; i++) {
+                    int ch = q * g + i;
+                    float xhat = (xi.get(base + i) - m) * s;
+                    float dxhat = dy.get(base + i) * wi.get(ch);
+                    dxo.put(base + i, dxo.get(base + i) + s * (dxhat - meanD - xhat * meanDX));
+                }
+            }
+        }
+    }
+
+    // ---------------------------------------------------------------- token shift
+    @Override
+    public void tokenShiftMix(Tensor xx, Tensor prev, Tensor mix, Tensor out) {
+        int rows = xx.rows(), c = xx.cols();
+        FloatBuffer x = b(xx), p = b(prev), m = b(mix), o = b(out);
+        for (int r = 0; r < rows; r++) {
+            for (int i = 0; i < c; i++) {
+                float sx = r == 0 ? p.get(i) : x.get((r - 1) * c + i);
+                float mi = m.get(i);
+                o.put(r * c + i, x.get(r * c + i) * mi + sx * (1 - mi));
+            }
+        }
+    }
+
+    @Override
+    public void tokenShiftMixBackward(Tensor dOut, Tensor xx, Tensor prev, Tensor mix, Tensor dxx, Tensor dPrev, Tensor dMix) {
+        int rows = xx.rows(), c = xx.cols();
+        FloatBuffer d = b(dOut), x = b(xx), p = b(prev), m = b(mix), dx = b(dxx), dp = b(dPrev), dm = b(dMix);
+        for (int i = 0; i < c; i++) {
+            float mi = m.get(i);
+            double dmi = 0;
+            for (int r = 0; r < rows; r++) {
+                float g = d.get(r * c + i);
+                float sx = r == 0 ? p.get(i) : x.get((r - 1) * c + i);
+                dmi += g * (x.get(r * c + i) - sx);
+                dx.put(r * c + i, dx.get(r * c + i) + g * mi);
+                if (r == 0) dp.put(i, dp.get(i) + g * (1 - mi));
+                else dx.put((r - 1) * c + i, dx.get((r - 1) * c + i) + g * (1 - mi));
+            }
+            dm.put(i, dm.get(i) + (float) dmi);
+        }
+    }
+
+    @Override
+    public void copyRow(Tensor src, int row, Tensor dst) {
+        int c = src.cols();
+        FloatBuffer s = b(src), o = b(dst);
+        for (int i = 0; i < c; i++) o.put(i, s.get(row * c + i));
+    }
+
+    @Override
+    public void addToRow(Tensor dst, int row, Tensor src) {
+        int c = dst.cols();
+        FloatBuffer s = b(src), o = b(dst);
+        for (int i = 0; i < c; i++) o.put(row * c + i, o.get(row * c + i) + s.get(i));
+    }
+
+    // ---------------------------------------------------------------- WKV
+    @Override
+    public void decay(Tensor timeDecay, Tensor w) {
+        FloatBuffer td = b(timeDecay), o = b(w);
+        for (int i = 0; i < timeDecay.size(); i++) o.put(i, (float) Math.exp(-Math.exp(td.get(i))));
+    }
+
+    @Override
+    public void decayBackward(Tensor timeDecay, Tensor w, Tensor dw, Tensor dTimeDecay) {
+        FloatBuffer td = b(timeDecay), wi = b(w), g = b(dw), o = b(dTimeDecay);
+        for (int i = 0; i < timeDecay.size(); i++) {
+            o.put(i, o.get(i) + (float) (g.get(i) * wi.get(i) * -Math.exp(td.get(i))));
+        }
+    }
+
+    @Override
+    public void wkvForward(Tensor r, Tensor k, Tensor v, Tensor w, Tensor u, Tensor state, Tensor y) {
+        int heads = w.dim(0), n = w.dim(1), steps = r.rows();
+        checkWkv(r, k, v, w, u, state, y);
+        IntStream.range(0, heads).parallel().forEach(h ->
+                WkvCpu.forwardHead(h, n, r.cols(), steps, b(r), b(k), b(v), b(w), b(u), b(state), b(y)));
+    }
+
+    @Override
+    public void wkvBackward(Tensor r, Tensor k, Tensor v, Tensor w, Tensor u, Tensor state0, Tensor dy,
+                            Tensor dState, Tensor dr, Tensor dk, Tensor dv, Tensor dw, Tensor du) {
+        int heads = w.dim(0), n = w.dim(1), steps = r.rows();
+        checkWkv(r, k, v, w, u, state0, dy);
+        IntStream.range(0, heads).parallel().forEach(h ->
+                WkvCpu.backwardHead(h, n, r.cols(), steps, b(r), b(k), b(v), b(w), b(u), b(state0), b(dy),
+                        b(dState), b(dr), b(dk), b(dv), b(dw), b(du)));
+    }
+
+    private static void checkWkv(Tensor r, Tensor k, Tensor v, Tensor w, Tensor u, Tensor state, Tensor y) {
+        int heads = w.dim(0), n = w.dim(1);
+        if (r.cols() != heads * n || k.size() != r.size() || v.size() != r.size() || y.size() != r.size()
+                || u.size() != w.size() || state.size() != (long) heads * n * n) {
+            throw new IllegalArgumentException("wkv shapes: r" + r.shapeString() + " k" + k.shapeString() + " v" + v.shapeString()
+                    + " w" + w.shapeString() + " u" + u.shapeString() + " state" + state.shapeString() + " y" + y.shapeString());
+        }
+    }
+
+    // ---------------------------------------------------------------- elementwise
+    @Override
+    public void silu(Tensor x, Tensor out) {
+        sameSize(x, out, "silu");
+        FloatBuffer xi = b(x), o = b(out);
+        for (int i = 0; i < x.size(); i++) {
+            float a = xi.get(i);
+            o.put(i, a / (1f + (float) Math.exp(-a)));
+        }
+    }
+
+    @Override
+    public void siluBackward(Tensor x, Tensor dOut, Tensor dx) {
+        FloatBuffer xi = b(x), d = b(dOut), o = b(dx);
+        for (int i = 0; i < x.size(); i++) {
+            float a = xi.get(i);
+            float s = 1f / (1f + (float) Math.exp(-a));
+            o.put(i, d.get(i) * s * (1f + a * (1f - s)));
+        }
+    }
+
+    @Override
+    public void sigmoid(Tensor x, Tensor out) {
+        sameSize(x, out, "sigmoid");
+        FloatBuffer xi = b(x), o = b(out);
+        for (int i = 0; i < x.size(); i++) o.put(i, 1f / (1f + (float) Math.exp(-xi.get(i))));
+    }
+
+    @Override
+    public void sigmoidBackward(Tensor s, Tensor dOut, Tensor dx) {
+        FloatBuffer si = b(s), d = b(dOut), o = b(dx);
+        for (int i = 0; i < s.size(); i++) {
+            float a = si.get(i);
+            o.put(i, d.get(i) * a * (1f - a));
+        }
+    }
+
+    @Override
+    public void reluSquare(Tensor x, Tensor out) {
+        sameSize(x, out, "reluSquare");
+        FloatBuffer xi = b(x), o = b(out);
+        for (int i = 0; i < x.size(); i++) {
+            float a = Math.max(xi.get(i), 0f);
+            o.put(i, a * a);
+        }
+    }
+
+    @Override
+    public void reluSquareBackward(Tensor x, Tensor dOut, Tensor dx) {
+        FloatBuffer xi = b(x), d = b(dOut), o = b(dx);
+        for (int i = 0; i < x.size(); i++) o.put(i, d.get(i) * 2f * Math.max(xi.get(i), 0f));
+    }
+
+    @Override
+    public void mul(Tensor a, Tensor bt, Tensor out) {
+        sameSize(a, bt, "mul");
+        sameSize(a, out, "mul");
+        FloatBuffer x = b(a), y = b(bt), o = b(out);
+        for (int i = 0; i < a.size(); i++) o.put(i, x.get(i) * y.get(i));
+    }
+
+    @Override
+    public void add(Tensor a, Tensor bt, Tensor out) {
+        sameSize(a, bt, "add");
+        sameSize(a, out, "add");
+        FloatBuffer x = b(a), y = b(bt), o = b(out);
+        for (int i = 0; i < a.size(); i++) o.put(i, x.get(i) + y.get(i));
+    }
+
+    @Override
+    public void scale(Tensor x, float s) {
+        FloatBuffer o = b(x);
+        for (int i = 0; i < x.size(); i++) o.put(i, o.get(i) * s);
+    }
+
+    @Override
+    public double sumOfSquares(Tensor x) {
+        FloatBuffer o = b(x);
+        double s = 0;
+        for (int i = 0; i < x.size(); i++) { double a = o.get(i); s += a * a; }
+        return s;
+    }
+
+    // ---------------------------------------------------------------- loss
+    @Override
+    public double crossEntropy(Tensor logits, int[] targets, float[] weights, float l2WrapFactor, Tensor dLogits) {
+        int rows = logits.rows(), vocab = logits.cols();
+        if (targets.length != rows || weights.length != rows) {
+            throw new IllegalArgumentException("crossEntropy: " + rows + " rows, " + targets.length + " targets, " + weights.length + " weights");
+        }
+        FloatBuffer in = b(logits);
+        FloatBuffer out = dLogits == null ? null : b(dLogits);
+        double[] perRow = new double[rows];
+        IntStream.range(0, rows).parallel().forEach(r ->
+                perRow[r] = CrossEntropyCpu.row(in, out, r * vocab, vocab, targets[r], weights[r], l2WrapFactor));
+        return Arrays.stream(perRow).sum();
+    }
+}

@@ -1,0 +1,77 @@
+package ai.longrwkv.core.backend.cpu;
+
+import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.VectorOperators;
+import jdk.incubator.vector.VectorSpecies;
+
+import java.nio.FloatBuffer;
+
+/**
+ * Cross-entropy of one row of logits, with its gradient and RWKV-LM's L2Wrap term. The exponentials of a
+ * 65536-wide row dominate the cost, so they run on the Vector API (SIMD exp) over a thread-local copy of the row.
+ */
+final class CrossEntropyCpu {
+    private CrossEntropyCpu() { }
+
+    private static final VectorSpecies<Float> SPECIES = FloatVector.SPECIES_PREFERRED;
+    private static final ThreadLocal<float[]> ROW = ThreadLocal.withInitial(() -> new float[0]);
+
+    static double row(FloatBuffer in, FloatBuffer out, int offset, int vocab, int target, float weight, float l2WrapFactor) {
+        float[] x = ROW.get();
+        if (x.length < vocab) {
+            x = new float[vocab];
+            ROW.set(x);
+        }
+        in.get(offset, x, 0, vocab);
+        float max = Float.NEGATIVE_INFINITY;
+        int argmax = 0;
+        for (int i = 0; i < vocab; i++) {
+            if (x[i] > max) { max = x[i]; argmax = i; }
+        }
+        boolean hasTarget = target >= 0 && weight != 0f;
+        if (target >= vocab) throw new IllegalArgumentException("target id " + target + " is outside the vocabulary 0.." + (vocab - 1));
+        double sum = expMinus(x, vocab, max, false);
+        double lse = max + Math.log(sum);
+        double loss = hasTarget ? weight * (lse - x[target]) : 0.0;
+        if (out != null) {
+            if (hasTarget) {
+                // x[i] <- weight * softmax_i
+                expMinus(x, vocab, (float) lse, true);
+                if (weight != 1f) for (int i = 0; i < vocab; i++) x[i] *= weight;
+                x[target] -= weight;
+            } else {
+                java.util.Arrays.fill(x, 0, vocab, 0f);
+            }
+            if (l2WrapFactor > 0f) x[argmax] += l2WrapFactor * max;
+            out.put(offset, x, 0, vocab);
+        }
+        return loss;
+    }
+
+    /** Sum of exp(x - shift); if store, also x[i] = exp(x[i] - shift). */
+    private static double expMinus(float[] x, int n, float shift, boolean store) {
+        int i = 0;
+        int upper = SPECIES.loopBound(n);
+        FloatVector acc = FloatVector.zero(SPECIES);
+        double total = 0;
+        int sinceFlush = 0;
+        for (; i < upper; i += SPECIES.length()) {
+            FloatVector e = FloatVector.fromArray(SPECIES, x, i).sub(shift).lanewise(VectorOperators.EXP);
+            if (store) e.intoArray(x, i);
+            acc = acc.add(e);
+            // flush to double now and then so that float accumulation error stays small on 65536-wide rows
+            if (++sinceFlush == 64) {
+                total += acc.reduceLanes(VectorOperators.ADD);
+                acc = FloatVector.zero(SPECIES);
+                sinceFlush = 0;
+            }
+        }
+        total += acc.reduceLanes(VectorOperators.ADD);
+        for (; i < n; i++) {
+            float e = (float) Math.exp(x[i] - shift);
+            if (store) x[i] = e;
+            total += e;
+        }
+        return total;
+    }
+}

@@ -1,0 +1,147 @@
+package ai.longrwkv.core.backend.cpu;
+
+import java.nio.FloatBuffer;
+
+/**
+ * The WKV5 recurrence for one head, forward and backward with an initial state and a final-state gradient
+ * (rwkv5-spec.md §5, general form). Index convention: i = key channel, j = value channel, S[i][j] at i*N + j.
+ * Each call works on head h of [T, H*N] tensors and owns that head's slices, so heads run in parallel safely.
+ */
+final class WkvCpu {
+    private WkvCpu() { }
+
+    /**
+     * States S_t are needed again in backward (for dr and dw). Instead of keeping all T of them (T*N*N floats per head)
+     * the backward pass stores one every BLOCK steps and recomputes the block it is working on.
+     */
+    static final int BLOCK = 32;
+
+    static void forwardHead(int h, int n, int c, int steps, FloatBuffer r, FloatBuffer k, FloatBuffer v, FloatBuffer w,
+                            FloatBuffer u, FloatBuffer state, FloatBuffer y) {
+        float[] s = new float[n * n];
+        state.get(h * n * n, s, 0, n * n);
+        float[] ww = new float[n], uu = new float[n], rr = new float[n], kk = new float[n], vv = new float[n], yy = new float[n];
+        w.get(h * n, ww, 0, n);
+        u.get(h * n, uu, 0, n);
+        for (int t = 0; t < steps; t++) {
+            int base = t * c + h * n;
+            r.get(base, rr, 0, n);
+            k.get(base, kk, 0, n);
+            v.get(base, vv, 0, n);
+            java.util.Arrays.fill(yy, 0f);
+            step(n, s, ww, uu, rr, kk, vv, yy);
+            y.put(base, yy, 0, n);
+        }
+        state.put(h * n * n, s, 0, n * n);
+    }
+
+    /** One step: y += r^T (diag(u) k v^T + S); S = diag(w) S + k v^T. */
+    private static void step(int n, float[] s, float[] w, float[] u, float[] r, float[] k, float[] v, float[] y) {
+        for (int i = 0; i < n; i++) {
+            float ri = r[i], ki = k[i], uki = u[i] * ki, wi = w[i];
+            int row = i * n;
+            for (int j = 0; j < n; j++) {
+                float sij = s[row + j];
+                float kv = ki * v[j];
+                y[j] += ri * (uki * v[j] + sij);
+                s[row + j] = wi * sij + kv;
+            }
+        }
+    }
+
+    /** Advances S by one step without producing y (used to rebuild states in backward). */
+    private static void advance(int n, float[] s, float[] w, float[] k, float[] v) {
+        for (int i = 0; i < n; i++) {
+            float ki = k[i], wi = w[i];
+            int row = i * n;
+            for (int j = 0; j < n; j++) s[row + j] = wi * s[row + j] + ki * v[j];
+        }
+    }
+
+    static void backwardHead(int h, int n, int c, int steps, FloatBuffer r, FloatBuffer k, FloatBuffer v, FloatBuffer w,
+                             FloatBuffer u, FloatBuffer state0, FloatBuffer dy, FloatBuffer dState,
+                             FloatBuffer dr, FloatBuffer dk, FloatBuffer dv, FloatBuffer dw, FloatBuffer du) {
+        int nn = n * n;
+        float[] ww = new float[n], uu = new float[n];
+        w.get(h * n, ww, 0, n);
+        u.get(h * n, uu, 0, n);
+        float[] rr = new float[n], kk = new float[n], vv = new float[n], gy = new float[n];
+        float[] gr = new float[n], gk = new float[n], gv = new float[n];
+        double[] dwAcc = new double[n], duAcc = new double[n];
+
+        // Pass 1: checkpoints of S_t at t = 0, BLOCK, 2*BLOCK, ...
+        int blocks = (steps + BLOCK - 1) / BLOCK;
+        float[] checkpoints = new float[Math.max(blocks, 1) * nn];
+        float[] s = new float[nn];
+        state0.get(h * nn, s, 0, nn);
+        for (int t = 0; t < steps; t++) {
+            if (t % BLOCK == 0) System.arraycopy(s, 0, checkpoints, (t / BLOCK) * nn, nn);
+            int base = t * c + h * n;
+            k.get(base, kk, 0, n);
+            v.get(base, vv, 0, n);
+            advance(n, s, ww, kk, vv);
+        }
+
+        // Pass 2: reverse scan. a = dL/dS_{t+1} on entry to step t.
+        float[] a = new float[nn];
+        dState.get(h * nn, a, 0, nn);
+        float[] blockStates = new float[BLOCK * nn];
+        for (int blk = blocks - 1; blk >= 0; blk--) {
+            int t0 = blk * BLOCK, t1 = Math.min(steps, t0 + BLOCK);
+            System.arraycopy(checkpoints, blk * nn, blockStates, 0, nn);
+            for (int t = t0; t < t1 - 1; t++) {
+                System.arraycopy(blockStates, (t - t0) * nn, blockStates, (t - t0 + 1) * nn, nn);
+                int base = t * c + h * n;
+                k.get(base, kk, 0, n);
+                v.get(base, vv, 0, n);
+                advanceInto(n, blockStates, (t - t0 + 1) * nn, ww, kk, vv);
+            }
+            for (int t = t1 - 1; t >= t0; t--) {
+                int base = t * c + h * n;
+                r.get(base, rr, 0, n);
+                k.get(base, kk, 0, n);
+                v.get(base, vv, 0, n);
+                dy.get(base, gy, 0, n);
+                int sOff = (t - t0) * nn;
+                float vgy = 0, rku = 0;
+                for (int j = 0; j < n; j++) vgy += vv[j] * gy[j];
+                for (int i = 0; i < n; i++) rku += rr[i] * uu[i] * kk[i];
+                for (int j = 0; j < n; j++) gv[j] = rku * gy[j];
+                for (int i = 0; i < n; i++) {
+                    int row = i * n;
+                    float av = 0, sgy = 0, as = 0;
+                    float ki = kk[i], ri = rr[i], wi = ww[i];
+                    for (int j = 0; j < n; j++) {
+                        float aij = a[row + j];
+                        float sij = blockStates[sOff + row + j];
+                        av += aij * vv[j];
+                        sgy += sij * gy[j];
+                        as += aij * sij;
+                        gv[j] += aij * ki;
+                        a[row + j] = ri * gy[j] + wi * aij;   // becomes dL/dS_t
+                    }
+                    gk[i] = uu[i] * ri * vgy + av;
+                    gr[i] = uu[i] * ki * vgy + sgy;
+                    duAcc[i] += ri * ki * vgy;
+                    dwAcc[i] += as;
+                }
+                dr.put(base, gr, 0, n);
+                dk.put(base, gk, 0, n);
+                dv.put(base, gv, 0, n);
+            }
+        }
+        dState.put(h * nn, a, 0, nn);
+        for (int i = 0; i < n; i++) {
+            dw.put(h * n + i, dw.get(h * n + i) + (float) dwAcc[i]);
+            du.put(h * n + i, du.get(h * n + i) + (float) duAcc[i]);
+        }
+    }
+
+    private static void advanceInto(int n, float[] states, int off, float[] w, float[] k, float[] v) {
+        for (int i = 0; i < n; i++) {
+            float ki = k[i], wi = w[i];
+            int row = off + i * n;
+            for (int j = 0; j < n; j++) states[row + j] = wi * states[row + j] + ki * v[j];
+        }
+    }
+}

@@ -1,0 +1,357 @@
+package ai.longrwkv.core.io;
+
+import ai.longrwkv.core.model.ModelWeights;
+import ai.longrwkv.core.tensor.HostTensor;
+import com.google.gson.Gson;
+import com.google.gson.GsonBuilder;
+import com.google.gson.JsonArray;
+import com.google.gson.JsonElement;
+import com.google.gson.JsonObject;
+import com.google.gson.JsonParseException;
+import com.google.gson.JsonPrimitive;
+import com.google.gson.Strictness;
+import com.google.gson.TypeAdapter;
+import com.google.gson.stream.JsonReader;
+import com.google.gson.stream.JsonToken;
+import com.google.gson.stream.MalformedJsonException;
+
+import java.io.IOException;
+import java.io.StringReader;
+import java.io.UncheckedIOException;
+import java.math.BigDecimal;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.nio.channels.FileChannel;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.AccessDeniedException;
+import java.nio.file.AtomicMoveNotSupportedException;
+import java.nio.file.Files;
+import java.nio.file.NoSuchFileException;
+import java.nio.file.Path;
+import java.nio.file.StandardCopyOption;
+import java.nio.file.StandardOpenOption;
+import java.util.Arrays;
+import java.util.LinkedHashMap;
+import java.util.Map;
+
+/**
+ * The safetensors format (huggingface/safetensors): an unsigned 64-bit little-endian header length, a UTF-8 JSON
+ * header {@code {"name": {"dtype": "F32", "shape": [..], "data_offsets": [begin, end]}, ..., "__metadata__": {..}}}
+ * padded with spaces, then the raw little-endian data; offsets count from the start of the data section.
+ * Reads F32, F16 and BF16 (converted to float32); writes F32.
+ */
+public final class Safetensors {
+    public static final String METADATA_KEY = "__metadata__";
+    /** Metadata key under which a writer records the ln_x GroupNorm eps the weights were made for. */
+    public static final String GROUP_NORM_EPS_KEY = "ln_x_eps";
+    /** The reference implementation refuses headers above 100 MB; so do we, instead of allocating whatever a corrupt length says. */
+    private static final long MAX_HEADER_BYTES = 100_000_000L;
+    private static final int WRITE_CHUNK_BYTES = 1 << 20;
+    private static final Gson GSON = new GsonBuilder().disableHtmlEscaping().create();
+    private static final TypeAdapter<JsonElement> JSON_ELEMENT = GSON.getAdapter(JsonElement.class);
+
+    private Safetensors() {}
+
+    /** One tensor's header entry, validated against the data section. */
+    private record Entry(String key, TensorDataReader.Encoding encoding, int[] shape, long begin, long end) {}
+
+    /** The parsed header: the JSON object and where the data section starts. */
+    private record Header(JsonObject json, long dataStart, long dataSize) {}
+
+    /** All tensors, converted to float32, in header order. */
+    public static Map<String, HostTensor> readTensors(Path file) {
+        String name = file.toString();
+        try (FileChannel ch = open(file)) {
+            TensorDataReader in = new TensorDataReader(ch);
+            Header header = readHeader(ch, in, name);
+            Map<String, HostTensor> out = new LinkedHashMap<>();
+            for (Map.Entry<String, JsonElement> e : header.json.entrySet()) {
+                if (e.getKey().equals(METADATA_KEY)) continue;
+                Entry entry = parseEntry(e.getKey(), e.getValue(), header.dataSize, name);
+                int count = (int) HostTensor.numel(entry.shape);
+                float[] data = in.readFloats(header.dataStart + entry.begin, count, entry.encoding);
+                out.put(entry.key, new HostTensor(entry.shape, data));
+            }
+            return out;
+        } catch (IOException e) {
+            throw readError(name, e);
+        }
+    }
+
+    /** The string map under "__metadata__"; empty if the file has none. Reads only the header. */
+    public static Map<String, String> readMetadata(Path file) {
+        String name = file.toString();
+        try (FileChannel ch = open(file)) {
+            Header header = readHeader(ch, new TensorDataReader(ch), name);
+            return metadataOf(header.json, name);
+        } catch (IOException e) {
+            throw readError(name, e);
+        }
+    }
+
+    /**
+     * The tensors as model weights, with keys and shapes as stored (safetensors exports of .pth checkpoints keep
+     * them). The implied GroupNorm eps is the "ln_x_eps" metadata value if present, else NaN (unknown).
+     */
+    public static ModelWeights readModel(Path file) {
+        String name = file.toString();
+        Map<String, String> metadata = readMetadata(file);
+        double eps = Double.NaN;
+        String epsText = metadata.get(GROUP_NORM_EPS_KEY);
+        if (epsText != null) {
+            try {
+                eps = Double.parseDouble(epsText.trim());
+            } catch (NumberFormatException e) {
+                throw new ModelFormatException(name + ": metadata '" + GROUP_NORM_EPS_KEY + "' = '" + epsText + "' is not a number");
+            }
+            if (!(eps > 0) || Double.isInfinite(eps)) {
+                throw new ModelFormatException(name + ": metadata '" + GROUP_NORM_EPS_KEY + "' = '" + epsText + "', expected a positive number");
+            }
+        }
+        return new ModelWeights(readTensors(file), name, eps);
+    }
+
+    /**
+     * Writes the tensors as F32 in map order, with the given metadata (may be null or empty). The bytes depend only
+     * on the arguments. The file is written under a temporary name in the same directory, forced to disk and then
+     * renamed over the target, so a crash leaves either the old file or the complete new one.
+     */
+    public static void write(Path file, Map<String, HostTensor> tensors, Map<String, String> metadata) {
+        byte[] header = headerBytes(file, tensors, metadata);
+        Path target = file.toAbsolutePath();
+        Path dir = target.getParent();
+        Path tmp = dir.resolve(target.getFileName() + ".tmp-" + ProcessHandle.current().pid() + "-" + System.nanoTime());
+        try {
+            try (FileChannel ch = FileChannel.open(tmp, StandardOpenOption.CREATE_NEW, StandardOpenOption.WRITE)) {
+                ByteBuffer buf = ByteBuffer.allocateDirect(WRITE_CHUNK_BYTES).order(ByteOrder.LITTLE_ENDIAN);
+                ByteBuffer prefix = ByteBuffer.allocate(8).order(ByteOrder.LITTLE_ENDIAN).putLong(header.length);
+                writeFully(ch, prefix.flip());
+                writeFully(ch, ByteBuffer.wrap(header));
+                for (HostTensor t : tensors.values()) {
+                    for (float v : t.data()) {
+                        if (!buf.hasRemaining()) {
+                            writeFully(ch, buf.flip());
+                            buf.clear();
+                        }
+                        buf.putInt(Float.floatToRawIntBits(v)); // raw bits: NaN payloads survive the round trip
+                    }
+                }
+                writeFully(ch, buf.flip());
+                ch.force(true);
+            }
+            try {
+                Files.move(tmp, target, StandardCopyOption.ATOMIC_MOVE);
+            } catch (AtomicMoveNotSupportedException e) {
+                Files.move(tmp, target, StandardCopyOption.REPLACE_EXISTING);
+            }
+            syncDirectory(dir);
+        } catch (IOException e) {
+            try {
+                Files.deleteIfExists(tmp);
+            } catch (IOException ignored) {
+                // the original error is the one worth reporting
+            }
+            throw new UncheckedIOException(file + ": cannot write safetensors file: " + e.getMessage(), e);
+        }
+    }
+
+    private static byte[] headerBytes(Path file, Map<String, HostTensor> tensors, Map<String, String> metadata) {
+        JsonObject json = new JsonObject();
+        // metadata first, as the reference writer does; it is optional in the format
+        if (metadata != null && !metadata.isEmpty()) {
+            JsonObject meta = new JsonObject();
+            for (Map.Entry<String, String> m : metadata.entrySet()) {
+                if (m.getKey() == null || m.getValue() == null) {
+                    throw new IllegalArgumentException(file + ": metadata keys and values must not be null: " + m);
+                }
+                meta.addProperty(m.getKey(), m.getValue());
+            }
+            json.add(METADATA_KEY, meta);
+        }
+        long offset = 0;
+        for (Map.Entry<String, HostTensor> e : tensors.entrySet()) {
+            String key = e.getKey();
+            if (key == null || key.isEmpty() || key.equals(METADATA_KEY)) {
+                throw new IllegalArgumentException(file + ": invalid tensor name '" + key + "'");
+            }
+            HostTensor t = e.getValue();
+            JsonObject entry = new JsonObject();
+            entry.addProperty("dtype", "F32");
+            JsonArray shape = new JsonArray();
+            for (int d : t.shape()) shape.add(d);
+            entry.add("shape", shape);
+            JsonArray offsets = new JsonArray();
+            long end = offset + 4L * t.size();
+            offsets.add(offset);
+            offsets.add(end);
+            entry.add("data_offsets", offsets);
+            json.add(key, entry);
+            offset = end;
+        }
+        byte[] text = GSON.toJson(json).getBytes(StandardCharsets.UTF_8);
+        // pad with spaces so the data section starts 8-byte aligned (8 + header length is a multiple of 8)
+        int padded = (text.length + 7) / 8 * 8;
+        byte[] out = Arrays.copyOf(text, padded);
+        Arrays.fill(out, text.length, padded, (byte) ' ');
+        return out;
+    }
+
+    private static FileChannel open(Path file) {
+        String name = file.toString();
+        if (Files.isDirectory(file)) {
+            throw new ModelFormatException(name + ": is a directory, expected a safetensors file");
+        }
+        try {
+            return FileChannel.open(file, StandardOpenOption.READ);
+        } catch (IOException e) {
+            throw readError(name, e);
+        }
+    }
+
+    private static ModelFormatException readError(String name, IOException e) {
+        if (e instanceof NoSuchFileException) return new ModelFormatException(name + ": file not found", e);
+        if (e instanceof AccessDeniedException) return new ModelFormatException(name + ": cannot read the file (access denied)", e);
+        return new ModelFormatException(name + ": cannot read the file: " + e.getMessage(), e);
+    }
+
+    private static Header readHeader(FileChannel ch, TensorDataReader in, String name) throws IOException {
+        long size = ch.size();
+        if (size < 8) {
+            throw new ModelFormatException(name + ": file is " + size + " bytes, too short for a safetensors header "
+                    + "(8-byte length, then JSON)");
+        }
+        long headerLength = in.readBytes(0, 8).getLong(); // u64; a negative long here means >= 2^63, caught below
+        if (headerLength < 0 || headerLength > size - 8) {
+            throw new ModelFormatException(name + ": safetensors header length " + Long.toUnsignedString(headerLength)
+                    + " (first 8 bytes) is beyond the end of the file (" + size + " bytes); not a safetensors file, or truncated");
+        }
+        if (headerLength > MAX_HEADER_BYTES) {
+            throw new ModelFormatException(name + ": safetensors header length " + headerLength + " exceeds the "
+                    + MAX_HEADER_BYTES + "-byte limit; corrupt file?");
+        }
+        ByteBuffer raw = in.readBytes(8, (int) headerLength);
+        String text = StandardCharsets.UTF_8.decode(raw).toString();
+        JsonElement parsed;
+        try {
+            // strict JSON, as the reference (Rust serde_json) reader expects; Gson's JsonParser would be lenient
+            JsonReader reader = new JsonReader(new StringReader(text));
+            reader.setStrictness(Strictness.STRICT);
+            parsed = JSON_ELEMENT.read(reader);
+            if (reader.peek() != JsonToken.END_DOCUMENT) {
+                throw new MalformedJsonException("unexpected text after the JSON object at " + reader.getPath());
+            }
+        } catch (IOException | JsonParseException | IllegalStateException | NumberFormatException e) {
+            throw new ModelFormatException(name + ": invalid JSON in the safetensors header (" + headerLength + " bytes from byte offset 8): "
+                    + e.getMessage(), e);
+        }
+        if (!parsed.isJsonObject()) {
+            throw new ModelFormatException(name + ": the safetensors header must be a JSON object, found: " + abbreviate(text));
+        }
+        return new Header(parsed.getAsJsonObject(), 8 + headerLength, size - 8 - headerLength);
+    }
+
+    private static Map<String, String> metadataOf(JsonObject header, String name) {
+        Map<String, String> out = new LinkedHashMap<>();
+        JsonElement meta = header.get(METADATA_KEY);
+        if (meta == null || meta.isJsonNull()) return out;
+        if (!meta.isJsonObject()) {
+            throw new ModelFormatException(name + ": '" + METADATA_KEY + "' must be a JSON object of strings, found " + abbreviate(meta.toString()));
+        }
+        for (Map.Entry<String, JsonElement> e : meta.getAsJsonObject().entrySet()) {
+            JsonElement v = e.getValue();
+            if (!v.isJsonPrimitive()) {
+                throw new ModelFormatException(name + ": metadata '" + e.getKey() + "' must be a string, found " + abbreviate(v.toString()));
+            }
+            out.put(e.getKey(), v.getAsString());
+        }
+        return out;
+    }
+
+    private static Entry parseEntry(String key, JsonElement value, long dataSize, String name) {
+        String where = name + ": tensor '" + key + "'";
+        if (!value.isJsonObject()) {
+            throw new ModelFormatException(where + ": header entry must be an object with dtype, shape and data_offsets");
+        }
+        JsonObject o = value.getAsJsonObject();
+        JsonElement dtypeEl = o.get("dtype");
+        if (dtypeEl == null || !dtypeEl.isJsonPrimitive() || !dtypeEl.getAsJsonPrimitive().isString()) {
+            throw new ModelFormatException(where + ": missing or non-string 'dtype'");
+        }
+        String dtype = dtypeEl.getAsString();
+        TensorDataReader.Encoding enc = switch (dtype) {
+            case "F32" -> TensorDataReader.Encoding.F32;
+            case "F16" -> TensorDataReader.Encoding.F16;
+            case "BF16" -> TensorDataReader.Encoding.BF16;
+            default -> throw new ModelFormatException(where + " has dtype '" + dtype + "', which is not supported; only F32, F16 and BF16 can be read");
+        };
+        JsonArray shapeArr = array(o, "shape", where);
+        int[] shape = new int[shapeArr.size()];
+        long numel = 1;
+        for (int i = 0; i < shape.length; i++) {
+            long d = integer(shapeArr.get(i), "shape", where);
+            if (d < 0 || d > Integer.MAX_VALUE) throw new ModelFormatException(where + ": invalid shape " + shapeArr);
+            shape[i] = (int) d;
+            numel *= d;
+            if (numel > Integer.MAX_VALUE - 8) {
+                throw new ModelFormatException(where + ": shape " + shapeArr + " holds more values than one Java array can");
+            }
+        }
+        JsonArray offs = array(o, "data_offsets", where);
+        if (offs.size() != 2) {
+            throw new ModelFormatException(where + ": data_offsets must be [begin, end], found " + offs);
+        }
+        long begin = integer(offs.get(0), "data_offsets", where);
+        long end = integer(offs.get(1), "data_offsets", where);
+        if (begin < 0 || begin > end || end > dataSize) {
+            throw new ModelFormatException(where + ": data_offsets " + offs + " are out of range: expected 0 <= begin <= end <= "
+                    + dataSize + " (the size of the data section)");
+        }
+        long expected = numel * enc.bytes;
+        if (end - begin != expected) {
+            throw new ModelFormatException(where + ": data_offsets " + offs + " span " + (end - begin) + " bytes but dtype " + dtype
+                    + " with shape " + Arrays.toString(shape) + " needs " + expected + " bytes");
+        }
+        return new Entry(key, enc, shape, begin, end);
+    }
+
+    private static JsonArray array(JsonObject o, String field, String where) {
+        JsonElement el = o.get(field);
+        if (el == null || !el.isJsonArray()) {
+            throw new ModelFormatException(where + ": missing or non-array '" + field + "'");
+        }
+        return el.getAsJsonArray();
+    }
+
+    /** A JSON integer, refusing 1.5 or "3" (Gson would otherwise coerce them quietly). */
+    private static long integer(JsonElement el, String field, String where) {
+        if (el.isJsonPrimitive()) {
+            JsonPrimitive p = el.getAsJsonPrimitive();
+            if (p.isNumber()) {
+                try {
+                    BigDecimal bd = p.getAsBigDecimal();
+                    return bd.longValueExact();
+                } catch (ArithmeticException | NumberFormatException e) {
+                    // fall through to the error below
+                }
+            }
+        }
+        throw new ModelFormatException(where + ": '" + field + "' must hold integers, found " + el);
+    }
+
+    private static String abbreviate(String s) {
+        return s.length() <= 80 ? s : s.substring(0, 80) + "...";
+    }
+
+    private static void writeFully(FileChannel ch, ByteBuffer buf) throws IOException {
+        while (buf.hasRemaining()) ch.write(buf);
+    }
+
+    /** Makes the rename itself durable where the platform allows fsync on a directory (Linux does, others may not). */
+    private static void syncDirectory(Path dir) {
+        try (FileChannel d = FileChannel.open(dir, StandardOpenOption.READ)) {
+            d.force(true);
+        } catch (IOException | UnsupportedOperationException e) {
+            // best effort only: the data itself is already on disk
+        }
+    }
+}

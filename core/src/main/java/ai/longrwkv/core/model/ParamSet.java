@@ -1,0 +1,113 @@
+package ai.longrwkv.core.model;
+
+import ai.longrwkv.core.backend.Backend;
+import ai.longrwkv.core.backend.Tensor;
+import ai.longrwkv.core.tensor.HostTensor;
+
+import java.util.Collections;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+
+/**
+ * All parameters of an x052 model on one backend, by .pth key and by role. The same class holds the parameters and
+ * their gradients, so that the backward pass writes into exactly the structure the forward pass reads.
+ */
+public final class ParamSet implements AutoCloseable {
+
+    /** The tensors of one block, named after their keys. */
+    public static final class Layer {
+        public Tensor ln1W, ln1B, ln2W, ln2B;
+        public Tensor attMixK, attMixV, attMixR, attMixG, timeDecay, timeFaaaa;
+        public Tensor attR, attK, attV, attO, attG, lnxW, lnxB;
+        public Tensor ffnMixK, ffnMixR, ffnK, ffnR, ffnV;
+    }
+
+    private final ModelConfig config;
+    private final LinkedHashMap<String, Tensor> byKey = new LinkedHashMap<>();
+    public Tensor emb, ln0W, ln0B, lnOutW, lnOutB, head;
+    public final Layer[] layers;
+
+    private ParamSet(ModelConfig config) {
+        this.config = config;
+        this.layers = new Layer[config.nLayer()];
+        for (int l = 0; l < layers.length; l++) layers[l] = new Layer();
+    }
+
+    /** Uploads weights (already validated by {@link ModelConfig#fromWeights}). */
+    public static ParamSet upload(Backend be, ModelConfig config, ModelWeights weights) {
+        ParamSet p = new ParamSet(config);
+        for (ParamSpec spec : ParamSpec.all(config)) p.put(spec, be.upload(weights.get(spec.key())));
+        return p;
+    }
+
+    /** A zero tensor for every parameter (gradient accumulators). */
+    public static ParamSet zeros(Backend be, ModelConfig config) {
+        ParamSet p = new ParamSet(config);
+        for (ParamSpec spec : ParamSpec.all(config)) p.put(spec, be.zeros(spec.shape()));
+        return p;
+    }
+
+    private void put(ParamSpec spec, Tensor t) {
+        byKey.put(spec.key(), t);
+        Layer L = spec.layer() >= 0 ? layers[spec.layer()] : null;
+        switch (spec.kind()) {
+            case EMB -> emb = t;
+            case LN0_W -> ln0W = t;
+            case LN0_B -> ln0B = t;
+            case LN_OUT_W -> lnOutW = t;
+            case LN_OUT_B -> lnOutB = t;
+            case HEAD -> head = t;
+            case LN1_W -> L.ln1W = t;
+            case LN1_B -> L.ln1B = t;
+            case LN2_W -> L.ln2W = t;
+            case LN2_B -> L.ln2B = t;
+            case ATT_MIX_K -> L.attMixK = t;
+            case ATT_MIX_V -> L.attMixV = t;
+            case ATT_MIX_R -> L.attMixR = t;
+            case ATT_MIX_G -> L.attMixG = t;
+            case ATT_DECAY -> L.timeDecay = t;
+            case ATT_FAAAA -> L.timeFaaaa = t;
+            case ATT_R -> L.attR = t;
+            case ATT_K -> L.attK = t;
+            case ATT_V -> L.attV = t;
+            case ATT_O -> L.attO = t;
+            case ATT_G -> L.attG = t;
+            case ATT_LNX_W -> L.lnxW = t;
+            case ATT_LNX_B -> L.lnxB = t;
+            case FFN_MIX_K -> L.ffnMixK = t;
+            case FFN_MIX_R -> L.ffnMixR = t;
+            case FFN_K -> L.ffnK = t;
+            case FFN_R -> L.ffnR = t;
+            case FFN_V -> L.ffnV = t;
+        }
+    }
+
+    public ModelConfig config() { return config; }
+
+    public Map<String, Tensor> byKey() { return Collections.unmodifiableMap(byKey); }
+
+    public Tensor get(String key) {
+        Tensor t = byKey.get(key);
+        if (t == null) throw new IllegalArgumentException("no parameter '" + key + "'");
+        return t;
+    }
+
+    public List<String> keys() { return List.copyOf(byKey.keySet()); }
+
+    /** Downloads every tensor to host memory, in state-dict order. */
+    public ModelWeights download(Backend be, String source) {
+        LinkedHashMap<String, HostTensor> out = new LinkedHashMap<>();
+        for (Map.Entry<String, Tensor> e : byKey.entrySet()) out.put(e.getKey(), be.download(e.getValue()));
+        return new ModelWeights(out, source, config.groupNormEps());
+    }
+
+    public void zeroAll(Backend be) {
+        for (Tensor t : byKey.values()) be.fill(t, 0f);
+    }
+
+    @Override
+    public void close() {
+        for (Tensor t : byKey.values()) t.close();
+    }
+}

@@ -1,0 +1,319 @@
+package ai.longrwkv.core.model;
+
+import ai.longrwkv.core.backend.Backend;
+import ai.longrwkv.core.backend.Tensor;
+import ai.longrwkv.core.tensor.HostTensor;
+
+/**
+ * The RWKV-5.2 (x052) model: forward over a chunk of T tokens from a given state, and its hand-written backward
+ * (llm.c style: one explicit forward and backward per block, every op a {@link Backend} call).
+ *
+ * <p>Forward of block l on a chunk (rwkv5-spec.md §2), x [T, C]:
+ * <pre>
+ *   xx = LN1(x); xk,xv,xr,xg = token-shift mixes of xx with the carried att_x
+ *   r,k,v = W xk..; g = silu(Wg xg); y = WKV(r,k,v, w=exp(-exp(time_decay)), u=time_faaaa, S)
+ *   x1 = x + Wo (GroupNorm_H(y) * g)
+ *   xx = LN2(x1); fk, fr = mixes with the carried ffn_x
+ *   x2 = x1 + sigmoid(Wfr fr) * Wfv relu(Wfk fk)^2
+ * </pre>
+ * The backward pass keeps only what the weight gradients and the nonlinearities need and recomputes the cheap rest
+ * (token-shift mixes, silu, the GroupNorm output), which keeps one chunk's saved activations at about 16 [T, C].
+ */
+public final class Rwkv5Model implements AutoCloseable {
+    private static final float LN_EPS = (float) ModelConfig.LAYER_NORM_EPS;
+
+    private final Backend be;
+    private final ModelConfig cfg;
+    private final ParamSet p;
+
+    public Rwkv5Model(Backend be, ModelConfig cfg, ParamSet params) {
+        this.be = be;
+        this.cfg = cfg;
+        this.p = params;
+    }
+
+    /** Validates the weights, derives the config and uploads the parameters. */
+    public static Rwkv5Model load(Backend be, ModelWeights weights, double groupNormEps) {
+        ModelConfig cfg = ModelConfig.fromWeights(weights, groupNormEps);
+        return new Rwkv5Model(be, cfg, ParamSet.upload(be, cfg, weights));
+    }
+
+    public ModelConfig config() { return cfg; }
+    public Backend backend() { return be; }
+    public ParamSet params() { return p; }
+
+    public RwkvState newState() { return RwkvState.zeros(be, cfg); }
+
+    // ======================================================================================== activations
+
+    /** Saved values of one block for one chunk. */
+    static final class LayerActs implements AutoCloseable {
+        final Tensor xIn, xx1, mean1, rstd1, r, k, v, gPre, y, x1, xx2, mean2, rstd2, kPre, rPre, vOut;
+
+        LayerActs(Backend be, int T, ModelConfig c) {
+            int C = c.nEmbd(), F = c.dimFfn();
+            xIn = be.zeros(T, C); xx1 = be.zeros(T, C); mean1 = be.zeros(T); rstd1 = be.zeros(T);
+            r = be.zeros(T, C); k = be.zeros(T, C); v = be.zeros(T, C); gPre = be.zeros(T, C); y = be.zeros(T, C);
+            x1 = be.zeros(T, C); xx2 = be.zeros(T, C); mean2 = be.zeros(T); rstd2 = be.zeros(T);
+            kPre = be.zeros(T, F); rPre = be.zeros(T, C); vOut = be.zeros(T, C);
+        }
+
+        @Override
+        public void close() {
+            for (Tensor t : new Tensor[]{xIn, xx1, mean1, rstd1, r, k, v, gPre, y, x1, xx2, mean2, rstd2, kPre, rPre, vOut}) t.close();
+        }
+    }
+
+    /** Work buffers of one chunk that nothing reads after the op that fills them. */
+    static final class Scratch implements AutoCloseable {
+        final Tensor mixC, yn, g, z, gnMean, gnRstd, kAct, rSig, w;
+        // backward only (null in forward-only mode)
+        final Tensor dC1, dC2, dMix, dxx, dY, dR, dK, dV, dF, dw;
+
+        Scratch(Backend be, int T, ModelConfig c, boolean backward) {
+            int C = c.nEmbd(), F = c.dimFfn(), H = c.nHead(), N = c.headSize();
+            mixC = be.zeros(T, C); yn = be.zeros(T, C); g = be.zeros(T, C); z = be.zeros(T, C);
+            gnMean = be.zeros(T * H); gnRstd = be.zeros(T * H); kAct = be.zeros(T, F); rSig = be.zeros(T, C);
+            w = be.zeros(H, N);
+            if (backward) {
+                dC1 = be.zeros(T, C); dC2 = be.zeros(T, C); dMix = be.zeros(T, C); dxx = be.zeros(T, C);
+                dY = be.zeros(T, C); dR = be.zeros(T, C); dK = be.zeros(T, C); dV = be.zeros(T, C);
+                dF = be.zeros(T, F); dw = be.zeros(H, N);
+            } else {
+                dC1 = dC2 = dMix = dxx = dY = dR = dK = dV = dF = dw = null;
+            }
+        }
+
+        @Override
+        public void close() {
+            for (Tensor t : new Tensor[]{mixC, yn, g, z, gnMean, gnRstd, kAct, rSig, w, dC1, dC2, dMix, dxx, dY, dR, dK, dV, dF, dw}) {
+                if (t != null) t.close();
+            }
+        }
+    }
+
+    /**
+     * What a forward pass over one chunk leaves: the logits (if asked for) and, when kept for backward, every saved
+     * activation and a copy of the state the chunk started from.
+     */
+    public final class Activations implements AutoCloseable {
+        final int[] tokens;
+        final boolean kept;
+        final RwkvState start;
+        final Tensor embRows, ln0Mean, ln0Rstd, xFinal, lnOut, lnOutMean, lnOutRstd;
+        final LayerActs[] layers;
+        Tensor logits;
+
+        private Activations(int[] tokens, boolean keep, RwkvState state) {
+            int T = tokens.length, C = cfg.nEmbd();
+            this.tokens = tokens.clone();
+            this.kept = keep;
+            this.start = keep ? state.copy(be) : null;
+            embRows = be.zeros(T, C); ln0Mean = be.zeros(T); ln0Rstd = be.zeros(T);
+            xFinal = be.zeros(T, C); lnOut = be.zeros(T, C); lnOutMean = be.zeros(T); lnOutRstd = be.zeros(T);
+            // Without backward two sets are enough: block l reads one and writes its output into the other's xIn.
+            layers = new LayerActs[keep ? cfg.nLayer() : Math.min(2, cfg.nLayer())];
+            for (int i = 0; i < layers.length; i++) layers[i] = new LayerActs(be, T, cfg);
+        }
+
+        public int length() { return tokens.length; }
+
+        /** Logits [T, V], or null if the forward pass was asked not to compute them. Owned by this object. */
+        public Tensor logits() { return logits; }
+
+        LayerActs layer(int l) { return layers[l % layers.length]; }
+
+        @Override
+        public void close() {
+            if (start != null) start.close();
+            for (Tensor t : new Tensor[]{embRows, ln0Mean, ln0Rstd, xFinal, lnOut, lnOutMean, lnOutRstd, logits}) {
+                if (t != null) t.close();
+            }
+            for (LayerActs a : layers) a.close();
+        }
+    }
+
+    // ======================================================================================== forward
+
+    /**
+     * Runs the model over {@code tokens} starting from {@code state}, which is advanced in place to the state after
+     * the last token. With {@code keepForBackward} the result holds what {@link #backward} needs.
+     */
+    public Activations forward(int[] tokens, RwkvState state, boolean keepForBackward, boolean computeLogits) {
+        if (tokens.length == 0) throw new IllegalArgumentException("forward needs at least one token");
+        for (int t = 0; t < tokens.length; t++) {
+            if (tokens[t] < 0 || tokens[t] >= cfg.vocabSize()) {
+                throw new IllegalArgumentException("token " + tokens[t] + " at position " + t
+                        + " is outside the model's vocabulary 0.." + (cfg.vocabSize() - 1));
+            }
+        }
+        int T = tokens.length;
+        Activations acts = new Activations(tokens, keepForBackward, state);
+        try (Scratch s = new Scratch(be, T, cfg, false)) {
+            be.embedding(p.emb, tokens, acts.embRows);
+            be.norm(acts.embRows, p.ln0W, p.ln0B, 1, LN_EPS, acts.layer(0).xIn, acts.ln0Mean, acts.ln0Rstd);
+            for (int l = 0; l < cfg.nLayer(); l++) {
+                Tensor out = l + 1 < cfg.nLayer() ? acts.layer(l + 1).xIn : acts.xFinal;
+                forwardBlock(l, acts.layer(l), out, state, s);
+            }
+            if (computeLogits) {
+                be.norm(acts.xFinal, p.lnOutW, p.lnOutB, 1, LN_EPS, acts.lnOut, acts.lnOutMean, acts.lnOutRstd);
+                acts.logits = be.zeros(T, cfg.vocabSize());
+                be.matmul(acts.lnOut, false, p.head, true, acts.logits, 1f, 0f);
+            }
+        } catch (RuntimeException e) {
+            acts.close();
+            throw e;
+        }
+        return acts;
+    }
+
+    /** One token of generation: advances the state and returns the V logits. */
+    public float[] step(int token, RwkvState state) {
+        try (Activations a = forward(new int[]{token}, state, false, true)) {
+            return be.download(a.logits).data();
+        }
+    }
+
+    private void forwardBlock(int l, LayerActs a, Tensor xOut, RwkvState st, Scratch s) {
+        ParamSet.Layer P = p.layers[l];
+        int T = a.xIn.rows();
+        // ---- time mix
+        be.norm(a.xIn, P.ln1W, P.ln1B, 1, LN_EPS, a.xx1, a.mean1, a.rstd1);
+        linearOfMix(a.xx1, st.attX[l], P.attMixR, P.attR, a.r, s.mixC);
+        linearOfMix(a.xx1, st.attX[l], P.attMixK, P.attK, a.k, s.mixC);
+        linearOfMix(a.xx1, st.attX[l], P.attMixV, P.attV, a.v, s.mixC);
+        linearOfMix(a.xx1, st.attX[l], P.attMixG, P.attG, a.gPre, s.mixC);
+        be.copyRow(a.xx1, T - 1, st.attX[l]);
+        be.decay(P.timeDecay, s.w);
+        be.wkvForward(a.r, a.k, a.v, s.w, P.timeFaaaa, st.wkv[l], a.y);
+        be.norm(a.y, P.lnxW, P.lnxB, cfg.nHead(), (float) cfg.groupNormEps(), s.yn, s.gnMean, s.gnRstd);
+        be.silu(a.gPre, s.g);
+        be.mul(s.yn, s.g, s.z);
+        be.matmul(s.z, false, P.attO, true, a.x1, 1f, 0f);
+        be.add(a.x1, a.xIn, a.x1);
+        // ---- channel mix
+        be.norm(a.x1, P.ln2W, P.ln2B, 1, LN_EPS, a.xx2, a.mean2, a.rstd2);
+        linearOfMix(a.xx2, st.ffnX[l], P.ffnMixK, P.ffnK, a.kPre, s.mixC);
+        linearOfMix(a.xx2, st.ffnX[l], P.ffnMixR, P.ffnR, a.rPre, s.mixC);
+        be.copyRow(a.xx2, T - 1, st.ffnX[l]);
+        be.reluSquare(a.kPre, s.kAct);
+        be.matmul(s.kAct, false, P.ffnV, true, a.vOut, 1f, 0f);
+        be.sigmoid(a.rPre, s.rSig);
+        be.mul(s.rSig, a.vOut, xOut);
+        be.add(xOut, a.x1, xOut);
+    }
+
+    /** out = mix(xx, prev, mix) W^T. */
+    private void linearOfMix(Tensor xx, Tensor prev, Tensor mix, Tensor weight, Tensor out, Tensor mixBuf) {
+        be.tokenShiftMix(xx, prev, mix, mixBuf);
+        be.matmul(mixBuf, false, weight, true, out, 1f, 0f);
+    }
+
+    // ======================================================================================== backward
+
+    /**
+     * Backward through one chunk. {@code dLogits} [T, V] is the loss gradient w.r.t. the logits (null if the chunk
+     * contributes no loss). {@code dState} holds dL/d(state after the chunk) on entry (zeros if the gradient is
+     * stopped there) and dL/d(state before the chunk) on return. Parameter gradients accumulate into {@code grads}.
+     */
+    public void backward(Activations acts, Tensor dLogits, RwkvState dState, ParamSet grads) {
+        if (!acts.kept) throw new IllegalStateException("forward was run without keepForBackward");
+        int T = acts.length();
+        try (Scratch s = new Scratch(be, T, cfg, true); Tensor dx = be.zeros(T, cfg.nEmbd())) {
+            if (dLogits != null) {
+                // logits = lnOut head^T
+                be.matmul(dLogits, true, acts.lnOut, false, grads.head, 1f, 1f);
+                be.matmul(dLogits, false, p.head, false, s.dC1, 1f, 0f);
+                be.normBackward(s.dC1, acts.xFinal, p.lnOutW, 1, acts.lnOutMean, acts.lnOutRstd, dx, grads.lnOutW, grads.lnOutB);
+            }
+            for (int l = cfg.nLayer() - 1; l >= 0; l--) {
+                backwardChannelMix(l, acts.layer(l), dx, acts.start, dState, grads, s);
+                backwardTimeMix(l, acts.layer(l), dx, acts.start, dState, grads, s);
+            }
+            // dx is now dL/d(LN0 output)
+            be.fill(s.dC1, 0f);
+            be.normBackward(dx, acts.embRows, p.ln0W, 1, acts.ln0Mean, acts.ln0Rstd, s.dC1, grads.ln0W, grads.ln0B);
+            be.embeddingBackward(s.dC1, acts.tokens, grads.emb);
+        }
+    }
+
+    /** dx: dL/d(block output) on entry, dL/d(x1) on return. */
+    private void backwardChannelMix(int l, LayerActs a, Tensor dx, RwkvState start, RwkvState dState, ParamSet grads, Scratch s) {
+        ParamSet.Layer P = p.layers[l], G = grads.layers[l];
+        int T = a.xIn.rows();
+        Tensor prev = start.ffnX[l];
+        // out = sigmoid(rPre) * vOut
+        be.sigmoid(a.rPre, s.rSig);
+        be.mul(dx, s.rSig, s.dC1);                 // d vOut
+        be.mul(dx, a.vOut, s.dC2);                 // d sigmoid
+        be.sigmoidBackward(s.rSig, s.dC2, s.dC2);  // d rPre
+        // vOut = relu(kPre)^2 Wv^T
+        be.reluSquare(a.kPre, s.kAct);
+        be.matmul(s.dC1, true, s.kAct, false, G.ffnV, 1f, 1f);
+        be.matmul(s.dC1, false, P.ffnV, false, s.dF, 1f, 0f);
+        be.reluSquareBackward(a.kPre, s.dF, s.dF);
+        // the token-shift output of this block was xx2[T-1]
+        be.fill(s.dxx, 0f);
+        be.addToRow(s.dxx, T - 1, dState.ffnX[l]);
+        be.fill(dState.ffnX[l], 0f);
+        backwardLinearOfMix(s.dF, a.xx2, prev, P.ffnMixK, P.ffnK, G.ffnMixK, G.ffnK, s.dxx, dState.ffnX[l], s);
+        backwardLinearOfMix(s.dC2, a.xx2, prev, P.ffnMixR, P.ffnR, G.ffnMixR, G.ffnR, s.dxx, dState.ffnX[l], s);
+        be.normBackward(s.dxx, a.x1, P.ln2W, 1, a.mean2, a.rstd2, dx, G.ln2W, G.ln2B);
+    }
+
+    /** dx: dL/d(x1) on entry, dL/d(block input) on return. */
+    private void backwardTimeMix(int l, LayerActs a, Tensor dx, RwkvState start, RwkvState dState, ParamSet grads, Scratch s) {
+        ParamSet.Layer P = p.layers[l], G = grads.layers[l];
+        int T = a.xIn.rows();
+        Tensor prev = start.attX[l];
+        // recompute z = GroupNorm(y) * silu(gPre)
+        be.norm(a.y, P.lnxW, P.lnxB, cfg.nHead(), (float) cfg.groupNormEps(), s.yn, s.gnMean, s.gnRstd);
+        be.silu(a.gPre, s.g);
+        be.mul(s.yn, s.g, s.z);
+        // x1 = x + z Wo^T
+        be.matmul(dx, true, s.z, false, G.attO, 1f, 1f);
+        be.matmul(dx, false, P.attO, false, s.dC1, 1f, 0f);   // dz
+        be.mul(s.dC1, s.yn, s.dC2);                            // d silu(gPre)
+        be.siluBackward(a.gPre, s.dC2, s.dC2);                 // d gPre
+        be.mul(s.dC1, s.g, s.dC1);                             // d yn
+        be.fill(s.dY, 0f);
+        be.normBackward(s.dC1, a.y, P.lnxW, cfg.nHead(), s.gnMean, s.gnRstd, s.dY, G.lnxW, G.lnxB);
+        // WKV, from the layer's state at chunk start; dState.wkv[l] goes from dL/dS_T to dL/dS_0
+        be.decay(P.timeDecay, s.w);
+        be.fill(s.dw, 0f);
+        be.wkvBackward(a.r, a.k, a.v, s.w, P.timeFaaaa, start.wkv[l], s.dY, dState.wkv[l], s.dR, s.dK, s.dV, s.dw, G.timeFaaaa);
+        be.decayBackward(P.timeDecay, s.w, s.dw, G.timeDecay);
+        // the four projections of token-shift mixes of xx1
+        be.fill(s.dxx, 0f);
+        be.addToRow(s.dxx, T - 1, dState.attX[l]);
+        be.fill(dState.attX[l], 0f);
+        backwardLinearOfMix(s.dR, a.xx1, prev, P.attMixR, P.attR, G.attMixR, G.attR, s.dxx, dState.attX[l], s);
+        backwardLinearOfMix(s.dK, a.xx1, prev, P.attMixK, P.attK, G.attMixK, G.attK, s.dxx, dState.attX[l], s);
+        backwardLinearOfMix(s.dV, a.xx1, prev, P.attMixV, P.attV, G.attMixV, G.attV, s.dxx, dState.attX[l], s);
+        backwardLinearOfMix(s.dC2, a.xx1, prev, P.attMixG, P.attG, G.attMixG, G.attG, s.dxx, dState.attX[l], s);
+        be.normBackward(s.dxx, a.xIn, P.ln1W, 1, a.mean1, a.rstd1, dx, G.ln1W, G.ln1B);
+    }
+
+    /** Backward of out = mix(xx, prev, mix) W^T given dOut; dxx, dPrev and the parameter gradients accumulate. */
+    private void backwardLinearOfMix(Tensor dOut, Tensor xx, Tensor prev, Tensor mix, Tensor weight,
+                                     Tensor dMix, Tensor dWeight, Tensor dxx, Tensor dPrev, Scratch s) {
+        be.tokenShiftMix(xx, prev, mix, s.mixC);
+        be.matmul(dOut, true, s.mixC, false, dWeight, 1f, 1f);
+        be.matmul(dOut, false, weight, false, s.dMix, 1f, 0f);
+        be.tokenShiftMixBackward(s.dMix, xx, prev, mix, dxx, dPrev, dMix);
+    }
+
+    /** Downloads the parameters. */
+    public ModelWeights toWeights(String source) {
+        return p.download(be, source);
+    }
+
+    /** Logits as host data (for tests and the debug dump). */
+    public HostTensor download(Tensor t) { return be.download(t); }
+
+    @Override
+    public void close() {
+        p.close();
+    }
+}

@@ -1,0 +1,51 @@
+package ai.longrwkv.core.train;
+
+import java.util.Arrays;
+
+/**
+ * One training sequence: input tokens, the target of each position (negative = no target) and a loss mask
+ * (1 = this position's target counts in the loss, 0 = it does not; e.g. prompt or user turns).
+ */
+public record TokenSequence(int[] tokens, int[] targets, float[] mask) {
+
+    public TokenSequence {
+        if (tokens.length == 0) throw new IllegalArgumentException("empty token sequence");
+        if (targets.length != tokens.length) {
+            throw new IllegalArgumentException(tokens.length + " tokens but " + targets.length + " targets");
+        }
+        if (mask.length != tokens.length) {
+            throw new IllegalArgumentException(tokens.length + " tokens but " + mask.length + " mask values");
+        }
+    }
+
+    /** Language-model targets: position t predicts token t+1; the last position has no target; mask all ones. */
+    public static TokenSequence nextToken(int[] tokens) {
+        int[] targets = new int[tokens.length];
+        for (int t = 0; t + 1 < tokens.length; t++) targets[t] = tokens[t + 1];
+        targets[tokens.length - 1] = -1;
+        float[] mask = new float[tokens.length];
+        Arrays.fill(mask, 1f);
+        return new TokenSequence(tokens.clone(), targets, mask);
+    }
+
+    public int length() { return tokens.length; }
+
+    /** Number of positions whose loss counts: a target and mask 1. */
+    public long lossPositions() {
+        long n = 0;
+        for (int t = 0; t < tokens.length; t++) if (targets[t] >= 0 && mask[t] != 0f) n++;
+        return n;
+    }
+
+    /**
+     * Per-position weights of the mean cross-entropy over the whole sequence: mask / (number of loss positions),
+     * so that summing chunk losses gives the sequence mean whatever the chunk length.
+     */
+    public float[] lossWeights() {
+        long n = lossPositions();
+        float[] w = new float[tokens.length];
+        if (n == 0) return w;
+        for (int t = 0; t < tokens.length; t++) if (targets[t] >= 0) w[t] = (float) (mask[t] / (double) n);
+        return w;
+    }
+}
