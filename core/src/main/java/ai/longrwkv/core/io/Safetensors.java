@@ -64,6 +64,7 @@ public final class Safetensors {
         try (FileChannel ch = open(file)) {
             TensorDataReader in = new TensorDataReader(ch);
             Header header = readHeader(ch, in, name);
+            metadataOf(header.json, name); // only to refuse a malformed "__metadata__" here too
             Map<String, HostTensor> out = new LinkedHashMap<>();
             for (Map.Entry<String, JsonElement> e : header.json.entrySet()) {
                 if (e.getKey().equals(METADATA_KEY)) continue;
@@ -242,7 +243,7 @@ public final class Safetensors {
             }
         } catch (IOException | JsonParseException | IllegalStateException | NumberFormatException e) {
             throw new ModelFormatException(name + ": invalid JSON in the safetensors header (" + headerLength + " bytes from byte offset 8): "
-                    + e.getMessage(), e);
+                    + jsonError(e), e);
         }
         if (!parsed.isJsonObject()) {
             throw new ModelFormatException(name + ": the safetensors header must be a JSON object, found: " + abbreviate(text));
@@ -336,6 +337,16 @@ public final class Safetensors {
             }
         }
         throw new ModelFormatException(where + ": '" + field + "' must hold integers, found " + el);
+    }
+
+    /** Gson's message without its advice to parse leniently and its troubleshooting link, which do not help a user. */
+    private static String jsonError(Exception e) {
+        String msg = String.valueOf(e.getMessage());
+        int nl = msg.indexOf('\n');
+        if (nl >= 0) msg = msg.substring(0, nl);
+        String advice = "Use JsonReader.setStrictness(Strictness.LENIENT) to accept ";
+        if (msg.startsWith(advice)) msg = msg.substring(advice.length());
+        return msg;
     }
 
     private static String abbreviate(String s) {

@@ -1,0 +1,86 @@
+package ai.longrwkv.core.model;
+
+import ai.longrwkv.core.tensor.HostTensor;
+import org.bytedeco.openblas.global.openblas;
+
+import java.util.LinkedHashMap;
+import java.util.Map;
+import java.util.Random;
+
+/**
+ * RWKV-LM's x052 initialisation for training from scratch (rwkv5-spec.md §4), deterministic for a given seed: each
+ * tensor draws from its own generator seeded by (seed, key), so values do not depend on the order tensors are made.
+ */
+public final class ModelInit {
+    private ModelInit() { }
+
+    public static ModelWeights x052(ModelConfig cfg, long seed) {
+        int L = cfg.nLayer(), C = cfg.nEmbd(), V = cfg.vocabSize();
+        Map<String, HostTensor> out = new LinkedHashMap<>();
+        for (ParamSpec p : ParamSpec.all(cfg)) {
+            HostTensor t = HostTensor.zeros(p.shape());
+            float[] d = t.data();
+            Random rnd = new Random(seed * 0x9E3779B97F4A7C15L ^ p.key().hashCode());
+            int l = p.layer();
+            // ratio_0_to_1 = l/(L-1) (RWKV-LM divides by zero for L = 1; we take 0) and ratio_1_to_almost0 = 1 - l/L
+            double r0 = L > 1 && l >= 0 ? (double) l / (L - 1) : 0.0;
+            double r1 = l >= 0 ? 1.0 - (double) l / L : 1.0;
+            switch (p.kind()) {
+                case ATT_MIX_K, FFN_MIX_K, FFN_MIX_R -> fillDdd(d, C, r1, 0.0);
+                case ATT_MIX_V -> fillDdd(d, C, r1, 0.3 * r0);
+                case ATT_MIX_R, ATT_MIX_G -> fillDdd(d, C, 0.5 * r1, 0.0);
+                case ATT_DECAY -> {
+                    for (int n = 0; n < C; n++) d[n] = (float) (-6 + 5 * Math.pow(n / (double) (C - 1), 0.7 + 1.3 * r0));
+                }
+                case ATT_FAAAA -> {
+                    for (int n = 0; n < C; n++) d[n] = (float) (r0 * (1 - n / (double) (C - 1)) + ((n + 1) % 3 - 1) * 0.1);
+                }
+                case LN0_W, LN1_W, LN2_W, LN_OUT_W -> java.util.Arrays.fill(d, 1f);
+                case ATT_LNX_W -> java.util.Arrays.fill(d, (float) Math.pow((1.0 + l) / L, 0.7));
+                case LN0_B, LN1_B, LN2_B, LN_OUT_B, ATT_LNX_B -> { }
+                case EMB -> {
+                    for (int i = 0; i < d.length; i++) d[i] = (float) (rnd.nextDouble() * 2e-4 - 1e-4);
+                }
+                case HEAD -> orthogonal(t, V > C ? 0.5 * Math.sqrt((double) V / C) : 0.5, rnd);
+                case ATT_R, ATT_V, FFN_K -> orthogonal(t, 1.0, rnd);
+                case ATT_K, ATT_G -> orthogonal(t, 0.1, rnd);
+                case ATT_O, FFN_V, FFN_R -> { }   // zeros
+            }
+            out.put(p.key(), t);
+        }
+        return new ModelWeights(out, "init(x052, seed=" + seed + ")", cfg.groupNormEps());
+    }
+
+    /** d[i] = (i/C)^power + add. */
+    private static void fillDdd(float[] d, int c, double power, double add) {
+        for (int i = 0; i < c; i++) d[i] = (float) (Math.pow(i / (double) c, power) + add);
+    }
+
+    /**
+     * Like torch.nn.init.orthogonal_ on an [out, in] matrix: QR of a Gaussian matrix (the taller orientation),
+     * Q's columns sign-corrected by diag(R) so the result is uniformly distributed, times gain.
+     */
+    static void orthogonal(HostTensor t, double gain, Random rnd) {
+        int rows = t.dim(0), cols = t.dim(1);
+        boolean transpose = rows < cols;
+        int m = transpose ? cols : rows, n = transpose ? rows : cols;   // m >= n
+        float[] a = new float[m * n];   // row-major [m, n]
+        for (int i = 0; i < a.length; i++) a[i] = (float) rnd.nextGaussian();
+        float[] tau = new float[n];
+        check(openblas.LAPACKE_sgeqrf(openblas.LAPACK_ROW_MAJOR, m, n, a, n, tau), "sgeqrf");
+        float[] sign = new float[n];
+        for (int j = 0; j < n; j++) sign[j] = a[j * n + j] < 0 ? -1f : 1f;
+        check(openblas.LAPACKE_sorgqr(openblas.LAPACK_ROW_MAJOR, m, n, n, a, n, tau), "sorgqr");
+        float[] out = t.data();
+        for (int i = 0; i < m; i++) {
+            for (int j = 0; j < n; j++) {
+                float q = (float) (a[i * n + j] * sign[j] * gain);
+                if (transpose) out[j * cols + i] = q; else out[i * cols + j] = q;
+            }
+        }
+    }
+
+    private static void check(int info, String what) {
+        if (info != 0) throw new IllegalStateException("LAPACK " + what + " failed with info " + info);
+    }
+}
