@@ -3,6 +3,7 @@ package ai.longrwkv.core.backend.cpu;
 import ai.longrwkv.core.backend.Backend;
 import ai.longrwkv.core.backend.Tensor;
 import ai.longrwkv.core.tensor.HostTensor;
+import org.bytedeco.javacpp.FloatPointer;
 import org.bytedeco.openblas.global.openblas;
 
 import java.nio.FloatBuffer;
@@ -17,23 +18,54 @@ import java.util.stream.IntStream;
 public final class CpuBackend implements Backend {
     private final AtomicLong live = new AtomicLong();
     private final AtomicLong peak = new AtomicLong();
+    /**
+     * Freed native buffers by element count, handed out again by {@link #zeros}. Every chunk allocates the same
+     * activation shapes, and fresh native memory costs a page fault per 4 KiB on first touch: without this pool,
+     * allocation took 20% of a forward+backward step of a 0.1B model.
+     */
+    private final java.util.Map<Long, java.util.ArrayDeque<FloatPointer>> pool = new java.util.HashMap<>();
+    private long pooledBytes;
 
     public CpuBackend() {
         // Loading the native library early turns a missing binary into one clear error at start-up.
         openblas.blas_get_num_threads();
     }
 
-    @Override public String name() { return "cpu (OpenBLAS " + openblas.OPENBLAS_VERSION.trim() + ", " + openblas.blas_get_num_threads() + " threads)"; }
+    @Override public String name() { return "cpu (OpenBLAS " + openblas.OPENBLAS_VERSION.trim() + ", " + Runtime.getRuntime().availableProcessors() + " cores)"; }
 
     void track(long bytes) {
         long now = live.addAndGet(bytes);
         peak.accumulateAndGet(now, Math::max);
     }
 
+    synchronized FloatPointer acquire(long floats) {
+        java.util.ArrayDeque<FloatPointer> q = pool.get(floats);
+        if (q != null && !q.isEmpty()) {
+            pooledBytes -= floats * 4L;
+            return q.pop();
+        }
+        return new FloatPointer(floats);
+    }
+
+    synchronized void release(FloatPointer p) {
+        pool.computeIfAbsent(p.capacity(), k -> new java.util.ArrayDeque<>()).push(p);
+        pooledBytes += p.capacity() * 4L;
+    }
+
+    /** Bytes held in the reuse pool (freed tensors' memory kept for the next allocation of the same size). */
+    public synchronized long pooledBytes() { return pooledBytes; }
+
+    /** Returns the pool's memory to the system. */
+    public synchronized void trimPool() {
+        for (java.util.ArrayDeque<FloatPointer> q : pool.values()) for (FloatPointer p : q) p.close();
+        pool.clear();
+        pooledBytes = 0;
+    }
+
     @Override public long liveBytes() { return live.get(); }
     @Override public long peakBytes() { return peak.get(); }
     @Override public void resetPeakBytes() { peak.set(live.get()); }
-    @Override public void close() { }
+    @Override public void close() { trimPool(); }
 
     private static CpuTensor t(Tensor x) {
         if (!(x instanceof CpuTensor c)) throw new IllegalArgumentException("not a CPU tensor: " + x);

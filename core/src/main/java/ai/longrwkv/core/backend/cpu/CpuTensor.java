@@ -27,9 +27,9 @@ final class CpuTensor implements Tensor {
         this.owner = owner;
         this.shape = shape.clone();
         this.size = n;
-        this.pointer = new FloatPointer(Math.max(n, 1));
+        this.pointer = owner.acquire(Math.max(n, 1));
         Pointer.memset(pointer, 0, Math.max(n, 1) * 4L);
-        this.buf = pointer.limit(Math.max(n, 1)).asBuffer();
+        this.buf = pointer.asBuffer();
         owner.track(size * 4L);
     }
 
@@ -49,7 +49,7 @@ final class CpuTensor implements Tensor {
     @Override
     public void close() {
         if (pointer != null) {
-            pointer.close();
+            owner.release(pointer);
             pointer = null;
             buf = null;
             owner.track(-size * 4L);

@@ -1,5 +1,9 @@
 package ai.longrwkv.core.backend.cpu;
 
+import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.VectorOperators;
+import jdk.incubator.vector.VectorSpecies;
+
 import java.nio.FloatBuffer;
 
 /**
@@ -15,6 +19,9 @@ final class WkvCpu {
      * the backward pass stores one every BLOCK steps and recomputes the block it is working on.
      */
     static final int BLOCK = 32;
+
+    /** 8 lanes covers the oracle's N = 8 in one vector and N = 64 in eight; wider species would leave N = 8 scalar. */
+    private static final VectorSpecies<Float> SPECIES = FloatVector.SPECIES_256;
 
     static void forwardHead(int h, int n, int c, int steps, FloatBuffer r, FloatBuffer k, FloatBuffer v, FloatBuffer w,
                             FloatBuffer u, FloatBuffer state, FloatBuffer y) {
@@ -37,25 +44,31 @@ final class WkvCpu {
 
     /** One step: y += r^T (diag(u) k v^T + S); S = diag(w) S + k v^T. */
     private static void step(int n, float[] s, float[] w, float[] u, float[] r, float[] k, float[] v, float[] y) {
+        int upper = SPECIES.loopBound(n);
         for (int i = 0; i < n; i++) {
             float ri = r[i], ki = k[i], uki = u[i] * ki, wi = w[i];
+            FloatVector riV = FloatVector.broadcast(SPECIES, ri), kiV = FloatVector.broadcast(SPECIES, ki);
+            FloatVector ukiV = FloatVector.broadcast(SPECIES, uki);
             int row = i * n;
-            for (int j = 0; j < n; j++) {
+            int j = 0;
+            for (; j < upper; j += SPECIES.length()) {
+                FloatVector sv = FloatVector.fromArray(SPECIES, s, row + j);
+                FloatVector vv = FloatVector.fromArray(SPECIES, v, j);
+                FloatVector yv = FloatVector.fromArray(SPECIES, y, j);
+                vv.fma(ukiV, sv).fma(riV, yv).intoArray(y, j);
+                vv.fma(kiV, sv.mul(wi)).intoArray(s, row + j);
+            }
+            for (; j < n; j++) {
                 float sij = s[row + j];
-                float kv = ki * v[j];
-                y[j] += ri * (uki * v[j] + sij);
-                s[row + j] = wi * sij + kv;
+                y[j] = Math.fma(ri, Math.fma(uki, v[j], sij), y[j]);
+                s[row + j] = Math.fma(ki, v[j], wi * sij);
             }
         }
     }
 
     /** Advances S by one step without producing y (used to rebuild states in backward). */
     private static void advance(int n, float[] s, float[] w, float[] k, float[] v) {
-        for (int i = 0; i < n; i++) {
-            float ki = k[i], wi = w[i];
-            int row = i * n;
-            for (int j = 0; j < n; j++) s[row + j] = wi * s[row + j] + ki * v[j];
-        }
+        advanceInto(n, s, 0, w, k, v);
     }
 
     static void backwardHead(int h, int n, int c, int steps, FloatBuffer r, FloatBuffer k, FloatBuffer v, FloatBuffer w,
@@ -84,6 +97,7 @@ final class WkvCpu {
 
         // Pass 2: reverse scan. a = dL/dS_{t+1} on entry to step t.
         float[] a = new float[nn];
+        int upper = SPECIES.loopBound(n);
         dState.get(h * nn, a, 0, nn);
         float[] blockStates = new float[BLOCK * nn];
         for (int blk = blocks - 1; blk >= 0; blk--) {
@@ -109,16 +123,30 @@ final class WkvCpu {
                 for (int j = 0; j < n; j++) gv[j] = rku * gy[j];
                 for (int i = 0; i < n; i++) {
                     int row = i * n;
-                    float av = 0, sgy = 0, as = 0;
                     float ki = kk[i], ri = rr[i], wi = ww[i];
-                    for (int j = 0; j < n; j++) {
+                    FloatVector kiV = FloatVector.broadcast(SPECIES, ki), riV = FloatVector.broadcast(SPECIES, ri);
+                    FloatVector avv = FloatVector.zero(SPECIES), sgyv = avv, asv = avv;
+                    int j = 0;
+                    for (; j < upper; j += SPECIES.length()) {
+                        FloatVector aij = FloatVector.fromArray(SPECIES, a, row + j);
+                        FloatVector sij = FloatVector.fromArray(SPECIES, blockStates, sOff + row + j);
+                        FloatVector gyj = FloatVector.fromArray(SPECIES, gy, j);
+                        avv = aij.fma(FloatVector.fromArray(SPECIES, vv, j), avv);
+                        sgyv = sij.fma(gyj, sgyv);
+                        asv = aij.fma(sij, asv);
+                        aij.fma(kiV, FloatVector.fromArray(SPECIES, gv, j)).intoArray(gv, j);
+                        gyj.fma(riV, aij.mul(wi)).intoArray(a, row + j);   // becomes dL/dS_t
+                    }
+                    float av = avv.reduceLanes(VectorOperators.ADD), sgy = sgyv.reduceLanes(VectorOperators.ADD);
+                    float as = asv.reduceLanes(VectorOperators.ADD);
+                    for (; j < n; j++) {
                         float aij = a[row + j];
                         float sij = blockStates[sOff + row + j];
                         av += aij * vv[j];
                         sgy += sij * gy[j];
                         as += aij * sij;
                         gv[j] += aij * ki;
-                        a[row + j] = ri * gy[j] + wi * aij;   // becomes dL/dS_t
+                        a[row + j] = ri * gy[j] + wi * aij;
                     }
                     gk[i] = uu[i] * ri * vgy + av;
                     gr[i] = uu[i] * ki * vgy + sgy;
@@ -137,11 +165,19 @@ final class WkvCpu {
         }
     }
 
+    /** states[off..off+N*N) = diag(w) states[off..] + k v^T, in place. */
     private static void advanceInto(int n, float[] states, int off, float[] w, float[] k, float[] v) {
+        int upper = SPECIES.loopBound(n);
         for (int i = 0; i < n; i++) {
             float ki = k[i], wi = w[i];
+            FloatVector kiV = FloatVector.broadcast(SPECIES, ki);
             int row = off + i * n;
-            for (int j = 0; j < n; j++) states[row + j] = wi * states[row + j] + ki * v[j];
+            int j = 0;
+            for (; j < upper; j += SPECIES.length()) {
+                FloatVector sv = FloatVector.fromArray(SPECIES, states, row + j);
+                FloatVector.fromArray(SPECIES, v, j).fma(kiV, sv.mul(wi)).intoArray(states, row + j);
+            }
+            for (; j < n; j++) states[row + j] = Math.fma(ki, v[j], wi * states[row + j]);
         }
     }
 }

@@ -1,0 +1,233 @@
+package ai.longrwkv.cli;
+
+import ai.longrwkv.core.backend.Backend;
+import ai.longrwkv.core.backend.OpProfiler;
+import ai.longrwkv.core.backend.Tensor;
+import ai.longrwkv.core.backend.cpu.CpuBackend;
+import ai.longrwkv.core.model.ModelConfig;
+import ai.longrwkv.core.model.ModelInit;
+import ai.longrwkv.core.model.ParamSet;
+import ai.longrwkv.core.model.Rwkv5Model;
+import ai.longrwkv.core.model.RwkvState;
+import ai.longrwkv.core.tensor.HostTensor;
+import ai.longrwkv.core.train.BpttMode;
+import ai.longrwkv.core.train.ChunkedBptt;
+import ai.longrwkv.core.train.TokenSequence;
+import org.bytedeco.javacpp.FloatPointer;
+import org.bytedeco.openblas.global.openblas;
+import picocli.CommandLine;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
+
+import java.util.Arrays;
+import java.util.Random;
+import java.util.concurrent.Callable;
+
+/** Benchmarks: medians of repeated runs, measured side by side in one process. */
+@Command(name = "bench", mixinStandardHelpOptions = true,
+        description = "Measure CPU throughput and memory (medians of repeated runs in one process).",
+        subcommands = {BenchCommand.Matmul.class, BenchCommand.Wkv.class, BenchCommand.ModelSpeed.class, BenchCommand.Memory.class})
+final class BenchCommand implements Runnable {
+    @CommandLine.Spec
+    CommandLine.Model.CommandSpec spec;
+
+    @Override
+    public void run() {
+        spec.commandLine().usage(System.out);
+    }
+
+    static double median(double[] xs) {
+        double[] s = xs.clone();
+        Arrays.sort(s);
+        return s.length % 2 == 1 ? s[s.length / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+    }
+
+    static Tensor random(Backend be, Random rnd, int... shape) {
+        HostTensor h = HostTensor.zeros(shape);
+        for (int i = 0; i < h.size(); i++) h.data()[i] = (float) rnd.nextGaussian();
+        return be.upload(h);
+    }
+
+    @Command(name = "matmul", mixinStandardHelpOptions = true,
+            description = "Backend matrix products of the model's shapes against raw OpenBLAS sgemm peak.")
+    static final class Matmul implements Callable<Integer> {
+        @Option(names = "--reps", defaultValue = "7", description = "Repetitions per shape (default: ${DEFAULT-VALUE}).") int reps;
+        @Option(names = "--tokens", defaultValue = "1024") int tokens;
+        @Option(names = "--embd", defaultValue = "768") int embd;
+        @Option(names = "--vocab", defaultValue = "65536") int vocab;
+
+        @Override
+        public Integer call() {
+            Random rnd = new Random(1);
+            try (CpuBackend be = new CpuBackend()) {
+                System.out.println("backend: " + be.name());
+                // BLAS peak: a large square sgemm called directly, no backend in between
+                int n = 2048;
+                double peak;
+                try (FloatPointer a = new FloatPointer((long) n * n); FloatPointer b = new FloatPointer((long) n * n); FloatPointer c = new FloatPointer((long) n * n)) {
+                    double[] g = new double[reps];
+                    for (int r = -1; r < reps; r++) {
+                        long t0 = System.nanoTime();
+                        openblas.cblas_sgemm(openblas.CblasRowMajor, openblas.CblasNoTrans, openblas.CblasNoTrans, n, n, n, 1f, a, n, b, n, 0f, c, n);
+                        if (r >= 0) g[r] = 2.0 * n * n * n / (System.nanoTime() - t0);
+                    }
+                    peak = median(g);
+                }
+                System.out.printf("%-40s %9.1f GFLOP/s%n", "OpenBLAS sgemm 2048^3 (peak)", peak);
+                int T = tokens, C = embd, F = (int) (C * 3.5) / 32 * 32;
+                Object[][] shapes = {
+                        {"x W^T   [T,C]x[C,C]  (att r/k/v/g/o)", T, C, C, C, false, true},
+                        {"x W^T   [T,C]x[F,C]^T (ffn key)", T, C, F, C, false, true},
+                        {"dy^T x  [C,T]x[T,C]  (weight grad)", C, T, C, C, true, false},
+                        {"dy W    [T,C]x[C,C]  (input grad)", T, C, C, C, false, false},
+                        {"x H^T   [T,C]x[V,C]^T (head)", T, C, vocab, C, false, true},
+                };
+                for (Object[] s : shapes) {
+                    int m = (int) s[1], k = (int) s[2], nn = (int) s[3];
+                    boolean ta = (boolean) s[5], tb = (boolean) s[6];
+                    try (Tensor a = random(be, rnd, ta ? k : m, ta ? m : k);
+                         Tensor b = random(be, rnd, tb ? nn : k, tb ? k : nn);
+                         Tensor c = be.zeros(m, nn)) {
+                        double[] g = new double[reps];
+                        for (int r = -1; r < reps; r++) {
+                            long t0 = System.nanoTime();
+                            be.matmul(a, ta, b, tb, c, 1f, 0f);
+                            if (r >= 0) g[r] = 2.0 * m * k * nn / (System.nanoTime() - t0);
+                        }
+                        double med = median(g);
+                        System.out.printf("%-40s %9.1f GFLOP/s  (%.0f%% of peak)%n", s[0], med, 100 * med / peak);
+                    }
+                }
+            }
+            return 0;
+        }
+    }
+
+    @Command(name = "wkv", mixinStandardHelpOptions = true,
+            description = "The WKV recurrence alone: forward and backward time for one layer's chunk.")
+    static final class Wkv implements Callable<Integer> {
+        @Option(names = "--heads", defaultValue = "12") int heads;
+        @Option(names = "--head-size", defaultValue = "64") int headSize;
+        @Option(names = "--tokens", defaultValue = "1024") int tokens;
+        @Option(names = "--reps", defaultValue = "7") int reps;
+
+        @Override
+        public Integer call() {
+            Random rnd = new Random(4);
+            int C = heads * headSize;
+            try (CpuBackend be = new CpuBackend();
+                 Tensor r = random(be, rnd, tokens, C); Tensor k = random(be, rnd, tokens, C); Tensor v = random(be, rnd, tokens, C);
+                 Tensor u = random(be, rnd, heads, headSize); Tensor w = be.zeros(heads, headSize); Tensor y = be.zeros(tokens, C);
+                 Tensor s0 = be.zeros(heads, headSize, headSize); Tensor s = be.zeros(heads, headSize, headSize);
+                 Tensor ds = be.zeros(heads, headSize, headSize); Tensor dr = be.zeros(tokens, C); Tensor dk = be.zeros(tokens, C);
+                 Tensor dv = be.zeros(tokens, C); Tensor dw = be.zeros(heads, headSize); Tensor du = be.zeros(heads, headSize)) {
+                be.fill(w, 0.9f);
+                double[] f = new double[reps], b = new double[reps];
+                for (int rep = -1; rep < reps; rep++) {
+                    be.copy(s0, s);
+                    long t0 = System.nanoTime();
+                    be.wkvForward(r, k, v, w, u, s, y);
+                    long t1 = System.nanoTime();
+                    be.fill(ds, 0f);
+                    be.wkvBackward(r, k, v, w, u, s0, y, ds, dr, dk, dv, dw, du);
+                    long t2 = System.nanoTime();
+                    if (rep >= 0) { f[rep] = (t1 - t0) / 1e6; b[rep] = (t2 - t1) / 1e6; }
+                }
+                double elems = (double) tokens * heads * headSize * headSize;
+                System.out.printf("WKV H=%d N=%d T=%d: forward %.2f ms (%.2f ns per state element), backward %.2f ms (%.2f ns)%n",
+                        heads, headSize, tokens, median(f), median(f) * 1e6 / elems, median(b), median(b) * 1e6 / elems);
+            }
+            return 0;
+        }
+    }
+
+    @Command(name = "model", mixinStandardHelpOptions = true,
+            description = "Forward and forward+backward tokens/s of an x052 model of the given shape (random init).")
+    static final class ModelSpeed implements Callable<Integer> {
+        @Option(names = "--layers", defaultValue = "12") int layers;
+        @Option(names = "--embd", defaultValue = "768") int embd;
+        @Option(names = "--head-size", defaultValue = "64") int headSize;
+        @Option(names = "--vocab", defaultValue = "65536") int vocab;
+        @Option(names = "--tokens", defaultValue = "1024", description = "Sequence length (one chunk).") int tokens;
+        @Option(names = "--reps", defaultValue = "3") int reps;
+        @Option(names = "--profile", description = "Also time every backend operation and print where the time goes.") boolean profile;
+
+        @Override
+        public Integer call() {
+            ModelConfig cfg = ModelConfig.forInit(layers, embd, headSize, vocab);
+            Random rnd = new Random(2);
+            OpProfiler profiler = new OpProfiler();
+            int[] ids = new int[tokens];
+            for (int i = 0; i < tokens; i++) ids[i] = rnd.nextInt(vocab);
+            TokenSequence seq = TokenSequence.nextToken(ids);
+            try (CpuBackend cpu = new CpuBackend(); Backend be = profile ? profiler.wrap(cpu) : cpu;
+                 Rwkv5Model m = new Rwkv5Model(be, cfg, ParamSet.upload(be, cfg, ModelInit.x052(cfg, 1)));
+                 ParamSet grads = ParamSet.zeros(be, cfg); RwkvState s0 = m.newState()) {
+                System.out.printf("model %s, %,d params, T=%d, backend %s%n", cfg, cfg.parameterCount(), tokens, be.name());
+                double[] fwd = new double[reps], bwd = new double[reps];
+                for (int r = -1; r < reps; r++) {
+                    long t0 = System.nanoTime();
+                    try (RwkvState s = s0.copy(be); var acts = m.forward(ids, s, false, true)) {
+                        be.crossEntropy(acts.logits(), seq.targets(), seq.lossWeights(), 0f, null);
+                    }
+                    long t1 = System.nanoTime();
+                    ChunkedBptt.Result res = ChunkedBptt.run(m, seq, s0, grads, new ChunkedBptt.Options(tokens, BpttMode.FULL, true), false, null);
+                    long t2 = System.nanoTime();
+                    res.finalState().close();
+                    if (r == -1) profiler.reset();
+                    if (r >= 0) {
+                        fwd[r] = tokens / ((t1 - t0) / 1e9);
+                        bwd[r] = tokens / ((t2 - t1) / 1e9);
+                        System.out.printf("  rep %d: forward %.1f tok/s, forward+backward %.1f tok/s%n", r, fwd[r], bwd[r]);
+                    }
+                }
+                System.out.printf("median forward %.1f tok/s, forward+backward %.1f tok/s%n", median(fwd), median(bwd));
+                if (profile) {
+                    System.out.println("backend time by operation over the timed repetitions (forward and forward+backward):");
+                    profiler.report().forEach(line -> System.out.println("  " + line));
+                }
+            }
+            return 0;
+        }
+    }
+
+    @Command(name = "memory", mixinStandardHelpOptions = true,
+            description = "Peak backend memory of FULL-mode chunked BPTT for growing sequence lengths at a fixed chunk.")
+    static final class Memory implements Callable<Integer> {
+        @Option(names = "--layers", defaultValue = "2") int layers;
+        @Option(names = "--embd", defaultValue = "128") int embd;
+        @Option(names = "--head-size", defaultValue = "64") int headSize;
+        @Option(names = "--vocab", defaultValue = "256") int vocab;
+        @Option(names = "--chunk-len", defaultValue = "512") int chunk;
+        @Option(names = "--lengths", defaultValue = "4096,16384,65536", split = ",") int[] lengths;
+
+        @Override
+        public Integer call() {
+            ModelConfig cfg = ModelConfig.forInit(layers, embd, headSize, vocab);
+            try (CpuBackend be = new CpuBackend(); Rwkv5Model m = new Rwkv5Model(be, cfg, ParamSet.upload(be, cfg, ModelInit.x052(cfg, 1)));
+                 ParamSet grads = ParamSet.zeros(be, cfg); RwkvState s0 = m.newState()) {
+                System.out.printf("model %s, chunk %d, FULL mode; params+grads+state %.1f MB held throughout%n",
+                        cfg, chunk, be.liveBytes() / 1e6);
+                System.out.printf("%8s %7s %12s %14s %20s %10s%n", "T", "chunks", "peak MB", "boundary MB", "peak - boundary MB", "tok/s");
+                Random rnd = new Random(3);
+                for (int T : lengths) {
+                    int[] ids = new int[T];
+                    for (int i = 0; i < T; i++) ids[i] = rnd.nextInt(vocab);
+                    long base = be.liveBytes();
+                    be.resetPeakBytes();
+                    long t0 = System.nanoTime();
+                    ChunkedBptt.Result r = ChunkedBptt.run(m, TokenSequence.nextToken(ids), s0, grads,
+                            new ChunkedBptt.Options(chunk, BpttMode.FULL, true), false, null);
+                    double secs = (System.nanoTime() - t0) / 1e9;
+                    r.finalState().close();
+                    long peak = be.peakBytes() - base;
+                    int chunks = (T + chunk - 1) / chunk;
+                    long boundary = chunks * RwkvState.bytes(cfg);
+                    System.out.printf("%8d %7d %12.2f %14.2f %20.2f %10.0f%n", T, chunks, peak / 1e6, boundary / 1e6,
+                            (peak - boundary) / 1e6, T / secs);
+                }
+            }
+            return 0;
+        }
+    }
+}

@@ -1,0 +1,47 @@
+package ai.longrwkv.cli;
+
+import ai.longrwkv.core.io.ModelFiles;
+import ai.longrwkv.core.model.ModelWeights;
+
+import java.nio.file.Path;
+
+/** Small helpers shared by the commands. */
+final class Cli {
+    private Cli() { }
+
+    /** Parses "1,2,3" (spaces allowed); the option name and position appear in any error. */
+    static int[] parseInts(String option, String list) {
+        String[] parts = list.trim().split("[,\\s]+");
+        int[] out = new int[parts.length];
+        for (int i = 0; i < parts.length; i++) {
+            try {
+                out[i] = Integer.parseInt(parts[i]);
+            } catch (NumberFormatException e) {
+                throw new IllegalArgumentException(option + ": '" + parts[i] + "' at position " + i + " is not an integer");
+            }
+        }
+        return out;
+    }
+
+    static float[] parseMask(String option, String list, int expectedLength) {
+        int[] v = parseInts(option, list);
+        if (v.length != expectedLength) {
+            throw new IllegalArgumentException(option + " has " + v.length + " values but --tokens has " + expectedLength);
+        }
+        float[] out = new float[v.length];
+        for (int i = 0; i < v.length; i++) {
+            if (v[i] != 0 && v[i] != 1) throw new IllegalArgumentException(option + ": value " + v[i] + " at position " + i + " must be 0 or 1");
+            out[i] = v[i];
+        }
+        return out;
+    }
+
+    /** Loads a model file and picks the ln_x eps: the user's, else the file format's, else the official 64e-5. */
+    static ModelWeights load(Path file) {
+        return ModelFiles.load(file);
+    }
+
+    static double groupNormEps(ModelWeights w, Double userEps) {
+        return userEps != null ? userEps : ModelFiles.defaultGroupNormEps(w);
+    }
+}

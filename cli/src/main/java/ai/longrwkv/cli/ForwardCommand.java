@@ -1,0 +1,99 @@
+package ai.longrwkv.cli;
+
+import ai.longrwkv.core.backend.cpu.CpuBackend;
+import ai.longrwkv.core.model.ModelWeights;
+import ai.longrwkv.core.model.Rwkv5Model;
+import ai.longrwkv.core.model.RwkvState;
+import ai.longrwkv.core.train.BpttMode;
+import ai.longrwkv.core.train.ChunkedBptt;
+import ai.longrwkv.core.train.TokenSequence;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
+
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Path;
+import java.util.concurrent.Callable;
+
+/** Runs a model over a text or token list and shows what it predicts at each position. */
+@Command(name = "forward", mixinStandardHelpOptions = true,
+        description = "Run a model over tokens (or, for byte-level models, text); print the top next-token predictions "
+                + "at each position and the mean loss. The input is processed in chunks with the state carried.")
+final class ForwardCommand implements Callable<Integer> {
+    @Option(names = "--model", required = true, description = "Model file: rwkv.cpp .bin or .safetensors.")
+    Path model;
+
+    @Option(names = "--text", description = "Input text; byte-level models (vocab 256) only until the World tokenizer lands.")
+    String text;
+
+    @Option(names = "--tokens", description = "Comma-separated token ids.")
+    String tokens;
+
+    @Option(names = "--top", defaultValue = "3", description = "Predictions shown per position (default: ${DEFAULT-VALUE}).")
+    int top;
+
+    @Option(names = "--chunk-len", defaultValue = "1024", description = "Tokens per chunk (default: ${DEFAULT-VALUE}).")
+    int chunkLen;
+
+    @Option(names = "--gn-eps", description = "ln_x GroupNorm eps (default: 1e-5 for rwkv.cpp files, else 64e-5).")
+    Double gnEps;
+
+    @Override
+    public Integer call() {
+        if ((text == null) == (tokens == null)) throw new IllegalArgumentException("give exactly one of --text or --tokens");
+        ModelWeights w = Cli.load(model);
+        try (CpuBackend be = new CpuBackend(); Rwkv5Model m = Rwkv5Model.load(be, w, Cli.groupNormEps(w, gnEps));
+             RwkvState s0 = m.newState()) {
+            int v = m.config().vocabSize();
+            int[] ids;
+            if (text != null) {
+                if (v != 256) throw new IllegalArgumentException("--text needs a byte-level model (vocab 256); this one has vocab " + v + ": use --tokens");
+                byte[] bytes = text.getBytes(StandardCharsets.UTF_8);
+                ids = new int[bytes.length];
+                for (int i = 0; i < bytes.length; i++) ids[i] = bytes[i] & 0xff;
+            } else {
+                ids = Cli.parseInts("--tokens", tokens);
+            }
+            System.out.println("model " + model + ": " + m.config() + ", " + String.format("%,d", m.config().parameterCount()) + " parameters");
+            TokenSequence seq = TokenSequence.nextToken(ids);
+            float[][] rows = new float[ids.length][];
+            ChunkedBptt.Result r = ChunkedBptt.run(m, seq, s0, null, new ChunkedBptt.Options(chunkLen, BpttMode.FULL, false), false,
+                    (start, logits) -> {
+                        for (int t = 0; t < logits.dim(0); t++) {
+                            rows[start + t] = java.util.Arrays.copyOfRange(logits.data(), t * v, (t + 1) * v);
+                        }
+                    });
+            r.finalState().close();
+            for (int t = 0; t < ids.length; t++) {
+                StringBuilder sb = new StringBuilder(String.format("%5d  %-8s ->", t, show(ids[t], v)));
+                for (int idx : topK(rows[t], top)) sb.append(String.format("  %s %.3f", show(idx, v), rows[t][idx]));
+                System.out.println(sb);
+            }
+            if (seq.lossPositions() > 0) {
+                System.out.printf("mean loss over %d positions: %.6f nats%n", seq.lossPositions(), r.loss());
+            }
+        }
+        return 0;
+    }
+
+    private static String show(int id, int vocab) {
+        if (vocab != 256) return Integer.toString(id);
+        if (id >= 32 && id < 127) return "'" + (char) id + "'";
+        return String.format("0x%02x", id);
+    }
+
+    static int[] topK(float[] row, int k) {
+        k = Math.min(k, row.length);
+        int[] best = new int[k];
+        java.util.Arrays.fill(best, -1);
+        for (int i = 0; i < row.length; i++) {
+            for (int j = 0; j < k; j++) {
+                if (best[j] < 0 || row[i] > row[best[j]]) {
+                    System.arraycopy(best, j, best, j + 1, k - j - 1);
+                    best[j] = i;
+                    break;
+                }
+            }
+        }
+        return best;
+    }
+}
