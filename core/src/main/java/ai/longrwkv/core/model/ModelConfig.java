@@ -58,29 +58,29 @@ public record ModelConfig(int nLayer, int nEmbd, int nHead, int headSize, int di
     public static ModelConfig fromWeights(ModelWeights weights, double groupNormEps) {
         String src = weights.source();
         checkArchitecture(weights);
-        HostTensor emb = weights.get("emb.weight");
-        if (emb.rank() != 2) throw bad(src, "emb.weight", "[V, C]", emb);
-        int vocab = emb.dim(0), c = emb.dim(1);
+        int[] emb = weights.shape("emb.weight");
+        if (emb.length != 2) throw bad(src, "emb.weight", "[V, C]", emb);
+        int vocab = emb[0], c = emb[1];
         int layers = 0;
         while (weights.has("blocks." + layers + ".ln1.weight")) layers++;
         if (layers == 0) throw new ModelFormatException(src + ": no 'blocks.0.ln1.weight' tensor; this is not an RWKV model");
-        HostTensor td = weights.get("blocks.0.att.time_decay");
-        if (td.rank() != 2) throw bad(src, "blocks.0.att.time_decay", "[H, N]", td);
-        int h = td.dim(0), n = td.dim(1);
+        int[] td = weights.shape("blocks.0.att.time_decay");
+        if (td.length != 2) throw bad(src, "blocks.0.att.time_decay", "[H, N]", td);
+        int h = td[0], n = td[1];
         if (h * n != c) {
-            throw new ModelFormatException(src + ": blocks.0.att.time_decay has shape " + HostTensor.shapeString(td.shape())
+            throw new ModelFormatException(src + ": blocks.0.att.time_decay has shape " + HostTensor.shapeString(td)
                     + " but H*N must equal n_embd = " + c + " (from emb.weight); dim_att != n_embd is not supported");
         }
-        HostTensor ffnKey = weights.get("blocks.0.ffn.key.weight");
-        if (ffnKey.rank() != 2) throw bad(src, "blocks.0.ffn.key.weight", "[F, C]", ffnKey);
-        int f = ffnKey.dim(0);
+        int[] ffnKey = weights.shape("blocks.0.ffn.key.weight");
+        if (ffnKey.length != 2) throw bad(src, "blocks.0.ffn.key.weight", "[F, C]", ffnKey);
+        int f = ffnKey[0];
         ModelConfig cfg = new ModelConfig(layers, c, h, n, f, vocab, groupNormEps);
         List<String> problems = new ArrayList<>();
         for (ParamSpec p : ParamSpec.all(cfg)) {
             if (!weights.has(p.key())) {
                 problems.add("missing '" + p.key() + "' " + Arrays.toString(p.shape()));
-            } else if (!weights.get(p.key()).sameShape(p.shape())) {
-                problems.add("'" + p.key() + "' has shape " + Arrays.toString(weights.get(p.key()).shape())
+            } else if (!Arrays.equals(weights.shape(p.key()), p.shape())) {
+                problems.add("'" + p.key() + "' has shape " + Arrays.toString(weights.shape(p.key()))
                         + ", expected " + Arrays.toString(p.shape()));
             }
         }
@@ -107,16 +107,16 @@ public record ModelConfig(int nLayer, int nEmbd, int nHead, int headSize, int di
         else if (!lnx) found = "no att.ln_x (an RWKV-4 model)";
         else if (!gate) found = "att.ln_x but no att.gate (an RWKV-5.0/5.1 model)";
         else {
-            HostTensor td = w.get("blocks.0.att.time_decay");
-            if (td.rank() == 2 && td.dim(1) > 1) return;
-            found = "att.gate with one time_decay per head, shape " + HostTensor.shapeString(td.shape()) + " (RWKV-5.1)";
+            int[] td = w.shape("blocks.0.att.time_decay");
+            if (td.length == 2 && td[1] > 1) return;
+            found = "att.gate with one time_decay per head, shape " + HostTensor.shapeString(td) + " (RWKV-5.1)";
         }
         throw new ModelFormatException(src + ": not an RWKV-5.2 (x052) model: found " + found
                 + "; x052 needs att.gate.weight and att.time_decay of shape [H, N]");
     }
 
-    private static ModelFormatException bad(String src, String key, String expected, HostTensor t) {
-        return new ModelFormatException(src + ": '" + key + "' has shape " + HostTensor.shapeString(t.shape()) + ", expected " + expected);
+    private static ModelFormatException bad(String src, String key, String expected, int[] shape) {
+        return new ModelFormatException(src + ": '" + key + "' has shape " + HostTensor.shapeString(shape) + ", expected " + expected);
     }
 
     /** Parameter count of the model these dimensions describe. */

@@ -1,46 +1,95 @@
 package ai.longrwkv.core.model;
 
+import ai.longrwkv.core.io.ModelFormatException;
 import ai.longrwkv.core.tensor.HostTensor;
 
 import java.util.Collections;
 import java.util.LinkedHashMap;
 import java.util.Map;
+import java.util.Set;
 
 /**
  * The parameters of an x052 model as a .pth state dict names and shapes them (rwkv5-spec.md §1):
  * {@code time_decay} is the raw parameter (w = exp(-exp(time_decay))), time_mix_* are [1,1,C], Linear weights [out,in].
  * Readers of other formats convert into this form, writers convert out of it.
+ *
+ * <p>Entries may be lazy: a reader of a 15 GB checkpoint gives shapes and dtypes at once and converts a tensor to
+ * float32 only when {@link #get} asks for it, so a model is uploaded one tensor at a time.
  */
 public final class ModelWeights {
-    private final LinkedHashMap<String, HostTensor> tensors;
+
+    /** One tensor: its shape and stored dtype are known without reading the data. */
+    public interface Entry {
+        int[] shape();
+
+        /** Stored element type as safetensors names it: F32, F16, BF16. */
+        String dtype();
+
+        /** Reads (and converts to float32) the data; may be called more than once. */
+        HostTensor load();
+    }
+
+    /** An entry already in memory. */
+    public record InMemory(HostTensor tensor) implements Entry {
+        @Override public int[] shape() { return tensor.shape(); }
+        @Override public String dtype() { return "F32"; }
+        @Override public HostTensor load() { return tensor; }
+    }
+
+    private final LinkedHashMap<String, Entry> entries;
     /** Where these weights came from (a file path or "init(seed=...)"), for error messages. */
     private final String source;
     /** The ln_x GroupNorm eps the file's producer used, if the format implies one (rwkv.cpp: 1e-5); NaN if unknown. */
     private final double impliedGroupNormEps;
 
+    /** Weights already in memory. */
     public ModelWeights(Map<String, HostTensor> tensors, String source, double impliedGroupNormEps) {
-        this.tensors = new LinkedHashMap<>(tensors);
+        this.entries = new LinkedHashMap<>();
+        tensors.forEach((k, v) -> entries.put(k, new InMemory(v)));
         this.source = source;
         this.impliedGroupNormEps = impliedGroupNormEps;
     }
 
-    public Map<String, HostTensor> tensors() { return Collections.unmodifiableMap(tensors); }
-    public String source() { return source; }
-    public double impliedGroupNormEps() { return impliedGroupNormEps; }
-    public boolean has(String key) { return tensors.containsKey(key); }
-
-    public HostTensor get(String key) {
-        HostTensor t = tensors.get(key);
-        if (t == null) {
-            throw new ai.longrwkv.core.io.ModelFormatException(source + ": missing tensor '" + key + "'");
-        }
-        return t;
+    private ModelWeights(LinkedHashMap<String, Entry> entries, String source, double impliedGroupNormEps, boolean lazy) {
+        this.entries = entries;
+        this.source = source;
+        this.impliedGroupNormEps = impliedGroupNormEps;
     }
 
-    /** Total number of parameters. */
+    /** Weights whose data is read on demand. */
+    public static ModelWeights lazy(Map<String, ? extends Entry> entries, String source, double impliedGroupNormEps) {
+        return new ModelWeights(new LinkedHashMap<>(entries), source, impliedGroupNormEps, true);
+    }
+
+    public Set<String> keys() { return Collections.unmodifiableSet(entries.keySet()); }
+    public Map<String, Entry> entries() { return Collections.unmodifiableMap(entries); }
+    public String source() { return source; }
+    public double impliedGroupNormEps() { return impliedGroupNormEps; }
+    public boolean has(String key) { return entries.containsKey(key); }
+
+    private Entry entry(String key) {
+        Entry e = entries.get(key);
+        if (e == null) throw new ModelFormatException(source + ": missing tensor '" + key + "'");
+        return e;
+    }
+
+    /** Shape of a tensor without reading its data. */
+    public int[] shape(String key) { return entry(key).shape(); }
+
+    /** The tensor as float32 (read from the file now if the entry is lazy). */
+    public HostTensor get(String key) { return entry(key).load(); }
+
+    /** Every tensor, loaded, in order. Fine for small models; large ones should go key by key. */
+    public Map<String, HostTensor> tensors() {
+        LinkedHashMap<String, HostTensor> out = new LinkedHashMap<>();
+        entries.forEach((k, e) -> out.put(k, e.load()));
+        return out;
+    }
+
+    /** Total number of parameters (from shapes; reads nothing). */
     public long parameterCount() {
         long n = 0;
-        for (HostTensor t : tensors.values()) n += t.size();
+        for (Entry e : entries.values()) n += HostTensor.numel(e.shape());
         return n;
     }
 }
