@@ -50,6 +50,7 @@ public final class ChunkedBptt {
     public static Result run(Rwkv5Model model, TokenSequence seq, RwkvState initialState, ParamSet grads,
                              Options opt, boolean wantInitialStateGrad, LogitsSink sink) {
         Backend be = model.backend();
+        seq.checkVocabulary(model.config().vocabSize());
         int T = seq.length(), c = opt.chunkLen();
         int chunks = (T + c - 1) / c;
         float[] weights = seq.lossWeights();

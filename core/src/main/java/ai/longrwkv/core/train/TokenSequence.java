@@ -30,6 +30,20 @@ public record TokenSequence(int[] tokens, int[] targets, float[] mask) {
 
     public int length() { return tokens.length; }
 
+    /** Refuses token or target ids outside 0..vocab-1, naming the first bad one and its position. */
+    public void checkVocabulary(int vocab) {
+        for (int t = 0; t < tokens.length; t++) {
+            if (tokens[t] < 0 || tokens[t] >= vocab) {
+                throw new IllegalArgumentException("token " + tokens[t] + " at position " + t + " is outside the model's vocabulary 0.." + (vocab - 1));
+            }
+        }
+        for (int t = 0; t < targets.length; t++) {
+            if (targets[t] >= vocab) {
+                throw new IllegalArgumentException("target " + targets[t] + " at position " + t + " is outside the model's vocabulary 0.." + (vocab - 1));
+            }
+        }
+    }
+
     /** Number of positions whose loss counts: a target and mask 1. */
     public long lossPositions() {
         long n = 0;
