@@ -48,6 +48,18 @@ final class BenchCommand implements Runnable {
         return be.upload(h);
     }
 
+    /** Peak resident set size of this process (VmHWM), or -1 where /proc is not available. */
+    static long peakRssBytes() {
+        try {
+            for (String line : java.nio.file.Files.readAllLines(java.nio.file.Path.of("/proc/self/status"))) {
+                if (line.startsWith("VmHWM:")) return Long.parseLong(line.replaceAll("[^0-9]", "")) * 1024;
+            }
+        } catch (java.io.IOException | RuntimeException e) {
+            return -1;
+        }
+        return -1;
+    }
+
     @Command(name = "matmul", mixinStandardHelpOptions = true,
             description = "Backend matrix products of the model's shapes against raw OpenBLAS sgemm peak.")
     static final class Matmul implements Callable<Integer> {
@@ -208,8 +220,13 @@ final class BenchCommand implements Runnable {
                  ParamSet grads = ParamSet.zeros(be, cfg); RwkvState s0 = m.newState()) {
                 System.out.printf("model %s, chunk %d, FULL mode; params+grads+state %.1f MB held throughout%n",
                         cfg, chunk, be.liveBytes() / 1e6);
-                System.out.printf("%8s %7s %12s %14s %20s %10s%n", "T", "chunks", "peak MB", "boundary MB", "peak - boundary MB", "tok/s");
+                System.out.printf("%8s %7s %12s %14s %20s %16s %10s%n", "T", "chunks", "peak MB", "boundary MB",
+                        "peak - boundary MB", "process RSS MB", "tok/s");
                 Random rnd = new Random(3);
+                // warm-up so that the first row's tokens/s is not JIT compilation time
+                int[] warm = new int[Math.min(4 * chunk, 4096)];
+                ChunkedBptt.run(m, TokenSequence.nextToken(warm), s0, grads, new ChunkedBptt.Options(chunk, BpttMode.FULL, true), false, null)
+                        .finalState().close();
                 for (int T : lengths) {
                     int[] ids = new int[T];
                     for (int i = 0; i < T; i++) ids[i] = rnd.nextInt(vocab);
@@ -223,8 +240,8 @@ final class BenchCommand implements Runnable {
                     long peak = be.peakBytes() - base;
                     int chunks = (T + chunk - 1) / chunk;
                     long boundary = chunks * RwkvState.bytes(cfg);
-                    System.out.printf("%8d %7d %12.2f %14.2f %20.2f %10.0f%n", T, chunks, peak / 1e6, boundary / 1e6,
-                            (peak - boundary) / 1e6, T / secs);
+                    System.out.printf("%8d %7d %12.2f %14.2f %20.2f %16.0f %10.0f%n", T, chunks, peak / 1e6, boundary / 1e6,
+                            (peak - boundary) / 1e6, peakRssBytes() / 1e6, T / secs);
                 }
             }
             return 0;

@@ -1,5 +1,6 @@
 package ai.longrwkv.core.io;
 
+import ai.longrwkv.core.io.pth.PthReader;
 import ai.longrwkv.core.model.ModelConfig;
 import ai.longrwkv.core.model.ModelWeights;
 
@@ -26,9 +27,7 @@ public final class ModelFiles {
         ModelWeights weights = switch (format) {
             case RWKV_CPP -> RwkvCppModelReader.read(file);
             case SAFETENSORS -> Safetensors.readModel(file);
-            case PYTORCH_ZIP -> throw new ModelFormatException(file + ": this is a PyTorch .pth (zip) checkpoint; the .pth reader is not "
-                    + "available yet. Convert it to safetensors first (for example with the Python safetensors package: "
-                    + "save_file({k: v.float().contiguous() for k, v in torch.load(path).items()}, 'model.safetensors')).");
+            case PYTORCH_ZIP -> PthReader.read(file);
             case UNKNOWN -> throw new ModelFormatException(file + ": unrecognised model format (first bytes " + firstBytesHex(file)
                     + "); expected an rwkv.cpp .bin (starts with 66 6d 67 67), a PyTorch .pth zip (starts with 50 4b 03 04) "
                     + "or a .safetensors file (8-byte header length, then '{')");

@@ -97,7 +97,6 @@ final class WkvCpu {
 
         // Pass 2: reverse scan. a = dL/dS_{t+1} on entry to step t.
         float[] a = new float[nn];
-        int upper = SPECIES.loopBound(n);
         dState.get(h * nn, a, 0, nn);
         float[] blockStates = new float[BLOCK * nn];
         for (int blk = blocks - 1; blk >= 0; blk--) {
@@ -116,43 +115,7 @@ final class WkvCpu {
                 k.get(base, kk, 0, n);
                 v.get(base, vv, 0, n);
                 dy.get(base, gy, 0, n);
-                int sOff = (t - t0) * nn;
-                float vgy = 0, rku = 0;
-                for (int j = 0; j < n; j++) vgy += vv[j] * gy[j];
-                for (int i = 0; i < n; i++) rku += rr[i] * uu[i] * kk[i];
-                for (int j = 0; j < n; j++) gv[j] = rku * gy[j];
-                for (int i = 0; i < n; i++) {
-                    int row = i * n;
-                    float ki = kk[i], ri = rr[i], wi = ww[i];
-                    FloatVector kiV = FloatVector.broadcast(SPECIES, ki), riV = FloatVector.broadcast(SPECIES, ri);
-                    FloatVector avv = FloatVector.zero(SPECIES), sgyv = avv, asv = avv;
-                    int j = 0;
-                    for (; j < upper; j += SPECIES.length()) {
-                        FloatVector aij = FloatVector.fromArray(SPECIES, a, row + j);
-                        FloatVector sij = FloatVector.fromArray(SPECIES, blockStates, sOff + row + j);
-                        FloatVector gyj = FloatVector.fromArray(SPECIES, gy, j);
-                        avv = aij.fma(FloatVector.fromArray(SPECIES, vv, j), avv);
-                        sgyv = sij.fma(gyj, sgyv);
-                        asv = aij.fma(sij, asv);
-                        aij.fma(kiV, FloatVector.fromArray(SPECIES, gv, j)).intoArray(gv, j);
-                        gyj.fma(riV, aij.mul(wi)).intoArray(a, row + j);   // becomes dL/dS_t
-                    }
-                    float av = avv.reduceLanes(VectorOperators.ADD), sgy = sgyv.reduceLanes(VectorOperators.ADD);
-                    float as = asv.reduceLanes(VectorOperators.ADD);
-                    for (; j < n; j++) {
-                        float aij = a[row + j];
-                        float sij = blockStates[sOff + row + j];
-                        av += aij * vv[j];
-                        sgy += sij * gy[j];
-                        as += aij * sij;
-                        gv[j] += aij * ki;
-                        a[row + j] = ri * gy[j] + wi * aij;
-                    }
-                    gk[i] = uu[i] * ri * vgy + av;
-                    gr[i] = uu[i] * ki * vgy + sgy;
-                    duAcc[i] += ri * ki * vgy;
-                    dwAcc[i] += as;
-                }
+                backwardStep(n, a, blockStates, (t - t0) * nn, rr, kk, vv, gy, uu, ww, gr, gk, gv, dwAcc, duAcc);
                 dr.put(base, gr, 0, n);
                 dk.put(base, gk, 0, n);
                 dv.put(base, gv, 0, n);
@@ -162,6 +125,53 @@ final class WkvCpu {
         for (int i = 0; i < n; i++) {
             dw.put(h * n + i, dw.get(h * n + i) + (float) dwAcc[i]);
             du.put(h * n + i, du.get(h * n + i) + (float) duAcc[i]);
+        }
+    }
+
+    /**
+     * One reverse step at time t (a = dL/dS_{t+1} on entry, dL/dS_t on return; states[sOff..] = S_t).
+     * Kept in its own small method: inside one large method C2 ran out of inlining budget and left the Vector API
+     * calls un-intrinsified, which measured 25x slower.
+     */
+    private static void backwardStep(int n, float[] a, float[] states, int sOff, float[] r, float[] k, float[] v,
+                                     float[] gy, float[] u, float[] w, float[] gr, float[] gk, float[] gv,
+                                     double[] dwAcc, double[] duAcc) {
+        int upper = SPECIES.loopBound(n);
+        float vgy = 0, rku = 0;
+        for (int j = 0; j < n; j++) vgy += v[j] * gy[j];
+        for (int i = 0; i < n; i++) rku += r[i] * u[i] * k[i];
+        for (int j = 0; j < n; j++) gv[j] = rku * gy[j];
+        for (int i = 0; i < n; i++) {
+            int row = i * n;
+            float ki = k[i], ri = r[i], wi = w[i];
+            FloatVector kiV = FloatVector.broadcast(SPECIES, ki), riV = FloatVector.broadcast(SPECIES, ri);
+            FloatVector avv = FloatVector.zero(SPECIES), sgyv = avv, asv = avv;
+            int j = 0;
+            for (; j < upper; j += SPECIES.length()) {
+                FloatVector aij = FloatVector.fromArray(SPECIES, a, row + j);
+                FloatVector sij = FloatVector.fromArray(SPECIES, states, sOff + row + j);
+                FloatVector gyj = FloatVector.fromArray(SPECIES, gy, j);
+                avv = aij.fma(FloatVector.fromArray(SPECIES, v, j), avv);
+                sgyv = sij.fma(gyj, sgyv);
+                asv = aij.fma(sij, asv);
+                aij.fma(kiV, FloatVector.fromArray(SPECIES, gv, j)).intoArray(gv, j);
+                gyj.fma(riV, aij.mul(wi)).intoArray(a, row + j);   // becomes dL/dS_t
+            }
+            float av = avv.reduceLanes(VectorOperators.ADD), sgy = sgyv.reduceLanes(VectorOperators.ADD);
+            float as = asv.reduceLanes(VectorOperators.ADD);
+            for (; j < n; j++) {
+                float aij = a[row + j];
+                float sij = states[sOff + row + j];
+                av += aij * v[j];
+                sgy += sij * gy[j];
+                as += aij * sij;
+                gv[j] += aij * ki;
+                a[row + j] = ri * gy[j] + wi * aij;
+            }
+            gk[i] = u[i] * ri * vgy + av;
+            gr[i] = u[i] * ki * vgy + sgy;
+            duAcc[i] += ri * ki * vgy;
+            dwAcc[i] += as;
         }
     }
 

@@ -1,0 +1,142 @@
+package ai.longrwkv.core.tokenizer;
+
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.List;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/** Small hand-written vocab files: the format, the greedy match, and hostile files that must fail clearly. */
+class VocabFileTest {
+    @TempDir
+    Path dir;
+
+    /** The 256 single-byte tokens, ids 1..256, as the World file writes them: str literals for ASCII, bytes above. */
+    private static StringBuilder byteLines() {
+        StringBuilder sb = new StringBuilder();
+        for (int b = 0; b < 256; b++) {
+            String literal = b < 0x80 ? String.format("'\\x%02x'", b) : String.format("b'\\x%02x'", b);
+            sb.append(b + 1).append(' ').append(literal).append(" 1\n");
+        }
+        return sb;
+    }
+
+    private Path write(String name, String content) throws Exception {
+        Path f = dir.resolve(name);
+        Files.writeString(f, content, StandardCharsets.UTF_8);
+        return f;
+    }
+
+    private WorldTokenizer small(String extraLines) throws Exception {
+        return WorldTokenizer.load(write("small.txt", byteLines() + extraLines));
+    }
+
+    @Test
+    void greedyLongestMatchOnASmallVocab() throws Exception {
+        // "ab" and "abcd" are tokens, "abc" is not: "abce" must fall back to "ab" + "c" + "e"
+        WorldTokenizer t = small("257 'ab' 2\n258 'abcd' 4\n259 'cde' 3\n260 ' ' 1\n".replace("260 ' ' 1\n", "")
+                + "260 '世界' 6\n261 b'\\xe4\\xb8' 2\n");
+        assertArrayEquals(new int[]{258}, t.encode("abcd"));
+        assertArrayEquals(new int[]{257, 'c' + 1, 'e' + 1}, t.encode("abce"));
+        assertArrayEquals(new int[]{258, 'e' + 1}, t.encode("abcde"));      // longest first, even if "cde" could follow "ab"
+        assertArrayEquals(new int[]{260}, t.encode("世界"));
+        assertArrayEquals(new int[]{261, 0x96 + 1}, t.encode("世"));       // 世 = e4 b8 96
+        assertEquals(261, t.tokenCount());
+        assertEquals(512, t.vocabSize());
+        assertEquals("world:" + dir.resolve("small.txt"), t.name());
+    }
+
+    @Test
+    void literalForms() throws Exception {
+        WorldTokenizer t = small("""
+                257 "it's" 4
+                258 ' a b ' 5
+                259 '\\u00e9\\U0001F600\\n' 7
+                260 b'\\xff\\x00z' 3
+                261 '\\\\\\'"' 3
+                262 '\\101\\0' 2
+                263 'é' 2
+                """);
+        assertArrayEquals("it's".getBytes(StandardCharsets.UTF_8), t.tokenBytes(257));
+        assertArrayEquals(" a b ".getBytes(StandardCharsets.UTF_8), t.tokenBytes(258));
+        assertArrayEquals("é😀\n".getBytes(StandardCharsets.UTF_8), t.tokenBytes(259));
+        assertArrayEquals(new byte[]{(byte) 0xff, 0, 'z'}, t.tokenBytes(260));
+        assertArrayEquals("\\'\"".getBytes(StandardCharsets.UTF_8), t.tokenBytes(261));
+        assertArrayEquals(new byte[]{'A', 0}, t.tokenBytes(262));
+        assertArrayEquals("é".getBytes(StandardCharsets.UTF_8), t.tokenBytes(263));
+    }
+
+    @Test
+    void crlfLineEndings() throws Exception {
+        WorldTokenizer t = WorldTokenizer.load(write("crlf.txt", (byteLines() + "257 ' \\r' 2\n").replace("\n", "\r\n")));
+        assertArrayEquals(new byte[]{' ', '\r'}, t.tokenBytes(257));
+        assertArrayEquals(new int[]{257, '\n' + 1}, t.encode(" \r\n"));
+    }
+
+    /** Loads a file made of the 256 byte lines and then `lines`, expects a VocabFormatException at `line`. */
+    private void assertBadLine(String content, int line, String... messageParts) throws Exception {
+        Path f = write("bad.txt", content);
+        VocabFormatException e = assertThrows(VocabFormatException.class, () -> WorldTokenizer.load(f));
+        assertEquals(f, e.file());
+        assertEquals(line, e.line(), e.getMessage());
+        assertTrue(e.getMessage().startsWith(f + " line " + line + ": "), e.getMessage());
+        for (String part : messageParts) assertTrue(e.getMessage().contains(part), "'" + part + "' not in: " + e.getMessage());
+    }
+
+    @Test
+    void hostileFiles() throws Exception {
+        String ok = byteLines().toString();
+        assertBadLine(ok + "257 abc 3\n", 257, "expected a Python literal in quotes");
+        assertBadLine(ok + "257 'ab\\x4' 3\n", 257, "\\x", "hex digits");
+        assertBadLine(ok + "257 'ab' 3\n", 257, "2 bytes long", "says 3");
+        assertBadLine(ok + "257 '世' 1\n", 257, "3 bytes long", "says 1");
+        assertBadLine(ok + "100 'ab' 2\n", 257, "duplicate token id 100", "line 100");
+        assertBadLine(ok + "x7 'ab' 2\n", 257, "expected a token id", "`x7`");
+        assertBadLine(ok + "-7 'ab' 2\n", 257, "expected a token id");
+        assertBadLine(ok + "0 'ab' 2\n", 257, "expected a token id");
+        assertBadLine(ok + "257 'ab' two\n", 257, "byte length", "`two`");
+        assertBadLine(ok + "257 'ab 2\n", 257, "unterminated");
+        assertBadLine(ok + "257 'ab\\' 2\n", 257, "unterminated");
+        assertBadLine(ok + "257 'a'b 2\n", 257, "after the closing quote");
+        assertBadLine(ok + "257 b'é' 2\n", 257, "non-ASCII");
+        assertBadLine(ok + "257 '\\ud800' 3\n", 257, "surrogate");
+        assertBadLine(ok + "257 'ab'\n", 257, "expected `<id> <python literal> <byte length>`");
+        assertBadLine(ok + "257\n", 257, "expected `<id>");
+        assertBadLine(ok + "\n", 257, "expected `<id>");
+        assertBadLine(ok + "257 'a' 1\n", 257, "same bytes as the token on line 98");
+        assertBadLine("", 1, "empty");
+        // one missing single byte: encoding could not always advance
+        assertBadLine(ok.replace("66 '\\x41' 1\n", ""), 255, "no token for the single byte 0x41");
+        // not UTF-8
+        Path f = dir.resolve("latin1.txt");
+        Files.write(f, (ok + "257 '\u00e9' 2\n").getBytes(StandardCharsets.ISO_8859_1));
+        VocabFormatException e = assertThrows(VocabFormatException.class, () -> WorldTokenizer.load(f));
+        assertEquals(257, e.line());
+        assertTrue(e.getMessage().contains("UTF-8"), e.getMessage());
+    }
+
+    @Test
+    void missingFile() {
+        Path f = dir.resolve("nope.txt");
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> WorldTokenizer.load(f));
+        assertTrue(e.getMessage().contains("not found") && e.getMessage().contains(f.toString()), e.getMessage());
+    }
+
+    @Test
+    void idsMayHaveGaps() throws Exception {
+        WorldTokenizer t = small("1000 'xyz' 3\n");
+        assertArrayEquals(new int[]{1000}, t.encode("xyz"));
+        assertEquals(1024, t.vocabSize());
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> t.decode(new int[]{500}));
+        assertTrue(e.getMessage().contains("token id 500 at position 0"), e.getMessage());
+        List<Integer> unused = List.of(257, 999, 1001);
+        for (int id : unused) assertThrows(IllegalArgumentException.class, () -> t.decode(new int[]{id}));
+    }
+}
