@@ -30,7 +30,7 @@ public final class Progress {
                 .setStyle(ProgressBarStyle.ASCII)
                 .showSpeed()
                 .setUpdateIntervalMillis(500)
-                .setMaxRenderedLength(100)
+                .setMaxRenderedLength(100);
         if (enabled()) {
             b.setConsumer(new ConsoleProgressBarConsumer(System.err));
         } else {
