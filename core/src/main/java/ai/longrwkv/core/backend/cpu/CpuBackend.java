@@ -149,90 +149,118 @@ public final class CpuBackend implements Backend {
     @Override
     public void norm(Tensor x, Tensor w, Tensor bias, int groups, float eps, Tensor out, Tensor mean, Tensor rstd) {
         int rows = x.rows(), c = x.cols(), g = c / groups;
-        FloatBuffer xi = b(x), wi = b(w), bi = b(bias), o = b(out), mu = b(mean), rs = b(rstd);
+        FloatBuffer xi = b(x), o = b(out), mu = b(mean), rs = b(rstd);
+        float[] wa = array(w), ba = array(bias), row = new float[c];
         for (int r = 0; r < rows; r++) {
+            xi.get(r * c, row, 0, c);
             for (int q = 0; q < groups; q++) {
-                int base = r * c + q * g;
+                int base = q * g;
                 double sum = 0;
-                for (int i = 0; i < g; i++) sum += xi.get(base + i);
+                for (int i = 0; i < g; i++) sum += row[base + i];
                 double m = sum / g;
                 double var = 0;
-                for (int i = 0; i < g; i++) { double d = xi.get(base + i) - m; var += d * d; }
-                var /= g;
-                float s = (float) (1.0 / Math.sqrt(var + eps));
+                for (int i = 0; i < g; i++) { double d = row[base + i] - m; var += d * d; }
+                float s = (float) (1.0 / Math.sqrt(var / g + eps));
                 float mf = (float) m;
-                for (int i = 0; i < g; i++) {
-                    int ch = q * g + i;
-                    o.put(base + i, (xi.get(base + i) - mf) * s * wi.get(ch) + bi.get(ch));
-                }
+                for (int i = base; i < base + g; i++) row[i] = (row[i] - mf) * s * wa[i] + ba[i];
                 mu.put(r * groups + q, mf);
                 rs.put(r * groups + q, s);
             }
+            o.put(r * c, row, 0, c);
         }
     }
 
     @Override
     public void normBackward(Tensor dOut, Tensor x, Tensor w, int groups, Tensor mean, Tensor rstd, Tensor dx, Tensor dw, Tensor db) {
         int rows = x.rows(), c = x.cols(), g = c / groups;
-        FloatBuffer dy = b(dOut), xi = b(x), wi = b(w), mu = b(mean), rs = b(rstd), dxo = b(dx), dwo = b(dw), dbo = b(db);
+        FloatBuffer dy = b(dOut), xi = b(x), mu = b(mean), rs = b(rstd), dxo = b(dx);
+        float[] wa = array(w), dwa = array(dw), dba = array(db);
+        float[] xr = new float[c], dyr = new float[c], dxr = new float[c];
         for (int r = 0; r < rows; r++) {
+            xi.get(r * c, xr, 0, c);
+            dy.get(r * c, dyr, 0, c);
+            dxo.get(r * c, dxr, 0, c);
             for (int q = 0; q < groups; q++) {
-                int base = r * c + q * g;
+                int base = q * g;
                 float m = mu.get(r * groups + q), s = rs.get(r * groups + q);
                 // xhat = (x - m) s; dxhat = dy * w; dx = s * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat))
                 double sumD = 0, sumDX = 0;
-                for (int i = 0; i < g; i++) {
-                    int ch = q * g + i;
-                    float xhat = (xi.get(base + i) - m) * s;
-                    float d = dy.get(base + i);
-                    float dxhat = d * wi.get(ch);
+                for (int i = base; i < base + g; i++) {
+                    float xhat = (xr[i] - m) * s;
+                    float dxhat = dyr[i] * wa[i];
                     sumD += dxhat;
                     sumDX += dxhat * xhat;
-                    dwo.put(ch, dwo.get(ch) + d * xhat);
-                    dbo.put(ch, dbo.get(ch) + d);
+                    dwa[i] += dyr[i] * xhat;
+                    dba[i] += dyr[i];
                 }
                 float meanD = (float) (sumD / g), meanDX = (float) (sumDX / g);
-                for (int i = 0; i < g; i++) {
-                    int ch = q * g + i;
-                    float xhat = (xi.get(base + i) - m) * s;
-                    float dxhat = dy.get(base + i) * wi.get(ch);
-                    dxo.put(base + i, dxo.get(base + i) + s * (dxhat - meanD - xhat * meanDX));
+                for (int i = base; i < base + g; i++) {
+                    float xhat = (xr[i] - m) * s;
+                    dxr[i] += s * (dyr[i] * wa[i] - meanD - xhat * meanDX);
                 }
             }
+            dxo.put(r * c, dxr, 0, c);
         }
+        b(dw).put(0, dwa, 0, dwa.length);
+        b(db).put(0, dba, 0, dba.length);
+    }
+
+    /** A small tensor (a parameter vector) copied into a Java array. */
+    private static float[] array(Tensor t) {
+        float[] a = new float[(int) t.size()];
+        b(t).get(0, a, 0, a.length);
+        return a;
     }
 
     // ---------------------------------------------------------------- token shift
     @Override
     public void tokenShiftMix(Tensor xx, Tensor prev, Tensor mix, Tensor out) {
         int rows = xx.rows(), c = xx.cols();
-        FloatBuffer x = b(xx), p = b(prev), m = b(mix), o = b(out);
+        FloatBuffer x = b(xx), o = b(out);
+        float[] m = array(mix), shifted = array(prev), cur = new float[c], res = new float[c];
         for (int r = 0; r < rows; r++) {
-            for (int i = 0; i < c; i++) {
-                float sx = r == 0 ? p.get(i) : x.get((r - 1) * c + i);
-                float mi = m.get(i);
-                o.put(r * c + i, x.get(r * c + i) * mi + sx * (1 - mi));
-            }
+            x.get(r * c, cur, 0, c);
+            for (int i = 0; i < c; i++) res[i] = cur[i] * m[i] + shifted[i] * (1 - m[i]);
+            o.put(r * c, res, 0, c);
+            float[] t = shifted;
+            shifted = cur;
+            cur = t;
         }
     }
 
     @Override
     public void tokenShiftMixBackward(Tensor dOut, Tensor xx, Tensor prev, Tensor mix, Tensor dxx, Tensor dPrev, Tensor dMix) {
         int rows = xx.rows(), c = xx.cols();
-        FloatBuffer d = b(dOut), x = b(xx), p = b(prev), m = b(mix), dx = b(dxx), dp = b(dPrev), dm = b(dMix);
-        for (int i = 0; i < c; i++) {
-            float mi = m.get(i);
-            double dmi = 0;
-            for (int r = 0; r < rows; r++) {
-                float g = d.get(r * c + i);
-                float sx = r == 0 ? p.get(i) : x.get((r - 1) * c + i);
-                dmi += g * (x.get(r * c + i) - sx);
-                dx.put(r * c + i, dx.get(r * c + i) + g * mi);
-                if (r == 0) dp.put(i, dp.get(i) + g * (1 - mi));
-                else dx.put((r - 1) * c + i, dx.get((r - 1) * c + i) + g * (1 - mi));
+        FloatBuffer d = b(dOut), x = b(xx), dx = b(dxx);
+        float[] m = array(mix), dm = array(dMix), dp = array(dPrev);
+        float[] shifted = array(prev), cur = new float[c], g = new float[c], dxCur = new float[c], dxPrev = new float[c];
+        double[] dmAcc = new double[c];
+        // row r: out = xx[r] m + sx[r] (1 - m); sx[r] = xx[r-1] (prev for r = 0)
+        for (int r = 0; r < rows; r++) {
+            x.get(r * c, cur, 0, c);
+            d.get(r * c, g, 0, c);
+            dx.get(r * c, dxCur, 0, c);
+            for (int i = 0; i < c; i++) {
+                dmAcc[i] += g[i] * (cur[i] - shifted[i]);
+                dxCur[i] += g[i] * m[i];
             }
-            dm.put(i, dm.get(i) + (float) dmi);
+            if (r == 0) {
+                for (int i = 0; i < c; i++) dp[i] += g[i] * (1 - m[i]);
+            } else {
+                for (int i = 0; i < c; i++) dxPrev[i] += g[i] * (1 - m[i]);
+                dx.put((r - 1) * c, dxPrev, 0, c);
+            }
+            float[] t = dxPrev;
+            dxPrev = dxCur;
+            dxCur = t;
+            t = shifted;
+            shifted = cur;
+            cur = t;
         }
+        dx.put((rows - 1) * c, dxPrev, 0, c);
+        for (int i = 0; i < c; i++) dm[i] += (float) dmAcc[i];
+        b(dMix).put(0, dm, 0, c);
+        b(dPrev).put(0, dp, 0, c);
     }
 
     @Override
@@ -295,83 +323,92 @@ public final class CpuBackend implements Backend {
     @Override
     public void silu(Tensor x, Tensor out) {
         sameSize(x, out, "silu");
-        FloatBuffer xi = b(x), o = b(out);
-        for (int i = 0; i < x.size(); i++) {
-            float a = xi.get(i);
-            o.put(i, a / (1f + (float) Math.exp(-a)));
-        }
+        Blocks.map(b(x), b(out), x.size(), (xs, o, n) -> {
+            Blocks.sigmoid(xs, o, n);
+            for (int i = 0; i < n; i++) o[i] *= xs[i];
+        });
     }
 
     @Override
     public void siluBackward(Tensor x, Tensor dOut, Tensor dx) {
-        FloatBuffer xi = b(x), d = b(dOut), o = b(dx);
-        for (int i = 0; i < x.size(); i++) {
-            float a = xi.get(i);
-            float s = 1f / (1f + (float) Math.exp(-a));
-            o.put(i, d.get(i) * s * (1f + a * (1f - s)));
-        }
+        sameSize(x, dOut, "siluBackward");
+        Blocks.map(b(x), b(dOut), b(dx), x.size(), (xs, d, o, n) -> {
+            Blocks.sigmoid(xs, o, n);
+            for (int i = 0; i < n; i++) {
+                float s = o[i];
+                o[i] = d[i] * s * (1f + xs[i] * (1f - s));
+            }
+        });
     }
 
     @Override
     public void sigmoid(Tensor x, Tensor out) {
         sameSize(x, out, "sigmoid");
-        FloatBuffer xi = b(x), o = b(out);
-        for (int i = 0; i < x.size(); i++) o.put(i, 1f / (1f + (float) Math.exp(-xi.get(i))));
+        Blocks.map(b(x), b(out), x.size(), Blocks::sigmoid);
     }
 
     @Override
     public void sigmoidBackward(Tensor s, Tensor dOut, Tensor dx) {
-        FloatBuffer si = b(s), d = b(dOut), o = b(dx);
-        for (int i = 0; i < s.size(); i++) {
-            float a = si.get(i);
-            o.put(i, d.get(i) * a * (1f - a));
-        }
+        sameSize(s, dOut, "sigmoidBackward");
+        Blocks.map(b(s), b(dOut), b(dx), s.size(), (ss, d, o, n) -> {
+            for (int i = 0; i < n; i++) o[i] = d[i] * ss[i] * (1f - ss[i]);
+        });
     }
 
     @Override
     public void reluSquare(Tensor x, Tensor out) {
         sameSize(x, out, "reluSquare");
-        FloatBuffer xi = b(x), o = b(out);
-        for (int i = 0; i < x.size(); i++) {
-            float a = Math.max(xi.get(i), 0f);
-            o.put(i, a * a);
-        }
+        Blocks.map(b(x), b(out), x.size(), (xs, o, n) -> {
+            for (int i = 0; i < n; i++) {
+                float a = Math.max(xs[i], 0f);
+                o[i] = a * a;
+            }
+        });
     }
 
     @Override
     public void reluSquareBackward(Tensor x, Tensor dOut, Tensor dx) {
-        FloatBuffer xi = b(x), d = b(dOut), o = b(dx);
-        for (int i = 0; i < x.size(); i++) o.put(i, d.get(i) * 2f * Math.max(xi.get(i), 0f));
+        sameSize(x, dOut, "reluSquareBackward");
+        Blocks.map(b(x), b(dOut), b(dx), x.size(), (xs, d, o, n) -> {
+            for (int i = 0; i < n; i++) o[i] = d[i] * 2f * Math.max(xs[i], 0f);
+        });
     }
 
     @Override
     public void mul(Tensor a, Tensor bt, Tensor out) {
         sameSize(a, bt, "mul");
         sameSize(a, out, "mul");
-        FloatBuffer x = b(a), y = b(bt), o = b(out);
-        for (int i = 0; i < a.size(); i++) o.put(i, x.get(i) * y.get(i));
+        Blocks.map(b(a), b(bt), b(out), a.size(), (x, y, o, n) -> {
+            for (int i = 0; i < n; i++) o[i] = x[i] * y[i];
+        });
     }
 
     @Override
     public void add(Tensor a, Tensor bt, Tensor out) {
         sameSize(a, bt, "add");
         sameSize(a, out, "add");
-        FloatBuffer x = b(a), y = b(bt), o = b(out);
-        for (int i = 0; i < a.size(); i++) o.put(i, x.get(i) + y.get(i));
+        Blocks.map(b(a), b(bt), b(out), a.size(), (x, y, o, n) -> {
+            for (int i = 0; i < n; i++) o[i] = x[i] + y[i];
+        });
     }
 
     @Override
     public void scale(Tensor x, float s) {
-        FloatBuffer o = b(x);
-        for (int i = 0; i < x.size(); i++) o.put(i, o.get(i) * s);
+        Blocks.map(b(x), b(x), x.size(), (xs, o, n) -> {
+            for (int i = 0; i < n; i++) o[i] = xs[i] * s;
+        });
     }
 
     @Override
     public double sumOfSquares(Tensor x) {
-        FloatBuffer o = b(x);
-        double s = 0;
-        for (int i = 0; i < x.size(); i++) { double a = o.get(i); s += a * a; }
-        return s;
+        double[] total = {0};
+        Blocks.map(b(x), b(x), x.size(), (xs, o, n) -> {
+            double part = 0;
+            for (int i = 0; i < n; i++) part += (double) xs[i] * xs[i];
+            total[0] += part;
+            System.arraycopy(xs, 0, o, 0, n);
+        });
+        return total[0];
     }
 
     // ---------------------------------------------------------------- loss
