@@ -120,6 +120,15 @@ public interface Backend extends AutoCloseable {
     /** Sum of squares, in double. */
     double sumOfSquares(Tensor t);
 
+    // ---------------------------------------------------------------- optimizer
+    /**
+     * One AdamW step exactly as torch.optim.AdamW computes it, in place on param and the moments m, v:
+     * p *= 1 - lr*wd; m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2;
+     * p -= lr / (1 - b1^step) * m / (sqrt(v) / sqrt(1 - b2^step) + eps). step counts from 1.
+     */
+    void adamwStep(Tensor param, Tensor grad, Tensor m, Tensor v, float lr, float beta1, float beta2, float eps,
+                   float weightDecay, long step);
+
     // ---------------------------------------------------------------- loss
     /**
      * Cross-entropy of each row of logits [T, V] against targets[t] (negative = no target), weighted by weights[t].

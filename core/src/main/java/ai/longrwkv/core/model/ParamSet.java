@@ -43,8 +43,16 @@ public final class ParamSet implements AutoCloseable {
 
     /** A zero tensor for every parameter (gradient accumulators). */
     public static ParamSet zeros(Backend be, ModelConfig config) {
+        return zeros(be, config, spec -> true);
+    }
+
+    /**
+     * Zero tensors for the selected parameters only; the others stay null, and the backward pass skips their
+     * gradients (LoRA and state tuning never pay for the big weight gradients they do not use).
+     */
+    public static ParamSet zeros(Backend be, ModelConfig config, java.util.function.Predicate<ParamSpec> which) {
         ParamSet p = new ParamSet(config);
-        for (ParamSpec spec : ParamSpec.all(config)) p.put(spec, be.zeros(spec.shape()));
+        for (ParamSpec spec : ParamSpec.all(config)) if (which.test(spec)) p.put(spec, be.zeros(spec.shape()));
         return p;
     }
 
@@ -86,6 +94,8 @@ public final class ParamSet implements AutoCloseable {
     public ModelConfig config() { return config; }
 
     public Map<String, Tensor> byKey() { return Collections.unmodifiableMap(byKey); }
+
+    public boolean has(String key) { return byKey.containsKey(key); }
 
     public Tensor get(String key) {
         Tensor t = byKey.get(key);

@@ -25,6 +25,8 @@ public final class Rwkv5Model implements AutoCloseable {
     private final Backend be;
     private final ModelConfig cfg;
     private final ParamSet p;
+    /** LoRA adapters applied on top of the weights, or null. */
+    private LoraSet lora;
 
     public Rwkv5Model(Backend be, ModelConfig cfg, ParamSet params) {
         this.be = be;
@@ -43,6 +45,11 @@ public final class Rwkv5Model implements AutoCloseable {
     public ParamSet params() { return p; }
 
     public RwkvState newState() { return RwkvState.zeros(be, cfg); }
+
+    /** Applies these adapters from now on (null removes them); the model does not own them. */
+    public void setLora(LoraSet lora) { this.lora = lora; }
+
+    public LoraSet lora() { return lora; }
 
     // ======================================================================================== activations
 
@@ -69,6 +76,8 @@ public final class Rwkv5Model implements AutoCloseable {
         final Tensor mixC, yn, g, z, gnMean, gnRstd, kAct, rSig, w;
         // backward only (null in forward-only mode)
         final Tensor dC1, dC2, dMix, dxx, dY, dR, dK, dV, dF, dw;
+        /** Sinks for the gradients of parameters that are not being trained ([C] and [H, N]). */
+        final Tensor sinkA, sinkB, sinkHN;
 
         Scratch(Backend be, int T, ModelConfig c, boolean backward) {
             int C = c.nEmbd(), F = c.dimFfn(), H = c.nHead(), N = c.headSize();
@@ -79,14 +88,17 @@ public final class Rwkv5Model implements AutoCloseable {
                 dC1 = be.zeros(T, C); dC2 = be.zeros(T, C); dMix = be.zeros(T, C); dxx = be.zeros(T, C);
                 dY = be.zeros(T, C); dR = be.zeros(T, C); dK = be.zeros(T, C); dV = be.zeros(T, C);
                 dF = be.zeros(T, F); dw = be.zeros(H, N);
+                sinkA = be.zeros(C); sinkB = be.zeros(C); sinkHN = be.zeros(H, N);
             } else {
                 dC1 = dC2 = dMix = dxx = dY = dR = dK = dV = dF = dw = null;
+                sinkA = sinkB = sinkHN = null;
             }
         }
 
         @Override
         public void close() {
-            for (Tensor t : new Tensor[]{mixC, yn, g, z, gnMean, gnRstd, kAct, rSig, w, dC1, dC2, dMix, dxx, dY, dR, dK, dV, dF, dw}) {
+            for (Tensor t : new Tensor[]{mixC, yn, g, z, gnMean, gnRstd, kAct, rSig, w, dC1, dC2, dMix, dxx, dY, dR, dK, dV, dF, dw,
+                    sinkA, sinkB, sinkHN}) {
                 if (t != null) t.close();
             }
         }
@@ -180,34 +192,71 @@ public final class Rwkv5Model implements AutoCloseable {
         int T = a.xIn.rows();
         // ---- time mix
         be.norm(a.xIn, P.ln1W, P.ln1B, 1, LN_EPS, a.xx1, a.mean1, a.rstd1);
-        linearOfMix(a.xx1, st.attX[l], P.attMixR, P.attR, a.r, s.mixC);
-        linearOfMix(a.xx1, st.attX[l], P.attMixK, P.attK, a.k, s.mixC);
-        linearOfMix(a.xx1, st.attX[l], P.attMixV, P.attV, a.v, s.mixC);
-        linearOfMix(a.xx1, st.attX[l], P.attMixG, P.attG, a.gPre, s.mixC);
+        String blk = "blocks." + l + ".";
+        linearOfMix(a.xx1, st.attX[l], P.attMixR, P.attR, blk + "att.receptance.weight", a.r, s.mixC);
+        linearOfMix(a.xx1, st.attX[l], P.attMixK, P.attK, blk + "att.key.weight", a.k, s.mixC);
+        linearOfMix(a.xx1, st.attX[l], P.attMixV, P.attV, blk + "att.value.weight", a.v, s.mixC);
+        linearOfMix(a.xx1, st.attX[l], P.attMixG, P.attG, blk + "att.gate.weight", a.gPre, s.mixC);
         be.copyRow(a.xx1, T - 1, st.attX[l]);
         be.decay(P.timeDecay, s.w);
         be.wkvForward(a.r, a.k, a.v, s.w, P.timeFaaaa, st.wkv[l], a.y);
         be.norm(a.y, P.lnxW, P.lnxB, cfg.nHead(), (float) cfg.groupNormEps(), s.yn, s.gnMean, s.gnRstd);
         be.silu(a.gPre, s.g);
         be.mul(s.yn, s.g, s.z);
-        be.matmul(s.z, false, P.attO, true, a.x1, 1f, 0f);
+        linear(s.z, P.attO, blk + "att.output.weight", a.x1);
         be.add(a.x1, a.xIn, a.x1);
         // ---- channel mix
         be.norm(a.x1, P.ln2W, P.ln2B, 1, LN_EPS, a.xx2, a.mean2, a.rstd2);
-        linearOfMix(a.xx2, st.ffnX[l], P.ffnMixK, P.ffnK, a.kPre, s.mixC);
-        linearOfMix(a.xx2, st.ffnX[l], P.ffnMixR, P.ffnR, a.rPre, s.mixC);
+        linearOfMix(a.xx2, st.ffnX[l], P.ffnMixK, P.ffnK, blk + "ffn.key.weight", a.kPre, s.mixC);
+        linearOfMix(a.xx2, st.ffnX[l], P.ffnMixR, P.ffnR, blk + "ffn.receptance.weight", a.rPre, s.mixC);
         be.copyRow(a.xx2, T - 1, st.ffnX[l]);
         be.reluSquare(a.kPre, s.kAct);
-        be.matmul(s.kAct, false, P.ffnV, true, a.vOut, 1f, 0f);
+        linear(s.kAct, P.ffnV, blk + "ffn.value.weight", a.vOut);
         be.sigmoid(a.rPre, s.rSig);
         be.mul(s.rSig, a.vOut, xOut);
         be.add(xOut, a.x1, xOut);
     }
 
-    /** out = mix(xx, prev, mix) W^T. */
-    private void linearOfMix(Tensor xx, Tensor prev, Tensor mix, Tensor weight, Tensor out, Tensor mixBuf) {
+    /** out = mix(xx, prev, mix) W^T (+ LoRA). */
+    private void linearOfMix(Tensor xx, Tensor prev, Tensor mix, Tensor weight, String weightKey, Tensor out, Tensor mixBuf) {
         be.tokenShiftMix(xx, prev, mix, mixBuf);
-        be.matmul(mixBuf, false, weight, true, out, 1f, 0f);
+        linear(mixBuf, weight, weightKey, out);
+    }
+
+    /** out = x W^T, plus (alpha/r) (x A^T) B^T when the weight has a LoRA adapter. */
+    private void linear(Tensor x, Tensor weight, String weightKey, Tensor out) {
+        be.matmul(x, false, weight, true, out, 1f, 0f);
+        LoraSet.Adapter ad = lora == null ? null : lora.get(weightKey);
+        if (ad != null) {
+            try (Tensor u = be.zeros(x.rows(), lora.rank())) {
+                be.matmul(x, false, ad.a, true, u, 1f, 0f);
+                be.matmul(u, false, ad.b, true, out, lora.scale(), 1f);
+            }
+        }
+    }
+
+    /**
+     * Backward of out = x W^T (+ LoRA): gradW += dOut^T x (when W is trained), dx = dOut W (overwritten), and the
+     * adapter's gradients: u = x A^T, gradB += s dOut^T u, q = dOut B, gradA += s q^T x, dx += s q A.
+     */
+    private void backwardLinear(Tensor dOut, Tensor x, Tensor weight, String weightKey, Tensor gradW, Tensor dx) {
+        if (gradW != null) be.matmul(dOut, true, x, false, gradW, 1f, 1f);
+        be.matmul(dOut, false, weight, false, dx, 1f, 0f);
+        LoraSet.Adapter ad = lora == null ? null : lora.get(weightKey);
+        if (ad != null) {
+            float sc = lora.scale();
+            try (Tensor u = be.zeros(x.rows(), lora.rank()); Tensor q = be.zeros(x.rows(), lora.rank())) {
+                be.matmul(x, false, ad.a, true, u, 1f, 0f);
+                be.matmul(dOut, true, u, false, ad.gradB, sc, 1f);
+                be.matmul(dOut, false, ad.b, false, q, 1f, 0f);
+                be.matmul(q, true, x, false, ad.gradA, sc, 1f);
+                be.matmul(q, false, ad.a, false, dx, sc, 1f);
+            }
+        }
+    }
+
+    private static Tensor orSink(Tensor grad, Tensor sink) {
+        return grad != null ? grad : sink;
     }
 
     // ======================================================================================== backward
@@ -223,9 +272,10 @@ public final class Rwkv5Model implements AutoCloseable {
         try (Scratch s = new Scratch(be, T, cfg, true); Tensor dx = be.zeros(T, cfg.nEmbd())) {
             if (dLogits != null) {
                 // logits = lnOut head^T
-                be.matmul(dLogits, true, acts.lnOut, false, grads.head, 1f, 1f);
+                if (grads.head != null) be.matmul(dLogits, true, acts.lnOut, false, grads.head, 1f, 1f);
                 be.matmul(dLogits, false, p.head, false, s.dC1, 1f, 0f);
-                be.normBackward(s.dC1, acts.xFinal, p.lnOutW, 1, acts.lnOutMean, acts.lnOutRstd, dx, grads.lnOutW, grads.lnOutB);
+                be.normBackward(s.dC1, acts.xFinal, p.lnOutW, 1, acts.lnOutMean, acts.lnOutRstd, dx,
+                        orSink(grads.lnOutW, s.sinkA), orSink(grads.lnOutB, s.sinkB));
             }
             for (int l = cfg.nLayer() - 1; l >= 0; l--) {
                 backwardChannelMix(l, acts.layer(l), dx, acts.start, dState, grads, s);
@@ -233,8 +283,11 @@ public final class Rwkv5Model implements AutoCloseable {
             }
             // dx is now dL/d(LN0 output)
             be.fill(s.dC1, 0f);
-            be.normBackward(dx, acts.embRows, p.ln0W, 1, acts.ln0Mean, acts.ln0Rstd, s.dC1, grads.ln0W, grads.ln0B);
-            be.embeddingBackward(s.dC1, acts.tokens, grads.emb);
+            if (grads.emb != null || grads.ln0W != null || grads.ln0B != null) {
+                be.normBackward(dx, acts.embRows, p.ln0W, 1, acts.ln0Mean, acts.ln0Rstd, s.dC1,
+                        orSink(grads.ln0W, s.sinkA), orSink(grads.ln0B, s.sinkB));
+                if (grads.emb != null) be.embeddingBackward(s.dC1, acts.tokens, grads.emb);
+            }
         }
     }
 
@@ -250,16 +303,16 @@ public final class Rwkv5Model implements AutoCloseable {
         be.sigmoidBackward(s.rSig, s.dC2, s.dC2);  // d rPre
         // vOut = relu(kPre)^2 Wv^T
         be.reluSquare(a.kPre, s.kAct);
-        be.matmul(s.dC1, true, s.kAct, false, G.ffnV, 1f, 1f);
-        be.matmul(s.dC1, false, P.ffnV, false, s.dF, 1f, 0f);
+        String blk = "blocks." + l + ".";
+        backwardLinear(s.dC1, s.kAct, P.ffnV, blk + "ffn.value.weight", G.ffnV, s.dF);
         be.reluSquareBackward(a.kPre, s.dF, s.dF);
         // the token-shift output of this block was xx2[T-1]
         be.fill(s.dxx, 0f);
         be.addToRow(s.dxx, T - 1, dState.ffnX[l]);
         be.fill(dState.ffnX[l], 0f);
-        backwardLinearOfMix(s.dF, a.xx2, prev, P.ffnMixK, P.ffnK, G.ffnMixK, G.ffnK, s.dxx, dState.ffnX[l], s);
-        backwardLinearOfMix(s.dC2, a.xx2, prev, P.ffnMixR, P.ffnR, G.ffnMixR, G.ffnR, s.dxx, dState.ffnX[l], s);
-        be.normBackward(s.dxx, a.x1, P.ln2W, 1, a.mean2, a.rstd2, dx, G.ln2W, G.ln2B);
+        backwardLinearOfMix(s.dF, a.xx2, prev, P.ffnMixK, P.ffnK, blk + "ffn.key.weight", G.ffnMixK, G.ffnK, s.dxx, dState.ffnX[l], s);
+        backwardLinearOfMix(s.dC2, a.xx2, prev, P.ffnMixR, P.ffnR, blk + "ffn.receptance.weight", G.ffnMixR, G.ffnR, s.dxx, dState.ffnX[l], s);
+        be.normBackward(s.dxx, a.x1, P.ln2W, 1, a.mean2, a.rstd2, dx, orSink(G.ln2W, s.sinkA), orSink(G.ln2B, s.sinkB));
     }
 
     /** dx: dL/d(x1) on entry, dL/d(block input) on return. */
@@ -272,36 +325,39 @@ public final class Rwkv5Model implements AutoCloseable {
         be.silu(a.gPre, s.g);
         be.mul(s.yn, s.g, s.z);
         // x1 = x + z Wo^T
-        be.matmul(dx, true, s.z, false, G.attO, 1f, 1f);
-        be.matmul(dx, false, P.attO, false, s.dC1, 1f, 0f);   // dz
+        String blk = "blocks." + l + ".";
+        backwardLinear(dx, s.z, P.attO, blk + "att.output.weight", G.attO, s.dC1);   // dz
         be.mul(s.dC1, s.yn, s.dC2);                            // d silu(gPre)
         be.siluBackward(a.gPre, s.dC2, s.dC2);                 // d gPre
         be.mul(s.dC1, s.g, s.dC1);                             // d yn
         be.fill(s.dY, 0f);
-        be.normBackward(s.dC1, a.y, P.lnxW, cfg.nHead(), s.gnMean, s.gnRstd, s.dY, G.lnxW, G.lnxB);
+        be.normBackward(s.dC1, a.y, P.lnxW, cfg.nHead(), s.gnMean, s.gnRstd, s.dY, orSink(G.lnxW, s.sinkA), orSink(G.lnxB, s.sinkB));
         // WKV, from the layer's state at chunk start; dState.wkv[l] goes from dL/dS_T to dL/dS_0
         be.decay(P.timeDecay, s.w);
         be.fill(s.dw, 0f);
-        be.wkvBackward(a.r, a.k, a.v, s.w, P.timeFaaaa, start.wkv[l], s.dY, dState.wkv[l], s.dR, s.dK, s.dV, s.dw, G.timeFaaaa);
-        be.decayBackward(P.timeDecay, s.w, s.dw, G.timeDecay);
+        be.wkvBackward(a.r, a.k, a.v, s.w, P.timeFaaaa, start.wkv[l], s.dY, dState.wkv[l], s.dR, s.dK, s.dV, s.dw,
+                orSink(G.timeFaaaa, s.sinkHN));
+        if (G.timeDecay != null) be.decayBackward(P.timeDecay, s.w, s.dw, G.timeDecay);
         // the four projections of token-shift mixes of xx1
         be.fill(s.dxx, 0f);
         be.addToRow(s.dxx, T - 1, dState.attX[l]);
         be.fill(dState.attX[l], 0f);
-        backwardLinearOfMix(s.dR, a.xx1, prev, P.attMixR, P.attR, G.attMixR, G.attR, s.dxx, dState.attX[l], s);
-        backwardLinearOfMix(s.dK, a.xx1, prev, P.attMixK, P.attK, G.attMixK, G.attK, s.dxx, dState.attX[l], s);
-        backwardLinearOfMix(s.dV, a.xx1, prev, P.attMixV, P.attV, G.attMixV, G.attV, s.dxx, dState.attX[l], s);
-        backwardLinearOfMix(s.dC2, a.xx1, prev, P.attMixG, P.attG, G.attMixG, G.attG, s.dxx, dState.attX[l], s);
-        be.normBackward(s.dxx, a.xIn, P.ln1W, 1, a.mean1, a.rstd1, dx, G.ln1W, G.ln1B);
+        backwardLinearOfMix(s.dR, a.xx1, prev, P.attMixR, P.attR, blk + "att.receptance.weight", G.attMixR, G.attR, s.dxx, dState.attX[l], s);
+        backwardLinearOfMix(s.dK, a.xx1, prev, P.attMixK, P.attK, blk + "att.key.weight", G.attMixK, G.attK, s.dxx, dState.attX[l], s);
+        backwardLinearOfMix(s.dV, a.xx1, prev, P.attMixV, P.attV, blk + "att.value.weight", G.attMixV, G.attV, s.dxx, dState.attX[l], s);
+        backwardLinearOfMix(s.dC2, a.xx1, prev, P.attMixG, P.attG, blk + "att.gate.weight", G.attMixG, G.attG, s.dxx, dState.attX[l], s);
+        be.normBackward(s.dxx, a.xIn, P.ln1W, 1, a.mean1, a.rstd1, dx, orSink(G.ln1W, s.sinkA), orSink(G.ln1B, s.sinkB));
     }
 
-    /** Backward of out = mix(xx, prev, mix) W^T given dOut; dxx, dPrev and the parameter gradients accumulate. */
-    private void backwardLinearOfMix(Tensor dOut, Tensor xx, Tensor prev, Tensor mix, Tensor weight,
+    /**
+     * Backward of out = mix(xx, prev, mix) W^T given dOut; dxx, dPrev and the parameter gradients accumulate
+     * (a null gradient is a parameter that is not trained).
+     */
+    private void backwardLinearOfMix(Tensor dOut, Tensor xx, Tensor prev, Tensor mix, Tensor weight, String weightKey,
                                      Tensor dMix, Tensor dWeight, Tensor dxx, Tensor dPrev, Scratch s) {
         be.tokenShiftMix(xx, prev, mix, s.mixC);
-        be.matmul(dOut, true, s.mixC, false, dWeight, 1f, 1f);
-        be.matmul(dOut, false, weight, false, s.dMix, 1f, 0f);
-        be.tokenShiftMixBackward(s.dMix, xx, prev, mix, dxx, dPrev, dMix);
+        backwardLinear(dOut, s.mixC, weight, weightKey, dWeight, s.dMix);
+        be.tokenShiftMixBackward(s.dMix, xx, prev, mix, dxx, dPrev, orSink(dMix, s.sinkA));
     }
 
     /** Downloads the parameters. */

@@ -411,6 +411,37 @@ public final class CpuBackend implements Backend {
         return total[0];
     }
 
+    // ---------------------------------------------------------------- optimizer
+    @Override
+    public void adamwStep(Tensor param, Tensor grad, Tensor m, Tensor v, float lr, float beta1, float beta2, float eps,
+                          float weightDecay, long step) {
+        sameSize(param, grad, "adamw");
+        sameSize(param, m, "adamw");
+        sameSize(param, v, "adamw");
+        double bc1 = 1 - Math.pow(beta1, step), bc2 = 1 - Math.pow(beta2, step);
+        float stepSize = (float) (lr / bc1), bc2Sqrt = (float) Math.sqrt(bc2), decay = 1f - lr * weightDecay;
+        FloatBuffer pb = b(param), gb = b(grad), mb = b(m), vb = b(v);
+        long size = param.size();
+        float[] p = new float[Blocks.SIZE], g = new float[Blocks.SIZE], mm = new float[Blocks.SIZE], vv = new float[Blocks.SIZE];
+        for (long off = 0; off < size; off += Blocks.SIZE) {
+            int n = (int) Math.min(Blocks.SIZE, size - off), o = (int) off;
+            pb.get(o, p, 0, n);
+            gb.get(o, g, 0, n);
+            mb.get(o, mm, 0, n);
+            vb.get(o, vv, 0, n);
+            for (int i = 0; i < n; i++) {
+                float gi = g[i];
+                mm[i] = beta1 * mm[i] + (1 - beta1) * gi;
+                vv[i] = beta2 * vv[i] + (1 - beta2) * gi * gi;
+                float denom = (float) Math.sqrt(vv[i]) / bc2Sqrt + eps;
+                p[i] = p[i] * decay - stepSize * mm[i] / denom;
+            }
+            pb.put(o, p, 0, n);
+            mb.put(o, mm, 0, n);
+            vb.put(o, vv, 0, n);
+        }
+    }
+
     // ---------------------------------------------------------------- loss
     @Override
     public double crossEntropy(Tensor logits, int[] targets, float[] weights, float l2WrapFactor, Tensor dLogits) {

@@ -1,0 +1,110 @@
+package ai.longrwkv.core.train;
+
+import ai.longrwkv.core.backend.Backend;
+import ai.longrwkv.core.backend.Tensor;
+import ai.longrwkv.core.tensor.HostTensor;
+
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+
+/**
+ * AdamW over a list of {@link Trainable}s, with the moments on the backend next to the parameters. Defaults are the
+ * RWKV trainers': betas (0.9, 0.99), eps 1e-8.
+ */
+public final class AdamW implements AutoCloseable {
+    public record Hyper(double beta1, double beta2, double eps, double weightDecay) {
+        public static Hyper rwkvDefaults(double weightDecay) { return new Hyper(0.9, 0.99, 1e-8, weightDecay); }
+    }
+
+    private final Backend be;
+    private final List<Trainable> trainables;
+    private final Hyper hyper;
+    private final Map<String, Tensor[]> moments = new LinkedHashMap<>();
+    private long step;
+
+    public AdamW(Backend be, List<Trainable> trainables, Hyper hyper) {
+        this.be = be;
+        this.trainables = List.copyOf(trainables);
+        this.hyper = hyper;
+        for (Trainable t : trainables) moments.put(t.key(), new Tensor[]{be.zeros(t.param().shape()), be.zeros(t.param().shape())});
+    }
+
+    public long step() { return step; }
+
+    public List<Trainable> trainables() { return trainables; }
+
+    /** Applies one update with base learning rate {@code lr} from the gradients now in the trainables. */
+    public void update(double lr) {
+        step++;
+        for (Trainable t : trainables) {
+            Tensor[] mv = moments.get(t.key());
+            be.adamwStep(t.param(), t.grad(), mv[0], mv[1], (float) (lr * t.lrScale()), (float) hyper.beta1(),
+                    (float) hyper.beta2(), (float) hyper.eps(), t.weightDecay() ? (float) hyper.weightDecay() : 0f, step);
+        }
+    }
+
+    public void zeroGrads() {
+        for (Trainable t : trainables) be.fill(t.grad(), 0f);
+    }
+
+    /** Global L2 norm of all gradients (double accumulation). */
+    public double gradNorm() {
+        double s = 0;
+        for (Trainable t : trainables) s += be.sumOfSquares(t.grad());
+        return Math.sqrt(s);
+    }
+
+    /** Scales gradients so their global norm is at most maxNorm (no-op if maxNorm <= 0); returns the norm before. */
+    public double clipGradNorm(double maxNorm) {
+        double norm = gradNorm();
+        if (maxNorm > 0 && norm > maxNorm) {
+            float f = (float) (maxNorm / (norm + 1e-6));
+            for (Trainable t : trainables) be.scale(t.grad(), f);
+        }
+        return norm;
+    }
+
+    /** The first trainable whose gradient is not finite, or null. */
+    public String firstNonFiniteGrad() {
+        for (Trainable t : trainables) {
+            double s = be.sumOfSquares(t.grad());
+            if (!Double.isFinite(s)) return t.key();
+        }
+        return null;
+    }
+
+    /** Moments as host tensors named {@code <key>.exp_avg} and {@code <key>.exp_avg_sq}, for checkpoints. */
+    public Map<String, HostTensor> stateToHost() {
+        Map<String, HostTensor> out = new LinkedHashMap<>();
+        moments.forEach((k, mv) -> {
+            out.put(k + ".exp_avg", be.download(mv[0]));
+            out.put(k + ".exp_avg_sq", be.download(mv[1]));
+        });
+        return out;
+    }
+
+    /** Restores moments and the step count written by {@link #stateToHost}. */
+    public void loadState(Map<String, HostTensor> state, long step) {
+        moments.forEach((k, mv) -> {
+            for (int i = 0; i < 2; i++) {
+                String name = k + (i == 0 ? ".exp_avg" : ".exp_avg_sq");
+                HostTensor h = state.get(name);
+                if (h == null) throw new IllegalArgumentException("optimizer state has no '" + name + "'");
+                if (h.size() != mv[i].size()) throw new IllegalArgumentException("optimizer state '" + name + "' has " + h.size() + " values, expected " + mv[i].size());
+                try (Tensor u = be.upload(h)) {
+                    be.copy(u, mv[i]);
+                }
+            }
+        });
+        this.step = step;
+    }
+
+    @Override
+    public void close() {
+        for (Tensor[] mv : moments.values()) {
+            mv[0].close();
+            mv[1].close();
+        }
+    }
+}
