@@ -45,21 +45,62 @@ public final class ChunkedBptt {
 
     /**
      * Runs the sequence from {@code initialState} (left unchanged). With {@code grads} null only the loss and final
-     * state are computed; otherwise parameter gradients accumulate into {@code grads}.
+     * state are computed; otherwise parameter gradients accumulate into {@code grads}. Where the sequence resets the
+     * state, each segment starts again from {@code initialState}; the initial-state gradient is then the sum over
+     * segments, and the final state is the last segment's.
      */
     public static Result run(Rwkv5Model model, TokenSequence seq, RwkvState initialState, ParamSet grads,
                              Options opt, boolean wantInitialStateGrad, LogitsSink sink) {
         Backend be = model.backend();
         seq.checkVocabulary(model.config().vocabSize());
-        int T = seq.length(), c = opt.chunkLen();
-        int chunks = (T + c - 1) / c;
         float[] weights = seq.lossWeights();
-        float l2 = opt.l2Wrap() ? (float) (1e-4 / T) : 0f;
+        float l2 = opt.l2Wrap() ? (float) (1e-4 / seq.length()) : 0f;
+        int[] starts = seq.segmentStarts();
+        double loss = 0;
+        RwkvState finalState = null, initGrad = null;
+        for (int i = 0; i < starts.length; i++) {
+            int from = starts[i], to = i + 1 < starts.length ? starts[i + 1] : seq.length();
+            Segment segment = new Segment(Arrays.copyOfRange(seq.tokens(), from, to), Arrays.copyOfRange(seq.targets(), from, to),
+                    Arrays.copyOfRange(weights, from, to), from);
+            Result r = runSegment(model, segment, initialState, grads, opt, l2, wantInitialStateGrad, sink);
+            loss += r.loss();
+            if (finalState != null) finalState.close();
+            finalState = r.finalState();
+            if (r.initialStateGrad() != null) {
+                if (initGrad == null) {
+                    initGrad = r.initialStateGrad();
+                } else {
+                    addInto(be, initGrad, r.initialStateGrad());
+                    r.initialStateGrad().close();
+                }
+            }
+        }
+        return new Result(loss, seq.lossPositions(), finalState, initGrad);
+    }
+
+    /** Positions [offset, offset + tokens.length) of a sequence, with the whole sequence's loss weights. */
+    private record Segment(int[] tokens, int[] targets, float[] weights, int offset) {
+        int length() { return tokens.length; }
+    }
+
+    private static void addInto(Backend be, RwkvState acc, RwkvState x) {
+        for (int l = 0; l < acc.attX.length; l++) {
+            be.add(acc.attX[l], x.attX[l], acc.attX[l]);
+            be.add(acc.ffnX[l], x.ffnX[l], acc.ffnX[l]);
+            be.add(acc.wkv[l], x.wkv[l], acc.wkv[l]);
+        }
+    }
+
+    private static Result runSegment(Rwkv5Model model, Segment seg, RwkvState initialState, ParamSet grads, Options opt,
+                                     float l2, boolean wantInitialStateGrad, LogitsSink sink) {
+        Backend be = model.backend();
+        int c = opt.chunkLen();
+        int chunks = (seg.length() + c - 1) / c;
         if (grads == null) {
-            return forwardOnly(model, seq, initialState, c, chunks, weights, sink);
+            return forwardOnly(model, seg, initialState, c, chunks, sink);
         }
         if (opt.mode() == BpttMode.TRUNCATED) {
-            return truncated(model, seq, initialState, grads, c, chunks, weights, l2, wantInitialStateGrad, sink);
+            return truncated(model, seg, initialState, grads, c, chunks, l2, wantInitialStateGrad, sink);
         }
         // ---- FULL: forward sweep keeping boundary states only
         RwkvState[] boundary = new RwkvState[chunks];
@@ -67,7 +108,7 @@ public final class ChunkedBptt {
         try {
             try (RwkvState running = initialState.copy(be)) {
                 for (int k = 0; k + 1 < chunks; k++) {
-                    model.forward(slice(seq.tokens(), k, c), running, false, false).close();
+                    model.forward(slice(seg.tokens(), k, c), running, false, false).close();
                     boundary[k + 1] = running.copy(be);
                 }
             }
@@ -78,8 +119,8 @@ public final class ChunkedBptt {
             for (int k = chunks - 1; k >= 0; k--) {
                 RwkvState st = boundary[k];
                 boundary[k] = null;
-                try (Rwkv5Model.Activations acts = model.forward(slice(seq.tokens(), k, c), st, true, true)) {
-                    loss += lossAndGrad(be, acts, seq, weights, k, c, l2, sink);
+                try (Rwkv5Model.Activations acts = model.forward(slice(seg.tokens(), k, c), st, true, true)) {
+                    loss += lossAndGrad(be, acts, seg, k, c, l2, sink);
                     model.backward(acts, acts.logits(), dState, grads);
                 }
                 if (k == chunks - 1) finalState = st; else st.close();
@@ -88,52 +129,50 @@ public final class ChunkedBptt {
                 dState.close();
                 dState = null;
             }
-            return new Result(loss, seq.lossPositions(), finalState, dState);
+            return new Result(loss, 0, finalState, dState);
         } finally {
             for (RwkvState s : boundary) if (s != null) s.close();
         }
     }
 
-    private static Result truncated(Rwkv5Model model, TokenSequence seq, RwkvState initialState, ParamSet grads, int c,
-                                    int chunks, float[] weights, float l2, boolean wantInitialStateGrad, LogitsSink sink) {
+    private static Result truncated(Rwkv5Model model, Segment seg, RwkvState initialState, ParamSet grads, int c,
+                                    int chunks, float l2, boolean wantInitialStateGrad, LogitsSink sink) {
         Backend be = model.backend();
         RwkvState state = initialState.copy(be);
         RwkvState initGrad = null;
         double loss = 0;
         for (int k = 0; k < chunks; k++) {
-            try (Rwkv5Model.Activations acts = model.forward(slice(seq.tokens(), k, c), state, true, true)) {
-                loss += lossAndGrad(be, acts, seq, weights, k, c, l2, sink);
+            try (Rwkv5Model.Activations acts = model.forward(slice(seg.tokens(), k, c), state, true, true)) {
+                loss += lossAndGrad(be, acts, seg, k, c, l2, sink);
                 RwkvState dState = RwkvState.zeros(be, model.config());  // gradient stopped at the chunk end
                 model.backward(acts, acts.logits(), dState, grads);
                 if (k == 0 && wantInitialStateGrad) initGrad = dState; else dState.close();
             }
         }
-        return new Result(loss, seq.lossPositions(), state, initGrad);
+        return new Result(loss, 0, state, initGrad);
     }
 
-    private static Result forwardOnly(Rwkv5Model model, TokenSequence seq, RwkvState initialState, int c, int chunks,
-                                      float[] weights, LogitsSink sink) {
+    private static Result forwardOnly(Rwkv5Model model, Segment seg, RwkvState initialState, int c, int chunks, LogitsSink sink) {
         Backend be = model.backend();
         RwkvState state = initialState.copy(be);
         double loss = 0;
         for (int k = 0; k < chunks; k++) {
-            try (Rwkv5Model.Activations acts = model.forward(slice(seq.tokens(), k, c), state, false, true)) {
-                if (sink != null) sink.accept(k * c, be.download(acts.logits()));
-                int from = k * c;
-                loss += be.crossEntropy(acts.logits(), Arrays.copyOfRange(seq.targets(), from, from + acts.length()),
-                        Arrays.copyOfRange(weights, from, from + acts.length()), 0f, null);
+            try (Rwkv5Model.Activations acts = model.forward(slice(seg.tokens(), k, c), state, false, true)) {
+                int from = k * c, to = from + acts.length();
+                if (sink != null) sink.accept(seg.offset() + from, be.download(acts.logits()));
+                loss += be.crossEntropy(acts.logits(), Arrays.copyOfRange(seg.targets(), from, to),
+                        Arrays.copyOfRange(seg.weights(), from, to), 0f, null);
             }
         }
-        return new Result(loss, seq.lossPositions(), state, null);
+        return new Result(loss, 0, state, null);
     }
 
     /** Chunk loss (weighted so that chunks sum to the sequence mean); turns the logits into their gradient in place. */
-    private static double lossAndGrad(Backend be, Rwkv5Model.Activations acts, TokenSequence seq, float[] weights,
-                                      int k, int c, float l2, LogitsSink sink) {
+    private static double lossAndGrad(Backend be, Rwkv5Model.Activations acts, Segment seg, int k, int c, float l2, LogitsSink sink) {
         int from = k * c, to = from + acts.length();
-        if (sink != null) sink.accept(from, be.download(acts.logits()));
-        return be.crossEntropy(acts.logits(), Arrays.copyOfRange(seq.targets(), from, to),
-                Arrays.copyOfRange(weights, from, to), l2, acts.logits());
+        if (sink != null) sink.accept(seg.offset() + from, be.download(acts.logits()));
+        return be.crossEntropy(acts.logits(), Arrays.copyOfRange(seg.targets(), from, to),
+                Arrays.copyOfRange(seg.weights(), from, to), l2, acts.logits());
     }
 
     static int[] slice(int[] tokens, int k, int c) {

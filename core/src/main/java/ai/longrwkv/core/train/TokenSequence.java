@@ -3,13 +3,25 @@ package ai.longrwkv.core.train;
 import java.util.Arrays;
 
 /**
- * One training sequence: input tokens, the target of each position (negative = no target) and a loss mask
- * (1 = this position's target counts in the loss, 0 = it does not; e.g. prompt or user turns).
+ * One training sequence: input tokens, the target of each position (negative = no target), a loss mask
+ * (1 = this position's target counts in the loss, 0 = it does not; e.g. prompt or user turns), and the positions
+ * where the recurrent state is reset to the initial state (document starts in a packed sequence whose documents must
+ * not see each other; empty = the state runs through the whole sequence).
  */
-public record TokenSequence(int[] tokens, int[] targets, float[] mask) {
+public record TokenSequence(int[] tokens, int[] targets, float[] mask, int[] resets) {
+
+    public TokenSequence(int[] tokens, int[] targets, float[] mask) {
+        this(tokens, targets, mask, new int[0]);
+    }
 
     public TokenSequence {
         if (tokens.length == 0) throw new IllegalArgumentException("empty token sequence");
+        for (int i = 0; i < resets.length; i++) {
+            if (resets[i] <= 0 || resets[i] >= tokens.length || (i > 0 && resets[i] <= resets[i - 1])) {
+                throw new IllegalArgumentException("state resets must be increasing positions inside 1.." + (tokens.length - 1)
+                        + ", got " + Arrays.toString(resets));
+            }
+        }
         if (targets.length != tokens.length) {
             throw new IllegalArgumentException(tokens.length + " tokens but " + targets.length + " targets");
         }
@@ -29,6 +41,13 @@ public record TokenSequence(int[] tokens, int[] targets, float[] mask) {
     }
 
     public int length() { return tokens.length; }
+
+    /** Start positions of the segments the state runs through: 0 and every reset. */
+    public int[] segmentStarts() {
+        int[] out = new int[resets.length + 1];
+        System.arraycopy(resets, 0, out, 1, resets.length);
+        return out;
+    }
 
     /** Refuses token or target ids outside 0..vocab-1, naming the first bad one and its position. */
     public void checkVocabulary(int vocab) {

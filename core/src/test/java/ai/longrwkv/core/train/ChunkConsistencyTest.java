@@ -17,6 +17,7 @@ import java.util.List;
 
 import static ai.longrwkv.core.train.BpttTestSupport.*;
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 /** Chunking must not change results: forward with carried state, FULL-mode gradients, TRUNCATED = sum of chunks. */
@@ -152,6 +153,26 @@ class ChunkConsistencyTest {
             // and truncation really changes something versus the exact gradient
             Grads full = grads(c, BpttMode.FULL, seq, s0);
             assertTrue(relMaxDiff(full.byName.get("blocks.0.att.time_decay"), truncated.byName.get("blocks.0.att.time_decay")) > 1e-3);
+        }
+    }
+
+    @Test
+    void stateResetsMakeDocumentsIndependent() {
+        int reset = 7;
+        TokenSequence withReset = new TokenSequence(seq.tokens(), seq.targets(), seq.mask(), new int[]{reset});
+        try (RwkvState s0 = TestModels.randomState(be, TINY, 9)) {
+            Grads joined = grads(3, BpttMode.FULL, withReset, s0);
+            long total = seq.lossPositions();
+            TokenSequence a = GradientCheckTest.subSequence(seq, 0, reset, total), b = GradientCheckTest.subSequence(seq, reset, T, total);
+            Grads ga = grads(3, BpttMode.FULL, a, s0), gb = grads(3, BpttMode.FULL, b, s0);
+            assertEquals(ga.loss + gb.loss, joined.loss, 1e-6 * Math.abs(joined.loss));
+            for (String k : joined.byName.keySet()) {
+                float[] sum = ga.byName.get(k).clone();
+                for (int i = 0; i < sum.length; i++) sum[i] += gb.byName.get(k)[i];   // both segments start from s0
+                double rel = relMaxDiff(sum, joined.byName.get(k));
+                assertTrue(rel <= 1e-5, k + ": relative difference " + rel);
+            }
+            assertThrows(IllegalArgumentException.class, () -> new TokenSequence(seq.tokens(), seq.targets(), seq.mask(), new int[]{0}));
         }
     }
 

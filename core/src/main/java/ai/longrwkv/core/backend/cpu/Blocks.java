@@ -1,7 +1,6 @@
 package ai.longrwkv.core.backend.cpu;
 
 import jdk.incubator.vector.FloatVector;
-import jdk.incubator.vector.VectorOperators;
 import jdk.incubator.vector.VectorSpecies;
 
 import java.nio.FloatBuffer;
@@ -54,8 +53,8 @@ final class Blocks {
         int i = 0;
         for (int upper = SPECIES.loopBound(n); i < upper; i += SPECIES.length()) {
             FloatVector v = FloatVector.fromArray(SPECIES, x, i);
-            v.neg().lanewise(VectorOperators.EXP).add(1f).pow(-1f).intoArray(out, i);
+            FloatVector.broadcast(SPECIES, 1f).div(VectorMath.exp(v.neg()).add(1f)).intoArray(out, i);
         }
-        for (; i < n; i++) out[i] = 1f / (1f + (float) Math.exp(-x[i]));
+        for (; i < n; i++) out[i] = 1f / (1f + VectorMath.exp(-x[i]));
     }
 }

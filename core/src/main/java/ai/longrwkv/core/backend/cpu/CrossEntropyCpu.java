@@ -1,14 +1,14 @@
 package ai.longrwkv.core.backend.cpu;
 
 import jdk.incubator.vector.FloatVector;
-import jdk.incubator.vector.VectorOperators;
 import jdk.incubator.vector.VectorSpecies;
 
 import java.nio.FloatBuffer;
 
 /**
  * Cross-entropy of one row of logits, with its gradient and RWKV-LM's L2Wrap term. The exponentials of a
- * 65536-wide row dominate the cost, so they run on the Vector API (SIMD exp) over a thread-local copy of the row.
+ * 65536-wide row dominate the cost, so they run on the Vector API ({@link VectorMath#exp}) over a thread-local copy
+ * of the row.
  */
 final class CrossEntropyCpu {
     private CrossEntropyCpu() { }
@@ -56,19 +56,19 @@ final class CrossEntropyCpu {
         double total = 0;
         int sinceFlush = 0;
         for (; i < upper; i += SPECIES.length()) {
-            FloatVector e = FloatVector.fromArray(SPECIES, x, i).sub(shift).lanewise(VectorOperators.EXP);
+            FloatVector e = VectorMath.exp(FloatVector.fromArray(SPECIES, x, i).sub(shift));
             if (store) e.intoArray(x, i);
             acc = acc.add(e);
             // flush to double now and then so that float accumulation error stays small on 65536-wide rows
             if (++sinceFlush == 64) {
-                total += acc.reduceLanes(VectorOperators.ADD);
+                total += VectorMath.sumLanes(acc);
                 acc = FloatVector.zero(SPECIES);
                 sinceFlush = 0;
             }
         }
-        total += acc.reduceLanes(VectorOperators.ADD);
+        total += VectorMath.sumLanes(acc);
         for (; i < n; i++) {
-            float e = (float) Math.exp(x[i] - shift);
+            float e = VectorMath.exp(x[i] - shift);
             if (store) x[i] = e;
             total += e;
         }

@@ -1,7 +1,6 @@
 package ai.longrwkv.core.backend.cpu;
 
 import jdk.incubator.vector.FloatVector;
-import jdk.incubator.vector.VectorOperators;
 import jdk.incubator.vector.VectorSpecies;
 
 import java.nio.FloatBuffer;
@@ -157,8 +156,7 @@ final class WkvCpu {
                 aij.fma(kiV, FloatVector.fromArray(SPECIES, gv, j)).intoArray(gv, j);
                 gyj.fma(riV, aij.mul(wi)).intoArray(a, row + j);   // becomes dL/dS_t
             }
-            float av = avv.reduceLanes(VectorOperators.ADD), sgy = sgyv.reduceLanes(VectorOperators.ADD);
-            float as = asv.reduceLanes(VectorOperators.ADD);
+            float av = VectorMath.sumLanes(avv), sgy = VectorMath.sumLanes(sgyv), as = VectorMath.sumLanes(asv);
             for (; j < n; j++) {
                 float aij = a[row + j];
                 float sij = states[sOff + row + j];
