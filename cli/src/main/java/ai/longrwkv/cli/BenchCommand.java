@@ -26,7 +26,8 @@ import java.util.concurrent.Callable;
 /** Benchmarks: medians of repeated runs, measured side by side in one process. */
 @Command(name = "bench", mixinStandardHelpOptions = true,
         description = "Measure CPU throughput and memory (medians of repeated runs in one process).",
-        subcommands = {BenchCommand.Matmul.class, BenchCommand.Wkv.class, BenchCommand.ModelSpeed.class, BenchCommand.Memory.class})
+        subcommands = {BenchCommand.Matmul.class, BenchCommand.Wkv.class, BenchCommand.ModelSpeed.class, BenchCommand.Memory.class,
+                TokenizerBenchCommand.class})
 final class BenchCommand implements Runnable {
     @CommandLine.Spec
     CommandLine.Model.CommandSpec spec;

@@ -13,7 +13,7 @@ import java.io.UncheckedIOException;
         versionProvider = LongRwkv.Version.class,
         description = {"RWKV-5 (x052) toolkit for 128k-token context: exact chunked BPTT, state tuning, long-context eval.",
                 "", "Run 'longrwkv COMMAND --help' for the options of a command."},
-        subcommands = {ForwardCommand.class, InitCommand.class, DebugCommand.class, BenchCommand.class,
+        subcommands = {ForwardCommand.class, InitCommand.class, TokenizeCommand.class, DebugCommand.class, BenchCommand.class,
                 CommandLine.HelpCommand.class})
 public final class LongRwkv implements Runnable {
 
