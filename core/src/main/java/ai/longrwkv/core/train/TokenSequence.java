@@ -42,6 +42,18 @@ public record TokenSequence(int[] tokens, int[] targets, float[] mask, int[] res
 
     public int length() { return tokens.length; }
 
+    /**
+     * The same sequence with the last position's target set (a window of T + 1 tokens gives T inputs whose last
+     * target is the extra token); {@code flag} 1 counts it in the loss.
+     */
+    public TokenSequence withLastTarget(int target, float flag) {
+        int[] t = targets.clone();
+        float[] m = mask.clone();
+        t[t.length - 1] = target;
+        m[m.length - 1] = flag;
+        return new TokenSequence(tokens, t, m, resets);
+    }
+
     /** Start positions of the segments the state runs through: 0 and every reset. */
     public int[] segmentStarts() {
         int[] out = new int[resets.length + 1];

@@ -48,13 +48,8 @@ final class Blocks {
         }
     }
 
-    /** out[i] = 1 / (1 + exp(-x[i])), SIMD exp. */
+    /** out[i] = 1 / (1 + exp(-x[i])). */
     static void sigmoid(float[] x, float[] out, int n) {
-        int i = 0;
-        for (int upper = SPECIES.loopBound(n); i < upper; i += SPECIES.length()) {
-            FloatVector v = FloatVector.fromArray(SPECIES, x, i);
-            FloatVector.broadcast(SPECIES, 1f).div(VectorMath.exp(v.neg()).add(1f)).intoArray(out, i);
-        }
-        for (; i < n; i++) out[i] = 1f / (1f + VectorMath.exp(-x[i]));
+        for (int i = 0; i < n; i++) out[i] = 1f / (1f + (float) Math.exp(-x[i]));
     }
 }

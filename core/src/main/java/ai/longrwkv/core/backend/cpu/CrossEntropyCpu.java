@@ -1,19 +1,14 @@
 package ai.longrwkv.core.backend.cpu;
 
-import jdk.incubator.vector.FloatVector;
-import jdk.incubator.vector.VectorSpecies;
-
 import java.nio.FloatBuffer;
 
 /**
- * Cross-entropy of one row of logits, with its gradient and RWKV-LM's L2Wrap term. The exponentials of a
- * 65536-wide row dominate the cost, so they run on the Vector API ({@link VectorMath#exp}) over a thread-local copy
- * of the row.
+ * Cross-entropy of one row of logits, with its gradient and RWKV-LM's L2Wrap term, on a thread-local copy of the row
+ * (rows run in parallel). Math.exp, not a SIMD exp: see {@link VectorMath} for why.
  */
 final class CrossEntropyCpu {
     private CrossEntropyCpu() { }
 
-    private static final VectorSpecies<Float> SPECIES = FloatVector.SPECIES_PREFERRED;
     private static final ThreadLocal<float[]> ROW = ThreadLocal.withInitial(() -> new float[0]);
 
     static double row(FloatBuffer in, FloatBuffer out, int offset, int vocab, int target, float weight, float l2WrapFactor) {
@@ -48,27 +43,11 @@ final class CrossEntropyCpu {
         return loss;
     }
 
-    /** Sum of exp(x - shift); if store, also x[i] = exp(x[i] - shift). */
+    /** Sum of exp(x - shift), accumulated in double in index order; if store, also x[i] = exp(x[i] - shift). */
     private static double expMinus(float[] x, int n, float shift, boolean store) {
-        int i = 0;
-        int upper = SPECIES.loopBound(n);
-        FloatVector acc = FloatVector.zero(SPECIES);
         double total = 0;
-        int sinceFlush = 0;
-        for (; i < upper; i += SPECIES.length()) {
-            FloatVector e = VectorMath.exp(FloatVector.fromArray(SPECIES, x, i).sub(shift));
-            if (store) e.intoArray(x, i);
-            acc = acc.add(e);
-            // flush to double now and then so that float accumulation error stays small on 65536-wide rows
-            if (++sinceFlush == 64) {
-                total += VectorMath.sumLanes(acc);
-                acc = FloatVector.zero(SPECIES);
-                sinceFlush = 0;
-            }
-        }
-        total += VectorMath.sumLanes(acc);
-        for (; i < n; i++) {
-            float e = VectorMath.exp(x[i] - shift);
+        for (int i = 0; i < n; i++) {
+            float e = (float) Math.exp(x[i] - shift);
             if (store) x[i] = e;
             total += e;
         }

@@ -92,7 +92,7 @@ public final class PthReader {
         if (byteOrder != null) {
             String order = new String(recordBytes(zip, ch, byteOrder, 64), StandardCharsets.US_ASCII).trim();
             if (!order.equals("little")) {
-                throw new ModelFormatException(name + ": " + byteOrder.name() + " says '" + order + "'; only little-endian checkpoints are supported");
+                throw new ModelFormatException(name + ": " + byteOrder.name() + " says '" + StateDictUnpickler.printable(order) + "'; only little-endian checkpoints are supported");
             }
         }
         ZipDirectory.Record pickle = zip.find(prefix + "data.pkl");
@@ -113,7 +113,7 @@ public final class PthReader {
                 throw new ModelFormatException(name + ": state dict key " + StateDictUnpickler.describe(e.getKey()) + " is not a string");
             }
             if (!(e.getValue() instanceof TensorRef t)) {
-                throw new ModelFormatException(name + ": '" + rawKey + "' holds " + StateDictUnpickler.describe(e.getValue())
+                throw new ModelFormatException(name + ": '" + StateDictUnpickler.printable(rawKey) + "' holds " + StateDictUnpickler.describe(e.getValue())
                         + ", not a tensor; only flat state dicts of tensors are supported (for a training checkpoint, save "
                         + "its model state_dict instead)");
             }
@@ -121,12 +121,12 @@ public final class PthReader {
             StorageRef s = t.storage();
             MappedStorage storage = storages.get(s.key());
             if (storage == null) {
-                storage = openStorage(file, zip, ch, prefix, s, rawKey, pieceBytes);
+                storage = openStorage(file, zip, ch, prefix, s, StateDictUnpickler.printable(rawKey), pieceBytes);
                 storages.put(s.key(), storage);
             }
-            Entry entry = new Entry(key, storage, t.storageOffset(), checkView(name, rawKey, t), t.stride());
+            Entry entry = new Entry(key, storage, t.storageOffset(), checkView(name, StateDictUnpickler.printable(rawKey), t), t.stride());
             if (entries.put(key, entry) != null) {
-                throw new ModelFormatException(name + ": key '" + key + "' occurs twice (once with the '" + FORWARD_MODULE_PREFIX
+                throw new ModelFormatException(name + ": key '" + StateDictUnpickler.printable(key) + "' occurs twice (once with the '" + FORWARD_MODULE_PREFIX
                         + "' prefix and once without?)");
             }
         }
@@ -138,7 +138,13 @@ public final class PthReader {
         if (zip.records().isEmpty()) throw new ModelFormatException(zip.fileName() + ": the zip archive is empty");
         String first = zip.records().keySet().iterator().next();
         int slash = first.indexOf('/');
-        return slash < 0 ? "" : first.substring(0, slash + 1);
+        String prefix = slash < 0 ? "" : first.substring(0, slash + 1);
+        if (!StateDictUnpickler.printable(prefix).equals(prefix)) {
+            // record names go into error messages; refuse rather than print a file's control characters
+            throw new ModelFormatException(zip.fileName() + ": the archive name '" + StateDictUnpickler.printable(prefix)
+                    + "' contains control characters; not a torch.save checkpoint");
+        }
+        return prefix;
     }
 
     private static byte[] recordBytes(ZipDirectory zip, FileChannel ch, ZipDirectory.Record r, long maxBytes) throws IOException {
@@ -163,18 +169,20 @@ public final class PthReader {
                                              String tensorKey, long pieceBytes) throws IOException {
         String name = zip.fileName();
         String recordName = prefix + "data/" + s.key();
+        String shownRecord = StateDictUnpickler.printable(recordName);
+        String shownStorage = StateDictUnpickler.printable(s.key());
         ZipDirectory.Record r = zip.find(recordName);
         if (r == null) {
-            throw new ModelFormatException(name + ": tensor '" + tensorKey + "' uses storage '" + s.key() + "' but the archive has no record '"
-                    + recordName + "'; truncated or corrupt checkpoint");
+            throw new ModelFormatException(name + ": tensor '" + tensorKey + "' uses storage '" + shownStorage + "' but the archive has no record '"
+                    + shownRecord + "'; truncated or corrupt checkpoint");
         }
         long offset = zip.dataOffset(r);
         if (s.numel() < 0 || s.numel() > r.size() / s.type().bytes) {
-            throw new ModelFormatException(name + ": tensor '" + tensorKey + "': storage '" + s.key() + "' declares " + s.numel() + " "
+            throw new ModelFormatException(name + ": tensor '" + tensorKey + "': storage '" + shownStorage + "' declares " + s.numel() + " "
                     + s.type().safetensorsName + " values (" + (s.numel() < 0 ? "negative" : s.numel() + " x " + s.type().bytes + " bytes")
-                    + ") but its record " + recordName + " holds only " + r.size() + " bytes");
+                    + ") but its record " + shownRecord + " holds only " + r.size() + " bytes");
         }
-        return new MappedStorage(file, name, zip.fileSize(), recordName, offset, s.numel() * s.type().bytes, s.type(),
+        return new MappedStorage(file, name, zip.fileSize(), shownRecord, offset, s.numel() * s.type().bytes, s.type(),
                 r.crc32(), pieceBytes);
     }
 
@@ -212,7 +220,7 @@ public final class PthReader {
         if (last >= storageSize) {
             throw new ModelFormatException(where + ": view (offset " + t.storageOffset() + ", shape " + Arrays.toString(size)
                     + ", stride " + Arrays.toString(stride) + ") reaches element " + (last == Long.MAX_VALUE ? "beyond 2^63" : last)
-                    + " of storage '" + t.storage().key() + "', which has only " + storageSize);
+                    + " of storage '" + StateDictUnpickler.printable(t.storage().key()) + "', which has only " + storageSize);
         }
         return shape;
     }

@@ -201,7 +201,7 @@ final class StateDictUnpickler {
     private Object global(String module, String name) {
         TorchGlobal g = TorchGlobal.find(module, name);
         if (g != null) return g;
-        String what = module + "." + name;
+        String what = printable(module + "." + name);
         if (module.equals("torch") && name.endsWith("Storage")) {
             throw error("tensor storage type " + what + " is not supported; only torch.BFloat16Storage, torch.HalfStorage "
                     + "and torch.FloatStorage (bf16, fp16, fp32 tensors) can be read");
@@ -396,7 +396,7 @@ final class StateDictUnpickler {
     /** A short description of a value's type, never its (possibly huge or cyclic) contents. */
     static String describe(Object o) {
         if (o == null) return "nothing";
-        if (o instanceof String s) return "the string '" + (s.length() > 40 ? s.substring(0, 40) + "..." : s) + "'";
+        if (o instanceof String s) return "the string '" + printable(s.length() > 40 ? s.substring(0, 40) + "..." : s) + "'";
         if (o instanceof Long || o instanceof Boolean || o instanceof Double || o == NONE) return String.valueOf(o);
         if (o instanceof Tuple t) return "a tuple of " + t.items.size();
         if (o instanceof PyList) return "a list";
@@ -405,6 +405,17 @@ final class StateDictUnpickler {
         if (o instanceof StorageRef) return "a storage";
         if (o instanceof TensorRef) return "a tensor";
         return o.getClass().getSimpleName();
+    }
+
+    /** Text from the file with control characters escaped, so that an error message cannot carry terminal escapes. */
+    static String printable(String s) {
+        StringBuilder sb = new StringBuilder(s.length());
+        for (int i = 0; i < s.length(); i++) {
+            char c = s.charAt(i);
+            if (Character.isISOControl(c)) sb.append(String.format("\\x%02x", (int) c));
+            else sb.append(c);
+        }
+        return sb.toString();
     }
 
     private ModelFormatException error(String message) {

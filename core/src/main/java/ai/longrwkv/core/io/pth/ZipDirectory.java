@@ -115,7 +115,8 @@ final class ZipDirectory {
         for (long i = 0; i < entryCount; i++) {
             Record r = parseCentralEntry(central, fileName, centralOffset, i);
             if (records.putIfAbsent(r.name, r) != null) {
-                throw new ModelFormatException(fileName + ": zip archive has two entries named '" + r.name + "'; corrupt or tampered file");
+                throw new ModelFormatException(fileName + ": zip archive has two entries named '" + StateDictUnpickler.printable(r.name)
+                        + "'; corrupt or tampered file");
             }
         }
         return new ZipDirectory(channel, fileName, size, centralOffset, Collections.unmodifiableMap(records));
@@ -154,7 +155,7 @@ final class ZipDirectory {
         byte[] nameBytes = new byte[nameLength];
         central.get(p + CENTRAL_BYTES, nameBytes);
         String name = new String(nameBytes, StandardCharsets.UTF_8);
-        where = fileName + ": zip entry '" + name + "'";
+        where = fileName + ": zip entry '" + StateDictUnpickler.printable(name) + "'";
 
         // zip64 extended information: 64-bit values for exactly those fields that hold 0xffffffff (0xffff for the disk)
         int extraStart = p + CENTRAL_BYTES + nameLength;
@@ -197,7 +198,7 @@ final class ZipDirectory {
      * bytes lie inside the file, before the central directory.
      */
     long dataOffset(Record r) throws IOException {
-        String where = fileName + ": zip entry '" + r.name + "'";
+        String where = fileName + ": zip entry '" + StateDictUnpickler.printable(r.name) + "'";
         if ((r.flags & 1) != 0) throw new ModelFormatException(where + " is encrypted; encrypted archives are not supported");
         if (r.method != 0) {
             throw new ModelFormatException(where + " is compressed (zip method " + r.method + (r.method == 8 ? ", deflate" : "")

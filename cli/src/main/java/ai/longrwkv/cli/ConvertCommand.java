@@ -1,0 +1,202 @@
+package ai.longrwkv.cli;
+
+import ai.longrwkv.core.io.ModelFiles;
+import ai.longrwkv.core.io.ModelFormatException;
+import ai.longrwkv.core.io.RwkvCppModelReader;
+import ai.longrwkv.core.io.Safetensors;
+import ai.longrwkv.core.io.pth.PthReader;
+import ai.longrwkv.core.io.pth.PthWriter;
+import ai.longrwkv.core.model.ModelWeights;
+import ai.longrwkv.core.tensor.HostTensor;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Model.CommandSpec;
+import picocli.CommandLine.Option;
+import picocli.CommandLine.Parameters;
+import picocli.CommandLine.Spec;
+
+import java.io.PrintWriter;
+import java.nio.file.Path;
+import java.util.AbstractMap;
+import java.util.AbstractSet;
+import java.util.Iterator;
+import java.util.LinkedHashMap;
+import java.util.Locale;
+import java.util.Map;
+import java.util.Set;
+import java.util.concurrent.Callable;
+
+/** Converts model (or state) files between .pth and safetensors; also reads rwkv.cpp files. */
+@Command(name = "convert", mixinStandardHelpOptions = true,
+        description = {"Convert a model or state file between PyTorch .pth and safetensors; rwkv.cpp .bin files (FP32/FP16) "
+                + "can be read too. The input format is recognised from the file's first bytes, the output format from OUT's "
+                + "extension: .pth or .pt, or .safetensors. Keys, shapes and values are kept; the architecture is not checked.",
+                "",
+                ".pth output is bf16 by default, like official releases (--dtype fp16 or fp32 on request) and is read by "
+                        + "torch.load, also with weights_only=True. safetensors output is always F32 (--dtype applies to .pth "
+                        + "output only). Output files are written atomically. Progress goes to stderr."})
+final class ConvertCommand implements Callable<Integer> {
+    @Parameters(index = "0", paramLabel = "IN", description = "Input: .pth (torch zip), .safetensors or rwkv.cpp .bin.")
+    Path in;
+
+    @Parameters(index = "1", paramLabel = "OUT", description = "Output: .pth / .pt or .safetensors.")
+    Path out;
+
+    @Option(names = "--dtype", paramLabel = "bf16|fp16|fp32",
+            description = "Element type of .pth output (default: bf16). safetensors output is always F32.")
+    String dtype;
+
+    @Spec
+    CommandSpec spec;
+
+    private enum OutputFormat { PTH, SAFETENSORS }
+
+    @Override
+    public Integer call() {
+        OutputFormat format = outputFormat(out);
+        PthWriter.Dtype pthDtype = PthWriter.Dtype.BF16;
+        if (dtype != null) {
+            pthDtype = PthWriter.Dtype.parse(dtype);
+            if (format == OutputFormat.SAFETENSORS && pthDtype != PthWriter.Dtype.FP32) {
+                throw new IllegalArgumentException("--dtype " + dtype + ": safetensors output is always F32; --dtype applies to .pth output");
+            }
+        }
+        PrintWriter stdout = spec.commandLine().getOut();
+        PrintWriter stderr = spec.commandLine().getErr();
+        ModelWeights weights = readAnyFormat(in);
+        int count = weights.keys().size();
+        long params = weights.parameterCount();
+        double eps = weights.impliedGroupNormEps();
+        ProgressLine progress = new ProgressLine(stderr, "converting " + in.getFileName());
+        String written;
+        if (format == OutputFormat.PTH) {
+            PthWriter.write(out, weights, pthDtype, (done, total, key, bytes, totalBytes) -> progress.update(done, total));
+            progress.finish();
+            written = ".pth " + pthDtype;
+            if (!Double.isNaN(eps)) {
+                stderr.println("note: " + in + " implies ln_x GroupNorm eps " + eps + "; .pth files cannot record it, so pass "
+                        + "--gn-eps " + eps + " when using " + out + " (the default for .pth files is 64e-5)");
+            }
+        } else {
+            Map<String, String> metadata = new LinkedHashMap<>();
+            metadata.put("format", "pt");
+            if (!Double.isNaN(eps)) metadata.put(Safetensors.GROUP_NORM_EPS_KEY, Double.toString(eps));
+            // Safetensors.write goes over the tensors twice (header, then data): count both passes
+            LoadingMap tensors = new LoadingMap(weights, n -> progress.update(n, 2 * count));
+            Safetensors.write(out, tensors, metadata);
+            progress.finish();
+            written = "safetensors F32";
+        }
+        stdout.printf(Locale.ROOT, "wrote %s (%s): %d tensors, %,d parameters, from %s%n", out, written, count, params, in);
+        stdout.flush();
+        return 0;
+    }
+
+    private static OutputFormat outputFormat(Path out) {
+        String name = out.getFileName() == null ? "" : out.getFileName().toString().toLowerCase(Locale.ROOT);
+        if (name.endsWith(".pth") || name.endsWith(".pt")) return OutputFormat.PTH;
+        if (name.endsWith(".safetensors")) return OutputFormat.SAFETENSORS;
+        throw new IllegalArgumentException("cannot tell the output format from '" + out + "': name it .pth, .pt or .safetensors");
+    }
+
+    /**
+     * Reads a model or state file of any supported format without the x052 architecture check. .pth files are read
+     * lazily (shapes now, values when a tensor is loaded); the other readers load everything.
+     */
+    static ModelWeights readAnyFormat(Path file) {
+        return switch (ModelFiles.detectFormat(file)) {
+            case PYTORCH_ZIP -> PthReader.read(file);
+            case SAFETENSORS -> Safetensors.readModel(file);
+            case RWKV_CPP -> RwkvCppModelReader.read(file);
+            case UNKNOWN -> throw new ModelFormatException(file + ": unrecognised file format; expected a PyTorch .pth zip "
+                    + "(starts with 50 4b 03 04), a .safetensors file or an rwkv.cpp .bin (starts with 66 6d 67 67)");
+        };
+    }
+
+    /**
+     * Model weights seen as a Map of tensors that loads each tensor only when its value is asked for and keeps just the
+     * latest one, so that writing safetensors from a lazily read .pth never holds the whole model in memory.
+     * Read-only; iteration follows the weights' key order.
+     */
+    static final class LoadingMap extends AbstractMap<String, HostTensor> {
+        interface LoadListener { void loaded(int loadsSoFar); }
+
+        private final ModelWeights weights;
+        private final LoadListener listener;
+        private String cachedKey;
+        private HostTensor cached;
+        private int loads;
+
+        LoadingMap(ModelWeights weights, LoadListener listener) {
+            this.weights = weights;
+            this.listener = listener;
+        }
+
+        private HostTensor load(String key) {
+            if (!key.equals(cachedKey)) {
+                cached = null; // let the previous tensor go before the next is read
+                cached = weights.get(key);
+                cachedKey = key;
+                listener.loaded(++loads);
+            }
+            return cached;
+        }
+
+        @Override
+        public Set<Map.Entry<String, HostTensor>> entrySet() {
+            return new AbstractSet<>() {
+                @Override public int size() { return weights.keys().size(); }
+
+                @Override
+                public Iterator<Map.Entry<String, HostTensor>> iterator() {
+                    Iterator<String> keys = weights.keys().iterator();
+                    return new Iterator<>() {
+                        @Override public boolean hasNext() { return keys.hasNext(); }
+
+                        @Override
+                        public Map.Entry<String, HostTensor> next() {
+                            String key = keys.next();
+                            return new Map.Entry<>() {
+                                @Override public String getKey() { return key; }
+                                @Override public HostTensor getValue() { return load(key); }
+                                @Override public HostTensor setValue(HostTensor v) { throw new UnsupportedOperationException(); }
+                            };
+                        }
+                    };
+                }
+            };
+        }
+
+        @Override public boolean containsKey(Object key) { return weights.keys().contains(key); }
+
+        @Override public HostTensor get(Object key) { return key instanceof String k && weights.has(k) ? load(k) : null; }
+    }
+
+    /** A stderr line such as "converting model.pth: 120/390 (31%)", redrawn at most a few times a second. */
+    static final class ProgressLine {
+        private static final long REDRAW_NANOS = 250_000_000L;
+        private final PrintWriter err;
+        private final String label;
+        private long lastDraw;
+        private boolean drawn;
+
+        ProgressLine(PrintWriter err, String label) {
+            this.err = err;
+            this.label = label;
+        }
+
+        void update(int done, int total) {
+            long now = System.nanoTime();
+            if (done < total && drawn && now - lastDraw < REDRAW_NANOS) return;
+            lastDraw = now;
+            drawn = true;
+            err.printf(Locale.ROOT, "\r%s: %d/%d (%d%%)", label, done, total, total == 0 ? 100 : 100L * done / total);
+            err.flush();
+        }
+
+        void finish() {
+            if (drawn) err.println();
+            drawn = false;
+            err.flush();
+        }
+    }
+}

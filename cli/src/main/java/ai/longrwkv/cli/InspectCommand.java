@@ -1,0 +1,202 @@
+package ai.longrwkv.cli;
+
+import ai.longrwkv.core.io.ModelFiles;
+import ai.longrwkv.core.io.ModelFormatException;
+import ai.longrwkv.core.io.Safetensors;
+import ai.longrwkv.core.model.ModelConfig;
+import ai.longrwkv.core.model.ModelWeights;
+import ai.longrwkv.core.tensor.HostTensor;
+import com.google.gson.JsonArray;
+import com.google.gson.JsonElement;
+import com.google.gson.JsonObject;
+import com.google.gson.JsonParser;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Model.CommandSpec;
+import picocli.CommandLine.Option;
+import picocli.CommandLine.Parameters;
+import picocli.CommandLine.Spec;
+
+import java.io.IOException;
+import java.io.InputStream;
+import java.io.PrintWriter;
+import java.io.UncheckedIOException;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.Arrays;
+import java.util.LinkedHashMap;
+import java.util.Locale;
+import java.util.Map;
+import java.util.TreeMap;
+import java.util.concurrent.Callable;
+
+/** Shows what a model file is without reading its tensor data. */
+@Command(name = "inspect", mixinStandardHelpOptions = true,
+        description = {"Show what a model file holds: format, architecture (x052 or what else it is), dimensions "
+                + "L, C, H, N, F, V, parameter count, stored dtypes and data size. For .pth and safetensors files only the "
+                + "shapes are read, so even a 15 GB checkpoint is inspected in seconds (rwkv.cpp files are read whole)."})
+final class InspectCommand implements Callable<Integer> {
+    @Parameters(index = "0", paramLabel = "FILE", description = "Model or state file: .pth, .safetensors or rwkv.cpp .bin.")
+    Path file;
+
+    @Option(names = "--tensors", description = "Also list every tensor with its shape and dtype.")
+    boolean listTensors;
+
+    @Spec
+    CommandSpec spec;
+
+    @Override
+    public Integer call() {
+        PrintWriter out = spec.commandLine().getOut();
+        ModelFiles.Format format = ModelFiles.detectFormat(file);
+        ModelWeights w = format == ModelFiles.Format.SAFETENSORS ? safetensorsShapes(file) : ConvertCommand.readAnyFormat(file);
+        long fileBytes = fileSize(file);
+
+        out.printf(Locale.ROOT, "file:         %s (%s, %s)%n", file, describe(format), bytes(fileBytes));
+        out.println("architecture: " + architecture(w));
+        long params = w.parameterCount();
+        out.printf(Locale.ROOT, "parameters:   %,d in %d tensors%n", params, w.keys().size());
+        Map<String, long[]> byDtype = new TreeMap<>(); // dtype -> {tensors, bytes}
+        long dataBytes = 0;
+        for (ModelWeights.Entry e : w.entries().values()) {
+            long b = HostTensor.numel(e.shape()) * bytesPer(e.dtype());
+            long[] c = byDtype.computeIfAbsent(e.dtype(), k -> new long[2]);
+            c[0]++;
+            c[1] += b;
+            dataBytes += b;
+        }
+        StringBuilder dtypes = new StringBuilder();
+        byDtype.forEach((d, c) -> dtypes.append(dtypes.length() == 0 ? "" : ", ").append(d).append(" x ").append(c[0]));
+        if (format == ModelFiles.Format.RWKV_CPP) dtypes.append(" (as read; the file stores ").append(rwkvCppType(file)).append(")");
+        out.println("dtypes:       " + (dtypes.length() == 0 ? "(no tensors)" : dtypes));
+        out.println("data size:    " + bytes(dataBytes));
+        if (listTensors) {
+            int width = w.keys().stream().mapToInt(String::length).max().orElse(0);
+            for (Map.Entry<String, ModelWeights.Entry> e : w.entries().entrySet()) {
+                out.printf(Locale.ROOT, "  %-" + width + "s  %-20s %s%n", e.getKey(), Arrays.toString(e.getValue().shape()), e.getValue().dtype());
+            }
+        }
+        out.flush();
+        return 0;
+    }
+
+    /** "RWKV-5.2 (x052)" with dimensions, a state file, or what ModelConfig.checkArchitecture says it is instead. */
+    private static String architecture(ModelWeights w) {
+        if (!w.keys().isEmpty() && w.keys().stream().allMatch(k -> k.matches("blocks\\.\\d+\\.att\\.time_state"))) {
+            int[] s = w.shape(w.keys().iterator().next());
+            return "x052 state (att.time_state for " + w.keys().size() + " layers"
+                    + (s.length == 3 ? ", H=" + s[0] + " N=" + s[1] : "") + ")";
+        }
+        try {
+            ModelConfig.checkArchitecture(w);
+        } catch (ModelFormatException e) {
+            return withoutSource(e.getMessage(), w.source());
+        }
+        try {
+            ModelConfig c = ModelConfig.fromWeights(w, ModelFiles.defaultGroupNormEps(w));
+            return String.format(Locale.ROOT, "RWKV-5.2 (x052)%ndimensions:   L=%d C=%d H=%d N=%d F=%d V=%d (ln_x eps %s)",
+                    c.nLayer(), c.nEmbd(), c.nHead(), c.headSize(), c.dimFfn(), c.vocabSize(),
+                    Double.isNaN(w.impliedGroupNormEps()) ? "64e-5 unless the file says otherwise" : Double.toString(w.impliedGroupNormEps()));
+        } catch (ModelFormatException | IllegalArgumentException e) {
+            return "RWKV-5.2 (x052) keys, but " + withoutSource(e.getMessage(), w.source());
+        }
+    }
+
+    private static String withoutSource(String message, String source) {
+        return message.startsWith(source + ": ") ? message.substring(source.length() + 2) : message;
+    }
+
+    private static String describe(ModelFiles.Format f) {
+        return switch (f) {
+            case PYTORCH_ZIP -> "PyTorch zip checkpoint";
+            case SAFETENSORS -> "safetensors";
+            case RWKV_CPP -> "rwkv.cpp";
+            case UNKNOWN -> "unknown format";
+        };
+    }
+
+    private static long bytesPer(String dtype) {
+        return switch (dtype) {
+            case "F64", "I64", "U64" -> 8;
+            case "F32", "I32", "U32" -> 4;
+            case "F16", "BF16", "I16", "U16" -> 2;
+            default -> 1;
+        };
+    }
+
+    private static String bytes(long n) {
+        if (n < 1_000_000) return String.format(Locale.ROOT, "%,d bytes", n);
+        if (n < 1_000_000_000) return String.format(Locale.ROOT, "%,d bytes (%.1f MB)", n, n / 1e6);
+        return String.format(Locale.ROOT, "%,d bytes (%.2f GB)", n, n / 1e9);
+    }
+
+    private static long fileSize(Path f) {
+        try {
+            return Files.size(f);
+        } catch (IOException e) {
+            throw new UncheckedIOException(e);
+        }
+    }
+
+    /** The file type in the rwkv.cpp header (int32 at byte 20). */
+    private static String rwkvCppType(Path f) {
+        try (InputStream in = Files.newInputStream(f)) {
+            byte[] h = in.readNBytes(24);
+            if (h.length < 24) return "an unknown type";
+            int type = ByteBuffer.wrap(h).order(ByteOrder.LITTLE_ENDIAN).getInt(20);
+            return type == 0 ? "FP32" : type == 1 ? "FP16 (1-D tensors FP32)" : "type " + type;
+        } catch (IOException e) {
+            throw new UncheckedIOException(e);
+        }
+    }
+
+    /** A tensor of which only the shape and dtype are known. */
+    private record ShapeOnly(int[] shape, String dtype) implements ModelWeights.Entry {
+        @Override public int[] shape() { return shape.clone(); }
+        @Override public HostTensor load() { throw new UnsupportedOperationException("inspect reads shapes only"); }
+    }
+
+    /**
+     * Shapes and dtypes from a safetensors header, without reading the data. Safetensors.readMetadata first reads
+     * and strictly validates the header JSON, so any malformed file is reported by the safetensors reader itself.
+     */
+    private static ModelWeights safetensorsShapes(Path file) {
+        Map<String, String> metadata = Safetensors.readMetadata(file);
+        String name = file.toString();
+        JsonObject header;
+        try (InputStream in = Files.newInputStream(file)) {
+            long length = ByteBuffer.wrap(in.readNBytes(8)).order(ByteOrder.LITTLE_ENDIAN).getLong();
+            header = JsonParser.parseString(new String(in.readNBytes((int) length), StandardCharsets.UTF_8)).getAsJsonObject();
+        } catch (IOException e) {
+            throw new UncheckedIOException(e);
+        }
+        Map<String, ShapeOnly> entries = new LinkedHashMap<>();
+        for (Map.Entry<String, JsonElement> e : header.entrySet()) {
+            if (e.getKey().equals(Safetensors.METADATA_KEY)) continue;
+            try {
+                JsonObject o = e.getValue().getAsJsonObject();
+                JsonArray s = o.getAsJsonArray("shape");
+                int[] shape = new int[s.size()];
+                for (int i = 0; i < shape.length; i++) {
+                    shape[i] = s.get(i).getAsInt();
+                    if (shape[i] < 0) throw new IllegalArgumentException("negative dimension");
+                }
+                entries.put(e.getKey(), new ShapeOnly(shape, o.get("dtype").getAsString()));
+            } catch (RuntimeException ex) {
+                throw new ModelFormatException(name + ": tensor '" + e.getKey() + "': header entry needs dtype and shape: " + e.getValue());
+            }
+        }
+        double eps = Double.NaN;
+        String epsText = metadata.get(Safetensors.GROUP_NORM_EPS_KEY);
+        if (epsText != null) {
+            try {
+                eps = Double.parseDouble(epsText.trim());
+            } catch (NumberFormatException ex) {
+                throw new ModelFormatException(name + ": metadata '" + Safetensors.GROUP_NORM_EPS_KEY + "' = '" + epsText + "' is not a number");
+            }
+        }
+        return ModelWeights.lazy(entries, name, eps);
+    }
+}

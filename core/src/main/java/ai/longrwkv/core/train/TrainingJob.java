@@ -1,0 +1,99 @@
+package ai.longrwkv.core.train;
+
+import ai.longrwkv.core.util.Charts;
+import ai.longrwkv.core.util.Progress;
+import com.google.gson.JsonObject;
+import me.tongfei.progressbar.ProgressBar;
+
+import java.io.IOException;
+import java.io.UncheckedIOException;
+import java.io.Writer;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.StandardOpenOption;
+import java.time.LocalDateTime;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+
+/**
+ * Runs a {@link Trainer} to the end and makes it observable: a progress bar (loss, tokens/s, ETA) on stderr,
+ * {@code metrics.jsonl} (one JSON object per step), {@code train_log.txt} in RWKV-LM's line format, checkpoints every
+ * N steps and at the end, and {@code loss.png}. Resumed runs append to the same logs.
+ */
+public final class TrainingJob {
+    private final Trainer trainer;
+    private final Path outDir;
+    private final long saveEvery;
+    private final String runFingerprint;
+
+    public TrainingJob(Trainer trainer, Path outDir, long saveEvery, String runFingerprint) {
+        this.trainer = trainer;
+        this.outDir = outDir;
+        this.saveEvery = saveEvery;
+        this.runFingerprint = runFingerprint;
+    }
+
+    public Path checkpointDir() { return outDir.resolve("checkpoints"); }
+
+    /** Trains until the configured number of steps; returns the step results of this process. */
+    public List<Trainer.StepResult> run(long totalSteps) {
+        List<Trainer.StepResult> results = new ArrayList<>();
+        long startNanos = System.nanoTime();
+        long tokensThisRun = 0;
+        try {
+            Files.createDirectories(outDir);
+            try (Writer metrics = Files.newBufferedWriter(outDir.resolve("metrics.jsonl"), StandardCharsets.UTF_8,
+                    StandardOpenOption.CREATE, StandardOpenOption.APPEND);
+                 Writer log = Files.newBufferedWriter(outDir.resolve("train_log.txt"), StandardCharsets.UTF_8,
+                         StandardOpenOption.CREATE, StandardOpenOption.APPEND);
+                 ProgressBar bar = Progress.bar("train", totalSteps, "step")) {
+                bar.stepTo(trainer.step());
+                while (!trainer.done()) {
+                    Trainer.StepResult r = trainer.trainStep();
+                    results.add(r);
+                    tokensThisRun += r.tokens();
+                    double elapsed = (System.nanoTime() - startNanos) / 1e9;
+                    double tps = tokensThisRun / Math.max(elapsed, 1e-9);
+                    JsonObject m = new JsonObject();
+                    m.addProperty("step", r.step());
+                    m.addProperty("loss", r.loss());
+                    m.addProperty("lr", r.lr());
+                    m.addProperty("grad_norm", r.gradNorm());
+                    m.addProperty("tokens", trainer.tokensSeen());
+                    m.addProperty("tokens_per_sec", tps);
+                    m.addProperty("elapsed", elapsed);
+                    if (r.skipped()) m.addProperty("skipped_nonfinite", true);
+                    metrics.write(m + "\n");
+                    metrics.flush();
+                    // RWKV-LM's train_log.txt: epoch avg_loss ppl lr datetime epoch (here per step)
+                    log.write(String.format("%d %.6f %.4f %.8f %s %d%n", r.step(), r.loss(), Math.exp(Math.min(r.loss(), 50)),
+                            r.lr(), LocalDateTime.now(), r.step()));
+                    log.flush();
+                    bar.stepTo(r.step());
+                    bar.setExtraMessage(String.format(" loss %.4f  %.0f tok/s", r.loss(), tps));
+                    if (saveEvery > 0 && r.step() % saveEvery == 0 && !trainer.done()) {
+                        trainer.saveCheckpoint(checkpointDir(), runFingerprint);
+                    }
+                }
+            }
+            trainer.saveCheckpoint(checkpointDir(), runFingerprint);
+            writeLossChart();
+        } catch (IOException e) {
+            throw new UncheckedIOException("writing to " + outDir + ": " + e.getMessage(), e);
+        }
+        return results;
+    }
+
+    /** loss.png from every line of metrics.jsonl (this run and any run it resumed). */
+    private void writeLossChart() throws IOException {
+        List<double[]> points = new ArrayList<>();
+        for (String line : Files.readAllLines(outDir.resolve("metrics.jsonl"), StandardCharsets.UTF_8)) {
+            if (line.isBlank()) continue;
+            JsonObject o = com.google.gson.JsonParser.parseString(line).getAsJsonObject();
+            points.add(new double[]{o.get("step").getAsDouble(), o.get("loss").getAsDouble()});
+        }
+        Charts.lines(outDir.resolve("loss.png"), "training loss", "step", "loss (nats)", Map.of("loss", points), false);
+    }
+}

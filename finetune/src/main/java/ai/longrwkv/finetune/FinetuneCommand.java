@@ -1,0 +1,109 @@
+package ai.longrwkv.finetune;
+
+import ai.longrwkv.core.backend.Backend;
+import ai.longrwkv.core.io.pth.PthWriter;
+import ai.longrwkv.core.model.LoraSet;
+import ai.longrwkv.core.model.ModelConfig;
+import ai.longrwkv.core.model.ModelWeights;
+import ai.longrwkv.core.model.Rwkv5Model;
+import ai.longrwkv.core.tensor.HostTensor;
+import ai.longrwkv.core.train.Trainer;
+import com.google.gson.GsonBuilder;
+import com.google.gson.JsonObject;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
+import picocli.CommandLine.Option;
+
+import java.io.IOException;
+import java.io.UncheckedIOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.Arrays;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Set;
+import java.util.concurrent.Callable;
+
+/** {@code longrwkv finetune}: full or LoRA finetuning with chunked BPTT. */
+@Command(name = "finetune", mixinStandardHelpOptions = true, sortOptions = false,
+        description = {"Finetune an x052 model (all weights or LoRA adapters) at any context length.", "",
+                "Each sequence is processed in --chunk-len chunks with the state carried and, with --bptt full, the exact "
+                + "gradient across chunks. Writes DIR/rwkv-final.pth (or DIR/lora-final.pth), checkpoints, metrics.jsonl, "
+                + "train_log.txt and loss.png."})
+public final class FinetuneCommand implements Callable<Integer> {
+    @Option(names = "--model", description = "Base model: .pth, .safetensors or rwkv.cpp .bin.") Path model;
+    @Option(names = "--init", description = "Start from a new model instead: L,C[,vocab] (x052 init, head size 64).") String init;
+    @Option(names = "--mode", defaultValue = "full", description = "full | lora (default: ${DEFAULT-VALUE}).") String mode;
+    @Option(names = "--lora-r", defaultValue = "16", description = "LoRA rank (default: ${DEFAULT-VALUE}).") int loraR;
+    @Option(names = "--lora-alpha", defaultValue = "32", description = "LoRA alpha; scale = alpha / r (default: ${DEFAULT-VALUE}).") double loraAlpha;
+    @Option(names = "--lora-targets", defaultValue = "att.receptance,att.key,att.value,att.gate,att.output,ffn.key,ffn.value,ffn.receptance",
+            split = ",", description = "Projections to adapt (default: all eight).") List<String> loraTargets;
+    @Option(names = "--train-extra", split = ",", description = "With LoRA also train: time (time_* parameters), ln (LayerNorms).") List<String> trainExtra;
+    @Option(names = "--lr", defaultValue = "1e-5", description = "Peak learning rate (default: ${DEFAULT-VALUE}, RWKV-LM's advice for finetunes).") double lr;
+    @Option(names = "--lr-final", description = "Final learning rate (default: lr / 10).") Double lrFinal;
+    @Option(names = "--dtype", defaultValue = "bf16", description = "Output dtype: bf16 | fp16 | fp32 (default: ${DEFAULT-VALUE}).") String dtype;
+    @Mixin TrainingOptions train;
+
+    @Override
+    public Integer call() {
+        train.validate();
+        Trainer.Mode m = switch (mode) {
+            case "full" -> Trainer.Mode.FULL;
+            case "lora" -> Trainer.Mode.LORA;
+            default -> throw new IllegalArgumentException("--mode must be full or lora, got '" + mode + "'");
+        };
+        PthWriter.Dtype outType = PthWriter.Dtype.parse(dtype);
+        Set<String> extra = trainExtra == null ? Set.of() : Set.copyOf(trainExtra);
+        for (String e : extra) if (!e.equals("time") && !e.equals("ln")) throw new IllegalArgumentException("--train-extra takes time and/or ln, got '" + e + "'");
+        ModelWeights weights = TrainingRun.loadOrInit(model, init, train.seed);
+        Path dir = train.outDir();
+        try (Backend be = TrainingRun.backend();
+             DatasetSequences data = DatasetSequences.open(train.data, train.ctxLen, train.seed, DatasetSequences.parseSampling(train.sampling));
+             Rwkv5Model rm = Rwkv5Model.load(be, weights, TrainingRun.groupNormEps(weights, train.gnEps))) {
+            ModelConfig cfg = rm.config();
+            TrainingRun.checkVocab(data, cfg, train.data);
+            LoraSet lora = m == Trainer.Mode.LORA ? LoraSet.create(be, cfg, loraTargets, loraR, loraAlpha, train.seed) : null;
+            rm.setLora(lora);
+            String fingerprint = TrainingRun.runFingerprint(weights.source(), cfg, "mode=" + mode
+                    + (lora != null ? " r=" + loraR + " alpha=" + loraAlpha + " targets=" + loraTargets + " extra=" + extra : ""));
+            System.out.printf("finetune (%s) %s: %s, %,d params; data %s (%,d tokens, %s); ctx %d, chunk %d, bptt %s, %d steps%n",
+                    mode, weights.source(), cfg, cfg.parameterCount(), train.data, data.tokenCount(), data.sampling().name().toLowerCase(),
+                    train.ctxLen, train.chunkLen, train.bptt, train.totalSteps());
+            try (Trainer trainer = new Trainer(rm, train.trainerConfig(m, lr, lrFinal != null ? lrFinal : lr / 10, 0), data, lora, extra)) {
+                TrainingRun.run(trainer, train, fingerprint);
+                if (m == Trainer.Mode.FULL) {
+                    Path out = dir.resolve("rwkv-final.pth");
+                    PthWriter.write(out, rm.toWeights(out.toString()), outType, null);
+                    System.out.println("wrote " + out + " (" + outType + ")");
+                } else {
+                    Path out = dir.resolve("lora-final.pth");
+                    Map<String, HostTensor> adapter = new LinkedHashMap<>(lora.toHost());
+                    trainer.trainables().stream().filter(t -> !t.key().contains(".lora_"))
+                            .forEach(t -> adapter.put(t.key(), be.download(t.param())));
+                    PthWriter.write(out, adapter, outType);
+                    writeAdapterInfo(dir.resolve("lora-final.json"), lora, loraTargets, extra);
+                    System.out.println("wrote " + out + " (" + adapter.size() + " tensors, " + outType + "); merge with `longrwkv lora merge`");
+                }
+            } finally {
+                if (lora != null) lora.close();
+            }
+        }
+        return 0;
+    }
+
+    static void writeAdapterInfo(Path file, LoraSet lora, List<String> targets, Set<String> extra) {
+        JsonObject o = new JsonObject();
+        o.addProperty("r", lora.rank());
+        o.addProperty("alpha", lora.alpha());
+        o.addProperty("targets", String.join(",", targets));
+        o.addProperty("extra", String.join(",", extra));
+        try {
+            Files.writeString(file, new GsonBuilder().setPrettyPrinting().create().toJson(o));
+        } catch (IOException e) {
+            throw new UncheckedIOException("writing " + file + ": " + e.getMessage(), e);
+        }
+    }
+
+    static List<String> list(String... s) { return Arrays.asList(s); }
+}

@@ -1,0 +1,116 @@
+package ai.longrwkv.finetune;
+
+import ai.longrwkv.core.train.BpttMode;
+import ai.longrwkv.core.train.LrSchedule;
+import ai.longrwkv.core.train.Trainer;
+import picocli.CommandLine.Option;
+
+import java.nio.file.Path;
+
+/**
+ * The data and loop flags every training command shares (picocli mixin). Learning-rate defaults differ between
+ * finetuning and state tuning, so those flags live in each command.
+ */
+public final class TrainingOptions {
+    @Option(names = "--data", required = true, description = "Dataset prefix from `longrwkv data build | pack | synth` (PREFIX.bin/.idx[/.mask]).")
+    public Path data;
+
+    @Option(names = "--ctx-len", required = true, description = "Tokens per training sequence (e.g. 131072).")
+    public int ctxLen;
+
+    @Option(names = "--chunk-len", defaultValue = "1024", description = "Tokens per BPTT chunk; memory grows with this, not with --ctx-len (default: ${DEFAULT-VALUE}).")
+    public int chunkLen;
+
+    @Option(names = "--bptt", defaultValue = "full", description = "full (exact gradient across chunks) | truncated (default: ${DEFAULT-VALUE}).")
+    public String bptt;
+
+    @Option(names = "--sampling", description = "windows (random ctx-len windows of the token stream) | documents (one document or packed sequence per step); default by dataset kind.")
+    public String sampling;
+
+    @Option(names = "--micro-batch", defaultValue = "1", description = "Sequences per micro-batch (default: ${DEFAULT-VALUE}).")
+    public int microBatch;
+
+    @Option(names = "--grad-accum", defaultValue = "1", description = "Micro-batches per optimizer step (default: ${DEFAULT-VALUE}).")
+    public int gradAccum;
+
+    @Option(names = "--steps", description = "Optimizer steps (or give --tokens).")
+    public Long steps;
+
+    @Option(names = "--tokens", description = "Train on about this many tokens (steps = tokens / (ctx-len x micro-batch x grad-accum)).")
+    public Long tokens;
+
+    @Option(names = "--warmup", description = "Warmup steps (default: 10 for state tuning, else 0).")
+    public Long warmup;
+
+    @Option(names = "--schedule", defaultValue = "cosine", description = "cosine | exp | constant (default: ${DEFAULT-VALUE}).")
+    public String schedule;
+
+    @Option(names = "--weight-decay", defaultValue = "0", description = "AdamW weight decay, on >= 2-D .weight tensors only (default: ${DEFAULT-VALUE}).")
+    public double weightDecay;
+
+    @Option(names = "--grad-clip", defaultValue = "1.0", description = "Global gradient-norm clip, 0 = off (default: ${DEFAULT-VALUE}).")
+    public double gradClip;
+
+    @Option(names = "--no-l2wrap", description = "Turn off RWKV-LM's L2Wrap logit regulariser (on by default).")
+    public boolean noL2wrap;
+
+    @Option(names = "--skip-nonfinite", defaultValue = "0", description = "Skip up to N steps whose loss or gradient is NaN/Inf instead of stopping (default: ${DEFAULT-VALUE}).")
+    public int skipNonFinite;
+
+    @Option(names = "--seed", defaultValue = "1", description = "Seed for data order and new parameters (default: ${DEFAULT-VALUE}).")
+    public long seed;
+
+    @Option(names = "--save-every", defaultValue = "0", description = "Checkpoint every N steps, 0 = only at the end (default: ${DEFAULT-VALUE}).")
+    public long saveEvery;
+
+    @Option(names = "--out", description = "Output directory (default: the --resume directory).")
+    public Path out;
+
+    @Option(names = "--resume", description = "Continue the run whose output directory this is (its checkpoints/latest).")
+    public Path resume;
+
+    @Option(names = "--gn-eps", description = "ln_x GroupNorm eps (default: 1e-5 for rwkv.cpp files, else 64e-5).")
+    public Double gnEps;
+
+    @Option(names = "--config", description = "Properties file with the same keys as the flags (ctx-len=131072, lr=1e-5, ...); flags win.")
+    public Path config;
+
+    public Path outDir() {
+        if (out != null) return out;
+        if (resume != null) return resume;
+        throw new IllegalArgumentException("give --out DIR (or --resume DIR)");
+    }
+
+    /** Checks that need no files, before any work. */
+    public void validate() {
+        if (chunkLen < 1) throw new IllegalArgumentException("--chunk-len must be >= 1, got " + chunkLen);
+        if (chunkLen > ctxLen) throw new IllegalArgumentException("--chunk-len " + chunkLen + " is longer than --ctx-len " + ctxLen);
+        if (ctxLen % chunkLen != 0) {
+            throw new IllegalArgumentException("--ctx-len " + ctxLen + " is not a multiple of --chunk-len " + chunkLen
+                    + " (the last chunk would be " + (ctxLen % chunkLen) + " tokens); try --chunk-len " + largestDivisorAtMost(ctxLen, chunkLen));
+        }
+        if ((steps == null) == (tokens == null)) throw new IllegalArgumentException("give exactly one of --steps or --tokens");
+        BpttMode.parse(bptt);
+        LrSchedule.Kind.parse(schedule);
+        DatasetSequences.parseSampling(sampling);
+    }
+
+    private static int largestDivisorAtMost(int n, int max) {
+        for (int d = max; d >= 1; d--) if (n % d == 0) return d;
+        return 1;
+    }
+
+    public long totalSteps() {
+        if (steps != null) return steps;
+        long perStep = (long) ctxLen * microBatch * gradAccum;
+        return Math.max(1, (tokens + perStep - 1) / perStep);
+    }
+
+    public Trainer.Config trainerConfig(Trainer.Mode mode, double lr, double lrFinal, long defaultWarmup) {
+        long total = totalSteps();
+        long w = warmup != null ? warmup : defaultWarmup;
+        return new Trainer.Config(mode, chunkLen, BpttMode.parse(bptt), microBatch, gradAccum, total,
+                new LrSchedule(lr, lrFinal, Math.min(w, total), total, LrSchedule.Kind.parse(schedule)),
+                weightDecay, gradClip, !noL2wrap, skipNonFinite);
+    }
+}

@@ -1,0 +1,75 @@
+package ai.longrwkv.statetuning;
+
+import ai.longrwkv.core.backend.Backend;
+import ai.longrwkv.core.io.ModelFiles;
+import ai.longrwkv.core.io.pth.PthWriter;
+import ai.longrwkv.core.model.ModelConfig;
+import ai.longrwkv.core.model.ModelWeights;
+import ai.longrwkv.core.model.Rwkv5Model;
+import ai.longrwkv.core.tensor.HostTensor;
+import ai.longrwkv.core.train.StateFile;
+import ai.longrwkv.core.train.Trainer;
+import ai.longrwkv.finetune.DatasetSequences;
+import ai.longrwkv.finetune.TrainingOptions;
+import ai.longrwkv.finetune.TrainingRun;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
+import picocli.CommandLine.Option;
+
+import java.nio.file.Path;
+import java.util.LinkedHashMap;
+import java.util.Map;
+import java.util.Set;
+import java.util.concurrent.Callable;
+
+/** {@code longrwkv state-tune}: train only the per-layer initial WKV state. */
+@Command(name = "state-tune", mixinStandardHelpOptions = true, sortOptions = false,
+        description = {"Train only the initial WKV state of every layer (state tuning); all weights stay frozen.", "",
+                "The state (blocks.{i}.att.time_state, [H, N, N], zero init) gets the exact gradient through all chunks. "
+                + "Writes DIR/state-final.pth in RWKV-PEFT's layout ([head][value][key], what the rwkv pip package loads), "
+                + "plus checkpoints, metrics.jsonl, train_log.txt and loss.png."})
+public final class StateTuneCommand implements Callable<Integer> {
+    @Option(names = "--model", required = true, description = "Base model: .pth, .safetensors or rwkv.cpp .bin.") Path model;
+    @Option(names = "--lr", defaultValue = "1", description = "Peak learning rate (default: ${DEFAULT-VALUE}, the published state-tuning value).") double lr;
+    @Option(names = "--lr-final", defaultValue = "0.01", description = "Final learning rate (default: ${DEFAULT-VALUE}).") double lrFinal;
+    @Option(names = "--dtype", defaultValue = "bf16", description = "State file dtype: bf16 | fp16 | fp32 (default: ${DEFAULT-VALUE}).") String dtype;
+    @Option(names = "--merge-into", description = "Also write DIR/<model name>-with-state.pth: this model plus the time_state keys.") Path mergeInto;
+    @Mixin TrainingOptions train;
+
+    @Override
+    public Integer call() {
+        train.validate();
+        PthWriter.Dtype outType = PthWriter.Dtype.parse(dtype);
+        ModelWeights weights = ModelFiles.load(model);
+        Path dir = train.outDir();
+        try (Backend be = TrainingRun.backend();
+             DatasetSequences data = DatasetSequences.open(train.data, train.ctxLen, train.seed, DatasetSequences.parseSampling(train.sampling));
+             Rwkv5Model rm = Rwkv5Model.load(be, weights, TrainingRun.groupNormEps(weights, train.gnEps))) {
+            ModelConfig cfg = rm.config();
+            TrainingRun.checkVocab(data, cfg, train.data);
+            String fingerprint = TrainingRun.runFingerprint(weights.source(), cfg, "mode=state");
+            System.out.printf("state-tune %s: %s; %d trainable values; data %s (%,d tokens); ctx %d, chunk %d, bptt %s, %d steps%n",
+                    weights.source(), cfg, (long) cfg.nLayer() * cfg.nHead() * cfg.headSize() * cfg.headSize(), train.data,
+                    data.tokenCount(), train.ctxLen, train.chunkLen, train.bptt, train.totalSteps());
+            try (Trainer trainer = new Trainer(rm, train.trainerConfig(Trainer.Mode.STATE, lr, lrFinal, 10), data, null, Set.of())) {
+                TrainingRun.run(trainer, train, fingerprint);
+                HostTensor[] states = new HostTensor[cfg.nLayer()];
+                for (int l = 0; l < states.length; l++) states[l] = be.download(trainer.timeState()[l]);
+                Path out = dir.resolve("state-final.pth");
+                StateFile.save(out, states, outType);
+                System.out.println("wrote " + out + " (" + outType + ", layout [head][value][key])");
+                if (mergeInto != null) {
+                    ModelWeights base = ModelFiles.load(mergeInto);
+                    ModelConfig.fromWeights(base, ModelFiles.defaultGroupNormEps(base));
+                    Map<String, ModelWeights.Entry> entries = new LinkedHashMap<>(base.entries());
+                    StateFile.toFileTensors(states).forEach((k, v) -> entries.put(k, new ModelWeights.InMemory(v)));
+                    String name = mergeInto.getFileName().toString().replaceFirst("\\.[^.]+$", "");
+                    Path merged = dir.resolve(name + "-with-state.pth");
+                    PthWriter.write(merged, ModelWeights.lazy(entries, merged.toString(), base.impliedGroupNormEps()), outType, null);
+                    System.out.println("wrote " + merged + " (model + time_state keys)");
+                }
+            }
+        }
+        return 0;
+    }
+}
