@@ -41,6 +41,12 @@ final class Cli {
         return ModelFiles.load(file);
     }
 
+    /** The initial state: zeros, or the tuned state of a state file (--state). */
+    static ai.longrwkv.core.model.RwkvState initialState(ai.longrwkv.core.model.Rwkv5Model m, Path stateFile) {
+        if (stateFile == null) return m.newState();
+        return ai.longrwkv.core.train.StateFile.initialState(m.backend(), m.config(), ai.longrwkv.core.train.StateFile.load(stateFile, m.config()));
+    }
+
     static double groupNormEps(ModelWeights w, Double userEps) {
         return userEps != null ? userEps : ModelFiles.defaultGroupNormEps(w);
     }

@@ -45,6 +45,9 @@ final class DebugCommand implements Runnable {
         @Option(names = "--mask", description = "Comma-separated 0/1 loss mask (default: all 1).") String mask;
         @Option(names = "--chunk-len", description = "Tokens per chunk (default: the whole sequence).") Integer chunkLen;
         @Option(names = "--bptt", defaultValue = "full", description = "full | truncated (default: ${DEFAULT-VALUE}).") String bptt;
+        @Option(names = "--state", description = "Start from the tuned state in this state file (from state-tune) instead of zeros.")
+        Path state;
+
         @Option(names = "--gn-eps", description = "ln_x GroupNorm eps (default: 1e-5 for rwkv.cpp files, else 64e-5).") Double gnEps;
         @Option(names = "--out", required = true, description = "Output .safetensors file (written atomically).") Path out;
 
@@ -59,7 +62,7 @@ final class DebugCommand implements Runnable {
             TokenSequence seq = new TokenSequence(ids, tgt, m);
             ModelWeights w = Cli.load(model);
             try (CpuBackend be = new CpuBackend(); Rwkv5Model rm = Rwkv5Model.load(be, w, Cli.groupNormEps(w, gnEps));
-                 RwkvState s0 = rm.newState(); ParamSet grads = ParamSet.zeros(be, rm.config())) {
+                 RwkvState s0 = Cli.initialState(rm, state); ParamSet grads = ParamSet.zeros(be, rm.config())) {
                 int v = rm.config().vocabSize();
                 float[] logits = new float[ids.length * v];
                 int c = chunkLen == null ? ids.length : chunkLen;

@@ -34,6 +34,9 @@ final class ForwardCommand implements Callable<Integer> {
     @Option(names = "--chunk-len", defaultValue = "1024", description = "Tokens per chunk (default: ${DEFAULT-VALUE}).")
     int chunkLen;
 
+    @Option(names = "--state", description = "Start from the tuned state in this state file (from state-tune) instead of zeros.")
+    Path state;
+
     @Option(names = "--gn-eps", description = "ln_x GroupNorm eps (default: 1e-5 for rwkv.cpp files, else 64e-5).")
     Double gnEps;
 
@@ -42,7 +45,7 @@ final class ForwardCommand implements Callable<Integer> {
         if ((text == null) == (tokens == null)) throw new IllegalArgumentException("give exactly one of --text or --tokens");
         ModelWeights w = Cli.load(model);
         try (CpuBackend be = new CpuBackend(); Rwkv5Model m = Rwkv5Model.load(be, w, Cli.groupNormEps(w, gnEps));
-             RwkvState s0 = m.newState()) {
+             RwkvState s0 = Cli.initialState(m, state)) {
             int v = m.config().vocabSize();
             int[] ids;
             if (text != null) {

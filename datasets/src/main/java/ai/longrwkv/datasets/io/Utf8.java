@@ -103,11 +103,15 @@ public final class Utf8 {
      */
     public static byte[] encode(String s, String what) {
         int n = s.length();
-        byte[] out = new byte[n + 16];
-        int pos = 0;
-        for (int i = 0; i < n; i++) {
+        int ascii = 0;
+        while (ascii < n && s.charAt(ascii) < 0x80) ascii++;
+        if (ascii == n) return s.getBytes(java.nio.charset.StandardCharsets.US_ASCII);
+        // at most 3 bytes per UTF-16 unit (a surrogate pair is 2 units for 4 bytes)
+        byte[] out = new byte[ascii + (n - ascii) * 3];
+        for (int i = 0; i < ascii; i++) out[i] = (byte) s.charAt(i);
+        int pos = ascii;
+        for (int i = ascii; i < n; i++) {
             char c = s.charAt(i);
-            if (pos + 4 > out.length) out = Arrays.copyOf(out, Math.max(out.length * 2, pos + 16));
             if (c < 0x80) {
                 out[pos++] = (byte) c;
             } else if (c < 0x800) {

@@ -33,9 +33,9 @@ import java.util.List;
  * PREFIX.meta.json  "kind": "packed", "state_at_document_boundary": "carry" | "reset" (see {@link BoundaryMode}),
  *                   "seq_len", "mix" (requested), "achieved_mix", "seed", "source", counts.
  * </pre>
- * Training on sequence i: feed tokens(i); the loss at position t counts if flag[t + 1] is 1 ({@link
- * Sequence#trainingSequence}); in RESET mode set the state back to the initial state just before each position in
- * {@link Sequence#stateResetPositions}.
+ * Training on sequence i: {@link Sequence#trainingSequence} gives the core TokenSequence: the loss at position t
+ * counts if flag[t + 1] is 1, and in RESET mode the state goes back to the initial state just before each position
+ * in {@link Sequence#stateResetPositions} (TokenSequence.resets).
  */
 public final class PackedDataset implements AutoCloseable {
     static final byte[] SEGMENTS_MAGIC = "LRWKVSEG".getBytes(StandardCharsets.US_ASCII);
@@ -79,9 +79,19 @@ public final class PackedDataset implements AutoCloseable {
             return segments.stream().mapToInt(Segment::start).filter(p -> p > 0).toArray();
         }
 
-        /** Next-token targets; the loss at t counts if the flag of token t + 1 is 1 (padding never counts). */
+        /**
+         * The sequence for the trainer: next-token targets; the loss at t counts if the flag of token t + 1 is 1
+         * (padding never counts). In RESET mode the state resets (TokenSequence.resets) are the later document
+         * starts, and the position just before each reset (the previous document's token 0, which would predict
+         * the next document's first token from another document's state) does not count either.
+         */
         public TokenSequence trainingSequence() {
-            return BinIdxDataset.toTrainingSequence(tokens, flags);
+            TokenSequence plain = BinIdxDataset.toTrainingSequence(tokens, flags);
+            int[] resets = stateResetPositions();
+            if (resets.length == 0) return plain;
+            float[] mask = plain.mask();
+            for (int p : resets) mask[p - 1] = 0f;
+            return new TokenSequence(plain.tokens(), plain.targets(), mask, resets);
         }
     }
 

@@ -190,7 +190,10 @@ class PackTest {
                 int[] starts = s.documentStarts();
                 assertEquals(0, starts[0]);
                 assertArrayEquals(Arrays.copyOfRange(starts, 1, starts.length), s.stateResetPositions(), "reset before every later document");
-                assertEquals(s.length(), s.trainingSequence().length());
+                ai.longrwkv.core.train.TokenSequence train = s.trainingSequence();
+                assertEquals(s.length(), train.length());
+                assertArrayEquals(s.stateResetPositions(), train.resets(), "the trainer resets the state at later document starts");
+                for (int p : train.resets()) assertEquals(0f, train.mask()[p - 1], "no loss across a reset boundary");
             }
             assertEquals(report.paddingTokens(), padding);
         }

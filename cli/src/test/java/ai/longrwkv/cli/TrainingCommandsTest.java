@@ -1,0 +1,167 @@
+package ai.longrwkv.cli;
+
+import ai.longrwkv.core.backend.cpu.CpuBackend;
+import ai.longrwkv.core.io.ModelFiles;
+import ai.longrwkv.core.model.ModelWeights;
+import ai.longrwkv.core.model.Rwkv5Model;
+import ai.longrwkv.core.model.RwkvState;
+import com.google.gson.JsonObject;
+import com.google.gson.JsonParser;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+import java.io.File;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
+import java.util.concurrent.TimeUnit;
+
+import static org.junit.jupiter.api.Assertions.*;
+
+/** The training commands end to end on a tiny byte-level model and synthetic passkey data. */
+class TrainingCommandsTest {
+    @TempDir
+    static Path dir;
+    static Path model, data;
+    /** The x052 init zeroes att.output and ffn.value, so nothing upstream of them gets a gradient until they move:
+     * LoRA and state tuning start from this briefly finetuned model, as users start from a pretrained one. */
+    static Path trained;
+
+    @BeforeAll
+    static void makeModelAndData() {
+        System.setProperty("longrwkv.noProgress", "true");
+        model = dir.resolve("m.safetensors");
+        data = dir.resolve("pk");
+        ok("init", "--layers", "2", "--embd", "32", "--head-size", "16", "--vocab", "256", "--seed", "3", "--out", model.toString());
+        ok("data", "synth", "passkey", "--tokenizer", "bytes", "--lengths", "256", "--count", "12", "--seed", "2", "--out", data.toString());
+        Path base = dir.resolve("base");
+        ok("finetune", "--model", model.toString(), "--data", data.toString(), "--ctx-len", "256", "--chunk-len", "64", "--lr", "1e-2",
+                "--steps", "3", "--out", base.toString(), "--dtype", "fp32");
+        trained = base.resolve("rwkv-final.pth");
+    }
+
+    static CliTestSupport.Run ok(String... args) {
+        CliTestSupport.Run r = CliTestSupport.run(args);
+        assertEquals(0, r.exitCode(), String.join(" ", args) + "\n" + r.out() + r.err());
+        return r;
+    }
+
+    static List<JsonObject> metrics(Path out) throws Exception {
+        List<JsonObject> m = new ArrayList<>();
+        for (String line : Files.readAllLines(out.resolve("metrics.jsonl"))) m.add(JsonParser.parseString(line).getAsJsonObject());
+        return m;
+    }
+
+    /** finetune with defaults for this test; an option given in {@code extra} replaces the default. */
+    private static String[] finetune(Path out, String... extra) {
+        java.util.LinkedHashMap<String, String> opts = new java.util.LinkedHashMap<>();
+        opts.put("--model", model.toString());
+        opts.put("--data", data.toString());
+        opts.put("--ctx-len", "256");
+        opts.put("--chunk-len", "64");
+        opts.put("--lr", "3e-3");
+        opts.put("--out", out.toString());
+        for (int i = 0; i < extra.length; i += 2) {
+            if (extra[i].equals("--init")) opts.remove("--model");
+            opts.put(extra[i], extra[i + 1]);
+        }
+        List<String> a = new ArrayList<>(List.of("finetune"));
+        opts.forEach((k, v) -> { a.add(k); a.add(v); });
+        return a.toArray(String[]::new);
+    }
+
+    @Test
+    void finetuneWritesModelLogsChartAndCheckpoints() throws Exception {
+        Path out = dir.resolve("ft");
+        ok(finetune(out, "--steps", "4", "--save-every", "2"));
+        List<JsonObject> m = metrics(out);
+        assertEquals(4, m.size());
+        assertEquals(4, m.get(3).get("step").getAsInt());
+        assertTrue(m.get(0).get("tokens_per_sec").getAsDouble() > 0);
+        assertEquals(4, Files.readAllLines(out.resolve("train_log.txt")).size());
+        assertTrue(Files.size(out.resolve("loss.png")) > 1000);
+        assertEquals("step-00000004", Files.readString(out.resolve("checkpoints/latest")).trim());
+        assertTrue(Files.isDirectory(out.resolve("checkpoints/step-00000002")));
+        ModelWeights trained = ModelFiles.load(out.resolve("rwkv-final.pth"));
+        ModelWeights base = ModelFiles.load(model);
+        assertEquals(base.keys(), trained.keys());
+        assertFalse(Arrays.equals(base.get("blocks.0.att.key.weight").data(), trained.get("blocks.0.att.key.weight").data()));
+    }
+
+    @Test
+    void badTrainingInputsAreRefusedBeforeAnyWork() {
+        String[][] cases = {
+                finetune(dir.resolve("x1"), "--steps", "2", "--chunk-len", "100"),
+                finetune(dir.resolve("x2"), "--steps", "2", "--ctx-len", "128"),
+                finetune(dir.resolve("x3"), "--steps", "1", "--init", "2,32,65536"),
+                finetune(dir.resolve("x4"), "--steps", "2", "--resume", dir.resolve("nothing").toString()),
+        };
+        String[] words = {"not a multiple of --chunk-len 100", "more than --ctx-len 128", "vocabulary of 256 but the model has 65536", "no checkpoint there"};
+        for (int i = 0; i < cases.length; i++) {
+            CliTestSupport.Run r = CliTestSupport.run(cases[i]);
+            assertEquals(2, r.exitCode(), r.out() + r.err());
+            assertTrue(r.err().contains(words[i]), "expected '" + words[i] + "' in " + r.err());
+        }
+    }
+
+    @Test
+    void loraTrainsAnAdapterThatMergesIntoAPlainModel() throws Exception {
+        Path out = dir.resolve("lora");
+        ok(finetune(out, "--model", trained.toString(), "--steps", "3", "--mode", "lora", "--lora-r", "4", "--lora-alpha", "8",
+                "--lora-targets", "att.key,ffn.value"));
+        assertTrue(Files.isRegularFile(out.resolve("lora-final.pth")));
+        Path merged = out.resolve("merged.pth");
+        ok("lora", "merge", "--model", trained.toString(), "--lora", out.resolve("lora-final.pth").toString(), "--out", merged.toString(), "--dtype", "fp32");
+        ModelWeights mw = ModelFiles.load(merged), base = ModelFiles.load(trained);
+        assertEquals(base.keys(), mw.keys(), "no LoRA keys in the merged model");
+        assertFalse(Arrays.equals(base.get("blocks.1.att.key.weight").data(), mw.get("blocks.1.att.key.weight").data()));
+        assertArrayEquals(base.get("blocks.1.att.value.weight").data(), mw.get("blocks.1.att.value.weight").data(), "not a target");
+    }
+
+    @Test
+    void stateTuneWritesAStateFileThatOtherCommandsUse() throws Exception {
+        Path out = dir.resolve("st");
+        ok("state-tune", "--model", trained.toString(), "--data", data.toString(), "--ctx-len", "256", "--chunk-len", "64", "--steps", "3",
+                "--lr", "0.05", "--out", out.toString(), "--merge-into", trained.toString());
+        Path state = out.resolve("state-final.pth");
+        assertTrue(Files.isRegularFile(state));
+        assertTrue(Files.isRegularFile(out.resolve("rwkv-final-with-state.pth")));
+        CliTestSupport.Run withState = ok("forward", "--model", trained.toString(), "--tokens", "72,105", "--state", state.toString());
+        CliTestSupport.Run without = ok("forward", "--model", trained.toString(), "--tokens", "72,105");
+        assertNotEquals(without.out(), withState.out(), "the tuned state changes the predictions");
+        ok("debug", "dump", "--model", trained.toString(), "--tokens", "1,2,3", "--state", state.toString(), "--out", out.resolve("d.safetensors").toString());
+        ModelWeights base = ModelFiles.load(trained);
+        try (CpuBackend be = new CpuBackend(); Rwkv5Model m = Rwkv5Model.load(be, base, 64e-5); RwkvState s = Cli.initialState(m, state)) {
+            assertTrue(be.sumOfSquares(s.wkv[0]) > 0);
+        }
+    }
+
+    /** kill -9 during training at an arbitrary moment, then --resume: the run finishes with the uninterrupted losses. */
+    @Test
+    void killedRunResumesToTheSameLosses() throws Exception {
+        Path straight = dir.resolve("straight"), killed = dir.resolve("killed");
+        ok(finetune(straight, "--steps", "8", "--save-every", "1"));
+        List<String> cmd = new ArrayList<>(List.of(Path.of(System.getProperty("java.home"), "bin", "java").toString(),
+                "--add-modules", "jdk.incubator.vector", "-Dlongrwkv.noProgress=true", "-cp", System.getProperty("java.class.path"),
+                LongRwkv.class.getName()));
+        cmd.addAll(Arrays.asList(finetune(killed, "--steps", "8", "--save-every", "1")));
+        Process p = new ProcessBuilder(cmd).redirectErrorStream(true).redirectOutput(dir.resolve("killed.log").toFile()).start();
+        // wait until a checkpoint or two exist, then kill without warning
+        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(120);
+        while (System.nanoTime() < deadline && !Files.isDirectory(killed.resolve("checkpoints/step-00000002"))) Thread.sleep(20);
+        p.destroyForcibly().waitFor(30, TimeUnit.SECONDS);
+        assertTrue(Files.isRegularFile(killed.resolve("checkpoints/latest")), "a checkpoint exists: " + Files.readString(dir.resolve("killed.log")));
+        ok(finetune(killed, "--steps", "8", "--save-every", "1", "--resume", killed.toString()));
+        List<JsonObject> a = metrics(straight), b = metrics(killed);
+        // the killed run may have logged steps after its last checkpoint: compare the last logged value of each step
+        java.util.Map<Integer, Double> lossByStep = new java.util.HashMap<>();
+        for (JsonObject o : b) lossByStep.put(o.get("step").getAsInt(), o.get("loss").getAsDouble());
+        for (JsonObject o : a) {
+            assertEquals(o.get("loss").getAsDouble(), lossByStep.get(o.get("step").getAsInt()), 0.0, "step " + o.get("step"));
+        }
+        assertArrayEquals(Files.readAllBytes(straight.resolve("rwkv-final.pth")), Files.readAllBytes(killed.resolve("rwkv-final.pth")));
+    }
+}
