@@ -13,6 +13,8 @@ import ai.longrwkv.core.tensor.HostTensor;
 import ai.longrwkv.core.train.BpttMode;
 import ai.longrwkv.core.train.ChunkedBptt;
 import ai.longrwkv.core.train.TokenSequence;
+import ai.longrwkv.core.train.Trainer;
+import ai.longrwkv.core.train.LrSchedule;
 import org.bytedeco.javacpp.FloatPointer;
 import org.bytedeco.openblas.global.openblas;
 import picocli.CommandLine;
@@ -26,7 +28,7 @@ import java.util.concurrent.Callable;
 /** Benchmarks: medians of repeated runs, measured side by side in one process. */
 @Command(name = "bench", mixinStandardHelpOptions = true,
         description = "Measure CPU throughput and memory (medians of repeated runs in one process).",
-        subcommands = {BenchCommand.Matmul.class, BenchCommand.Wkv.class, BenchCommand.ModelSpeed.class, BenchCommand.Memory.class,
+        subcommands = {BenchCommand.Matmul.class, BenchCommand.Wkv.class, BenchCommand.ModelSpeed.class, BenchCommand.Train.class, BenchCommand.Memory.class,
                 TokenizerBenchCommand.class})
 final class BenchCommand implements Runnable {
     @CommandLine.Spec
@@ -199,6 +201,51 @@ final class BenchCommand implements Runnable {
                     System.out.println("backend time by operation over the timed repetitions (forward and forward+backward):");
                     profiler.report().forEach(line -> System.out.println("  " + line));
                 }
+            }
+            return 0;
+        }
+    }
+
+    @Command(name = "train", mixinStandardHelpOptions = true,
+            description = "Tokens/s of whole training steps (forward + backward + AdamW) with the Trainer, random tokens.")
+    static final class Train implements Callable<Integer> {
+        @Option(names = "--layers", defaultValue = "12") int layers;
+        @Option(names = "--embd", defaultValue = "768") int embd;
+        @Option(names = "--head-size", defaultValue = "64") int headSize;
+        @Option(names = "--vocab", defaultValue = "65536") int vocab;
+        @Option(names = "--ctx-len", defaultValue = "1024") int ctxLen;
+        @Option(names = "--chunk-len", defaultValue = "1024") int chunkLen;
+        @Option(names = "--bptt", defaultValue = "full") String bptt;
+        @Option(names = "--mode", defaultValue = "full", description = "full | state (state tuning)") String mode;
+        @Option(names = "--reps", defaultValue = "5") int reps;
+
+        @Override
+        public Integer call() {
+            ModelConfig cfg = ModelConfig.forInit(layers, embd, headSize, vocab);
+            Trainer.Mode m = mode.equals("state") ? Trainer.Mode.STATE : Trainer.Mode.FULL;
+            Trainer.SequenceSource data = new Trainer.SequenceSource() {
+                @Override public TokenSequence sequence(long index) {
+                    Random rnd = new Random(index);
+                    int[] ids = new int[ctxLen];
+                    for (int i = 0; i < ctxLen; i++) ids[i] = rnd.nextInt(vocab);
+                    return TokenSequence.nextToken(ids);
+                }
+                @Override public String fingerprint() { return "random"; }
+            };
+            try (CpuBackend be = new CpuBackend(); Rwkv5Model model = new Rwkv5Model(be, cfg, ParamSet.upload(be, cfg, ModelInit.x052(cfg, 1)));
+                 Trainer t = new Trainer(model, new Trainer.Config(m, chunkLen, BpttMode.parse(bptt), 1, 1, reps + 1,
+                         new LrSchedule(1e-4, 1e-5, 0, reps + 1, LrSchedule.Kind.COSINE), 0, 1.0, true, 0), data, null, java.util.Set.of())) {
+                System.out.printf("train step (%s, bptt %s): model %s, %,d params, ctx %d, chunk %d, backend %s%n",
+                        mode, bptt, cfg, cfg.parameterCount(), ctxLen, chunkLen, be.name());
+                double[] tps = new double[reps];
+                for (int r = -1; r < reps; r++) {
+                    Trainer.StepResult res = t.trainStep();
+                    if (r >= 0) {
+                        tps[r] = res.tokens() / res.seconds();
+                        System.out.printf("  step %d: %.2f s, %.1f tok/s, loss %.3f%n", r, res.seconds(), tps[r], res.loss());
+                    }
+                }
+                System.out.printf("median %.1f tok/s per training step%n", median(tps));
             }
             return 0;
         }

@@ -162,7 +162,7 @@ public final class DatasetBuilder {
         m.addProperty("kind", "documents");
         m.addProperty("format", options.format().cliName);
         m.addProperty("tokenizer", options.tokenizerSpec());
-        m.addProperty("train_on", options.trainAll() ? "all" : "default");
+        m.addProperty("train_on", options.trainAll() ? "all" : "assistant");
         JsonArray in = new JsonArray();
         for (Path p : inputs) in.add(p.toString());
         m.add("inputs", in);
@@ -266,7 +266,7 @@ public final class DatasetBuilder {
             bytesDone += bytes;
             bar.stepTo(Math.min(bar.getMax(), bytesDone / 1_000_000));
             double seconds = Math.max(1e-9, (System.nanoTime() - startNanos) / 1e9);
-            bar.setExtraMessage(String.format(Locale.ROOT, " %,d docs, %.2f Mtok/s", documents, tokens / seconds / 1e6));
+            bar.setExtraMessage(String.format(Locale.ROOT, " %,d docs %.1fM tok/s", documents, tokens / seconds / 1e6));
         }
 
         /** A .txt file too big to hold: tokenized in pieces on this thread straight into the writer. */
