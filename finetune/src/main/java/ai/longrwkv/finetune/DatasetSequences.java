@@ -122,7 +122,7 @@ public final class DatasetSequences implements Trainer.SequenceSource, AutoClose
             if (t.length() > ctxLen) {
                 throw new IllegalArgumentException(prefix + ": packed sequence " + doc + " has " + t.length() + " tokens, more than --ctx-len " + ctxLen);
             }
-            return new TokenSequence(t.tokens(), t.targets(), t.mask(), s.stateResetPositions());
+            return t;   // with the pack's state resets, if it was made with them
         }
         int[] tokens = data.document(doc);
         byte[] flags = data.mask(doc);
