@@ -1,13 +1,10 @@
 package ai.longrwkv.cli;
 
-import org.junit.jupiter.api.Assumptions;
 
 import java.io.ByteArrayOutputStream;
 import java.io.PrintStream;
 import java.nio.charset.StandardCharsets;
-import java.nio.file.Files;
 import java.nio.file.Path;
-import java.nio.file.Paths;
 
 /** Runs the command line in-process and captures what it prints. */
 final class CliTestSupport {
@@ -30,11 +27,6 @@ final class CliTestSupport {
     }
 
     static Path oracle(String name) {
-        for (Path dir = Paths.get("").toAbsolutePath(); dir != null; dir = dir.getParent()) {
-            Path candidate = dir.resolve("shared").resolve("oracle").resolve(name);
-            if (Files.isRegularFile(candidate)) return candidate;
-        }
-        Assumptions.assumeTrue(false, "shared/oracle/" + name + " not found above " + Paths.get("").toAbsolutePath());
-        return null;
+        return ai.longrwkv.core.testing.TestModels.oracle(name);
     }
 }

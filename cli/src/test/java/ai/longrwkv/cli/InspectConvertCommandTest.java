@@ -22,7 +22,6 @@ import java.io.UncheckedIOException;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.nio.file.Paths;
 import java.util.LinkedHashMap;
 import java.util.Map;
 import java.util.zip.CRC32;
@@ -80,12 +79,7 @@ class InspectConvertCommandTest {
 
     /** shared/oracle/NAME found by walking up from the working directory; the test is skipped when it is absent. */
     private static Path oracle(String name) {
-        for (Path dir = Paths.get("").toAbsolutePath(); dir != null; dir = dir.getParent()) {
-            Path candidate = dir.resolve("shared").resolve("oracle").resolve(name);
-            if (Files.isRegularFile(candidate)) return candidate;
-        }
-        Assumptions.assumeTrue(false, "shared/oracle/" + name + " not found above " + Paths.get("").toAbsolutePath());
-        return null;
+        return ai.longrwkv.core.testing.TestModels.oracle(name);
     }
 
     @Test

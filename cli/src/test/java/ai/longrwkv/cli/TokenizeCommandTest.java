@@ -1,6 +1,5 @@
 package ai.longrwkv.cli;
 
-import org.junit.jupiter.api.Assumptions;
 import org.junit.jupiter.api.Test;
 import picocli.CommandLine;
 
@@ -9,9 +8,7 @@ import java.io.ByteArrayOutputStream;
 import java.io.PrintWriter;
 import java.io.StringWriter;
 import java.nio.charset.StandardCharsets;
-import java.nio.file.Files;
 import java.nio.file.Path;
-import java.nio.file.Paths;
 import java.util.ArrayList;
 import java.util.List;
 
@@ -47,12 +44,7 @@ class TokenizeCommandTest {
     }
 
     private static Path worldVocab() {
-        for (Path dir = Paths.get("").toAbsolutePath(); dir != null; dir = dir.getParent()) {
-            Path candidate = dir.resolve("shared").resolve("oracle").resolve("rwkv_vocab_v20230424.txt");
-            if (Files.isRegularFile(candidate)) return candidate;
-        }
-        Assumptions.assumeTrue(false, "shared/oracle/rwkv_vocab_v20230424.txt not found above " + Paths.get("").toAbsolutePath());
-        return null;
+        return ai.longrwkv.core.testing.TestModels.oracle("rwkv_vocab_v20230424.txt");
     }
 
     @Test

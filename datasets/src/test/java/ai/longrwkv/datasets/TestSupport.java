@@ -2,13 +2,11 @@ package ai.longrwkv.datasets;
 
 import ai.longrwkv.core.tokenizer.Tokenizer;
 import ai.longrwkv.core.tokenizer.WorldTokenizer;
-import org.junit.jupiter.api.Assumptions;
 
 import java.io.IOException;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.nio.file.Paths;
 import java.util.List;
 
 /** Shared test helpers: the World vocab (found above the working directory, never copied), small files. */
@@ -19,12 +17,7 @@ public final class TestSupport {
 
     /** shared/oracle/NAME in the working directory or a parent; the test is skipped when it is not there. */
     public static Path oracle(String name) {
-        for (Path dir = Paths.get("").toAbsolutePath(); dir != null; dir = dir.getParent()) {
-            Path candidate = dir.resolve("shared").resolve("oracle").resolve(name);
-            if (Files.isRegularFile(candidate)) return candidate;
-        }
-        Assumptions.assumeTrue(false, "shared/oracle/" + name + " not found above " + Paths.get("").toAbsolutePath());
-        return null;
+        return ai.longrwkv.core.testing.TestModels.oracle(name);
     }
 
     public static synchronized WorldTokenizer world() {

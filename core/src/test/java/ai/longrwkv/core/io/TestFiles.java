@@ -1,6 +1,5 @@
 package ai.longrwkv.core.io;
 
-import org.junit.jupiter.api.Assumptions;
 
 import java.io.IOException;
 import java.nio.ByteBuffer;
@@ -8,7 +7,6 @@ import java.nio.ByteOrder;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.nio.file.Paths;
 import java.util.LinkedHashMap;
 import java.util.Map;
 
@@ -21,12 +19,7 @@ final class TestFiles {
 
     /** shared/oracle/NAME, found by walking up from the working directory; skips the test when absent. */
     static Path oracle(String name) {
-        for (Path dir = Paths.get("").toAbsolutePath(); dir != null; dir = dir.getParent()) {
-            Path candidate = dir.resolve("shared").resolve("oracle").resolve(name);
-            if (Files.isRegularFile(candidate)) return candidate;
-        }
-        Assumptions.assumeTrue(false, "shared/oracle/" + name + " not found above " + Paths.get("").toAbsolutePath());
-        return null; // not reached
+        return ai.longrwkv.core.testing.TestModels.oracle(name);
     }
 
     /** One record of an rwkv.cpp file exactly as stored (ggml shape order, converter's values). */

@@ -1,10 +1,7 @@
 package ai.longrwkv.core.tokenizer;
 
-import org.junit.jupiter.api.Assumptions;
 
-import java.nio.file.Files;
 import java.nio.file.Path;
-import java.nio.file.Paths;
 import java.util.Random;
 
 /** The shared World vocab file, and random inputs for tokenizer tests. */
@@ -13,12 +10,7 @@ final class TokenizerTestFiles {
 
     /** shared/oracle/rwkv_vocab_v20230424.txt found by walking up from the working directory; skips the test if absent. */
     static Path worldVocab() {
-        for (Path dir = Paths.get("").toAbsolutePath(); dir != null; dir = dir.getParent()) {
-            Path candidate = dir.resolve("shared").resolve("oracle").resolve("rwkv_vocab_v20230424.txt");
-            if (Files.isRegularFile(candidate)) return candidate;
-        }
-        Assumptions.assumeTrue(false, "shared/oracle/rwkv_vocab_v20230424.txt not found above " + Paths.get("").toAbsolutePath());
-        return null;
+        return ai.longrwkv.core.testing.TestModels.oracle("rwkv_vocab_v20230424.txt");
     }
 
     /** The World tokenizer, loaded once for all tests of a run. */
