@@ -25,14 +25,17 @@ final class CrossEntropyCpu {
         }
         boolean hasTarget = target >= 0 && weight != 0f;
         if (target >= vocab) throw new IllegalArgumentException("target id " + target + " is outside the vocabulary 0.." + (vocab - 1));
-        double sum = expMinus(x, vocab, max, false);
+        float targetLogit = hasTarget ? x[target] : 0f;
+        // one pass of exponentials: kept in x when the gradient is wanted, as softmax = exp(x - max) / sum
+        boolean keep = out != null && hasTarget;
+        double sum = expMinus(x, vocab, max, keep);
         double lse = max + Math.log(sum);
-        double loss = hasTarget ? weight * (lse - x[target]) : 0.0;
+        double loss = hasTarget ? weight * (lse - targetLogit) : 0.0;
         if (out != null) {
             if (hasTarget) {
                 // x[i] <- weight * softmax_i
-                expMinus(x, vocab, (float) lse, true);
-                if (weight != 1f) for (int i = 0; i < vocab; i++) x[i] *= weight;
+                float scale = (float) (weight / sum);
+                for (int i = 0; i < vocab; i++) x[i] *= scale;
                 x[target] -= weight;
             } else {
                 java.util.Arrays.fill(x, 0, vocab, 0f);
