@@ -50,6 +50,6 @@ final class Blocks {
 
     /** out[i] = 1 / (1 + exp(-x[i])). */
     static void sigmoid(float[] x, float[] out, int n) {
-        for (int i = 0; i < n; i++) out[i] = 1f / (1f + (float) Math.exp(-x[i]));
+        for (int i = 0; i < n; i++) out[i] = 1f / (1f + CpuMath.exp(-x[i]));
     }
 }

@@ -4,7 +4,7 @@ import java.nio.FloatBuffer;
 
 /**
  * Cross-entropy of one row of logits, with its gradient and RWKV-LM's L2Wrap term, on a thread-local copy of the row
- * (rows run in parallel). Math.exp, not a SIMD exp: see {@link VectorMath} for why.
+ * (rows run in parallel); exponentials by {@link CpuMath#exp}.
  */
 final class CrossEntropyCpu {
     private CrossEntropyCpu() { }
@@ -50,7 +50,7 @@ final class CrossEntropyCpu {
     private static double expMinus(float[] x, int n, float shift, boolean store) {
         double total = 0;
         for (int i = 0; i < n; i++) {
-            float e = (float) Math.exp(x[i] - shift);
+            float e = CpuMath.exp(x[i] - shift);
             if (store) x[i] = e;
             total += e;
         }

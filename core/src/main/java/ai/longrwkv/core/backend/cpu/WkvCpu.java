@@ -156,7 +156,7 @@ final class WkvCpu {
                 aij.fma(kiV, FloatVector.fromArray(SPECIES, gv, j)).intoArray(gv, j);
                 gyj.fma(riV, aij.mul(wi)).intoArray(a, row + j);   // becomes dL/dS_t
             }
-            float av = VectorMath.sumLanes(avv), sgy = VectorMath.sumLanes(sgyv), as = VectorMath.sumLanes(asv);
+            float av = CpuMath.sumLanes(avv), sgy = CpuMath.sumLanes(sgyv), as = CpuMath.sumLanes(asv);
             for (; j < n; j++) {
                 float aij = a[row + j];
                 float sij = states[sOff + row + j];
