@@ -18,7 +18,6 @@ import java.io.IOException;
 import java.io.UncheckedIOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.util.Arrays;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
@@ -104,6 +103,4 @@ public final class FinetuneCommand implements Callable<Integer> {
             throw new UncheckedIOException("writing " + file + ": " + e.getMessage(), e);
         }
     }
-
-    static List<String> list(String... s) { return Arrays.asList(s); }
 }

@@ -2,7 +2,6 @@ package ai.longrwkv.core.model;
 
 import ai.longrwkv.core.backend.Backend;
 import ai.longrwkv.core.backend.Tensor;
-import ai.longrwkv.core.tensor.HostTensor;
 
 /**
  * The RWKV-5.2 (x052) model: forward over a chunk of T tokens from a given state, and its hand-written backward
@@ -364,9 +363,6 @@ public final class Rwkv5Model implements AutoCloseable {
     public ModelWeights toWeights(String source) {
         return p.download(be, source);
     }
-
-    /** Logits as host data (for tests and the debug dump). */
-    public HostTensor download(Tensor t) { return be.download(t); }
 
     @Override
     public void close() {
