@@ -1,6 +1,7 @@
 package ai.longrwkv.cli;
 
-import ai.longrwkv.core.backend.cpu.CpuBackend;
+import ai.longrwkv.core.backend.Backend;
+import ai.longrwkv.core.backend.Backends;
 import ai.longrwkv.core.io.Safetensors;
 import ai.longrwkv.core.model.ModelWeights;
 import ai.longrwkv.core.model.ParamSet;
@@ -45,6 +46,9 @@ final class DebugCommand implements Runnable {
         @Option(names = "--mask", description = "Comma-separated 0/1 loss mask (default: all 1).") String mask;
         @Option(names = "--chunk-len", description = "Tokens per chunk (default: the whole sequence).") Integer chunkLen;
         @Option(names = "--bptt", defaultValue = "full", description = "full | truncated (default: ${DEFAULT-VALUE}).") String bptt;
+        @Option(names = "--device", defaultValue = "cpu", description = "cpu | cuda | auto (default: ${DEFAULT-VALUE}).")
+        String device;
+
         @Option(names = "--state", description = "Start from the tuned state in this state file (from state-tune) instead of zeros.")
         Path state;
 
@@ -61,7 +65,7 @@ final class DebugCommand implements Runnable {
             float[] m = mask == null ? next.mask() : Cli.parseMask("--mask", mask, ids.length);
             TokenSequence seq = new TokenSequence(ids, tgt, m);
             ModelWeights w = Cli.load(model);
-            try (CpuBackend be = new CpuBackend(); Rwkv5Model rm = Rwkv5Model.load(be, w, Cli.groupNormEps(w, gnEps));
+            try (Backend be = Backends.create(device); Rwkv5Model rm = Rwkv5Model.load(be, w, Cli.groupNormEps(w, gnEps));
                  RwkvState s0 = Cli.initialState(rm, state); ParamSet grads = ParamSet.zeros(be, rm.config())) {
                 int v = rm.config().vocabSize();
                 float[] logits = new float[ids.length * v];

@@ -1,6 +1,7 @@
 package ai.longrwkv.cli;
 
-import ai.longrwkv.core.backend.cpu.CpuBackend;
+import ai.longrwkv.core.backend.Backend;
+import ai.longrwkv.core.backend.Backends;
 import ai.longrwkv.core.model.ModelWeights;
 import ai.longrwkv.core.model.Rwkv5Model;
 import ai.longrwkv.core.model.RwkvState;
@@ -34,6 +35,9 @@ final class ForwardCommand implements Callable<Integer> {
     @Option(names = "--chunk-len", defaultValue = "1024", description = "Tokens per chunk (default: ${DEFAULT-VALUE}).")
     int chunkLen;
 
+    @Option(names = "--device", defaultValue = "cpu", description = "cpu | cuda | auto (default: ${DEFAULT-VALUE}).")
+    String device;
+
     @Option(names = "--state", description = "Start from the tuned state in this state file (from state-tune) instead of zeros.")
     Path state;
 
@@ -44,7 +48,7 @@ final class ForwardCommand implements Callable<Integer> {
     public Integer call() {
         if ((text == null) == (tokens == null)) throw new IllegalArgumentException("give exactly one of --text or --tokens");
         ModelWeights w = Cli.load(model);
-        try (CpuBackend be = new CpuBackend(); Rwkv5Model m = Rwkv5Model.load(be, w, Cli.groupNormEps(w, gnEps));
+        try (Backend be = Backends.create(device); Rwkv5Model m = Rwkv5Model.load(be, w, Cli.groupNormEps(w, gnEps));
              RwkvState s0 = Cli.initialState(m, state)) {
             int v = m.config().vocabSize();
             int[] ids;

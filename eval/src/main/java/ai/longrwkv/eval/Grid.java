@@ -38,6 +38,7 @@ public final class Grid {
         for (int i = 0; i < out.length; i++) {
             out[i] = values.get(i);
             if (!(out[i] >= 0 && out[i] <= 100)) throw new IllegalArgumentException(option + ": " + out[i] + " is not between 0 and 100 (percent)");
+            for (int j = 0; j < i; j++) if (out[j] == out[i]) throw new IllegalArgumentException(option + ": " + out[i] + " is listed twice");
         }
         return out;
     }

@@ -52,7 +52,7 @@ public final class LoraCommand implements Runnable {
             };
             double a = alpha != null ? alpha : alphaFromInfo(lora);
             ModelWeights base = ModelFiles.load(model);
-            try (Backend be = TrainingRun.backend(); Rwkv5Model m = Rwkv5Model.load(be, base, ModelFiles.defaultGroupNormEps(base));
+            try (Backend be = TrainingRun.backend("cpu"); Rwkv5Model m = Rwkv5Model.load(be, base, ModelFiles.defaultGroupNormEps(base));
                  LoraSet set = LoraSet.fromTensors(be, adapter, a)) {
                 for (String k : set.adapters().keySet()) {
                     if (!m.params().has(k)) throw new IllegalArgumentException(lora + ": adapter for '" + k + "', which the model does not have");

@@ -1,7 +1,7 @@
 package ai.longrwkv.finetune;
 
 import ai.longrwkv.core.backend.Backend;
-import ai.longrwkv.core.backend.cpu.CpuBackend;
+import ai.longrwkv.core.backend.Backends;
 import ai.longrwkv.core.io.ModelFiles;
 import ai.longrwkv.core.model.ModelConfig;
 import ai.longrwkv.core.model.ModelInit;
@@ -50,8 +50,11 @@ public final class TrainingRun {
         return modelSource + " " + cfg + " " + extra;
     }
 
-    public static Backend backend() {
-        return new CpuBackend();
+    /** The backend for --device cpu|cuda|auto; says on stderr which one runs and, if the GPU is not used, why. */
+    public static Backend backend(String device) {
+        Backend be = Backends.create(device);
+        System.err.println(Backends.describe(be));
+        return be;
     }
 
     /** Runs to the end (resuming first if asked); prints a one-line summary per 10% and at the end. */

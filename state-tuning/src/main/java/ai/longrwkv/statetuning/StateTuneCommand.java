@@ -42,7 +42,7 @@ public final class StateTuneCommand implements Callable<Integer> {
         PthWriter.Dtype outType = PthWriter.Dtype.parse(dtype);
         ModelWeights weights = ModelFiles.load(model);
         Path dir = train.outDir();
-        try (Backend be = TrainingRun.backend();
+        try (Backend be = TrainingRun.backend(train.device);
              DatasetSequences data = DatasetSequences.open(train.data, train.ctxLen, train.seed, DatasetSequences.parseSampling(train.sampling));
              Rwkv5Model rm = Rwkv5Model.load(be, weights, TrainingRun.groupNormEps(weights, train.gnEps))) {
             ModelConfig cfg = rm.config();

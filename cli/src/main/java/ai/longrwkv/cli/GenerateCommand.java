@@ -1,0 +1,74 @@
+package ai.longrwkv.cli;
+
+import ai.longrwkv.eval.Generator;
+import ai.longrwkv.eval.Prefill;
+import ai.longrwkv.eval.Sampler;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
+import picocli.CommandLine.Option;
+
+import java.io.IOException;
+import java.io.PrintStream;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.NoSuchFileException;
+import java.nio.file.Path;
+import java.util.List;
+import java.util.concurrent.Callable;
+
+/** `longrwkv generate`: continue a prompt. */
+@Command(name = "generate", mixinStandardHelpOptions = true, sortOptions = false,
+        description = {"Continue a prompt: prefill it in chunks (any length, constant memory), then sample token by token,",
+                "streaming the text to stdout (only the generated text goes there; statistics go to stderr). Stops at the",
+                "end-of-text token 0, at a --stop string (not printed) or after --max-tokens. --temperature 0 is greedy",
+                "and deterministic; otherwise the same --seed gives the same text."})
+final class GenerateCommand implements Callable<Integer> {
+    @Mixin EvalModelOptions modelOptions;
+
+    @Option(names = "--prompt", description = "The prompt text.") String prompt;
+    @Option(names = "--prompt-file", paramLabel = "FILE", description = "Read the prompt from this UTF-8 file.") Path promptFile;
+    @Option(names = "--temperature", defaultValue = "1.0", description = "Sampling temperature; 0 = greedy (default: ${DEFAULT-VALUE}).") double temperature;
+    @Option(names = "--top-p", defaultValue = "0.85", description = "Nucleus sampling: keep the most likely tokens up to this probability mass (default: ${DEFAULT-VALUE}).") double topP;
+    @Option(names = "--max-tokens", defaultValue = "200", description = "Tokens to generate at most (default: ${DEFAULT-VALUE}).") int maxTokens;
+    @Option(names = "--stop", paramLabel = "STRING", description = "Stop when the text contains this string (repeatable); it is not printed.") List<String> stops;
+    @Option(names = "--seed", defaultValue = "1", description = "Sampling seed (default: ${DEFAULT-VALUE}).") long seed;
+
+    @Override
+    public Integer call() throws IOException {
+        String text = promptText();
+        Sampler sampler = new Sampler(temperature, topP, seed);
+        if (maxTokens < 0) throw new IllegalArgumentException("--max-tokens must be >= 0, got " + maxTokens);
+        // UTF-8 whatever the platform encoding; System.out is looked up now because tests swap it
+        PrintStream out = new PrintStream(System.out, true, StandardCharsets.UTF_8);
+        try (EvalModelOptions.Loaded m = modelOptions.load()) {
+            int[] tokens = m.tokenizer.encode(text);
+            if (tokens.length == 0) throw new IllegalArgumentException("the prompt is empty: generation needs at least one token to start from");
+            Prefill.Timed pre = Prefill.timed(m.model, tokens, m.initial, modelOptions.chunkLen, null);
+            long t0 = System.nanoTime();
+            Generator.Result r = Generator.generate(m.tokenizer, t -> m.model.step(t, m.initial), pre.logits(), sampler, maxTokens,
+                    stops == null ? List.of() : stops, piece -> {
+                        out.print(piece);
+                        out.flush();
+                    });
+            double genSecs = (System.nanoTime() - t0) / 1e9;
+            if (System.console() != null && !r.text().endsWith("\n")) out.println();   // keep the shell prompt on its own line
+            out.flush();
+            System.err.printf("prefill %,d tokens at %,.0f tokens/s; generated %d tokens at %.1f tokens/s; stopped: %s%n", tokens.length,
+                    pre.tokensPerSecond(tokens.length), r.tokens().length, r.tokens().length / Math.max(genSecs, 1e-9),
+                    r.reason().name().toLowerCase().replace('_', ' '));
+        }
+        return 0;
+    }
+
+    private String promptText() throws IOException {
+        if ((prompt == null) == (promptFile == null)) throw new IllegalArgumentException("give exactly one of --prompt or --prompt-file");
+        if (prompt != null) return prompt;
+        try {
+            return Files.readString(promptFile, StandardCharsets.UTF_8);
+        } catch (NoSuchFileException e) {
+            throw new IllegalArgumentException("prompt file not found: " + promptFile);
+        } catch (java.nio.charset.MalformedInputException e) {
+            throw new IllegalArgumentException(promptFile + " is not valid UTF-8 text");
+        }
+    }
+}

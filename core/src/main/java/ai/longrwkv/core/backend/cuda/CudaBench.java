@@ -1,0 +1,147 @@
+package ai.longrwkv.core.backend.cuda;
+
+import ai.longrwkv.core.backend.Backend;
+import ai.longrwkv.core.backend.Backends;
+import ai.longrwkv.core.backend.Tensor;
+import ai.longrwkv.core.model.ModelConfig;
+import ai.longrwkv.core.model.ModelWeights;
+import ai.longrwkv.core.model.ParamSet;
+import ai.longrwkv.core.model.ParamSpec;
+import ai.longrwkv.core.model.Rwkv5Model;
+import ai.longrwkv.core.model.RwkvState;
+import ai.longrwkv.core.tensor.HostTensor;
+import ai.longrwkv.core.train.BpttMode;
+import ai.longrwkv.core.train.ChunkedBptt;
+import ai.longrwkv.core.train.TokenSequence;
+
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.SplittableRandom;
+
+/**
+ * GPU benchmarks for scripts/gpu-check.sh: WKV forward+backward throughput (H=64, N=64) and a full-BPTT training step
+ * of an L24-C1024 model (tokens/s, MFU, peak device memory at two context lengths with the same chunk length, which
+ * must be about equal). Prints one "| name | value |" row per measurement on stdout.
+ *
+ * <p>Usage: {@code CudaBench [wkv] [train]} (both when no argument). Exit code 3 when the GPU cannot be used.
+ */
+public final class CudaBench {
+    /** Dense bf16 tensor-core peak of an H100 SXM, the usual MFU denominator (the fp32 path cannot approach it). */
+    static final double H100_BF16_PEAK = 989e12;
+
+    private CudaBench() { }
+
+    public static void main(String[] args) {
+        List<String> what = args.length == 0 ? List.of("wkv", "train") : Arrays.asList(args);
+        Backend be;
+        try {
+            be = Backends.create("cuda");
+        } catch (IllegalArgumentException e) {
+            System.out.println("| cuda | unavailable: " + e.getMessage() + " |");
+            System.exit(3);
+            return;
+        }
+        try (Backend b = be) {
+            CudaBackend gpu = (CudaBackend) b;
+            System.out.println("| device | " + gpu.name() + " |");
+            if (what.contains("wkv")) for (int t : new int[]{4096, 16384}) wkv(gpu, t, 64, 64);
+            if (what.contains("train")) train(gpu);
+        }
+    }
+
+    private static Tensor random(Backend be, SplittableRandom rnd, double scale, int... shape) {
+        HostTensor h = HostTensor.zeros(shape);
+        float[] d = h.data();
+        for (int i = 0; i < d.length; i++) d[i] = (float) (scale * (rnd.nextDouble() * 2 - 1));
+        return be.upload(h);
+    }
+
+    private static double medianSeconds(Runnable work, CudaBackend be, int reps) {
+        work.run();              // warm-up (first launch, caches)
+        be.synchronize();
+        double[] s = new double[reps];
+        for (int i = 0; i < reps; i++) {
+            long t0 = System.nanoTime();
+            work.run();
+            be.synchronize();
+            s[i] = (System.nanoTime() - t0) / 1e9;
+        }
+        Arrays.sort(s);
+        return s[reps / 2];
+    }
+
+    static void wkv(CudaBackend be, int steps, int heads, int n) {
+        SplittableRandom rnd = new SplittableRandom(1);
+        int c = heads * n;
+        List<Tensor> all = new ArrayList<>();
+        Tensor r = random(be, rnd, 0.5, steps, c), k = random(be, rnd, 0.5, steps, c), v = random(be, rnd, 0.5, steps, c);
+        Tensor td = random(be, rnd, 1, heads, n), w = be.zeros(heads, n), u = random(be, rnd, 0.5, heads, n);
+        Tensor state = random(be, rnd, 0.5, heads, n, n), s0 = be.zeros(heads, n, n), y = be.zeros(steps, c), dy = random(be, rnd, 1, steps, c);
+        Tensor dState = be.zeros(heads, n, n), dr = be.zeros(steps, c), dk = be.zeros(steps, c), dv = be.zeros(steps, c);
+        Tensor dw = be.zeros(heads, n), du = be.zeros(heads, n);
+        all.addAll(List.of(r, k, v, td, w, u, state, s0, y, dy, dState, dr, dk, dv, dw, du));
+        be.decay(td, w);
+        be.copy(state, s0);
+        double fwd = medianSeconds(() -> be.wkvForward(r, k, v, w, u, state, y), be, 5);
+        double bwd = medianSeconds(() -> be.wkvBackward(r, k, v, w, u, s0, dy, dState, dr, dk, dv, dw, du), be, 5);
+        double act = (double) steps * c * 4;            // bytes of one [T, C] fp32 tensor
+        double fwdBytes = 4 * act;                      // r, k, v read, y written
+        double bwdBytes = 11 * act;                     // state scan: r k v dy + dr; reverse scan: r k v dy + dk dv
+        String shape = "T=" + steps + " H=" + heads + " N=" + n;
+        System.out.printf("| wkv fwd %s | %.3f ms, %.1f GB/s |%n", shape, fwd * 1e3, fwdBytes / fwd / 1e9);
+        System.out.printf("| wkv bwd %s | %.3f ms, %.1f GB/s |%n", shape, bwd * 1e3, bwdBytes / bwd / 1e9);
+        System.out.printf("| wkv fwd+bwd %s | %.3f ms, %.1f GB/s, %.0f tokens/s |%n", shape, (fwd + bwd) * 1e3,
+                (fwdBytes + bwdBytes) / (fwd + bwd) / 1e9, steps / (fwd + bwd));
+        for (Tensor t : all) t.close();
+    }
+
+    /** Random weights drawn fast (the x052 init's orthogonal matrices would take minutes on the host for V=65536). */
+    static ModelWeights randomWeights(ModelConfig cfg) {
+        SplittableRandom rnd = new SplittableRandom(7);
+        Map<String, HostTensor> m = new LinkedHashMap<>();
+        for (ParamSpec p : ParamSpec.all(cfg)) {
+            HostTensor t = HostTensor.zeros(p.shape());
+            float[] d = t.data();
+            double scale = p.shape().length == 2 ? 1.0 / Math.sqrt(p.shape()[1]) : 0.5;
+            for (int i = 0; i < d.length; i++) d[i] = (float) (scale * (rnd.nextDouble() * 2 - 1));
+            switch (p.kind()) {
+                case ATT_DECAY -> Arrays.fill(d, -1f);
+                case LN0_W, LN1_W, LN2_W, LN_OUT_W, ATT_LNX_W -> Arrays.fill(d, 1f);
+                default -> { }
+            }
+            m.put(p.key(), t);
+        }
+        return new ModelWeights(m, "bench-random", cfg.groupNormEps());
+    }
+
+    static void train(CudaBackend be) {
+        ModelConfig cfg = new ModelConfig(24, 1024, 16, 64, 3584, 65536, ModelConfig.OFFICIAL_GROUP_NORM_EPS);
+        int chunk = 4096;
+        try (Rwkv5Model model = Rwkv5Model.load(be, randomWeights(cfg), cfg.groupNormEps());
+             ParamSet grads = ParamSet.zeros(be, cfg)) {
+            for (int ctx : new int[]{4096, 16384}) {
+                SplittableRandom rnd = new SplittableRandom(ctx);
+                int[] tokens = new int[ctx];
+                for (int t = 0; t < ctx; t++) tokens[t] = rnd.nextInt(cfg.vocabSize());
+                TokenSequence seq = TokenSequence.nextToken(tokens);
+                Runnable step = () -> {
+                    try (RwkvState s0 = model.newState()) {
+                        ChunkedBptt.Result r = ChunkedBptt.run(model, seq, s0, grads, new ChunkedBptt.Options(chunk, BpttMode.FULL, true), false, null);
+                        r.finalState().close();
+                    }
+                };
+                be.trimPool();
+                be.resetPeakBytes();
+                double s = medianSeconds(step, be, ctx <= 4096 ? 3 : 1);
+                double flops = 6.0 * cfg.parameterCount() * ctx;   // the usual 6 N T; full BPTT recomputes more
+                System.out.printf("| train L24-C1024 ctx %d chunk %d full BPTT | %.2f s/step, %.0f tokens/s, %.1f TFLOP/s, MFU %.1f%% (bf16 peak) |%n",
+                        ctx, chunk, s, ctx / s, flops / s / 1e12, 100 * flops / s / H100_BF16_PEAK);
+                System.out.printf("| peak device memory ctx %d | %.2f GiB (tensors), %.2f GiB in pool |%n", ctx,
+                        be.peakBytes() / (double) (1L << 30), be.pooledBytes() / (double) (1L << 30));
+            }
+        }
+    }
+}

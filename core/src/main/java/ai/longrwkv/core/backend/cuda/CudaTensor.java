@@ -1,0 +1,43 @@
+package ai.longrwkv.core.backend.cuda;
+
+import ai.longrwkv.core.backend.Tensor;
+import ai.longrwkv.core.tensor.HostTensor;
+
+/** A float32 tensor in device memory owned by a {@link CudaBackend}; close() returns the memory to its pool. */
+final class CudaTensor implements Tensor {
+    private final CudaBackend owner;
+    private final int[] shape;
+    private final long size;
+    private long ptr;
+
+    CudaTensor(CudaBackend owner, int[] shape) {
+        this.owner = owner;
+        this.shape = shape.clone();
+        this.size = HostTensor.numel(shape);
+        this.ptr = owner.cx.alloc(Math.max(size, 1) * 4L);
+        owner.track(size * 4L);
+    }
+
+    @Override public int[] shape() { return shape.clone(); }
+    @Override public long size() { return size; }
+
+    long ptr() {
+        if (ptr == 0) throw new IllegalStateException("tensor " + shapeString() + " used after close()");
+        return ptr;
+    }
+
+    /** Device address of element i. */
+    long ptr(long element) { return ptr() + element * 4L; }
+
+    @Override
+    public void close() {
+        if (ptr != 0) {
+            owner.cx.free(ptr, Math.max(size, 1) * 4L);
+            ptr = 0;
+            owner.track(-size * 4L);
+        }
+    }
+
+    @Override
+    public String toString() { return "CudaTensor" + shapeString(); }
+}
