@@ -44,6 +44,9 @@ public final class TrainingJob {
         long tokensThisRun = 0;
         try {
             Files.createDirectories(outDir);
+            // a run killed after its last checkpoint logged steps that the resumed run does again: drop them
+            dropLinesAfter(outDir.resolve("metrics.jsonl"), trainer.step(), true);
+            dropLinesAfter(outDir.resolve("train_log.txt"), trainer.step(), false);
             try (Writer metrics = Files.newBufferedWriter(outDir.resolve("metrics.jsonl"), StandardCharsets.UTF_8,
                     StandardOpenOption.CREATE, StandardOpenOption.APPEND);
                  Writer log = Files.newBufferedWriter(outDir.resolve("train_log.txt"), StandardCharsets.UTF_8,
@@ -84,6 +87,20 @@ public final class TrainingJob {
             throw new UncheckedIOException("writing to " + outDir + ": " + e.getMessage(), e);
         }
         return results;
+    }
+
+    /** Keeps the lines of a log whose step (JSON "step", or the first field) is at most {@code step}. */
+    private static void dropLinesAfter(Path log, long step, boolean json) throws IOException {
+        if (!Files.isRegularFile(log)) return;
+        List<String> kept = new ArrayList<>();
+        boolean dropped = false;
+        for (String line : Files.readAllLines(log, StandardCharsets.UTF_8)) {
+            if (line.isBlank()) continue;
+            long s = json ? com.google.gson.JsonParser.parseString(line).getAsJsonObject().get("step").getAsLong()
+                    : Long.parseLong(line.substring(0, line.indexOf(' ')));
+            if (s <= step) kept.add(line); else dropped = true;
+        }
+        if (dropped) Trainer.writeAtomically(log, kept.isEmpty() ? "" : String.join("\n", kept) + "\n");
     }
 
     /** loss.png from every line of metrics.jsonl (this run and any run it resumed). */
