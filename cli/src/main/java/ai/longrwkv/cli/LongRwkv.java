@@ -18,6 +18,7 @@ import java.io.UncheckedIOException;
                 "", "Run 'longrwkv COMMAND --help' for the options of a command."},
         subcommands = {ForwardCommand.class, InitCommand.class, InspectCommand.class, ConvertCommand.class, TokenizeCommand.class,
                 DataCommand.class, FinetuneCommand.class, LoraCommand.class, StateTuneCommand.class,
+                EvalCommand.class, GenerateCommand.class, ChatCommand.class,
                 DebugCommand.class, BenchCommand.class,
                 CommandLine.HelpCommand.class})
 public final class LongRwkv implements Runnable {

@@ -1,8 +1,5 @@
 package ai.longrwkv.cli;
 
-import ai.longrwkv.core.io.Safetensors;
-import ai.longrwkv.core.model.ModelConfig;
-import ai.longrwkv.core.testing.TestModels;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
@@ -11,7 +8,6 @@ import java.io.ByteArrayInputStream;
 import java.io.InputStream;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Path;
-import java.util.Map;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertNotEquals;
@@ -26,7 +22,7 @@ class ChatCommandTest {
     @BeforeAll
     static void tinyModel() {
         model = dir.resolve("tiny.safetensors");
-        Safetensors.write(model, TestModels.random(ModelConfig.forInit(2, 32, 16, 256), 12).tensors(), Map.of(Safetensors.GROUP_NORM_EPS_KEY, "6.4e-4"));
+        EvalTestModels.write(model, 12);
     }
 
     static String chat(String input, String... extra) {

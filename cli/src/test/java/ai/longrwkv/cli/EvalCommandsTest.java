@@ -1,8 +1,5 @@
 package ai.longrwkv.cli;
 
-import ai.longrwkv.core.io.Safetensors;
-import ai.longrwkv.core.model.ModelConfig;
-import ai.longrwkv.core.testing.TestModels;
 import ai.longrwkv.datasets.binidx.BinIdxFormat;
 import ai.longrwkv.datasets.binidx.BinIdxWriter;
 import ai.longrwkv.datasets.binidx.TokenDtype;
@@ -15,7 +12,6 @@ import org.junit.jupiter.api.io.TempDir;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.List;
-import java.util.Map;
 import java.util.SplittableRandom;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
@@ -31,8 +27,7 @@ class EvalCommandsTest {
     static void tinyModel() {
         System.setProperty("longrwkv.noProgress", "true");
         model = dir.resolve("tiny.safetensors");
-        ModelConfig cfg = ModelConfig.forInit(2, 32, 16, 256);
-        Safetensors.write(model, TestModels.random(cfg, 5).tensors(), Map.of(Safetensors.GROUP_NORM_EPS_KEY, "6.4e-4"));
+        EvalTestModels.write(model, 5);
     }
 
     static CliTestSupport.Run ok(String... args) {
@@ -97,7 +92,7 @@ class EvalCommandsTest {
             w.finish();
         }
         Path other = dir.resolve("other.safetensors");
-        Safetensors.write(other, TestModels.random(ModelConfig.forInit(2, 32, 16, 256), 6).tensors(), Map.of(Safetensors.GROUP_NORM_EPS_KEY, "6.4e-4"));
+        EvalTestModels.write(other, 6);
         Path out = dir.resolve("pos");
         CliTestSupport.Run r = ok("eval", "position-loss", "--model", model.toString(), "--model", other.toString(), "--label", "second",
                 "--data", prefix.toString(), "--ctx-len", "256", "--docs", "2", "--chunk-len", "64", "--out", out.toString());
@@ -116,14 +111,19 @@ class EvalCommandsTest {
         assertTrue(error("eval", "passkey", "--model", m, "--lengths", "100", "--out", o).contains("too short"));
         assertTrue(error("eval", "passkey", "--model", m, "--lengths", "1k", "--depths", "0,120", "--out", o).contains("--depths"));
         assertTrue(error("eval", "passkey", "--model", m, "--lengths", "1k,x", "--out", o).contains("--lengths"));
-        Path vocab = CliTestSupport.oracle("rwkv_vocab_v20230424.txt");
-        assertTrue(error("eval", "passkey", "--model", m, "--tokenizer", "world:" + vocab, "--lengths", "1k", "--out", o)
-                .contains("vocabulary"));
         assertTrue(error("eval", "niah", "--model", m, "--mode", "bogus", "--lengths", "1k", "--out", o).contains("--mode"));
         assertTrue(error("eval", "niah", "--model", m, "--haystack", dir.resolve("missing.txt").toString(), "--lengths", "1k", "--out", o)
                 .contains("missing.txt"));
         assertTrue(error("eval", "position-loss", "--model", m, "--data", dir.resolve("nothing").toString(), "--ctx-len", "1k", "--out", o)
                 .contains("nothing"));
         assertTrue(error("eval", "passkey", "--model", dir.resolve("nope.pth").toString(), "--lengths", "1k", "--out", o).contains("nope.pth"));
+        assertTrue(error("eval", "passkey", "--model", m, "--tokenizer", "gpt2", "--lengths", "1k", "--out", o).contains("tokenizer"));
+    }
+
+    @Test
+    void aTokenizerThatDoesNotFitTheModelIsRefused() {
+        Path vocab = CliTestSupport.oracle("rwkv_vocab_v20230424.txt");
+        assertTrue(error("eval", "passkey", "--model", model.toString(), "--tokenizer", "world:" + vocab, "--lengths", "1k",
+                "--out", dir.resolve("err").toString()).contains("vocabulary"));
     }
 }

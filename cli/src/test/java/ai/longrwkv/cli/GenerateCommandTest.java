@@ -1,15 +1,13 @@
 package ai.longrwkv.cli;
 
-import ai.longrwkv.core.io.Safetensors;
-import ai.longrwkv.core.model.ModelConfig;
-import ai.longrwkv.core.testing.TestModels;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.util.Map;
+import java.util.ArrayList;
+import java.util.List;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertNotEquals;
@@ -24,15 +22,15 @@ class GenerateCommandTest {
     @BeforeAll
     static void tinyModel() {
         model = dir.resolve("tiny.safetensors");
-        Safetensors.write(model, TestModels.random(ModelConfig.forInit(2, 32, 16, 256), 8).tensors(), Map.of(Safetensors.GROUP_NORM_EPS_KEY, "6.4e-4"));
+        EvalTestModels.write(model, 8);
     }
 
+    /** generate with this test's prompt and 40 tokens unless {@code extra} says otherwise; returns stdout. */
     static String generate(String... extra) {
-        String[] base = {"generate", "--model", model.toString(), "--prompt", "Once upon a time", "--max-tokens", "40"};
-        String[] args = new String[base.length + extra.length];
-        System.arraycopy(base, 0, args, 0, base.length);
-        System.arraycopy(extra, 0, args, base.length, extra.length);
-        CliTestSupport.Run r = CliTestSupport.run(args);
+        List<String> args = new ArrayList<>(List.of("generate", "--model", model.toString(), "--prompt", "Once upon a time"));
+        if (!List.of(extra).contains("--max-tokens")) args.addAll(List.of("--max-tokens", "40"));
+        args.addAll(List.of(extra));
+        CliTestSupport.Run r = CliTestSupport.run(args.toArray(new String[0]));
         assertEquals(0, r.exitCode(), r.err());
         assertTrue(r.err().contains("tokens/s"), "statistics go to stderr: " + r.err());
         return r.out();
