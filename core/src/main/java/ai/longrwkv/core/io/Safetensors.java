@@ -17,18 +17,15 @@ import com.google.gson.stream.MalformedJsonException;
 
 import java.io.IOException;
 import java.io.StringReader;
-import java.io.UncheckedIOException;
 import java.math.BigDecimal;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.nio.channels.FileChannel;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.AccessDeniedException;
-import java.nio.file.AtomicMoveNotSupportedException;
 import java.nio.file.Files;
 import java.nio.file.NoSuchFileException;
 import java.nio.file.Path;
-import java.nio.file.StandardCopyOption;
 import java.nio.file.StandardOpenOption;
 import java.util.Arrays;
 import java.util.LinkedHashMap;
@@ -119,41 +116,22 @@ public final class Safetensors {
      */
     public static void write(Path file, Map<String, HostTensor> tensors, Map<String, String> metadata) {
         byte[] header = headerBytes(file, tensors, metadata);
-        Path target = file.toAbsolutePath();
-        Path dir = target.getParent();
-        Path tmp = dir.resolve(target.getFileName() + ".tmp-" + ProcessHandle.current().pid() + "-" + System.nanoTime());
-        try {
-            try (FileChannel ch = FileChannel.open(tmp, StandardOpenOption.CREATE_NEW, StandardOpenOption.WRITE)) {
-                ByteBuffer buf = ByteBuffer.allocateDirect(WRITE_CHUNK_BYTES).order(ByteOrder.LITTLE_ENDIAN);
-                ByteBuffer prefix = ByteBuffer.allocate(8).order(ByteOrder.LITTLE_ENDIAN).putLong(header.length);
-                writeFully(ch, prefix.flip());
-                writeFully(ch, ByteBuffer.wrap(header));
-                for (HostTensor t : tensors.values()) {
-                    for (float v : t.data()) {
-                        if (!buf.hasRemaining()) {
-                            writeFully(ch, buf.flip());
-                            buf.clear();
-                        }
-                        buf.putInt(Float.floatToRawIntBits(v)); // raw bits: NaN payloads survive the round trip
+        AtomicFiles.write(file, "safetensors file", ch -> {
+            ByteBuffer buf = ByteBuffer.allocateDirect(WRITE_CHUNK_BYTES).order(ByteOrder.LITTLE_ENDIAN);
+            ByteBuffer prefix = ByteBuffer.allocate(8).order(ByteOrder.LITTLE_ENDIAN).putLong(header.length);
+            writeFully(ch, prefix.flip());
+            writeFully(ch, ByteBuffer.wrap(header));
+            for (HostTensor t : tensors.values()) {
+                for (float v : t.data()) {
+                    if (!buf.hasRemaining()) {
+                        writeFully(ch, buf.flip());
+                        buf.clear();
                     }
+                    buf.putInt(Float.floatToRawIntBits(v)); // raw bits: NaN payloads survive the round trip
                 }
-                writeFully(ch, buf.flip());
-                ch.force(true);
             }
-            try {
-                Files.move(tmp, target, StandardCopyOption.ATOMIC_MOVE);
-            } catch (AtomicMoveNotSupportedException e) {
-                Files.move(tmp, target, StandardCopyOption.REPLACE_EXISTING);
-            }
-            syncDirectory(dir);
-        } catch (IOException e) {
-            try {
-                Files.deleteIfExists(tmp);
-            } catch (IOException ignored) {
-                // the original error is the one worth reporting
-            }
-            throw new UncheckedIOException(file + ": cannot write safetensors file: " + e.getMessage(), e);
-        }
+            writeFully(ch, buf.flip());
+        });
     }
 
     private static byte[] headerBytes(Path file, Map<String, HostTensor> tensors, Map<String, String> metadata) {
@@ -358,11 +336,4 @@ public final class Safetensors {
     }
 
     /** Makes the rename itself durable where the platform allows fsync on a directory (Linux does, others may not). */
-    private static void syncDirectory(Path dir) {
-        try (FileChannel d = FileChannel.open(dir, StandardOpenOption.READ)) {
-            d.force(true);
-        } catch (IOException | UnsupportedOperationException e) {
-            // best effort only: the data itself is already on disk
-        }
-    }
 }

@@ -265,10 +265,8 @@ public final class Trainer implements AutoCloseable {
 
     private static final Gson GSON = new GsonBuilder().setPrettyPrinting().create();
 
-    static void writeAtomically(Path file, String text) throws IOException {
-        Path tmp = file.resolveSibling(file.getFileName() + ".tmp");
-        Files.writeString(tmp, text, StandardCharsets.UTF_8);
-        Files.move(tmp, file, StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
+    static void writeAtomically(Path file, String text) {
+        ai.longrwkv.core.io.AtomicFiles.writeString(file, text);
     }
 
     private static void deleteRecursively(Path p) throws IOException {

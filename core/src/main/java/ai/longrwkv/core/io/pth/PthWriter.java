@@ -1,20 +1,16 @@
 package ai.longrwkv.core.io.pth;
 
+import ai.longrwkv.core.io.AtomicFiles;
+
 import ai.longrwkv.core.io.Float16;
 import ai.longrwkv.core.model.ModelWeights;
 import ai.longrwkv.core.tensor.HostTensor;
 
 import java.io.IOException;
-import java.io.UncheckedIOException;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
-import java.nio.channels.FileChannel;
 import java.nio.charset.StandardCharsets;
-import java.nio.file.AtomicMoveNotSupportedException;
-import java.nio.file.Files;
 import java.nio.file.Path;
-import java.nio.file.StandardCopyOption;
-import java.nio.file.StandardOpenOption;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.LinkedHashMap;
@@ -186,39 +182,10 @@ public final class PthWriter {
     }
 
     static void writeAtomically(Path file, ArchiveContent content, boolean forceZip64) {
-        Path target = file.toAbsolutePath();
-        Path dir = target.getParent();
-        Path tmp = dir.resolve(target.getFileName() + ".tmp-" + ProcessHandle.current().pid() + "-" + System.nanoTime());
-        try {
-            try (FileChannel ch = FileChannel.open(tmp, StandardOpenOption.CREATE_NEW, StandardOpenOption.WRITE)) {
-                ZipWriter zip = new ZipWriter(ch, forceZip64);
-                content.writeTo(zip);
-                zip.finish();
-                ch.force(true);
-            }
-            try {
-                Files.move(tmp, target, StandardCopyOption.ATOMIC_MOVE);
-            } catch (AtomicMoveNotSupportedException e) {
-                Files.move(tmp, target, StandardCopyOption.REPLACE_EXISTING);
-            }
-            syncDirectory(dir);
-        } catch (IOException | RuntimeException e) {
-            try {
-                Files.deleteIfExists(tmp);
-            } catch (IOException ignored) {
-                // the original error is the one worth reporting
-            }
-            if (e instanceof IOException io) throw new UncheckedIOException(file + ": cannot write .pth file: " + io.getMessage(), io);
-            throw (RuntimeException) e;
-        }
-    }
-
-    /** Makes the rename itself durable where the platform allows fsync on a directory. */
-    private static void syncDirectory(Path dir) {
-        try (FileChannel d = FileChannel.open(dir, StandardOpenOption.READ)) {
-            d.force(true);
-        } catch (IOException | UnsupportedOperationException e) {
-            // best effort only: the data itself is already on disk
-        }
+        AtomicFiles.write(file, ".pth file", ch -> {
+            ZipWriter zip = new ZipWriter(ch, forceZip64);
+            content.writeTo(zip);
+            zip.finish();
+        });
     }
 }
