@@ -1,6 +1,7 @@
 package ai.longrwkv.cli;
 
-import ai.longrwkv.core.backend.cpu.CpuBackend;
+import ai.longrwkv.core.backend.Backend;
+import ai.longrwkv.core.backend.Backends;
 import ai.longrwkv.core.model.ModelWeights;
 import ai.longrwkv.core.model.Rwkv5Model;
 import ai.longrwkv.core.model.RwkvState;
@@ -33,15 +34,21 @@ final class EvalModelOptions {
     @Option(names = "--gn-eps", description = "ln_x GroupNorm eps (default: 1e-5 for rwkv.cpp files, else 64e-5).")
     Double gnEps;
 
+    @Option(names = "--device", defaultValue = "cpu", description = "cpu | cuda | auto (default: ${DEFAULT-VALUE}).")
+    String device;
+
+    @Option(names = "--label", description = "Name of what is evaluated, in tables and chart titles (default: the model and state file names).")
+    String label;
+
     /** A loaded model with its initial state and tokenizer; closing it frees them. */
     static final class Loaded implements AutoCloseable {
-        final CpuBackend backend;
+        final Backend backend;
         final Rwkv5Model model;
         final RwkvState initial;
         final Tokenizer tokenizer;
         final String label;
 
-        private Loaded(CpuBackend backend, Rwkv5Model model, RwkvState initial, Tokenizer tokenizer, String label) {
+        private Loaded(Backend backend, Rwkv5Model model, RwkvState initial, Tokenizer tokenizer, String label) {
             this.backend = backend;
             this.model = model;
             this.initial = initial;
@@ -60,14 +67,15 @@ final class EvalModelOptions {
     Loaded load() {
         if (chunkLen < 1) throw new IllegalArgumentException("--chunk-len must be >= 1, got " + chunkLen);
         ModelWeights w = Cli.load(model);
-        CpuBackend be = new CpuBackend();
+        Backend be = Backends.create(device);
+        if (!"cpu".equalsIgnoreCase(device)) System.err.println(Backends.describe(be));
         Rwkv5Model m = null;
         RwkvState s0 = null;
         try {
             m = Rwkv5Model.load(be, w, Cli.groupNormEps(w, gnEps));
             Tokenizer tok = tokenizerFor(tokenizer, m.config().vocabSize());
             s0 = Cli.initialState(m, state);
-            return new Loaded(be, m, s0, tok, label(model, state));
+            return new Loaded(be, m, s0, tok, label != null ? label : label(model, state));
         } catch (RuntimeException e) {
             if (s0 != null) s0.close();
             if (m != null) m.close();

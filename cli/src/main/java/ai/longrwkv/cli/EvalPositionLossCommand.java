@@ -1,6 +1,7 @@
 package ai.longrwkv.cli;
 
-import ai.longrwkv.core.backend.cpu.CpuBackend;
+import ai.longrwkv.core.backend.Backend;
+import ai.longrwkv.core.backend.Backends;
 import ai.longrwkv.core.model.ModelWeights;
 import ai.longrwkv.core.model.Rwkv5Model;
 import ai.longrwkv.core.model.RwkvState;
@@ -56,6 +57,9 @@ final class EvalPositionLossCommand implements Callable<Integer> {
     @Option(names = "--gn-eps", description = "ln_x GroupNorm eps (default: 1e-5 for rwkv.cpp files, else 64e-5).")
     Double gnEps;
 
+    @Option(names = "--device", defaultValue = "cpu", description = "cpu | cuda | auto (default: ${DEFAULT-VALUE}).")
+    String device;
+
     @Option(names = "--out", required = true, paramLabel = "DIR", description = "Output directory.")
     Path out;
 
@@ -80,7 +84,7 @@ final class EvalPositionLossCommand implements Callable<Integer> {
             ModelWeights w = Cli.load(c.model);
             long t0 = System.nanoTime();
             double[] perPosition;
-            try (CpuBackend be = new CpuBackend(); Rwkv5Model m = Rwkv5Model.load(be, w, Cli.groupNormEps(w, gnEps));
+            try (Backend be = Backends.create(device); Rwkv5Model m = Rwkv5Model.load(be, w, Cli.groupNormEps(w, gnEps));
                  RwkvState s0 = Cli.initialState(m, c.state);
                  ProgressBar bar = Progress.bar("position-loss " + label, (long) t * documents.size(), "tok")) {
                 for (int[] doc : documents) {

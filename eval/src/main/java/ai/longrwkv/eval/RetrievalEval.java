@@ -39,7 +39,8 @@ import java.util.Locale;
  * given the prompt (teacher forced). It moves long before accuracy does, so it shows progress that 0/1 scores hide.
  *
  * <p>Writes to the output directory: trials.jsonl (one record per trial), summary.csv (one row per length x depth
- * cell), heatmap.png (x = length, y = depth %, colour = accuracy) and run.json (settings, totals, throughput).
+ * cell: trials, accuracy, answer loss, distance), heatmap.png (x = length, y = depth %, colour = accuracy) and
+ * run.json (settings, totals, throughput).
  */
 public final class RetrievalEval {
     private static final Gson GSON = new GsonBuilder().disableHtmlEscaping().create();
@@ -66,12 +67,15 @@ public final class RetrievalEval {
         }
     }
 
-    /** One trial's outcome. */
-    public record Trial(int length, double depthPct, int trial, double actualDepth, String key, List<String> expected, String output,
-                        double score, double answerLoss, int promptTokens, double prefillSeconds, double generateSeconds) { }
+    /**
+     * One trial's outcome. {@code distance}: tokens from the end of the queried needle to the answer, what the
+     * model must carry in its state (compare it with the chunk length a model was trained with).
+     */
+    public record Trial(int length, double depthPct, int trial, double actualDepth, int distance, String key, List<String> expected,
+                        String output, double score, double answerLoss, int promptTokens, double prefillSeconds, double generateSeconds) { }
 
     /** The mean over a cell's trials. */
-    public record Cell(int length, double depthPct, int trials, double accuracy, double answerLoss) { }
+    public record Cell(int length, double depthPct, int trials, double accuracy, double answerLoss, double distance) { }
 
     public record Report(List<Trial> trials, List<Cell> cells, long prefillTokens, double prefillSeconds) {
         public double prefillTokensPerSecond() {
@@ -157,8 +161,10 @@ public final class RetrievalEval {
                     cfg.maxNewTokens(), List.of(), null);
             double genSeconds = (System.nanoTime() - t0) / 1e9;
             double score = cfg.scoring().score(r.text(), expected);
-            return new Trial(s.length(), depthPct, trialIndex, s.depth(), s.key(), expected, r.text(), score, answerLoss, prompt.length,
-                    pre.seconds(), genSeconds);
+            Sample.Needle needle = s.queriedNeedle();
+            int distance = s.answerStart() - (needle.start() + needle.length());
+            return new Trial(s.length(), depthPct, trialIndex, s.depth(), distance, s.key(), expected, r.text(), score, answerLoss,
+                    prompt.length, pre.seconds(), genSeconds);
         }
     }
 
@@ -203,16 +209,18 @@ public final class RetrievalEval {
         List<Cell> cells = new ArrayList<>();
         for (int length : cfg.lengths()) {
             for (double depth : cfg.depthsPct()) {
-                double score = 0, loss = 0;
+                double score = 0, loss = 0, distance = 0;
                 int n = 0;
                 for (Trial t : trials) {
                     if (t.length() == length && t.depthPct() == depth) {
                         score += t.score();
                         loss += t.answerLoss();
+                        distance += t.distance();
                         n++;
                     }
                 }
-                cells.add(new Cell(length, depth, n, n == 0 ? Double.NaN : score / n, n == 0 ? Double.NaN : loss / n));
+                cells.add(new Cell(length, depth, n, n == 0 ? Double.NaN : score / n, n == 0 ? Double.NaN : loss / n,
+                        n == 0 ? Double.NaN : distance / n));
             }
         }
         return cells;
@@ -224,6 +232,7 @@ public final class RetrievalEval {
         o.addProperty("length", t.length());
         o.addProperty("depth_pct", t.depthPct());
         o.addProperty("depth_actual", Math.round(t.actualDepth() * 1e6) / 1e6);
+        o.addProperty("distance", t.distance());
         o.addProperty("trial", t.trial());
         o.addProperty("key", t.key());
         JsonArray e = new JsonArray();
@@ -240,9 +249,10 @@ public final class RetrievalEval {
     }
 
     static void writeSummary(Path csv, List<Cell> cells) {
-        StringBuilder sb = new StringBuilder("length,depth_pct,trials,accuracy,answer_loss\n");
+        StringBuilder sb = new StringBuilder("length,depth_pct,trials,accuracy,answer_loss,distance\n");
         for (Cell c : cells) {
-            sb.append(String.format(Locale.ROOT, "%d,%s,%d,%.4f,%.4f%n", c.length(), pct(c.depthPct()), c.trials(), c.accuracy(), c.answerLoss()));
+            sb.append(String.format(Locale.ROOT, "%d,%s,%d,%.4f,%.4f,%.1f%n", c.length(), pct(c.depthPct()), c.trials(), c.accuracy(),
+                    c.answerLoss(), c.distance()));
         }
         writeAtomically(csv, sb.toString());
     }

@@ -58,9 +58,11 @@ class RetrievalEvalTest {
                 double expectedScore = Scoring.EXACT_INTEGER.score(output, List.of(s.answer()));
                 assertEquals(expectedScore, o.get("score").getAsDouble(), 0);
                 assertTrue(o.get("answer_loss").getAsDouble() > 0);
+                Sample.Needle n = s.queriedNeedle();
+                assertEquals(s.answerStart() - n.start() - n.length(), o.get("distance").getAsInt());
             }
             List<String> csv = Files.readAllLines(dir.resolve("summary.csv"));
-            assertEquals("length,depth_pct,trials,accuracy,answer_loss", csv.get(0));
+            assertEquals("length,depth_pct,trials,accuracy,answer_loss,distance", csv.get(0));
             assertEquals(1 + 2 * 3, csv.size());
             for (String row : csv.subList(1, csv.size())) {
                 String[] f = row.split(",");
