@@ -6,8 +6,8 @@
 # 1. builds the tool (scripts/longrwkv builds the jar on first use)
 # 2. initialises a tiny byte-level RWKV-5 model
 # 3. writes synthetic passkey training data (the Landmark-attention prompt and keys, in bytes)
-# 4. trains it twice, same data, steps and seed, every sequence cut into 32-token chunks while the pass key sits
-#    2 to 4 chunks before the answer:
+# 4. trains it twice, same data, steps and seed, every sequence cut into 32-token chunks, the pass key always more
+#    than a chunk before the answer:
 #      full       chunked BPTT with the exact gradient across chunk boundaries
 #      truncated  the state is carried forward, but the gradient stops at every chunk boundary
 #    (the two runs go side by side, one core each: for a model this small that is faster than one after the other)
@@ -27,11 +27,11 @@ head_size="${DEMO_HEAD_SIZE:-16}"
 train_lengths="${DEMO_TRAIN_LENGTHS:-256,288,320}"   # tokens per sample; the prompt's fixed text alone is ~250 bytes
 train_samples="${DEMO_TRAIN_SAMPLES:-4000}"     # per length
 chunk="${DEMO_CHUNK:-32}"
-steps="${DEMO_STEPS:-16000}"
-lr="${DEMO_LR:-3e-3}"
+steps="${DEMO_STEPS:-12000}"
+lr="${DEMO_LR:-1e-3}"
 eval_lengths="${DEMO_EVAL_LENGTHS:-256,320,384,512}"
 eval_depths="${DEMO_EVAL_DEPTHS:-0,25,50,75,100}"
-trials="${DEMO_TRIALS:-10}"
+trials="${DEMO_TRIALS:-20}"
 seed="${DEMO_SEED:-1}"
 
 mkdir -p "$out"
@@ -72,9 +72,11 @@ last_step() {   # "step N loss X" from the last line of a run's metrics.jsonl
   [ -s "$m" ] || { echo "starting"; return; }
   tail -n 1 "$m" | sed -E 's/.*"step":([0-9]+),"loss":([0-9.]{1,6}).*/step \1 loss \2/'
 }
+set -m   # each run in its own process group, so that an interrupt stops the trainings too, not only this script
 train full & full_pid=$!
 train truncated & truncated_pid=$!
-trap 'kill $full_pid $truncated_pid 2>/dev/null || true' INT TERM
+set +m
+trap 'kill -TERM -- -$full_pid -$truncated_pid 2>/dev/null; exit 130' INT TERM
 while kill -0 $full_pid 2>/dev/null || kill -0 $truncated_pid 2>/dev/null; do
   sleep 1
   if [ $(((SECONDS - phase_start) % 30)) -eq 0 ]; then
@@ -128,8 +130,9 @@ distances() {   # the distance from the key's needle to the answer, min-max over
   distances
   for model in untrained truncated full; do row "$model" 4 '%9.2f' "$model accuracy"; done
   for model in untrained truncated full; do row "$model" 5 '%9.3f' "$model answer loss"; done
+  echo "key distance: tokens from the end of the pass key sentence to the answer, in $chunk-token chunks (min-max over depths)"
   echo "accuracy: the first integer of 10 greedy tokens is the key ($trials keys x ${eval_depths//,/ } % depth per length)"
-  echo "answer loss: nats per answer token given the prompt (teacher forced); uniform over digits is 2.30"
+  echo "answer loss: nats per answer token given the prompt (teacher forced); guessing digits uniformly is 2.30"
 } | tee "$out/comparison.txt"
 
 printf '\ndone in %dm%02ds. Outputs in %s:\n' $(((SECONDS - start) / 60)) $(((SECONDS - start) % 60)) "$out"
