@@ -6,7 +6,8 @@ import java.lang.reflect.InvocationTargetException;
 import java.util.Locale;
 
 /**
- * The one guarded entry point to the backends: {@code --device cpu|cuda|auto}.
+ * The one guarded entry point to the backends: {@code --device cpu|cuda|auto|emulated}. "emulated" is the CUDA backend
+ * on the emulated device: the real kernels compiled with g++ and run on the CPU (for development and CI; slow).
  *
  * <p>The CUDA backend is reached only by reflection and only when "cuda" or "auto" is asked for, so that no
  * {@code org.bytedeco.cuda} class is loaded otherwise: on a machine without an NVIDIA driver the first touch of those
@@ -38,12 +39,24 @@ public final class Backends {
                 if (b == null) throw new IllegalArgumentException("--device cuda: the GPU cannot be used: " + cudaFailure);
                 return b;
             }
+            case "emulated":
+            case "cuda-emulated": {
+                try {
+                    Class<?> c = Class.forName(CUDA_CLASS);
+                    return (Backend) c.getMethod("emulated").invoke(null);
+                } catch (InvocationTargetException e) {
+                    Throwable cause = e.getCause() != null ? e.getCause() : e;
+                    throw new IllegalArgumentException("--device emulated: the emulated CUDA device cannot start: " + firstLine(String.valueOf(cause.getMessage())));
+                } catch (ReflectiveOperationException e) {
+                    throw new IllegalArgumentException("--device emulated: " + e.getMessage());
+                }
+            }
             case "auto": {
                 Backend b = tryCuda();
                 return b != null ? b : new CpuBackend();
             }
             default:
-                throw new IllegalArgumentException("unknown device '" + device + "' (expected cpu, cuda or auto)");
+                throw new IllegalArgumentException("unknown device '" + device + "' (expected cpu, cuda, auto or emulated)");
         }
     }
 

@@ -3,65 +3,58 @@ package ai.longrwkv.core.backend.cuda;
 import ai.longrwkv.core.backend.Backend;
 import ai.longrwkv.core.backend.Tensor;
 import ai.longrwkv.core.tensor.HostTensor;
-import org.bytedeco.cuda.cublas.cublasContext;
+import org.bytedeco.javacpp.DoublePointer;
 import org.bytedeco.javacpp.FloatPointer;
+import org.bytedeco.javacpp.IntPointer;
 
+import java.util.HashMap;
+import java.util.Map;
 import java.util.Set;
 import java.util.concurrent.atomic.AtomicLong;
 
-import static org.bytedeco.cuda.global.cublas.*;
-
 /**
- * The {@link Backend} on one NVIDIA GPU: fp32 tensors in device memory, matrix products through cuBLAS sgemm (fp32
- * math, no TF32, so results stay within 1e-4 of the CPU backend), every other op a kernel from this package's
- * {@code .cu} sources (see {@link CudaKernels}). All work goes to the legacy default stream, so operations run in
- * call order and a download sees every earlier write.
+ * The {@link Backend} on one CUDA device: fp32 tensors in device memory, matrix products through the device's GEMM
+ * (cuBLAS sgemm on a GPU: fp32 math, no TF32, so results stay within 1e-4 of the CPU backend), every other op a
+ * kernel from this package's {@code .cu} sources. The device is a real GPU ({@link DriverDevice}) or the emulated one
+ * ({@link EmulatedDevice}); this class is the same code above both. All work runs in call order on one stream, so a
+ * download sees every earlier write.
  *
  * <p>Create it through {@link ai.longrwkv.core.backend.Backends}, never directly from code that must also run on
- * machines without a driver: loading this class loads the CUDA libraries.
+ * machines without a driver: the driver device loads the CUDA libraries.
  */
 public final class CudaBackend implements Backend {
     /** Head sizes with a compiled WKV kernel (wkv5.cu instantiates these). */
     static final Set<Integer> WKV_HEAD_SIZES = Set.of(1, 2, 4, 8, 16, 32, 64);
-    private static final int THREADS = 256;
-    private static final int SUMSQ_BLOCKS = 256;
-    private static final int CE_THREADS = 1024;
+    private static final int THREADS = KernelSources.ELEMENTWISE_THREADS;
 
-    final CudaContext cx;
-    private final CudaKernels kernels;
-    private final cublasContext blas = new cublasContext();
-    private final FloatPointer alphaCell = new FloatPointer(1), betaCell = new FloatPointer(1);
+    final Device device;
+    final DeviceMemory memory;
+    private final Map<String, Kernel> kernels = new HashMap<>();
     private final AtomicLong live = new AtomicLong(), peak = new AtomicLong();
     private boolean closed;
 
-    /** Device 0 (or -Dlongrwkv.cuda.device=N). */
+    /** GPU 0 (or -Dlongrwkv.cuda.device=N) through the NVIDIA driver. */
     public CudaBackend() {
-        this(Integer.getInteger("longrwkv.cuda.device", 0));
+        this(new DriverDevice(Integer.getInteger("longrwkv.cuda.device", 0)));
     }
 
-    public CudaBackend(int ordinal) {
-        cx = new CudaContext(ordinal);
-        kernels = new CudaKernels(cx);
-        check(cublasCreate_v2(blas), "cublasCreate");
-        // Pedantic fp32: no TF32 tensor-core shortcut, whatever NVIDIA_TF32_OVERRIDE says, so parity with the CPU holds.
-        check(cublasSetMathMode(blas, CUBLAS_PEDANTIC_MATH), "cublasSetMathMode");
+    CudaBackend(Device device) {
+        this.device = device;
+        this.memory = new DeviceMemory(device, device.description());
     }
 
-    private static void check(int cublasStatus, String what) {
-        if (cublasStatus != CUBLAS_STATUS_SUCCESS) {
-            throw new IllegalStateException(what + " failed: cuBLAS status " + cublasStatus + " (" + cublasGetStatusString(cublasStatus).getString() + ")");
-        }
+    /** The emulated CUDA device: the real kernels on the CPU (see {@link EmulatedDevice}). */
+    public static CudaBackend emulated() {
+        return new CudaBackend(new EmulatedDevice());
     }
 
     @Override
     public String name() {
-        return "cuda (" + cx.deviceName + ", " + cx.arch() + ", " + cx.smCount + " SMs, " + (cx.totalMemory >> 20) + " MiB, driver "
-                + cx.driverVersion / 1000 + "." + (cx.driverVersion % 1000) / 10 + ", NVRTC " + CudaKernels.nvrtcVersionString()
-                + ", kernels " + kernels.origin + ")";
+        return "cuda (" + device.description() + ", kernels " + device.moduleOrigins() + ")";
     }
 
     /** Waits until the device has finished all queued work (for timing). */
-    public void synchronize() { cx.synchronize("synchronize()"); }
+    public void synchronize() { device.synchronize("synchronize()"); }
 
     void track(long bytes) {
         long now = live.addAndGet(bytes);
@@ -73,20 +66,17 @@ public final class CudaBackend implements Backend {
     @Override public void resetPeakBytes() { peak.set(live.get()); }
 
     /** Device bytes held in the reuse pool. */
-    public long pooledBytes() { return cx.pooledBytes(); }
+    public long pooledBytes() { return memory.pooledBytes(); }
 
-    /** Returns the pool's memory to the driver. */
-    public void trimPool() { cx.trimPool(); }
+    /** Returns the pool's memory to the device. */
+    public void trimPool() { memory.trimPool(); }
 
     @Override
     public synchronized void close() {
         if (closed) return;
         closed = true;
-        cx.makeCurrent();
-        cublasDestroy_v2(blas);
-        alphaCell.close();
-        betaCell.close();
-        cx.close();
+        memory.close();
+        device.close();
     }
 
     private static CudaTensor t(Tensor x) {
@@ -98,7 +88,22 @@ public final class CudaBackend implements Backend {
         if (a.size() != b.size()) throw new IllegalArgumentException(op + ": sizes differ " + a.shapeString() + " vs " + b.shapeString());
     }
 
-    private CudaKernels.Kernel k(String module, String fn) { return kernels.get(module, fn); }
+    /** The kernel of that name in that module, looked up once (on whichever thread asks first). */
+    private synchronized Kernel k(String module, String fn) {
+        Kernel kernel = kernels.get(fn);
+        if (kernel == null) {
+            kernel = new Kernel(device, device.function(module, fn));
+            kernels.put(fn, kernel);
+        }
+        return kernel;
+    }
+
+    /** Fails before a launch when a tensor the kernel writes or reads is smaller than the launch will touch. */
+    private static void atLeast(Tensor x, long elements, String op, String what) {
+        if (x.size() < elements) {
+            throw new IllegalArgumentException(op + ": " + what + " " + x.shapeString() + " has " + x.size() + " elements, needs " + elements);
+        }
+    }
 
     private static int blocks(long n) { return (int) Math.max(1, Math.min((n + THREADS - 1) / THREADS, 1L << 20)); }
 
@@ -112,28 +117,33 @@ public final class CudaBackend implements Backend {
     @Override
     public Tensor zeros(int... shape) {
         CudaTensor c = new CudaTensor(this, shape);
-        cx.zero(c.ptr(), c.size());
+        if (c.size() > 0) device.memsetD32(c.ptr(), 0, c.size());
         return c;
     }
 
     @Override
     public Tensor upload(HostTensor host) {
         CudaTensor c = new CudaTensor(this, host.shape());
-        cx.upload(host.data(), 0, host.size(), c.ptr());
+        uploadFloats(host.data(), 0, Math.toIntExact(host.size()), c.ptr());
         return c;
     }
 
     @Override
     public HostTensor download(Tensor x) {
         float[] data = new float[Math.toIntExact(x.size())];
-        cx.download(t(x).ptr(), data, 0, data.length);
+        if (data.length > 0) {
+            try (FloatPointer h = new FloatPointer(data.length)) {
+                device.copyDtoH(h, t(x).ptr(), data.length * 4L);
+                h.get(data);
+            }
+        }
         return new HostTensor(x.shape(), data);
     }
 
     @Override
     public void copy(Tensor src, Tensor dst) {
         sameSize(src, dst, "copy");
-        cx.copy(t(src).ptr(), t(dst).ptr(), src.size() * 4L);
+        if (src.size() > 0) device.copyDtoD(t(dst).ptr(), t(src).ptr(), src.size() * 4L);
     }
 
     @Override
@@ -143,9 +153,31 @@ public final class CudaBackend implements Backend {
 
     /** Scratch device memory for int or float side inputs (ids, targets); freed to the pool after the op's launch. */
     private long uploadInts(int[] values) {
-        long p = cx.alloc(Math.max(values.length, 1) * 4L);
-        cx.upload(values, p);
+        long p = memory.alloc(Math.max(values.length, 1) * 4L);
+        if (values.length > 0) {
+            try (IntPointer h = new IntPointer(values)) {
+                device.copyHtoD(p, h, values.length * 4L);
+            }
+        }
         return p;
+    }
+
+    private void uploadFloats(float[] src, int offset, int count, long dst) {
+        if (count == 0) return;
+        try (FloatPointer h = new FloatPointer(count)) {
+            h.put(src, offset, count);
+            device.copyHtoD(dst, h, count * 4L);
+        }
+    }
+
+    private double[] downloadDoubles(long src, int count) {
+        double[] out = new double[count];
+        if (count == 0) return out;
+        try (DoublePointer h = new DoublePointer(count)) {
+            device.copyDtoH(h, src, count * 8L);
+            h.get(out);
+        }
+        return out;
     }
 
     // ---------------------------------------------------------------- linear algebra
@@ -167,13 +199,11 @@ public final class CudaBackend implements Backend {
             scale(c, beta);
             return;
         }
-        cx.makeCurrent();
-        alphaCell.put(0, alpha);
-        betaCell.put(0, beta);
-        check(cublasSgemm_v2(blas, transB ? CUBLAS_OP_T : CUBLAS_OP_N, transA ? CUBLAS_OP_T : CUBLAS_OP_N, n, m, kk,
-                alphaCell, new CudaContext.DeviceFloats(t(bm).ptr()), bCols,
-                new CudaContext.DeviceFloats(t(a).ptr()), aCols, betaCell,
-                new CudaContext.DeviceFloats(t(c).ptr()), n), "cublasSgemm");
+        long pa = t(a).ptr(), pb = t(bm).ptr(), pc = t(c).ptr();
+        if (!memory.retryAfterTrim(() -> device.sgemm(transB, transA, n, m, kk, alpha, pb, bCols, pa, aCols, beta, pc, n))) {
+            throw new IllegalStateException("CUDA out of memory: cuBLAS could not allocate its workspace for a " + m + " x " + kk
+                    + " x " + n + " product (" + memory.allocatedBytes() + " bytes allocated by this backend)");
+        }
     }
 
     // ---------------------------------------------------------------- embedding
@@ -190,7 +220,7 @@ public final class CudaBackend implements Backend {
         try {
             k("elementwise", "embedding_f32").launch(blocks((long) ids.length * c), THREADS, 0, t(table), dIds, t(out), ids.length, c);
         } finally {
-            cx.free(dIds, Math.max(ids.length, 1) * 4L);
+            memory.free(dIds, Math.max(ids.length, 1) * 4L);
         }
     }
 
@@ -200,27 +230,38 @@ public final class CudaBackend implements Backend {
         for (int t = 0; t < ids.length; t++) {
             if (ids[t] < 0 || ids[t] >= v) throw new IllegalArgumentException("token id " + ids[t] + " at position " + t + " is outside the vocabulary 0.." + (v - 1));
         }
+        atLeast(dOut, (long) ids.length * c, "embeddingBackward", "dOut");
         if (ids.length == 0) return;
         long dIds = uploadInts(ids);
         try {
             k("elementwise", "embedding_backward_f32").launch(blocks(c), THREADS, 0, t(dOut), dIds, t(dTable), ids.length, c);
         } finally {
-            cx.free(dIds, Math.max(ids.length, 1) * 4L);
+            memory.free(dIds, Math.max(ids.length, 1) * 4L);
         }
     }
 
     // ---------------------------------------------------------------- normalisation
-    /** Threads per (row, group) block: a power of two (the kernels' tree reduction needs one), at most 256. */
+    /** Threads per (row, group) block: a power of two (the kernels' tree reduction needs one), at most the kernels' limit. */
     private static int normThreads(int groupSize) {
         int t = 32;
-        while (t < groupSize && t < 256) t <<= 1;
+        while (t < groupSize && t < KernelSources.NORM_MAX_THREADS) t <<= 1;
         return t;
+    }
+
+    private static void checkNorm(String op, Tensor x, Tensor w, int groups, Tensor mean, Tensor rstd, Tensor... sameAsX) {
+        int rows = x.rows(), c = x.cols();
+        if (groups <= 0 || c % groups != 0) throw new IllegalArgumentException(op + ": " + c + " columns do not split into " + groups + " groups");
+        atLeast(w, c, op, "w");
+        atLeast(mean, (long) rows * groups, op, "mean");
+        atLeast(rstd, (long) rows * groups, op, "rstd");
+        for (Tensor o : sameAsX) if (o != null) atLeast(o, x.size(), op, "tensor");
     }
 
     @Override
     public void norm(Tensor x, Tensor w, Tensor b, int groups, float eps, Tensor out, Tensor mean, Tensor rstd) {
         int rows = x.rows(), c = x.cols();
-        if (c % groups != 0) throw new IllegalArgumentException("norm: " + c + " columns do not split into " + groups + " groups");
+        checkNorm("norm", x, w, groups, mean, rstd, out);
+        atLeast(b, c, "norm", "b");
         if ((long) rows * groups == 0) return;
         k("norm", "norm_forward_f32").launch(rows * groups, normThreads(c / groups), 0,
                 t(x), t(w), t(b), t(out), t(mean), t(rstd), c, groups, eps);
@@ -229,7 +270,9 @@ public final class CudaBackend implements Backend {
     @Override
     public void normBackward(Tensor dOut, Tensor x, Tensor w, int groups, Tensor mean, Tensor rstd, Tensor dx, Tensor dw, Tensor db) {
         int rows = x.rows(), c = x.cols();
-        if (c % groups != 0) throw new IllegalArgumentException("norm: " + c + " columns do not split into " + groups + " groups");
+        checkNorm("normBackward", x, w, groups, mean, rstd, dOut, dx);
+        atLeast(dw, c, "normBackward", "dw");
+        atLeast(db, c, "normBackward", "db");
         if ((long) rows * groups == 0) return;
         k("norm", "norm_backward_dx_f32").launch(rows * groups, normThreads(c / groups), 0,
                 t(dOut), t(x), t(w), t(mean), t(rstd), t(dx), c, groups);
@@ -242,12 +285,18 @@ public final class CudaBackend implements Backend {
     public void tokenShiftMix(Tensor xx, Tensor prev, Tensor mix, Tensor out) {
         if (xx == out) throw new IllegalArgumentException("tokenShiftMix: out must not be xx on the CUDA backend");
         int rows = xx.rows(), c = xx.cols();
+        atLeast(prev, c, "tokenShiftMix", "prev");
+        atLeast(mix, c, "tokenShiftMix", "mix");
+        atLeast(out, xx.size(), "tokenShiftMix", "out");
         elementwise("token_shift_mix_f32", (long) rows * c, t(xx), t(prev), t(mix), t(out), rows, c);
     }
 
     @Override
     public void tokenShiftMixBackward(Tensor dOut, Tensor xx, Tensor prev, Tensor mix, Tensor dxx, Tensor dPrev, Tensor dMix) {
         int rows = xx.rows(), c = xx.cols();
+        for (Tensor small : new Tensor[]{prev, mix, dPrev, dMix}) atLeast(small, c, "tokenShiftMixBackward", "prev/mix/dPrev/dMix");
+        atLeast(dOut, xx.size(), "tokenShiftMixBackward", "dOut");
+        atLeast(dxx, xx.size(), "tokenShiftMixBackward", "dxx");
         if (rows == 0) return;
         k("elementwise", "token_shift_mix_backward_params_f32").launch(blocks(c), THREADS, 0,
                 t(dOut), t(xx), t(prev), t(mix), t(dPrev), t(dMix), rows, c);
@@ -257,12 +306,16 @@ public final class CudaBackend implements Backend {
     @Override
     public void copyRow(Tensor src, int row, Tensor dst) {
         int c = src.cols();
-        cx.copy(t(src).ptr((long) row * c), t(dst).ptr(), c * 4L);
+        if (row < 0 || row >= src.rows()) throw new IllegalArgumentException("copyRow: row " + row + " of " + src.shapeString());
+        atLeast(dst, c, "copyRow", "dst");
+        if (c > 0) device.copyDtoD(t(dst).ptr(), t(src).ptr((long) row * c), c * 4L);
     }
 
     @Override
     public void addToRow(Tensor dst, int row, Tensor src) {
         int c = dst.cols();
+        if (row < 0 || row >= dst.rows()) throw new IllegalArgumentException("addToRow: row " + row + " of " + dst.shapeString());
+        atLeast(src, c, "addToRow", "src");
         elementwise("add_to_row_f32", c, t(dst), t(src), row, c);
     }
 
@@ -275,6 +328,9 @@ public final class CudaBackend implements Backend {
 
     @Override
     public void decayBackward(Tensor timeDecay, Tensor w, Tensor dw, Tensor dTimeDecay) {
+        sameSize(timeDecay, w, "decayBackward");
+        sameSize(dw, w, "decayBackward");
+        sameSize(dTimeDecay, w, "decayBackward");
         elementwise("decay_backward_f32", w.size(), t(timeDecay), t(w), t(dw), t(dTimeDecay), w.size());
     }
 
@@ -303,6 +359,10 @@ public final class CudaBackend implements Backend {
     public void wkvBackward(Tensor r, Tensor k, Tensor v, Tensor w, Tensor u, Tensor state0, Tensor dy,
                             Tensor dState, Tensor dr, Tensor dk, Tensor dv, Tensor dw, Tensor du) {
         int n = checkWkv(r, k, v, w, u, state0, dy);
+        sameSize(state0, dState, "wkvBackward dState");
+        for (Tensor g : new Tensor[]{dr, dk, dv}) sameSize(r, g, "wkvBackward dr/dk/dv");
+        sameSize(w, dw, "wkvBackward dw");
+        sameSize(w, du, "wkvBackward du");
         int steps = r.rows(), heads = w.dim(0), c = r.cols();
         if (steps == 0) return;
         // The state scan reads dState = dL/dS_T, so it runs before the reverse scan turns dState into dL/dS_0.
@@ -317,7 +377,7 @@ public final class CudaBackend implements Backend {
 
     @Override
     public void siluBackward(Tensor x, Tensor dOut, Tensor dx) {
-        sameSize(x, dOut, "siluBackward");
+        sameSize(x, dOut, "siluBackward"); sameSize(x, dx, "siluBackward dx");
         elementwise("silu_backward_f32", x.size(), t(x), t(dOut), t(dx), x.size());
     }
 
@@ -325,7 +385,7 @@ public final class CudaBackend implements Backend {
 
     @Override
     public void sigmoidBackward(Tensor s, Tensor dOut, Tensor dx) {
-        sameSize(s, dOut, "sigmoidBackward");
+        sameSize(s, dOut, "sigmoidBackward"); sameSize(s, dx, "sigmoidBackward dx");
         elementwise("sigmoid_backward_f32", s.size(), t(s), t(dOut), t(dx), s.size());
     }
 
@@ -337,7 +397,7 @@ public final class CudaBackend implements Backend {
 
     @Override
     public void reluSquareBackward(Tensor x, Tensor dOut, Tensor dx) {
-        sameSize(x, dOut, "reluSquareBackward");
+        sameSize(x, dOut, "reluSquareBackward"); sameSize(x, dx, "reluSquareBackward dx");
         elementwise("relu_square_backward_f32", x.size(), t(x), t(dOut), t(dx), x.size());
     }
 
@@ -362,15 +422,15 @@ public final class CudaBackend implements Backend {
     public double sumOfSquares(Tensor x) {
         long n = x.size();
         if (n == 0) return 0;
-        int grid = (int) Math.min(SUMSQ_BLOCKS, (n + THREADS - 1) / THREADS);
-        long partial = cx.alloc(grid * 8L);
+        int grid = (int) Math.min(KernelSources.SUMSQ_MAX_BLOCKS, (n + KernelSources.SUMSQ_THREADS - 1) / KernelSources.SUMSQ_THREADS);
+        long partial = memory.alloc(grid * 8L);
         try {
-            k("elementwise", "sum_squares_partial_f32").launch(grid, THREADS, 0, t(x), partial, n);
+            k("elementwise", "sum_squares_partial_f32").launch(grid, KernelSources.SUMSQ_THREADS, 0, t(x), partial, n);
             double total = 0;
-            for (double p : cx.downloadDoubles(partial, grid)) total += p;
+            for (double p : downloadDoubles(partial, grid)) total += p;
             return total;
         } finally {
-            cx.free(partial, grid * 8L);
+            memory.free(partial, grid * 8L);
         }
     }
 
@@ -398,21 +458,24 @@ public final class CudaBackend implements Backend {
             if (target >= vocab) throw new IllegalArgumentException("target id " + target + " is outside the vocabulary 0.." + (vocab - 1));
         }
         if (dLogits != null) sameSize(logits, dLogits, "crossEntropy");
+        for (int t = 0; t < rows; t++) {
+            if (!Float.isFinite(weights[t])) throw new IllegalArgumentException("crossEntropy: weight " + weights[t] + " at row " + t);
+        }
         if (rows == 0) return 0;
         long dTargets = uploadInts(targets);
-        long dWeights = cx.alloc(rows * 4L);
-        long dLoss = cx.alloc(rows * 8L);
+        long dWeights = memory.alloc(rows * 4L);
+        long dLoss = memory.alloc(rows * 8L);
         try {
-            cx.upload(weights, 0, rows, dWeights);
-            k("loss", "cross_entropy_f32").launch(rows, CE_THREADS, 0, t(logits), dLogits == null ? null : t(dLogits),
+            uploadFloats(weights, 0, rows, dWeights);
+            k("loss", "cross_entropy_f32").launch(rows, KernelSources.CE_THREADS, 0, t(logits), dLogits == null ? null : t(dLogits),
                     dTargets, dWeights, l2WrapFactor, vocab, dLoss);
             double total = 0;
-            for (double d : cx.downloadDoubles(dLoss, rows)) total += d;
+            for (double d : downloadDoubles(dLoss, rows)) total += d;
             return total;
         } finally {
-            cx.free(dTargets, Math.max(rows, 1) * 4L);
-            cx.free(dWeights, rows * 4L);
-            cx.free(dLoss, rows * 8L);
+            memory.free(dTargets, Math.max(rows, 1) * 4L);
+            memory.free(dWeights, rows * 4L);
+            memory.free(dLoss, rows * 8L);
         }
     }
 }

@@ -14,7 +14,7 @@ final class CudaTensor implements Tensor {
         this.owner = owner;
         this.shape = shape.clone();
         this.size = HostTensor.numel(shape);
-        this.ptr = owner.cx.alloc(Math.max(size, 1) * 4L);
+        this.ptr = owner.memory.alloc(Math.max(size, 1) * 4L);
         owner.track(size * 4L);
     }
 
@@ -32,7 +32,7 @@ final class CudaTensor implements Tensor {
     @Override
     public void close() {
         if (ptr != 0) {
-            owner.cx.free(ptr, Math.max(size, 1) * 4L);
+            owner.memory.free(ptr, Math.max(size, 1) * 4L);
             ptr = 0;
             owner.track(-size * 4L);
         }

@@ -2,6 +2,8 @@
 // comments name it. Compiled with --fmad=false so that a*b+c rounds twice, exactly as the Java reference does.
 // Element counts are 64-bit: a [16384, 65536] logits tensor has more than 2^31 elements.
 
+#include "launch_config.cuh"
+
 #define GRID_STRIDE(i, n) for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < (n); \
                                i += (long long)blockDim.x * gridDim.x)
 
@@ -142,9 +144,10 @@ extern "C" __global__ void token_shift_mix_backward_params_f32(const float* dOut
 }
 
 // Deterministic sum of squares, pass 1: each block writes the double sum of its grid-stride slice to partial[block]
-// (a fixed tree inside the block); the host adds the partials in block order (pass 2). Launch with 256 threads.
+// (a fixed tree inside the block); the host adds the partials in block order (pass 2). Launch with LONGRWKV_SUMSQ_THREADS threads.
 extern "C" __global__ void sum_squares_partial_f32(const float* x, double* partial, long long n) {
-    __shared__ double sh[256];
+    __shared__ double sh[LONGRWKV_SUMSQ_THREADS];
+    if (blockDim.x != LONGRWKV_SUMSQ_THREADS) __trap();   // the tree reduction below assumes it
     double acc = 0.0;
     GRID_STRIDE(i, n) { double v = x[i]; acc += v * v; }
     sh[threadIdx.x] = acc;

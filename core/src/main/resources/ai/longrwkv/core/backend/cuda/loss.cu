@@ -3,24 +3,25 @@
 // dLogits may be the logits tensor: each element is read and then written by the same thread, and the target logit
 // is read before the first barrier that precedes any write.
 
-#define CE_THREADS 1024
+#include "launch_config.cuh"
 
 extern "C" __global__ void cross_entropy_f32(const float* logits, float* dLogits, const int* targets,
                                              const float* weights, float l2WrapFactor, int V, double* rowLoss) {
-    __shared__ float shMax[CE_THREADS];
-    __shared__ int shArg[CE_THREADS];
-    __shared__ double shSum[CE_THREADS];
+    __shared__ float shMax[LONGRWKV_CE_THREADS];
+    __shared__ int shArg[LONGRWKV_CE_THREADS];
+    __shared__ double shSum[LONGRWKV_CE_THREADS];
     __shared__ float shTargetLogit;
     const long long row = blockIdx.x;
     const float* x = logits + row * V;
     const int tid = threadIdx.x;
+    if (blockDim.x != LONGRWKV_CE_THREADS) __trap();   // the shared arrays and the tree reduction assume it
     const int target = targets[row];
     const float weight = weights[row];
     const bool hasTarget = target >= 0 && weight != 0.f;
     if (tid == 0) shTargetLogit = hasTarget ? x[target] : 0.f;
 
     // max and the first index holding it (strict >, as the CPU scan)
-    float best = -INFINITY;
+    float best = __int_as_float(0xff800000);   // -inf (NVRTC has no INFINITY macro)
     int arg = 0x7fffffff;
     for (int i = tid; i < V; i += blockDim.x) {
         float xi = x[i];

@@ -1,8 +1,11 @@
+#include "launch_config.cuh"
+
 // Group normalisation (groups = 1 is LayerNorm) forward and backward, fp32 data with double sums like
 // CpuBackend.norm / normBackward. Compiled with --fmad=false (two roundings per a*b+c, as in Java).
 
 // Block-wide double sum of one value per thread (blockDim.x is a power of two, at most 256); every thread gets it.
 __device__ double block_sum(double v, double* sh) {
+    if (blockDim.x > LONGRWKV_NORM_MAX_THREADS || (blockDim.x & (blockDim.x - 1)) != 0) __trap();
     sh[threadIdx.x] = v;
     __syncthreads();
     for (int s = blockDim.x / 2; s > 0; s >>= 1) {
@@ -17,7 +20,7 @@ __device__ double block_sum(double v, double* sh) {
 // One block per (row, group): blockIdx.x = row * groups + q. Saves mean and rstd [rows * groups].
 extern "C" __global__ void norm_forward_f32(const float* x, const float* w, const float* b, float* out, float* mean,
                                             float* rstd, int C, int groups, float eps) {
-    __shared__ double sh[256];
+    __shared__ double sh[LONGRWKV_NORM_MAX_THREADS];
     const int g = C / groups;
     const long long rowGroup = blockIdx.x;
     const int q = (int)(rowGroup % groups);
@@ -40,7 +43,7 @@ extern "C" __global__ void norm_forward_f32(const float* x, const float* w, cons
 // dx (accumulates): per (row, group) block, dx += s (dy w - mean(dy w) - xhat mean(dy w xhat)).
 extern "C" __global__ void norm_backward_dx_f32(const float* dOut, const float* x, const float* w, const float* mean,
                                                 const float* rstd, float* dx, int C, int groups) {
-    __shared__ double sh[256];
+    __shared__ double sh[LONGRWKV_NORM_MAX_THREADS];
     const int g = C / groups;
     const long long rowGroup = blockIdx.x;
     const int q = (int)(rowGroup % groups);

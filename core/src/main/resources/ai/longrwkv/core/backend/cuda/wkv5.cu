@@ -144,6 +144,7 @@ __device__ void wkv5_backward_reverse_scan_impl(int T, int C, const float* __res
             for (int i = 0; i < N; i++) a[i] = fmaf(gyj, sr[i], a[i] * sw[i]);
         }
     }
+    __syncthreads();   // every thread has read dState (the loop's barriers do not run when T = 0) before it is replaced
     if (rowOwner) {
 #pragma unroll
         for (int j = 0; j < N; j++) ds[me * N + j] = a[j];

@@ -46,7 +46,7 @@ class BackendsTest {
     @Test
     void unknownDeviceIsRefused() {
         IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> Backends.create("tpu"));
-        assertTrue(e.getMessage().contains("cpu, cuda or auto"), e.getMessage());
+        assertTrue(e.getMessage().contains("cpu, cuda, auto or emulated"), e.getMessage());
     }
 
     @Test

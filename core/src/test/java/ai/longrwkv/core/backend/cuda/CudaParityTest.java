@@ -17,7 +17,6 @@ import ai.longrwkv.core.train.TokenSequence;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.BeforeEach;
-import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 
 import java.util.ArrayList;
@@ -26,19 +25,25 @@ import java.util.Random;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
-import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 /**
- * GPU parity suite: every CUDA kernel against the CPU backend on random inputs (a fresh seed each run, printed in every
- * failure so that a failing run can be repeated with -Dlongrwkv.parity.seed=S), then a whole model's forward and
- * full-BPTT backward over several chunks. Relative error = max|cpu - gpu| / max|cpu| per tensor, at most 1e-4 (fp32).
- * Skipped, with the reason, where no GPU can be used.
+ * CUDA parity suite: every CUDA kernel against the CPU backend on random inputs (a fresh seed each run, printed in
+ * every failure so that a failing run can be repeated with -Dlongrwkv.parity.seed=S), then a whole model's forward and
+ * full-BPTT backward over several chunks.
+ *
+ * <p>It runs on the device {@code -Dlongrwkv.parity.device} names: {@code emulated} (the default, so every CI run
+ * executes the real kernels on the emulated device) or {@code cuda} (a real GPU; scripts/gpu-check.sh sets it, and
+ * the suite then fails, not skips, when the GPU cannot be used). The test code is the same for both.
+ *
+ * <p>Tolerance: relative error = max|cpu - gpu| / max|cpu| per tensor, at most 1e-4. Both sides compute in fp32 with
+ * fp32 or double accumulation but in different orders (cuBLAS/OpenBLAS blocking, tree reductions in the kernels,
+ * the CPU's SIMD lanes) and with different expf/exp implementations (CUDA's libdevice, glibc; both within 2 ulp), so
+ * bit equality is not expected; 1e-4 is ~800 ulp of the largest element, far below any indexing or algebra error
+ * (those change results by O(1) relative), and it holds for the whole model's gradients across chunks too.
  */
-@Tag("gpu")
 class CudaParityTest {
     static final double TOL = 1e-4;
     static Backend gpu, cpu;
-    static String reason;
     static long seed;
     Random rnd;
 
@@ -46,11 +51,10 @@ class CudaParityTest {
     static void start() {
         seed = Long.getLong("longrwkv.parity.seed", System.nanoTime());
         cpu = new CpuBackend();
-        try {
-            gpu = Backends.create("cuda");
-        } catch (IllegalArgumentException e) {
-            reason = e.getMessage();
-        }
+        String device = System.getProperty("longrwkv.parity.device", "emulated");
+        gpu = Backends.create(device);   // a device that cannot start fails the suite: nothing is skipped
+        assertTrue(gpu instanceof CudaBackend, "the parity suite needs a CUDA backend, got " + gpu.name());
+        System.out.println("CudaParityTest on " + gpu.name() + ", seed " + seed);
     }
 
     @AfterAll
@@ -60,8 +64,7 @@ class CudaParityTest {
     }
 
     @BeforeEach
-    void needGpu(org.junit.jupiter.api.TestInfo info) {
-        assumeTrue(gpu != null, "no GPU, parity suite skipped: " + reason);
+    void seedPerTest(org.junit.jupiter.api.TestInfo info) {
         // a different stream per test, all derived from the run's seed
         rnd = new Random(seed ^ info.getDisplayName().hashCode());
     }
