@@ -20,6 +20,13 @@ interface Device extends AutoCloseable {
     /** Total device memory in bytes. */
     long totalMemory();
 
+    /**
+     * Bytes that allocation sizes are rounded up to, so that nearby sizes share pool entries: 256 on a GPU; 4 on the
+     * emulated device, where every allocation ends exactly where its tensor ends so that a write one element past
+     * the end hits the guard zone.
+     */
+    default long allocationGranularity() { return 256; }
+
     /** Raw allocation; 0 when the device is out of memory (the caller may free cached memory and retry). */
     long malloc(long bytes);
 

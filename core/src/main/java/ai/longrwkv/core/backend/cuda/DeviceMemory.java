@@ -14,6 +14,7 @@ import java.util.function.BooleanSupplier;
 final class DeviceMemory {
     private final Device device;
     private final String deviceName;
+    private final long granularity;
     private final Map<Long, ArrayDeque<Long>> pool = new HashMap<>();
     private long pooledBytes, allocatedBytes;
     private boolean closed;
@@ -21,10 +22,14 @@ final class DeviceMemory {
     DeviceMemory(Device device, String deviceName) {
         this.device = device;
         this.deviceName = deviceName;
+        this.granularity = device.allocationGranularity();
     }
 
-    /** Allocation granularity: sizes are rounded up so that nearby sizes share pool entries. */
-    static long rounded(long bytes) { return Math.max(256, (bytes + 255) & ~255L); }
+    /** Sizes are rounded up to the device's granularity so that nearby sizes share pool entries. */
+    private long rounded(long bytes) {
+        long g = granularity;
+        return Math.max(g, (bytes + g - 1) / g * g);
+    }
 
     synchronized long alloc(long bytes) {
         if (closed) throw new IllegalStateException("CUDA backend used after close()");

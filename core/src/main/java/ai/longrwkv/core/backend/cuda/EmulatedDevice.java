@@ -64,12 +64,20 @@ final class EmulatedDevice implements Device {
     private boolean closed;
 
     EmulatedDevice() {
+        this(threadsModeProperty(), Long.getLong("longrwkv.emu.memory", 16L << 30));
+    }
+
+    private static boolean threadsModeProperty() {
         String mode = System.getProperty("longrwkv.emu.mode", "fibers");
         if (!mode.equals("fibers") && !mode.equals("threads")) {
             throw new IllegalArgumentException("-Dlongrwkv.emu.mode must be fibers or threads, not '" + mode + "'");
         }
-        threadsMode = mode.equals("threads");
-        memoryLimit = Long.getLong("longrwkv.emu.memory", 16L << 30);
+        return mode.equals("threads");
+    }
+
+    EmulatedDevice(boolean threadsMode, long memoryLimit) {
+        this.threadsMode = threadsMode;
+        this.memoryLimit = memoryLimit;
         buildDir = KernelSources.cacheDir().resolve("emu-" + buildHash().substring(0, 16));
         loadJni(buildDir);
     }
@@ -211,6 +219,8 @@ final class EmulatedDevice implements Device {
 
     @Override public long totalMemory() { return memoryLimit; }
 
+    @Override public long allocationGranularity() { return 4; }
+
     // ---------------------------------------------------------------- memory
     @Override
     public synchronized long malloc(long bytes) {
@@ -220,7 +230,6 @@ final class EmulatedDevice implements Device {
         Pointer raw = Pointer.malloc(bytes + 2L * GUARD);
         if (raw == null || raw.isNull()) return 0;
         Pointer.memset(raw, GUARD_BYTE, GUARD);
-        Pointer.memset(new Pointer(raw).position(0).capacity(0), 0, 0);
         long base = raw.address() + GUARD;
         Pointer.memset(at(base), 0xFF, bytes);                          // poison: NaN floats, -1 ints
         Pointer.memset(at(base + bytes), GUARD_BYTE, GUARD);
@@ -333,7 +342,7 @@ final class EmulatedDevice implements Device {
         if (handle == null) {
             if (!KernelSources.MODULES.contains(module)) throw new IllegalStateException("no kernel module " + module);
             try {
-                Path lib = buildModule(buildDir, module, threadsMode ? "" : "", List.of());
+                Path lib = buildModule(buildDir, module, "", List.of());
                 String[] err = new String[1];
                 long h = EmulatorNative.open(lib.toString(), err);
                 if (h == 0) throw new IllegalStateException("loading the emulated module " + lib + ": " + err[0]);
@@ -348,6 +357,29 @@ final class EmulatedDevice implements Device {
         if (info == null) throw new IllegalStateException("cuModuleGetFunction(" + name + ") failed: CUDA_ERROR_NOT_FOUND (no such kernel in " + module + ".cu)");
         int[] sizes = java.util.Arrays.copyOfRange(info, 2, 2 + info[1]);
         return new DeviceFunction(module, name, handle, sizes, info[0] > 0 ? info[0] : 1024);
+    }
+
+    /**
+     * A kernel of a .cu file outside the backend's sources (the emulator's own tests): built in its own directory
+     * with the same flags and emulation header.
+     */
+    synchronized DeviceFunction externalFunction(Path cuFile, String name) throws IOException {
+        String module = cuFile.getFileName().toString().replaceFirst("\\.cu$", "");
+        Long handle = modules.get("external:" + cuFile);
+        if (handle == null) {
+            Path dir = buildDir.resolve("external-" + KernelSources.sha256(Files.readAllBytes(cuFile)).substring(0, 16));
+            Files.createDirectories(dir);
+            writeIfChanged(dir.resolve(module + ".cu"), Files.readAllBytes(cuFile));
+            Path lib = buildModule(dir, module, "", List.of());
+            String[] err = new String[1];
+            long h = EmulatorNative.open(lib.toString(), err);
+            if (h == 0) throw new IllegalStateException("loading " + lib + ": " + err[0]);
+            handle = h;
+            modules.put("external:" + cuFile, handle);
+        }
+        int[] info = EmulatorNative.kernel(handle, name);
+        if (info == null) throw new IllegalStateException("no kernel " + name + " in " + cuFile);
+        return new DeviceFunction(module, name, handle, java.util.Arrays.copyOfRange(info, 2, 2 + info[1]), info[0] > 0 ? info[0] : 1024);
     }
 
     @Override

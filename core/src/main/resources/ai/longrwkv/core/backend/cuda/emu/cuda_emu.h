@@ -140,7 +140,8 @@ inline T emu_shfl(int op, unsigned mask, T var, const char* file, int line, int 
 // ------------------------------------------------------------------ atomics (sequentially consistent, like the GPU's)
 template <typename T> inline T atomicAdd(T* a, T v) {
     if constexpr (std::is_floating_point<T>::value) {
-        T old = __atomic_load_n(a, __ATOMIC_SEQ_CST), want;
+        T old, want;
+        __atomic_load(a, &old, __ATOMIC_SEQ_CST);
         do { want = old + v; } while (!__atomic_compare_exchange(a, &old, &want, false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST));
         return old;
     } else {
