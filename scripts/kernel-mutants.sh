@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Mutation check of the CUDA kernels: injects one single-line bug at a time into the real .cu sources (a removed
+# barrier, a barrier inside a branch, a transposed index, an off-by-one bound, a missing term, ...) and runs the
+# emulated suite against it: CudaParityTest on the emulated device first, then, for a mutant it did not catch, the
+# ThreadSanitizer replay. Prints one line per mutant and "caught K of N" last; exit code 0 only when all are caught.
+# Takes about a minute per mutant on 2 cores. Not part of CI (it rebuilds the core module once per mutant).
+#   scripts/kernel-mutants.sh [FILTER]      only the mutants whose id contains FILTER
+set -uo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+src="$root/core/src/main/resources/ai/longrwkv/core/backend/cuda"
+filter="${1:-}"
+log="$(mktemp -d)"
+backup="$log/backup"; mkdir -p "$backup"; cp "$src"/*.cu "$backup/"
+restore() { cp "$backup"/*.cu "$src/"; }
+trap 'restore; echo "logs in $log"' EXIT
+
+# id | file | original text (must occur exactly once) | replacement
+mutants=$(cat <<'LIST'
+wkv-fwd-no-barrier|wkv5.cu|        __syncthreads();                 // everyone has finished reading the previous step's r and k|        // (barrier removed)
+wkv-rev-barrier-in-branch|wkv5.cu|        else { sv[me] = v[base + me]; sgy[me] = dy[base + me]; }\n        __syncthreads();|        else { sv[me] = v[base + me]; sgy[me] = dy[base + me]; }\n        if (rowOwner) __syncthreads();
+wkv-fwd-transposed-state|wkv5.cu|    for (int i = 0; i < N; i++) s[i] = st[i * N + j];|    for (int i = 0; i < N; i++) s[i] = st[j * N + i];
+wkv-scan-missing-tail|wkv5.cu|    dwAcc += (double)tail;|    (void)tail;
+wkv-rev-missing-decay|wkv5.cu|            for (int j = 0; j < N; j++) a[j] = fmaf(sgy[j], ri, a[j] * wi);|            for (int j = 0; j < N; j++) a[j] = fmaf(sgy[j], ri, a[j]);
+wkv-rev-t0-barrier|wkv5.cu|    __syncthreads();   // every thread has read dState (the loop's barriers do not run when T = 0) before it is replaced|    // (barrier removed)
+elementwise-off-by-one|elementwise.cu|#define GRID_STRIDE(i, n) for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < (n); \\|#define GRID_STRIDE(i, n) for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i <= (n); \\
+shift-wrong-index|elementwise.cu|        float sx = t == 0 ? prev[c] : xx[i - C];|        float sx = t == 0 ? prev[c] : xx[i - 1];
+adamw-missing-decay|elementwise.cu|        p[i] = p[i] * decay - stepSize * mi / denom;|        p[i] = p[i] - stepSize * mi / denom;
+sumsq-no-barrier|elementwise.cu|        if (threadIdx.x < s) sh[threadIdx.x] += sh[threadIdx.x + s];\n        __syncthreads();\n    }\n    if (threadIdx.x == 0) partial|        if (threadIdx.x < s) sh[threadIdx.x] += sh[threadIdx.x + s];\n    }\n    if (threadIdx.x == 0) partial
+norm-reuse-race|norm.cu|    __syncthreads();   // sh is reused by the next call|    // (barrier removed)
+norm-missing-term|norm.cu|        dx[base + i] += s * (dOut[base + i] * w[c] - meanD - xhat * meanDX);|        dx[base + i] += s * (dOut[base + i] * w[c] - meanD);
+norm-params-off-by-one|norm.cu|        for (int r = 0; r < rows; r++) {|        for (int r = 0; r <= rows; r++) {
+loss-reduction-bound|loss.cu|    for (int s = blockDim.x / 2; s > 0; s >>= 1) {\n        if (tid < s) {|    for (int s = blockDim.x / 2; s > 1; s >>= 1) {\n        if (tid < s) {
+loss-missing-l2wrap|loss.cu|            if (l2WrapFactor > 0.f && i == argmax) g += l2;|            (void)l2;
+LIST
+)
+
+total=0; caught=0
+printf '%-28s %-16s %s\n' mutant file "caught by"
+while IFS='|' read -r id file from to; do
+  [ -z "$id" ] && continue
+  [ -n "$filter" ] && [[ "$id" != *"$filter"* ]] && continue
+  total=$((total + 1))
+  restore
+  if ! FROM="$from" TO="$to" python3 - "$src/$file" <<'PY'
+import os, sys
+p = sys.argv[1]; s = open(p).read()
+a = os.environ["FROM"].replace("\\n", "\n"); b = os.environ["TO"].replace("\\n", "\n")
+a = a.replace("\\\\", "\\"); b = b.replace("\\\\", "\\")
+if s.count(a) != 1: sys.exit("mutant text found %d times" % s.count(a))
+open(p, "w").write(s.replace(a, b))
+PY
+  then printf '%-28s %-16s %s\n' "$id" "$file" "NOT APPLIED (source changed?)"; continue; fi
+  by=""
+  (cd "$root" && mvn -o -q -B -ntp test -pl core -Dtest=CudaParityTest -Dsurefire.failIfNoSpecifiedTests=false) > "$log/$id.parity.txt" 2>&1 \
+    || by="parity suite ($(grep -oE 'CudaParityTest\.[a-zA-Z]+' "$log/$id.parity.txt" | sort -u | head -3 | sed 's/CudaParityTest\.//' | paste -sd, -))"
+  if [ -z "$by" ]; then
+    (cd "$root" && mvn -o -q -B -ntp test -pl core -Dtest='SanitizerReplayTest#threadSanitizerReportsNothing' -Dsurefire.failIfNoSpecifiedTests=false) > "$log/$id.tsan.txt" 2>&1 \
+      || by="ThreadSanitizer replay"
+  fi
+  if [ -n "$by" ]; then caught=$((caught + 1)); else by="NOT CAUGHT"; fi
+  printf '%-28s %-16s %s\n' "$id" "$file" "$by"
+done <<< "$mutants"
+restore
+echo "caught $caught of $total mutants"
+[ "$caught" = "$total" ]
