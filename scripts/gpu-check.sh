@@ -1,50 +1,89 @@
 #!/usr/bin/env bash
-# The one script to run on a GPU machine (no Java, Maven or network needed): from a bundle made by
-# scripts/make-gpu-bundle.sh it runs the CUDA parity suite (every kernel and a whole model's forward + full-BPTT
-# backward against the CPU backend) and the GPU benchmarks, then prints a short table last.
-# Usage: gpu-check.sh [BUNDLE_DIR]   (default: the directory of this script if it is a bundle, else target/gpu-bundle)
-# Budget: about 5 minutes in all (timeouts below); exit code 0 only when the parity suite passed.
+# The one script to run on a GPU machine (no Java, Maven or network needed), from a bundle made by
+# scripts/make-gpu-bundle.sh: the CUDA parity suite (every kernel and a whole model's forward + full-BPTT backward
+# against the CPU backend), a real command through the same launcher users start, and the GPU benchmarks; it never
+# stops at the first failure and prints one table last.
+#   gpu-check.sh [--emulated] [BUNDLE_DIR]
+# BUNDLE_DIR: default the bundle this script sits in, else target/gpu-bundle. --emulated runs everything on the
+# emulated CUDA device instead (needs a JDK and g++; quick benchmark shapes): how the script itself is tested without
+# a GPU. Budget: under 8 minutes in all (timeouts below). Exit code 0 only when the parity suite passed on the device.
 set -uo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-if [ -n "${1:-}" ]; then b="$(cd "$1" && pwd)"
-elif [ -x "$here/runtime/bin/java" ]; then b="$here"
-else b="$(cd "$here/.." && pwd)/target/gpu-bundle"; fi
+device=cuda
+b=""
+for a in "$@"; do
+  case "$a" in
+    --emulated) device=emulated ;;
+    *) b="$(cd "$a" && pwd)" ;;
+  esac
+done
+if [ -z "$b" ]; then
+  if [ -x "$here/../runtime/bin/java" ]; then b="$(cd "$here/.." && pwd)"; else b="$(cd "$here/.." && pwd)/target/gpu-bundle"; fi
+fi
 java="$b/runtime/bin/java"
 [ -x "$java" ] || { echo "gpu-check: no bundle at $b (run scripts/make-gpu-bundle.sh first)" >&2; exit 2; }
+if [ $device = emulated ]; then java="${JAVA_HOME:+$JAVA_HOME/bin/}java"; fi   # the emulator compiles JNI glue: a JDK
 
 work="$(mktemp -d)"
-# Kernel cache in a scratch directory (the home may be read-only); prebuilt fatbins when the bundle has them.
-opts=(--add-modules jdk.incubator.vector -Xss8m -Xmx48g
-      -Dorg.bytedeco.javacpp.maxBytes=0 -Dorg.bytedeco.javacpp.maxPhysicalBytes=0
-      "-Dlongrwkv.cuda.cache=$work/kernel-cache")
-[ -d "$b/kernels" ] && opts+=("-Dlongrwkv.cuda.kernels=$b/kernels")
-echo "gpu-check: $(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null || echo 'nvidia-smi not found')"
+ROOT="$b"
+# shellcheck source=jvm-opts.sh
+. "$b/scripts/jvm-opts.sh"      # exactly the options scripts/longrwkv gives every command (prebuilt kernels included)
+# Kernel cache in a scratch directory (the home may be read-only).
+opts=("${JVM_OPTS[@]}" -Xmx48g "-Dlongrwkv.cuda.cache=$work/kernel-cache" "-Dlongrwkv.parity.device=$device")
+smi="$(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null | head -1)"
+echo "gpu-check: device $device; ${smi:-nvidia-smi not found}; JVM options: ${opts[*]}"
 
-# 1. parity suite (JUnit console launcher, tests from the core test jar; the GPU tests skip with a reason if no GPU)
-timeout 200 "$java" "${opts[@]}" -jar "$b/lib/junit-platform-console-standalone.jar" execute \
+# 1. parity suite (JUnit console launcher, tests from the core test jar); it runs every test even when one fails
+timeout 240 "$java" "${opts[@]}" -jar "$b/lib/junit-platform-console-standalone.jar" execute \
     --disable-banner --details=tree --reports-dir="$work/reports" \
     --class-path "$b/longrwkv.jar:$b/lib/longrwkv-core-tests.jar" \
-    --select-class ai.longrwkv.core.backend.cuda.BackendsTest \
     --select-class ai.longrwkv.core.backend.cuda.CudaParityTest > "$work/parity.txt" 2>&1
 parity_rc=$?
-grep -v '^WARNING: Using incubator' "$work/parity.txt"
+grep -v '^WARNING: Using incubator' "$work/parity.txt" | tail -60
 
-# 2. benchmarks
-timeout 240 "$java" "${opts[@]}" -cp "$b/longrwkv.jar" ai.longrwkv.core.backend.cuda.CudaBench wkv train \
-    > "$work/bench.txt" 2> "$work/bench.err"
-bench_rc=$?
-[ $bench_rc = 0 ] || { echo "gpu-check: benchmark exit code $bench_rc"; tail -20 "$work/bench.err"; }
+# 2. a real command through the users' launcher: a tiny model's forward on the device vs the CPU
+cmd_result="not run"
+if timeout 60 "$b/scripts/longrwkv" init --layers 2 --embd 128 --vocab 256 --out "$work/tiny.safetensors" > "$work/init.txt" 2>&1; then
+  LONGRWKV_JAVA_OPTS="-Dlongrwkv.cuda.cache=$work/kernel-cache" timeout 120 "$b/scripts/longrwkv" forward --device $device \
+      --model "$work/tiny.safetensors" --tokens 1,2,3,4,5,6,7,8 --top 1 > "$work/fwd-dev.txt" 2>&1; dev_rc=$?
+  timeout 60 "$b/scripts/longrwkv" forward --device cpu --model "$work/tiny.safetensors" --tokens 1,2,3,4,5,6,7,8 --top 1 \
+      > "$work/fwd-cpu.txt" 2>&1; cpu_rc=$?
+  loss_dev="$(grep -oE '[0-9.]+ nats' "$work/fwd-dev.txt")"
+  loss_cpu="$(grep -oE '[0-9.]+ nats' "$work/fwd-cpu.txt")"
+  if [ $dev_rc = 0 ] && [ $cpu_rc = 0 ]; then cmd_result="ok: mean loss $loss_dev on $device, $loss_cpu on cpu"
+  else cmd_result="FAILED (exit $dev_rc): $(grep -m1 'error' "$work/fwd-dev.txt")"; fi
+else
+  cmd_result="init FAILED: $(tail -1 "$work/init.txt")"
+fi
 
-# 3. the table, last
+# 3. benchmarks, each part on its own so that one failure does not hide the others
+bench() {   # name timeout args...
+  local name="$1" t="$2"; shift 2
+  timeout "$t" "$java" "${opts[@]}" -cp "$b/longrwkv.jar" ai.longrwkv.core.backend.cuda.CudaBench --device $device "$@" \
+      > "$work/bench-$name.txt" 2> "$work/bench-$name.err"
+  local rc=$?
+  [ $rc = 0 ] || echo "| bench $name | FAILED (exit $rc): $(grep -m1 -E 'Exception|error' "$work/bench-$name.err") |" >> "$work/bench-$name.txt"
+}
+quick=(); [ $device = emulated ] && quick=(--quick)
+bench wkv 90 wkv "${quick[@]}"
+bench gemm 60 gemm "${quick[@]}"
+bench train 200 train "${quick[@]}"
+
+# 4. the table, last
 count() { grep -Eo "[0-9]+ tests $1" "$work/parity.txt" | head -1 | grep -Eo '^[0-9]+' || echo "?"; }
 echo
 echo "| check | result |"
 echo "|---|---|"
-aborted="$(count aborted)"
-if [ $parity_rc = 0 ] && [ "$aborted" != 0 ]; then verdict="NOT RUN (GPU tests skipped)"; elif [ $parity_rc = 0 ]; then verdict="PASSED"; elif [ $parity_rc = 124 ]; then verdict="TIMED OUT"; else verdict="FAILED (exit $parity_rc)"; fi
-echo "| parity suite (CudaParityTest + BackendsTest) | $verdict: $(count successful) passed, $(count failed) failed, $(count skipped) skipped, $(count aborted) aborted |"
-grep -q 'no GPU, parity suite skipped' "$work/parity.txt" && echo "| note | parity tests were SKIPPED: no usable GPU (see the reason above) |"
-grep '^|' "$work/bench.txt" || echo "| benchmarks | none ran (exit $bench_rc) |"
+echo "| nvidia-smi | ${smi:-not found} |"
+grep -h '^| device\|^| nvrtc' "$work"/bench-wkv.txt 2>/dev/null | head -2
+if [ $parity_rc = 0 ]; then verdict="PASSED"; elif [ $parity_rc = 124 ]; then verdict="TIMED OUT"; else verdict="FAILED (exit $parity_rc)"; fi
+echo "| parity suite | $verdict: $(count successful) passed, $(count failed) failed, $(count skipped) skipped, $(count aborted) aborted |"
+while read -r _ name err; do
+  status="ok"; grep -q "$name().*✘\|$name() ✘" "$work/parity.txt" && status="FAILED"
+  echo "| parity $name | $status, max relative error $err |"
+done < <(grep '^PARITY ' "$work/parity.txt")
+echo "| forward via scripts/longrwkv | $cmd_result |"
+cat "$work"/bench-*.txt 2>/dev/null | grep '^|' | grep -v '^| device\|^| nvrtc'
+aborted="$(count aborted)"; skipped="$(count skipped)"
 rm -rf "$work"
-# an aborted (skipped) GPU test means the GPU was not used: that is not a pass
-if [ $parity_rc = 0 ] && [ "$aborted" = 0 ]; then exit 0; else exit 1; fi
+if [ $parity_rc = 0 ] && [ "$aborted" = 0 ] && [ "$skipped" = 0 ]; then exit 0; else exit 1; fi

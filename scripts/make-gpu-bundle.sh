@@ -3,8 +3,9 @@
 #   OUT/runtime/       a jlink-ed Java 17 runtime with just the modules the fat jar uses (+ jdk.incubator.vector)
 #   OUT/longrwkv.jar   the fat jar (cli/target/longrwkv.jar; includes the bytedeco CUDA glue)
 #   OUT/lib/           the core test jar (CudaParityTest, TestModels) and the JUnit console launcher
-#   OUT/kernels/       prebuilt fatbins (sm_80, sm_90) when nvcc is here, so the GPU box needs no NVRTC to start
-#   OUT/gpu-check.sh   the script to run there
+#   OUT/kernels/       prebuilt fatbins (sm_80, sm_90, sm_100 SASS + compute_90 PTX) when nvcc is here, so the GPU box needs no NVRTC to start
+#   OUT/scripts/       gpu-check.sh, the longrwkv launcher and the JVM options both use (jvm-opts.sh)
+#   OUT/gpu-check.sh   the script to run there (runs OUT/scripts/gpu-check.sh)
 # and OUT.tar.gz next to it. Usage: scripts/make-gpu-bundle.sh [OUT] [--no-build]   (default OUT: target/gpu-bundle)
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -59,8 +60,10 @@ if command -v nvcc >/dev/null 2>&1 || [ -x /usr/local/cuda/bin/nvcc ]; then
 else
   echo "make-gpu-bundle: no nvcc here; the GPU machine will compile the kernels with NVRTC" >&2
 fi
-cp "$root/scripts/gpu-check.sh" "$out/gpu-check.sh"
-chmod +x "$out/gpu-check.sh"
+mkdir -p "$out/scripts"
+cp "$root/scripts/gpu-check.sh" "$root/scripts/longrwkv" "$root/scripts/jvm-opts.sh" "$out/scripts/"
+printf '#!/usr/bin/env bash\nexec "$(dirname "${BASH_SOURCE[0]}")/scripts/gpu-check.sh" "$@"\n' > "$out/gpu-check.sh"
+chmod +x "$out/gpu-check.sh" "$out/scripts/gpu-check.sh" "$out/scripts/longrwkv"
 "$out/runtime/bin/java" --add-modules jdk.incubator.vector -jar "$out/longrwkv.jar" --version 2>&1 | grep -v '^WARNING: Using incubator' >&2 \
   || { echo "make-gpu-bundle: the bundled java cannot start the fat jar" >&2; exit 1; }
 tar -C "$(dirname "$out")" -czf "$out.tar.gz" "$(basename "$out")"

@@ -22,33 +22,80 @@ import java.util.Map;
 import java.util.SplittableRandom;
 
 /**
- * GPU benchmarks for scripts/gpu-check.sh: WKV forward+backward throughput (H=64, N=64) and a full-BPTT training step
- * of an L24-C1024 model (tokens/s, MFU, peak device memory at two context lengths with the same chunk length, which
- * must be about equal). Prints one "| name | value |" row per measurement on stdout.
- *
- * <p>Usage: {@code CudaBench [wkv] [train]} (both when no argument). Exit code 3 when the GPU cannot be used.
+ * GPU benchmarks for scripts/gpu-check.sh, one "| name | value |" row per measurement on stdout (medians of several
+ * runs after a warm-up, each timed up to a device synchronisation):
+ * <ul>
+ *   <li>{@code wkv}: the WKV forward and backward kernels at T=4096, H=64, N=64 (the 7B shape's heads), ms;</li>
+ *   <li>{@code gemm}: TFLOP/s of the matrix products of the L24-C1024 and L32-C4096 shapes for a 4096-token chunk
+ *       (the r/k/v/g/o projections, the FFN's key and value, the head);</li>
+ *   <li>{@code train}: a full-BPTT forward+backward step, tokens/s, at the L24-C1024 (ctx 16384, chunk 4096) and
+ *       L32-C4096 (ctx 4096, chunk 2048) shapes with random weights, and the peak device memory.</li>
+ * </ul>
+ * Usage: {@code CudaBench [--device cuda|emulated] [--quick] [wkv] [gemm] [train]} (all parts when none is named);
+ * --quick uses tiny shapes (for checking the script on the emulated device). Exit code 3 when the device cannot be used.
  */
 public final class CudaBench {
     /** Dense bf16 tensor-core peak of an H100 SXM, the usual MFU denominator (the fp32 path cannot approach it). */
     static final double H100_BF16_PEAK = 989e12;
+    private static boolean quick;
 
     private CudaBench() { }
 
     public static void main(String[] args) {
-        List<String> what = args.length == 0 ? List.of("wkv", "train") : Arrays.asList(args);
+        List<String> what = new ArrayList<>();
+        String device = "cuda";
+        for (int i = 0; i < args.length; i++) {
+            if (args[i].equals("--device")) device = args[++i];
+            else if (args[i].equals("--quick")) quick = true;
+            else what.add(args[i]);
+        }
+        if (what.isEmpty()) what = List.of("wkv", "gemm", "train");
         Backend be;
         try {
-            be = Backends.create("cuda");
+            be = Backends.create(device);
         } catch (IllegalArgumentException e) {
-            System.out.println("| cuda | unavailable: " + e.getMessage() + " |");
+            System.out.println("| " + device + " | unavailable: " + e.getMessage() + " |");
             System.exit(3);
             return;
         }
         try (Backend b = be) {
             CudaBackend gpu = (CudaBackend) b;
-            System.out.println("| device | " + gpu.name() + " |");
-            if (what.contains("wkv")) for (int t : new int[]{4096, 16384}) wkv(gpu, t, 64, 64);
-            if (what.contains("train")) train(gpu);
+            System.out.println("| device | " + gpu.device.description() + " |");
+            if (what.contains("wkv")) {
+                if (quick) wkv(gpu, 64, 2, 64);
+                else wkv(gpu, 4096, 64, 64);
+            }
+            if (what.contains("gemm")) gemm(gpu);
+            if (what.contains("train")) {
+                if (quick) {
+                    train(gpu, new ModelConfig(2, 128, 2, 64, 448, 256, ModelConfig.OFFICIAL_GROUP_NORM_EPS), "L2-C128", new int[]{64}, 32);
+                } else {
+                    train(gpu, new ModelConfig(24, 1024, 16, 64, 3584, 65536, ModelConfig.OFFICIAL_GROUP_NORM_EPS), "L24-C1024",
+                            new int[]{4096, 16384}, 4096);
+                    train(gpu, new ModelConfig(32, 4096, 64, 64, 14336, 65536, ModelConfig.OFFICIAL_GROUP_NORM_EPS), "L32-C4096",
+                            new int[]{4096}, 2048);
+                }
+            }
+        }
+    }
+
+    /** The products of one chunk of T tokens of a C-wide model with FFN width F and vocabulary V, forward only. */
+    static void gemm(CudaBackend be) {
+        int t = quick ? 64 : 4096;
+        int[][] shapes = quick ? new int[][]{{128, 448, 256}} : new int[][]{{1024, 3584, 65536}, {4096, 14336, 65536}};
+        SplittableRandom rnd = new SplittableRandom(3);
+        for (int[] s : shapes) {
+            int c = s[0], f = s[1], v = s[2];
+            // name, M (=T), N (out features), K (in features)
+            Object[][] products = {{"att r/k/v/g/o [T,C]x[C,C]^T", c, c}, {"ffn key [T,C]x[F,C]^T", f, c},
+                    {"ffn value [T,F]x[C,F]^T", c, f}, {"head [T,C]x[V,C]^T", v, c}};
+            for (Object[] p : products) {
+                int n = (Integer) p[1], k = (Integer) p[2];
+                try (Tensor x = random(be, rnd, 1, t, k); Tensor w = random(be, rnd, 0.02, n, k); Tensor y = be.zeros(t, n)) {
+                    double sec = medianSeconds(() -> be.matmul(x, false, w, true, y, 1f, 0f), be, 5);
+                    System.out.printf("| gemm C=%d %s T=%d | %.3f ms, %.1f TFLOP/s |%n", c, p[0], t, sec * 1e3, 2.0 * t * n * k / sec / 1e12);
+                }
+            }
         }
     }
 
@@ -90,7 +137,7 @@ public final class CudaBench {
         double act = (double) steps * c * 4;            // bytes of one [T, C] fp32 tensor
         double fwdBytes = 4 * act;                      // r, k, v read, y written
         double bwdBytes = 11 * act;                     // state scan: r k v dy + dr; reverse scan: r k v dy + dk dv
-        String shape = "T=" + steps + " H=" + heads + " N=" + n;
+        String shape = "T=" + steps + " H=" + heads + " N=" + n + " (sequential kernels)";
         System.out.printf("| wkv fwd %s | %.3f ms, %.1f GB/s |%n", shape, fwd * 1e3, fwdBytes / fwd / 1e9);
         System.out.printf("| wkv bwd %s | %.3f ms, %.1f GB/s |%n", shape, bwd * 1e3, bwdBytes / bwd / 1e9);
         System.out.printf("| wkv fwd+bwd %s | %.3f ms, %.1f GB/s, %.0f tokens/s |%n", shape, (fwd + bwd) * 1e3,
@@ -117,12 +164,10 @@ public final class CudaBench {
         return new ModelWeights(m, "bench-random", cfg.groupNormEps());
     }
 
-    static void train(CudaBackend be) {
-        ModelConfig cfg = new ModelConfig(24, 1024, 16, 64, 3584, 65536, ModelConfig.OFFICIAL_GROUP_NORM_EPS);
-        int chunk = 4096;
+    static void train(CudaBackend be, ModelConfig cfg, String label, int[] contexts, int chunk) {
         try (Rwkv5Model model = Rwkv5Model.load(be, randomWeights(cfg), cfg.groupNormEps());
              ParamSet grads = ParamSet.zeros(be, cfg)) {
-            for (int ctx : new int[]{4096, 16384}) {
+            for (int ctx : contexts) {
                 SplittableRandom rnd = new SplittableRandom(ctx);
                 int[] tokens = new int[ctx];
                 for (int t = 0; t < ctx; t++) tokens[t] = rnd.nextInt(cfg.vocabSize());
@@ -135,11 +180,11 @@ public final class CudaBench {
                 };
                 be.trimPool();
                 be.resetPeakBytes();
-                double s = medianSeconds(step, be, ctx <= 4096 ? 3 : 1);
+                double s = medianSeconds(step, be, ctx <= 4096 && cfg.nEmbd() <= 1024 ? 3 : 1);
                 double flops = 6.0 * cfg.parameterCount() * ctx;   // the usual 6 N T; full BPTT recomputes more
-                System.out.printf("| train L24-C1024 ctx %d chunk %d full BPTT | %.2f s/step, %.0f tokens/s, %.1f TFLOP/s, MFU %.1f%% (bf16 peak) |%n",
-                        ctx, chunk, s, ctx / s, flops / s / 1e12, 100 * flops / s / H100_BF16_PEAK);
-                System.out.printf("| peak device memory ctx %d | %.2f GiB (tensors), %.2f GiB in pool |%n", ctx,
+                System.out.printf("| train %s ctx %d chunk %d full BPTT | %.2f s/step, %.0f tokens/s, %.1f TFLOP/s, MFU %.1f%% (H100 bf16 peak) |%n",
+                        label, ctx, chunk, s, ctx / s, flops / s / 1e12, 100 * flops / s / H100_BF16_PEAK);
+                System.out.printf("| peak device memory %s ctx %d | %.2f GiB (tensors), %.2f GiB in pool |%n", label, ctx,
                         be.peakBytes() / (double) (1L << 30), be.pooledBytes() / (double) (1L << 30));
             }
         }

@@ -24,10 +24,12 @@ final class KernelSources {
     static final List<String> HEADERS = List.of("launch_config.cuh");
 
     /**
-     * Flags for NVRTC (DriverDevice) and nvcc (scripts/compile-kernels.sh asks this class for them). --fmad=false keeps
-     * a*b+c as two roundings like the Java reference (the kernels write fmaf where they want a fused multiply-add).
+     * Flags for NVRTC (DriverDevice) and nvcc (scripts/compile-kernels.sh), one per line in compile_flags.txt, the
+     * one place they are written. --fmad=false keeps a*b+c as two roundings like the Java reference (the kernels
+     * write fmaf where they want a fused multiply-add).
      */
-    static final List<String> NVRTC_FLAGS = List.of("--fmad=false", "-std=c++17");
+    static final List<String> NVRTC_FLAGS = new String(read("compile_flags.txt"), StandardCharsets.UTF_8).lines()
+            .map(String::trim).filter(l -> !l.isEmpty() && !l.startsWith("#")).toList();
 
     static final int ELEMENTWISE_THREADS = config("LONGRWKV_ELEMENTWISE_THREADS");
     static final int SUMSQ_THREADS = config("LONGRWKV_SUMSQ_THREADS");
@@ -97,9 +99,4 @@ final class KernelSources {
         return base.resolve("longrwkv").resolve("cuda");
     }
 
-    /** For scripts/compile-kernels.sh: prints the nvcc flags (the NVRTC flags) and the module names. */
-    public static void main(String[] args) {
-        if (args.length > 0 && args[0].equals("modules")) System.out.println(String.join(" ", MODULES));
-        else System.out.println(String.join(" ", NVRTC_FLAGS));
-    }
 }

@@ -46,6 +46,8 @@ class CudaParityTest {
     static Backend gpu, cpu;
     static long seed;
     Random rnd;
+    /** Largest relative error this test saw (printed as "PARITY name error" for scripts/gpu-check.sh's table). */
+    double maxErr;
 
     @BeforeAll
     static void start() {
@@ -65,8 +67,14 @@ class CudaParityTest {
 
     @BeforeEach
     void seedPerTest(org.junit.jupiter.api.TestInfo info) {
+        maxErr = 0;
         // a different stream per test, all derived from the run's seed
         rnd = new Random(seed ^ info.getDisplayName().hashCode());
+    }
+
+    @org.junit.jupiter.api.AfterEach
+    void report(org.junit.jupiter.api.TestInfo info) {
+        System.out.printf("PARITY %s %.3g%n", info.getTestMethod().map(java.lang.reflect.Method::getName).orElse("?"), maxErr);
     }
 
     // ---------------------------------------------------------------- helpers
@@ -114,11 +122,13 @@ class CudaParityTest {
 
     void same(String what, float[] ref, float[] got) {
         double e = relErr(ref, got);
+        maxErr = Math.max(maxErr, e);
         assertTrue(e <= TOL, what + ": relative error " + e + " > " + TOL + " (seed " + seed + ")");
     }
 
     void sameScalar(String what, double ref, double got) {
         double e = Math.abs(ref - got) / Math.max(Math.abs(ref), 1e-30);
+        maxErr = Math.max(maxErr, e);
         assertTrue(e <= TOL, what + ": " + ref + " vs " + got + " relative " + e + " (seed " + seed + ")");
     }
 

@@ -208,6 +208,34 @@ class EmulatorChecksTest {
         }
     }
 
+    /** Freeing the pool waits for queued work first (a kernel may still read a pooled buffer) and checks each free. */
+    @Test
+    void trimmingThePoolSynchronisesBeforeItFrees() {
+        List<String> calls = new ArrayList<>();
+        EmulatedDevice real = new EmulatedDevice(false, 1L << 30);
+        Device logged = (Device) java.lang.reflect.Proxy.newProxyInstance(Device.class.getClassLoader(), new Class<?>[]{Device.class},
+                (proxy, method, args) -> {
+                    calls.add(method.getName());
+                    try {
+                        return method.invoke(real, args);
+                    } catch (java.lang.reflect.InvocationTargetException e) {
+                        throw e.getCause();
+                    }
+                });
+        try (CudaBackend be = new CudaBackend(logged)) {
+            be.zeros(1000).close();
+            be.zeros(2000).close();
+            calls.clear();
+            be.trimPool();
+            assertEquals(List.of("synchronize", "free", "free"), calls);
+            // a free the device refuses is an error, not silence
+            DeviceMemory memory = new DeviceMemory(logged, "test");
+            memory.free(12345L, 64);
+            IllegalStateException e = assertThrows(IllegalStateException.class, memory::trimPool);
+            assertTrue(e.getMessage().contains("not an allocation"), e.getMessage());
+        }
+    }
+
     // ---------------------------------------------------------------- launches
     @Test
     void launchBoundsAndArgumentListsAreEnforced() throws IOException {

@@ -1,0 +1,16 @@
+# Sourced by scripts/longrwkv and scripts/gpu-check.sh so that every command loads the CUDA kernels exactly as the
+# GPU check does. Sets the array JVM_OPTS from ROOT (the checkout or the bundle directory):
+#   jdk.incubator.vector      SIMD kernels (Java 17 ships the Vector API as an incubator module)
+#   javacpp maxBytes=0        tensors live in native memory; do not cap it at the Java heap size
+#   longrwkv.cuda.kernels     prebuilt fatbins: $LONGRWKV_KERNELS, else ROOT/kernels (a GPU bundle), else
+#                             ROOT/target/kernels (scripts/compile-kernels.sh --out target/kernels); each is used only
+#                             when its recorded source hash matches the kernels in the jar
+JVM_OPTS=(--add-modules jdk.incubator.vector -Dorg.bytedeco.javacpp.maxBytes=0 -Dorg.bytedeco.javacpp.maxPhysicalBytes=0 -Xss8m)
+_kernels="${LONGRWKV_KERNELS:-}"
+if [ -z "$_kernels" ]; then
+  for _d in "$ROOT/kernels" "$ROOT/target/kernels"; do
+    if compgen -G "$_d/*.fatbin" >/dev/null; then _kernels="$_d"; break; fi
+  done
+fi
+[ -n "$_kernels" ] && JVM_OPTS+=("-Dlongrwkv.cuda.kernels=$_kernels")
+unset _kernels _d
