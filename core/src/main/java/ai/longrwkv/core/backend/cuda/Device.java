@@ -68,6 +68,9 @@ interface Device extends AutoCloseable {
     @Override
     void close();
 
-    /** A kernel: its module and name, the device's handle, the byte size of each parameter, and its block-size limit. */
+    /**
+     * A kernel: its module and name, the device's handle, the byte size of each parameter (null where the driver
+     * cannot tell), and its block-size limit.
+     */
     record DeviceFunction(String module, String name, Object handle, int[] paramSizes, int maxThreadsPerBlock) { }
 }

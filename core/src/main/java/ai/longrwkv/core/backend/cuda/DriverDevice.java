@@ -198,18 +198,23 @@ final class DriverDevice implements Device {
         }
         CUfunc_st fn = new CUfunc_st();
         check(cuModuleGetFunction(fn, mod, name), "cuModuleGetFunction(" + name + ")");
+        // the kernel's own parameter list (driver 12.4+), so that Kernel.launch can check every argument against it
         List<Integer> sizes = new ArrayList<>();
+        boolean known = true;
         try (SizeTPointer offset = new SizeTPointer(1); SizeTPointer size = new SizeTPointer(1)) {
             for (int i = 0; ; i++) {
                 int st = cuFuncGetParamInfo(fn, i, offset, size);
-                if (st == CUDA_ERROR_INVALID_VALUE) break;   // past the last parameter
-                check(st, "cuFuncGetParamInfo(" + name + ", " + i + ")");
+                if (st == CUDA_ERROR_INVALID_VALUE && i > 0) break;   // past the last parameter
+                if (st != CUDA_SUCCESS) {                             // a kernel without parameters, or an older driver
+                    known = i == 0 && st == CUDA_ERROR_INVALID_VALUE;
+                    break;
+                }
                 sizes.add((int) size.get());
             }
         }
         int[] maxThreads = new int[1];
         check(cuFuncGetAttribute(maxThreads, CU_FUNC_ATTRIBUTE_MAX_THREADS_PER_BLOCK, fn), "cuFuncGetAttribute(" + name + ")");
-        return new DeviceFunction(module, name, fn, sizes.stream().mapToInt(Integer::intValue).toArray(), maxThreads[0]);
+        return new DeviceFunction(module, name, fn, known ? sizes.stream().mapToInt(Integer::intValue).toArray() : null, maxThreads[0]);
     }
 
     private CUmod_st load(String module) {

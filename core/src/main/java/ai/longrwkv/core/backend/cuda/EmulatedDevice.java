@@ -450,7 +450,7 @@ final class EmulatedDevice implements Device {
 
     private void record(DeviceFunction f, int grid, int block, Pointer params) {
         try {
-            int nargs = f.paramSizes().length;
+            int nargs = f.paramSizes().length;   // always known on the emulator
             LongPointer cellAddrs = new LongPointer(at(params.address())).capacity(nargs);
             long[] values = new long[nargs];
             int[] allocIds = new int[nargs];

@@ -51,13 +51,14 @@ final class Kernel {
      */
     synchronized void launch(int grid, int block, int sharedBytes, Object... args) {
         if (grid == 0) return;
-        int[] want = fn.paramSizes();
-        if (args.length != want.length) {
+        int[] want = fn.paramSizes();   // null only where the driver cannot tell (before 12.4)
+        if (want != null && args.length != want.length) {
             throw new IllegalArgumentException("kernel " + name + " takes " + want.length + " arguments, launched with " + args.length);
         }
+        if (args.length > MAX_ARGS) throw new IllegalArgumentException("kernel " + name + ": more than " + MAX_ARGS + " arguments");
         for (int i = 0; i < args.length; i++) {
             int got = size(args[i]);
-            if (got != want[i]) {
+            if (want != null && got != want[i]) {
                 throw new IllegalArgumentException("kernel " + name + " argument " + i + " is " + want[i] + " bytes, given a "
                         + got + "-byte " + (args[i] == null ? "null pointer" : args[i].getClass().getSimpleName()));
             }
