@@ -31,7 +31,8 @@ import java.util.SplittableRandom;
  *   <li>{@code train}: a full-BPTT forward+backward step, tokens/s, at the L24-C1024 (ctx 16384, chunk 4096) and
  *       L32-C4096 (ctx 4096, chunk 2048) shapes with random weights, and the peak device memory.</li>
  * </ul>
- * Usage: {@code CudaBench [--device cuda|emulated] [--quick] [wkv] [gemm] [train]} (all parts when none is named);
+ * Usage: {@code CudaBench [--device cuda|emulated] [--quick] [wkv] [gemm] [train | train-l24 | train-l32]} (all parts
+ * when none is named);
  * --quick uses tiny shapes (for checking the script on the emulated device). Exit code 3 when the device cannot be used.
  */
 public final class CudaBench {
@@ -50,6 +51,7 @@ public final class CudaBench {
             else what.add(args[i]);
         }
         if (what.isEmpty()) what = List.of("wkv", "gemm", "train");
+        if (what.contains("train")) { what = new ArrayList<>(what); what.add("train-l24"); what.add("train-l32"); }
         Backend be;
         try {
             be = Backends.create(device);
@@ -66,12 +68,14 @@ public final class CudaBench {
                 else wkv(gpu, 4096, 64, 64);
             }
             if (what.contains("gemm")) gemm(gpu);
-            if (what.contains("train")) {
-                if (quick) {
-                    train(gpu, new ModelConfig(2, 128, 2, 64, 448, 256, ModelConfig.OFFICIAL_GROUP_NORM_EPS), "L2-C128", new int[]{64}, 32);
-                } else {
+            if (quick && (what.contains("train-l24") || what.contains("train-l32"))) {
+                train(gpu, new ModelConfig(2, 128, 2, 64, 448, 256, ModelConfig.OFFICIAL_GROUP_NORM_EPS), "L2-C128", new int[]{64}, 32);
+            } else {
+                if (what.contains("train-l24")) {
                     train(gpu, new ModelConfig(24, 1024, 16, 64, 3584, 65536, ModelConfig.OFFICIAL_GROUP_NORM_EPS), "L24-C1024",
                             new int[]{4096, 16384}, 4096);
+                }
+                if (what.contains("train-l32")) {
                     train(gpu, new ModelConfig(32, 4096, 64, 64, 14336, 65536, ModelConfig.OFFICIAL_GROUP_NORM_EPS), "L32-C4096",
                             new int[]{4096}, 2048);
                 }
