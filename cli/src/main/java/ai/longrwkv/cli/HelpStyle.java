@@ -22,7 +22,7 @@ final class HelpStyle {
         for (CommandLine cl : LongRwkv.allCommands(root)) {
             cl.getHelpSectionMap().put(UsageMessageSpec.SECTION_KEY_OPTION_LIST, HelpStyle::optionList);
             UsageMessageSpec usage = cl.getCommandSpec().usageMessage();
-            usage.description(reflow(usage.description()));
+            usage.description(wrapListings(reflow(usage.description()), usage.width()));
             if (!cl.getSubcommands().isEmpty()) {
                 cl.getHelpSectionMap().put(UsageMessageSpec.SECTION_KEY_COMMAND_LIST, HelpStyle::commandList);
             }
@@ -39,13 +39,46 @@ final class HelpStyle {
         for (String line : lines) {
             if (!out.isEmpty()) {
                 String prev = out.get(out.size() - 1);
-                boolean prevOpen = !prev.isBlank() && !prev.stripTrailing().matches(".*[.:!?]$");
+                boolean prevOpen = !prev.isBlank() && !prev.startsWith("  ") && !prev.stripTrailing().matches(".*[.:!?]$");
                 if (prevOpen && !line.isBlank() && !line.startsWith("  ")) {
                     out.set(out.size() - 1, prev.stripTrailing() + " " + line.strip());
                     continue;
                 }
             }
             out.add(line);
+        }
+        return out.toArray(new String[0]);
+    }
+
+    /**
+     * Indented listing lines ("  name   what it is") longer than the usage width, wrapped with a hanging indent under
+     * the text after the name (picocli would wrap them to column 0).
+     */
+    static String[] wrapListings(String[] lines, int width) {
+        List<String> out = new ArrayList<>();
+        for (String line : lines) {
+            if (!line.startsWith("  ") || line.length() <= width) {
+                out.add(line);
+                continue;
+            }
+            int lead = 0;
+            while (lead < line.length() && line.charAt(lead) == ' ') lead++;
+            java.util.regex.Matcher m = java.util.regex.Pattern.compile("^ +\\S+ {2,}").matcher(line);
+            int indent = m.find() && m.end() < width / 2 ? m.end() : lead;
+            String pad = " ".repeat(indent);
+            StringBuilder cur = new StringBuilder(line.substring(0, indent));
+            boolean empty = true;
+            for (String word : line.substring(indent).trim().split(" +")) {
+                if (!empty && cur.length() + 1 + word.length() > width) {
+                    out.add(cur.toString());
+                    cur = new StringBuilder(pad);
+                    empty = true;
+                }
+                if (!empty) cur.append(' ');
+                cur.append(word);
+                empty = false;
+            }
+            out.add(cur.toString());
         }
         return out.toArray(new String[0]);
     }

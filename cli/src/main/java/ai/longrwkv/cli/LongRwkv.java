@@ -269,7 +269,22 @@ public final class LongRwkv implements Runnable {
         } else {
             msg = e instanceof IOException ? "input/output error" : "invalid input";
         }
-        return oneLine(msg);
+        return withoutClassNames(oneLine(msg));
+    }
+
+    private static final java.util.regex.Pattern CLASS_NAME = java.util.regex.Pattern.compile(
+            "\\b(?:[a-z][a-z0-9_]*\\.)+[A-Z][A-Za-z0-9_$]*(?:Exception|Error)\\b:?\\s*");
+
+    /**
+     * A message with the Java class names some libraries put in their messages taken out ("not valid JSON:
+     * com.google.gson.stream.MalformedJsonException: Expected ':' at line 1 column 7 path $.a; See https://...")
+     * becomes "not valid JSON: Expected ':' at line 1 column 7"): a user cannot act on them.
+     */
+    static String withoutClassNames(String msg) {
+        String m = CLASS_NAME.matcher(msg).replaceAll("");
+        m = m.replaceAll(";?\\s*See https://github\\.com/google/gson/\\S*", "");
+        m = m.replaceAll(" path \\$[^\\s;,)]*", "");
+        return m.strip();
     }
 
     static String oneLine(String s) {
@@ -287,10 +302,14 @@ public final class LongRwkv implements Runnable {
      * dashes (ctx-len=131072, lr=1e-5); its values become the defaults, so flags on the command line win.
      */
     static void applyConfigFile(CommandLine cl, String[] args) {
-        for (int i = 0; i + 1 < args.length; i++) {
-            if (!args[i].equals("--config")) continue;
-            java.io.File file = new java.io.File(args[i + 1]);
-            if (!file.isFile()) return;   // the command itself reports the missing file
+        for (int i = 0; i < args.length; i++) {
+            String name;
+            if (args[i].equals("--config") && i + 1 < args.length) name = args[i + 1];
+            else if (args[i].startsWith("--config=")) name = args[i].substring("--config=".length());
+            else continue;
+            java.io.File file = new java.io.File(name);
+            if (!file.exists()) throw new IllegalArgumentException("--config " + name + ": no such file");
+            if (!file.isFile()) throw new IllegalArgumentException("--config " + name + ": not a regular file (expected a properties file)");
             java.util.Properties props = new java.util.Properties();
             try (var in = new java.io.FileInputStream(file)) {
                 props.load(in);

@@ -94,6 +94,9 @@ class HelpTest {
         }
         assertEquals(List.of("One.", "Two continues here.", "", "  listing"),
                 List.of(HelpStyle.reflow(new String[]{"One.", "Two continues", "here.", "", "  listing"})));
+        assertEquals(List.of("  name  aaa bbb ccc", "        ddd"), List.of(HelpStyle.wrapListings(new String[]{"  name  aaa bbb ccc ddd"}, 20)));
+        String synth = CliTestSupport.run("data", "synth", "--help").out();
+        for (String line : synth.split("\n")) assertFalse(line.startsWith("is: {value}"), "listing wrapped under its text:\n" + synth);
         assertEquals("Run a model (or, e.g. text) fast.", HelpStyle.firstSentence("Run a model (or, e.g. text) fast. Then more."));
     }
 }

@@ -91,6 +91,18 @@ class UsageErrorsTest {
     }
 
     @Test
+    void aConfigFileThatIsMissingOrBadIsAnErrorNotIgnored(@org.junit.jupiter.api.io.TempDir java.nio.file.Path dir) throws Exception {
+        String e = usageError("finetune", "--config", dir.resolve("nope.properties").toString(), "--steps", "1");
+        assertTrue(e.contains("--config") && e.contains("nope.properties") && e.contains("no such file"), e);
+        e = usageError("finetune", "--config=" + dir, "--steps", "1");
+        assertTrue(e.contains("--config") && e.contains("not a regular file"), e);
+        java.nio.file.Path bad = dir.resolve("bad.properties");
+        java.nio.file.Files.writeString(bad, "steps=big\n");
+        e = usageError("finetune", "--config=" + bad, "--data", "d", "--ctx-len", "8");
+        assertTrue(e.contains("--steps") && e.contains("'big'"), e);
+    }
+
+    @Test
     void aBadPathIsAUsageErrorNotAnInternalOne() {
         String e = usageError("inspect", "bad\0name.pth");
         assertTrue(e.contains("not a valid path"), e);
@@ -103,6 +115,12 @@ class UsageErrorsTest {
         assertEquals("", LongRwkv.describe(new java.io.UncheckedIOException(new java.nio.file.NoSuchFileException("/x/y")))
                 .replace("/x/y: no such file or directory", ""));
         assertEquals("'big' is not a number", LongRwkv.describe(new NumberFormatException("For input string: \"big\"")));
+        assertEquals("x.meta.json: not valid JSON: Expected ':' at line 1 column 7", LongRwkv.describe(new IllegalArgumentException(
+                "x.meta.json: not valid JSON: com.google.gson.stream.MalformedJsonException: Expected ':' at line 1 column 7 path $.not; "
+                        + "See https://github.com/google/gson/blob/main/Troubleshooting.md#malformed-json")));
+        assertEquals("a.jsonl line 2: malformed JSON: End of input at line 1 column 10", LongRwkv.describe(new IllegalArgumentException(
+                "a.jsonl line 2: malformed JSON: java.io.EOFException: End of input at line 1 column 10 path $.text")));
+        assertEquals("java.nio is fine as a word", LongRwkv.describe(new IllegalArgumentException("java.nio is fine as a word")));
     }
 
     @Test
