@@ -124,7 +124,6 @@ final class HelpStyle {
             CommandSpec spec = e.getValue().commandSpec();
             if (spec.usageMessage().hidden()) continue;
             String names = String.join(", ", e.getValue().commandSpec().names());
-            if (rows.values().stream().anyMatch(v -> v == null)) continue;
             rows.putIfAbsent(names, summary(spec));
         }
         if (rows.isEmpty()) return "";
