@@ -66,13 +66,19 @@ final class BenchCommand implements Runnable {
     @Command(name = "matmul", mixinStandardHelpOptions = true,
             description = "Backend matrix products of the model's shapes against raw OpenBLAS sgemm peak.")
     static final class Matmul implements Callable<Integer> {
-        @Option(names = "--reps", defaultValue = "7", description = "Repetitions per shape (default: ${DEFAULT-VALUE}).") int reps;
-        @Option(names = "--tokens", defaultValue = "1024") int tokens;
-        @Option(names = "--embd", defaultValue = "768") int embd;
-        @Option(names = "--vocab", defaultValue = "65536") int vocab;
+        @Option(names = "--reps", defaultValue = "7", description = "Timed repetitions per shape; the median is reported (default: ${DEFAULT-VALUE}).") int reps;
+        @Option(names = "--tokens", defaultValue = "1024", description = "Rows T of the activations, the tokens of one chunk (default: ${DEFAULT-VALUE}).") int tokens;
+        @Option(names = "--embd", defaultValue = "768", description = "Model width C; the FFN width is 3.5 C (default: ${DEFAULT-VALUE}).") int embd;
+        @Option(names = "--vocab", defaultValue = "65536", description = "Vocabulary size V of the head product (default: ${DEFAULT-VALUE}).") int vocab;
 
         @Override
         public Integer call() {
+            Cli.range("--reps", reps, 1, 1_000_000);
+            Cli.range("--tokens", tokens, 1, Integer.MAX_VALUE);
+            Cli.range("--embd", embd, 32, 1 << 16);
+            Cli.range("--vocab", vocab, 1, 1 << 24);
+            Cli.fits("--tokens x --vocab", tokens, vocab);
+            Cli.fits("--tokens x 3.5 --embd", tokens, (long) (embd * 3.5));
             Random rnd = new Random(1);
             try (CpuBackend be = new CpuBackend()) {
                 System.out.println("backend: " + be.name());
@@ -121,13 +127,19 @@ final class BenchCommand implements Runnable {
     @Command(name = "wkv", mixinStandardHelpOptions = true,
             description = "The WKV recurrence alone: forward and backward time for one layer's chunk.")
     static final class Wkv implements Callable<Integer> {
-        @Option(names = "--heads", defaultValue = "12") int heads;
-        @Option(names = "--head-size", defaultValue = "64") int headSize;
-        @Option(names = "--tokens", defaultValue = "1024") int tokens;
-        @Option(names = "--reps", defaultValue = "7") int reps;
+        @Option(names = "--heads", defaultValue = "12", description = "Heads H (default: ${DEFAULT-VALUE}).") int heads;
+        @Option(names = "--head-size", defaultValue = "64", description = "Head size N; the state is H x N x N (default: ${DEFAULT-VALUE}).") int headSize;
+        @Option(names = "--tokens", defaultValue = "1024", description = "Tokens in the chunk (default: ${DEFAULT-VALUE}).") int tokens;
+        @Option(names = "--reps", defaultValue = "7", description = "Timed repetitions; the median is reported (default: ${DEFAULT-VALUE}).") int reps;
 
         @Override
         public Integer call() {
+            Cli.range("--heads", heads, 1, 4096);
+            Cli.range("--head-size", headSize, 1, 4096);
+            Cli.range("--tokens", tokens, 1, Integer.MAX_VALUE);
+            Cli.range("--reps", reps, 1, 1_000_000);
+            Cli.fits("--tokens x --heads x --head-size", tokens, (long) heads * headSize);
+            Cli.fits("--heads x --head-size^2", heads, (long) headSize * headSize);
             Random rnd = new Random(4);
             int C = heads * headSize;
             try (CpuBackend be = new CpuBackend();
@@ -159,16 +171,21 @@ final class BenchCommand implements Runnable {
     @Command(name = "model", mixinStandardHelpOptions = true,
             description = "Forward and forward+backward tokens/s of an x052 model of the given shape (random init).")
     static final class ModelSpeed implements Callable<Integer> {
-        @Option(names = "--layers", defaultValue = "12") int layers;
-        @Option(names = "--embd", defaultValue = "768") int embd;
-        @Option(names = "--head-size", defaultValue = "64") int headSize;
-        @Option(names = "--vocab", defaultValue = "65536") int vocab;
-        @Option(names = "--tokens", defaultValue = "1024", description = "Sequence length (one chunk).") int tokens;
-        @Option(names = "--reps", defaultValue = "3") int reps;
+        @Option(names = "--layers", defaultValue = "12", description = "Layers L (default: ${DEFAULT-VALUE}).") int layers;
+        @Option(names = "--embd", defaultValue = "768", description = "Model width C (default: ${DEFAULT-VALUE}).") int embd;
+        @Option(names = "--head-size", defaultValue = "64", description = "Head size N; C must be a multiple of it (default: ${DEFAULT-VALUE}).") int headSize;
+        @Option(names = "--vocab", defaultValue = "65536", description = "Vocabulary size V (default: ${DEFAULT-VALUE}).") int vocab;
+        @Option(names = "--tokens", defaultValue = "1024", description = "Sequence length, one chunk (default: ${DEFAULT-VALUE}).") int tokens;
+        @Option(names = "--reps", defaultValue = "3", description = "Timed repetitions; the median is reported (default: ${DEFAULT-VALUE}).") int reps;
         @Option(names = "--profile", description = "Also time every backend operation and print where the time goes.") boolean profile;
 
         @Override
         public Integer call() {
+            Cli.modelShape(layers, embd, headSize, vocab);
+            Cli.range("--tokens", tokens, 1, Integer.MAX_VALUE);
+            Cli.range("--reps", reps, 1, 1_000_000);
+            Cli.fits("--tokens x --vocab", tokens, vocab);
+            Cli.fits("--tokens x 3.5 --embd", tokens, (long) (embd * 3.5));
             ModelConfig cfg = ModelConfig.forInit(layers, embd, headSize, vocab);
             Random rnd = new Random(2);
             OpProfiler profiler = new OpProfiler();
@@ -209,18 +226,28 @@ final class BenchCommand implements Runnable {
     @Command(name = "train", mixinStandardHelpOptions = true,
             description = "Tokens/s of whole training steps (forward + backward + AdamW) with the Trainer, random tokens.")
     static final class Train implements Callable<Integer> {
-        @Option(names = "--layers", defaultValue = "12") int layers;
-        @Option(names = "--embd", defaultValue = "768") int embd;
-        @Option(names = "--head-size", defaultValue = "64") int headSize;
-        @Option(names = "--vocab", defaultValue = "65536") int vocab;
-        @Option(names = "--ctx-len", defaultValue = "1024") int ctxLen;
-        @Option(names = "--chunk-len", defaultValue = "1024") int chunkLen;
-        @Option(names = "--bptt", defaultValue = "full") String bptt;
-        @Option(names = "--mode", defaultValue = "full", description = "full | state (state tuning)") String mode;
-        @Option(names = "--reps", defaultValue = "5") int reps;
+        @Option(names = "--layers", defaultValue = "12", description = "Layers L (default: ${DEFAULT-VALUE}).") int layers;
+        @Option(names = "--embd", defaultValue = "768", description = "Model width C (default: ${DEFAULT-VALUE}).") int embd;
+        @Option(names = "--head-size", defaultValue = "64", description = "Head size N; C must be a multiple of it (default: ${DEFAULT-VALUE}).") int headSize;
+        @Option(names = "--vocab", defaultValue = "65536", description = "Vocabulary size V (default: ${DEFAULT-VALUE}).") int vocab;
+        @Option(names = "--ctx-len", defaultValue = "1024", description = "Tokens per training sequence (default: ${DEFAULT-VALUE}).") int ctxLen;
+        @Option(names = "--chunk-len", defaultValue = "1024", description = "Tokens per BPTT chunk (default: ${DEFAULT-VALUE}).") int chunkLen;
+        @Option(names = "--bptt", defaultValue = "full", description = "full | truncated (default: ${DEFAULT-VALUE}).") String bptt;
+        @Option(names = "--mode", defaultValue = "full", description = "full (all weights) | state (state tuning) (default: ${DEFAULT-VALUE}).") String mode;
+        @Option(names = "--reps", defaultValue = "5", description = "Timed steps after one warm-up step; the median is reported (default: ${DEFAULT-VALUE}).") int reps;
 
         @Override
         public Integer call() {
+            Cli.modelShape(layers, embd, headSize, vocab);
+            Cli.range("--ctx-len", ctxLen, 1, Integer.MAX_VALUE);
+            Cli.range("--chunk-len", chunkLen, 1, Integer.MAX_VALUE);
+            Cli.range("--reps", reps, 1, 1_000_000);
+            Cli.fits("--chunk-len x --vocab", Math.min(chunkLen, ctxLen), vocab);
+            Cli.fits("--chunk-len x 3.5 --embd", Math.min(chunkLen, ctxLen), (long) (embd * 3.5));
+            if (!mode.equals("state") && !mode.equals("full")) {
+                throw new IllegalArgumentException("--mode must be 'full' or 'state', got '" + mode + "'");
+            }
+            BpttMode.parse(bptt);
             ModelConfig cfg = ModelConfig.forInit(layers, embd, headSize, vocab);
             Trainer.Mode m = mode.equals("state") ? Trainer.Mode.STATE : Trainer.Mode.FULL;
             Trainer.SequenceSource data = new Trainer.SequenceSource() {
@@ -254,15 +281,22 @@ final class BenchCommand implements Runnable {
     @Command(name = "memory", mixinStandardHelpOptions = true,
             description = "Peak backend memory of FULL-mode chunked BPTT for growing sequence lengths at a fixed chunk.")
     static final class Memory implements Callable<Integer> {
-        @Option(names = "--layers", defaultValue = "2") int layers;
-        @Option(names = "--embd", defaultValue = "128") int embd;
-        @Option(names = "--head-size", defaultValue = "64") int headSize;
-        @Option(names = "--vocab", defaultValue = "256") int vocab;
-        @Option(names = "--chunk-len", defaultValue = "512") int chunk;
-        @Option(names = "--lengths", defaultValue = "4096,16384,65536", split = ",") int[] lengths;
+        @Option(names = "--layers", defaultValue = "2", description = "Layers L (default: ${DEFAULT-VALUE}).") int layers;
+        @Option(names = "--embd", defaultValue = "128", description = "Model width C (default: ${DEFAULT-VALUE}).") int embd;
+        @Option(names = "--head-size", defaultValue = "64", description = "Head size N; C must be a multiple of it (default: ${DEFAULT-VALUE}).") int headSize;
+        @Option(names = "--vocab", defaultValue = "256", description = "Vocabulary size V (default: ${DEFAULT-VALUE}).") int vocab;
+        @Option(names = "--chunk-len", defaultValue = "512", description = "Tokens per BPTT chunk, fixed while the length grows (default: ${DEFAULT-VALUE}).") int chunk;
+        @Option(names = "--lengths", defaultValue = "4096,16384,65536", split = ",", paramLabel = "T,...",
+                description = "Sequence lengths measured, in tokens (default: ${DEFAULT-VALUE}).") int[] lengths;
 
         @Override
         public Integer call() {
+            Cli.modelShape(layers, embd, headSize, vocab);
+            Cli.range("--chunk-len", chunk, 1, Integer.MAX_VALUE);
+            Cli.fits("--chunk-len x --vocab", chunk, vocab);
+            Cli.fits("--chunk-len x 3.5 --embd", chunk, (long) (embd * 3.5));
+            if (lengths.length == 0) throw new IllegalArgumentException("--lengths: give at least one length");
+            for (int T : lengths) Cli.range("--lengths", T, 1, Integer.MAX_VALUE);
             ModelConfig cfg = ModelConfig.forInit(layers, embd, headSize, vocab);
             try (CpuBackend be = new CpuBackend(); Rwkv5Model m = new Rwkv5Model(be, cfg, ParamSet.upload(be, cfg, ModelInit.x052(cfg, 1)));
                  ParamSet grads = ParamSet.zeros(be, cfg); RwkvState s0 = m.newState()) {

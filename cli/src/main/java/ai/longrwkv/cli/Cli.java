@@ -9,6 +9,33 @@ import java.nio.file.Path;
 final class Cli {
     private Cli() { }
 
+    /** Fails with "OPTION must be from MIN to MAX, got V" unless min <= value <= max. */
+    static void range(String option, long value, long min, long max) {
+        if (value < min || value > max) {
+            throw new IllegalArgumentException(option + " must be " + (max == Long.MAX_VALUE || max == Integer.MAX_VALUE
+                    ? "at least " + min : "from " + min + " to " + max) + ", got " + value);
+        }
+    }
+
+    /** Fails unless the model shape options make an x052 model: positive, C a multiple of the head size. */
+    static void modelShape(int layers, int embd, int headSize, int vocab) {
+        range("--layers", layers, 1, 1024);
+        range("--head-size", headSize, 1, 4096);
+        range("--embd", embd, 1, 1 << 16);
+        range("--vocab", vocab, 1, 1 << 24);
+        if (embd % headSize != 0) {
+            throw new IllegalArgumentException("--embd " + embd + " must be a multiple of --head-size " + headSize);
+        }
+    }
+
+    /** Fails unless a tensor of rows x cols floats fits in one array (2^31 - 1 elements). */
+    static void fits(String what, long rows, long cols) {
+        if (rows * cols > Integer.MAX_VALUE) {
+            throw new IllegalArgumentException(what + ": " + rows + " x " + cols + " = " + rows * cols
+                    + " elements is more than one tensor holds (2^31 - 1); use smaller sizes");
+        }
+    }
+
     /** Parses "1,2,3" (spaces allowed); the option name and position appear in any error. */
     static int[] parseInts(String option, String list) {
         String[] parts = list.trim().split("[,\\s]+");

@@ -16,8 +16,8 @@ import java.util.concurrent.Callable;
 
 /** `eval niah`: RULER-style needles in a haystack over lengths x depths. */
 @Command(name = "niah", mixinStandardHelpOptions = true, sortOptions = false,
-        description = {"Needle in a haystack with RULER's needles: 'One of the special magic numbers for {key} is: {value}.'",
-                "(7-digit values), greedy decoding after RULER's answer prefix, scored by containment (the fraction of the",
+        description = {"Needle in a haystack with RULER's needles over a length x depth grid.",
+                "Needles are 'One of the special magic numbers for {key} is: {value}.' (7-digit values), greedy decoding after RULER's answer prefix, scored by containment (the fraction of the",
                 "expected values found in the output, ignoring case). Prompts are those of `data synth niah|multikey`.",
                 "  single      one needle, asked for",
                 "  multikey    --needles needles with different keys (distractors), one asked for",
@@ -50,7 +50,11 @@ final class EvalNiahCommand implements Callable<Integer> {
     @Option(names = "--seed", defaultValue = "1", description = "Random seed (default: ${DEFAULT-VALUE}).")
     long seed;
 
-    @Option(names = "--max-new-tokens", defaultValue = "32", description = "Greedy tokens generated per trial (default: ${DEFAULT-VALUE}).")
+    /** generate's spelling of --max-new-tokens, so that both work here. */
+    @Option(names = "--max-tokens", hidden = true, paramLabel = "N", description = "Same as --max-new-tokens.")
+    Integer maxTokens;
+
+    @Option(names = "--max-new-tokens", defaultValue = "32", paramLabel = "N", description = "Greedy tokens generated per trial (default: ${DEFAULT-VALUE}).")
     int maxNewTokens;
 
     @Option(names = "--out", required = true, paramLabel = "DIR", description = "Output directory.")
@@ -58,6 +62,9 @@ final class EvalNiahCommand implements Callable<Integer> {
 
     @Override
     public Integer call() {
+        Cli.range("--trials", trials, 1, 1_000_000);
+        if (maxTokens != null) maxNewTokens = maxTokens;
+        Cli.range(maxTokens != null ? "--max-tokens" : "--max-new-tokens", maxNewTokens, 1, 1_000_000);
         var lengthList = Grid.lengths("--lengths", lengths);
         double[] depthList = Grid.depthsPercent("--depths", depths);
         String m = mode.strip().toLowerCase(Locale.ROOT);

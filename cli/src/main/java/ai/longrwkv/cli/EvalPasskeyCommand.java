@@ -14,8 +14,8 @@ import java.util.concurrent.Callable;
 
 /** `eval passkey`: the Landmark-attention pass key test over lengths x depths. */
 @Command(name = "passkey", mixinStandardHelpOptions = true, sortOptions = false,
-        description = {"Passkey retrieval (Mohtashami and Jaggi 2023): the key (1..50000) hidden at a depth of the filler,",
-                "the model completes 'What is the pass key? The pass key is' by greedy decoding, correct iff the first",
+        description = {"Passkey retrieval over a length x depth grid (Mohtashami and Jaggi 2023).",
+                "The key (1..50000) is hidden at a depth of the filler; the model completes 'What is the pass key? The pass key is' by greedy decoding, correct iff the first",
                 "integer it writes equals the key. Prompts are those of `data synth passkey` (lengths and depths in tokens).",
                 "Writes DIR/trials.jsonl, summary.csv (length x depth -> accuracy, answer-token loss), heatmap.png, run.json",
                 "and prints the table and the prefill throughput."})
@@ -36,7 +36,11 @@ final class EvalPasskeyCommand implements Callable<Integer> {
     @Option(names = "--seed", defaultValue = "1", description = "Random seed; use another than the training data's (default: ${DEFAULT-VALUE}).")
     long seed;
 
-    @Option(names = "--max-new-tokens", defaultValue = "10", description = "Greedy tokens generated per trial (default: ${DEFAULT-VALUE}).")
+    /** generate's spelling of --max-new-tokens, so that both work here. */
+    @Option(names = "--max-tokens", hidden = true, paramLabel = "N", description = "Same as --max-new-tokens.")
+    Integer maxTokens;
+
+    @Option(names = "--max-new-tokens", defaultValue = "10", paramLabel = "N", description = "Greedy tokens generated per trial (default: ${DEFAULT-VALUE}).")
     int maxNewTokens;
 
     @Option(names = "--haystack", paramLabel = "FILE", description = "Filler from this UTF-8 text file instead of the Landmark filler.")
@@ -47,6 +51,9 @@ final class EvalPasskeyCommand implements Callable<Integer> {
 
     @Override
     public Integer call() {
+        Cli.range("--trials", trials, 1, 1_000_000);
+        if (maxTokens != null) maxNewTokens = maxTokens;
+        Cli.range(maxTokens != null ? "--max-tokens" : "--max-new-tokens", maxNewTokens, 1, 1_000_000);
         var lengthList = Grid.lengths("--lengths", lengths);
         double[] depthList = Grid.depthsPercent("--depths", depths);
         try (EvalModelOptions.Loaded m = modelOptions.load()) {

@@ -23,7 +23,8 @@ import java.util.concurrent.Callable;
 
 /** `eval position-loss`: loss by log-spaced token position, one curve per model (and state). */
 @Command(name = "position-loss", mixinStandardHelpOptions = true, sortOptions = false,
-        description = {"Mean next-token loss per log-spaced position bucket over held-out documents of at least --ctx-len + 1",
+        description = {"Mean next-token loss by token position, one curve per model.",
+                "The loss is averaged per log-spaced position bucket over held-out documents of at least --ctx-len + 1",
                 "tokens, one curve per --model (each with its own optional --state). A curve that keeps falling with position",
                 "means the model uses distant context: the quickest check that a long-context finetune worked.",
                 "Writes DIR/position-loss.csv and DIR/position-loss.png (log-x) and prints the table.",
@@ -67,6 +68,7 @@ final class EvalPositionLossCommand implements Callable<Integer> {
     public Integer call() {
         int t = Lengths.parse("--ctx-len", ctxLen);
         if (docs < 1) throw new IllegalArgumentException("--docs must be >= 1, got " + docs);
+        Cli.range("--buckets-per-octave", perOctave, 1, 64);
         if (chunkLen < 1) throw new IllegalArgumentException("--chunk-len must be >= 1, got " + chunkLen);
         int[] edges = PositionLoss.bucketEdges(t, perOctave);
         List<int[]> documents;

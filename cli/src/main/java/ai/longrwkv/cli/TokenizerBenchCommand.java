@@ -16,10 +16,15 @@ import java.util.concurrent.Callable;
 
 /** World tokenizer speed on generated mixed-language text (ChatRWKV's Python tokenizers do about 1-2 MB/s). */
 @Command(name = "tokenizer", mixinStandardHelpOptions = true,
-        description = "World tokenizer encode and decode speed on one thread, on deterministic mixed-language text "
+        description = "World tokenizer encode and decode speed on one thread. The text is deterministic and mixed-language "
                 + "(English, code, Chinese, Japanese, Russian, emoji, numbers). MB = 10^6 bytes of UTF-8.")
 final class TokenizerBenchCommand implements Callable<Integer> {
-    @Option(names = "--vocab", required = true, description = "The World vocab file, rwkv_vocab_v20230424.txt.")
+    @Option(names = "--tokenizer", paramLabel = "world:PATH",
+            description = "The World tokenizer, as elsewhere: world:PATH with PATH = rwkv_vocab_v20230424.txt.")
+    String tokenizer;
+
+    /** The old spelling: the vocab file alone. */
+    @Option(names = "--vocab", hidden = true, paramLabel = "PATH", description = "Same as --tokenizer world:PATH.")
     Path vocab;
 
     @Option(names = "--mb", defaultValue = "50", description = "Size of the generated text in MB (default: ${DEFAULT-VALUE}).")
@@ -28,6 +33,23 @@ final class TokenizerBenchCommand implements Callable<Integer> {
     @Option(names = "--reps", defaultValue = "5", description = "Timed repetitions; the median is reported (default: ${DEFAULT-VALUE}).")
     int reps;
 
+    /** The vocab file of --tokenizer world:PATH or of the old --vocab PATH (exactly one of them). */
+    static Path vocabFile(String tokenizerSpec, Path vocab) {
+        if (tokenizerSpec != null && vocab != null) {
+            throw new IllegalArgumentException("give --tokenizer world:PATH or the older --vocab PATH, not both");
+        }
+        if (vocab != null) return vocab;
+        if (tokenizerSpec == null) {
+            throw new IllegalArgumentException("give --tokenizer world:PATH (PATH = rwkv_vocab_v20230424.txt)");
+        }
+        String s = tokenizerSpec.strip();
+        if (!s.startsWith("world:") || s.length() == "world:".length()) {
+            throw new IllegalArgumentException("--tokenizer must be world:PATH (this benchmark measures the World tokenizer), got '"
+                    + tokenizerSpec + "'");
+        }
+        return Path.of(s.substring("world:".length()));
+    }
+
     /** Fixed so that every run (and every machine) measures the same text. */
     static final long SEED = 20230424L;
 
@@ -35,9 +57,10 @@ final class TokenizerBenchCommand implements Callable<Integer> {
     public Integer call() {
         if (mb <= 0 || mb > 1500) throw new IllegalArgumentException("--mb must be above 0 and at most 1500, got " + mb);
         if (reps < 1) throw new IllegalArgumentException("--reps must be at least 1, got " + reps);
+        Path vocabFile = vocabFile(tokenizer, vocab);
         long t0 = System.nanoTime();
-        WorldTokenizer tokenizer = WorldTokenizer.load(vocab);
-        System.out.printf("vocab %s: %d tokens, loaded in %.0f ms%n", vocab, tokenizer.tokenCount(), (System.nanoTime() - t0) / 1e6);
+        WorldTokenizer tokenizer = WorldTokenizer.load(vocabFile);
+        System.out.printf("vocab %s: %d tokens, loaded in %.0f ms%n", vocabFile, tokenizer.tokenCount(), (System.nanoTime() - t0) / 1e6);
 
         byte[] text = mixedText(new Random(SEED), (int) (mb * 1e6));
         double megabytes = text.length / 1e6;
