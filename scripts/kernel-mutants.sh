@@ -52,7 +52,7 @@ PY
   then printf '%-28s %-16s %s\n' "$id" "$file" "NOT APPLIED (source changed?)"; continue; fi
   by=""
   (cd "$root" && mvn -o -q -B -ntp test -pl core -Dtest=CudaParityTest -Dsurefire.failIfNoSpecifiedTests=false) > "$log/$id.parity.txt" 2>&1 \
-    || by="parity suite: $(grep -oE 'CudaParityTest\.[a-z][A-Za-z]+:' "$log/$id.parity.txt" | grep -v '^CudaParityTest.java' | sort -u | sed 's/CudaParityTest\.//; s/://' | paste -sd, -)"
+    || by="parity suite: $(grep -oE 'CudaParityTest\.[a-z][A-Za-z0-9]+:' "$log/$id.parity.txt" | grep -v '^CudaParityTest.java' | sort -u | sed 's/CudaParityTest\.//; s/://' | paste -sd, -)"
   if grep -q 'The forked VM terminated' "$log/$id.parity.txt"; then by="parity suite: the JVM crashed (an out-of-bounds access outside the guard zones)"; fi
   if [ -z "$by" ]; then
     (cd "$root" && mvn -o -q -B -ntp test -pl core -Dtest='SanitizerReplayTest#threadSanitizerReportsNothing' -Dsurefire.failIfNoSpecifiedTests=false) > "$log/$id.tsan.txt" 2>&1 \
