@@ -63,14 +63,16 @@ public final class LoraCommand implements Runnable {
             // every adapter key is X.lora_A or X.lora_B with its partner, shaped for X.weight; other keys replace base tensors
             Map<String, HostTensor> extras = new LinkedHashMap<>();
             Integer rank = null;
+            for (String k : adapter.keySet()) {   // misspelled keys first: "no lora_B" would hide that it is there as "lora_b"
+                if (!k.endsWith(".lora_A") && !k.endsWith(".lora_B") && k.toLowerCase(java.util.Locale.ROOT).contains("lora")) {
+                    throw new IllegalArgumentException(lora + ": tensor '" + k + "' is not a LoRA key: adapter tensors are named "
+                            + "X.lora_A [r, in] and X.lora_B [out, r] (X.weight being the adapted weight)");
+                }
+            }
             for (Map.Entry<String, HostTensor> e : adapter.entrySet()) {
                 String k = e.getKey();
                 boolean isA = k.endsWith(".lora_A"), isB = k.endsWith(".lora_B");
                 if (!isA && !isB) {
-                    if (k.toLowerCase(java.util.Locale.ROOT).contains("lora")) {
-                        throw new IllegalArgumentException(lora + ": tensor '" + k + "' is not a LoRA key: adapter tensors are named "
-                                + "X.lora_A [r, in] and X.lora_B [out, r] (X.weight being the adapted weight)");
-                    }
                     if (!base.has(k)) throw new IllegalArgumentException(lora + ": tensor '" + k + "' is not in the model " + model);
                     if (!java.util.Arrays.equals(base.shape(k), e.getValue().shape())) {
                         throw new IllegalArgumentException(lora + ": tensor '" + k + "' has shape " + java.util.Arrays.toString(e.getValue().shape())
@@ -143,6 +145,9 @@ public final class LoraCommand implements Runnable {
             } catch (IOException e) {
                 throw new IllegalArgumentException(info + ": cannot read the adapter info: " + e.getMessage());
             }
+            if (text.isBlank()) {
+                throw new IllegalArgumentException(info + ": empty file; expected a JSON object such as {\"r\": 8, \"alpha\": 16} (or give --lora-alpha)");
+            }
             JsonElement root;
             try {
                 com.google.gson.stream.JsonReader reader = new com.google.gson.stream.JsonReader(new java.io.StringReader(text));
@@ -150,8 +155,7 @@ public final class LoraCommand implements Runnable {
                 root = JsonParser.parseReader(reader);
                 if (reader.peek() != com.google.gson.stream.JsonToken.END_DOCUMENT) throw new com.google.gson.JsonParseException("text after the JSON object");
             } catch (RuntimeException | IOException e) {
-                throw new IllegalArgumentException(info + ": " + (text.isBlank() ? "empty file" : "not valid JSON")
-                        + "; expected a JSON object such as {\"r\": 8, \"alpha\": 16} (or give --lora-alpha)");
+                throw new IllegalArgumentException(info + ": not valid JSON; expected a JSON object such as {\"r\": 8, \"alpha\": 16} (or give --lora-alpha)");
             }
             if (root == null || !root.isJsonObject()) {
                 throw new IllegalArgumentException(info + ": expected a JSON object with \"r\" and \"alpha\", found " + abbreviate(String.valueOf(root)));

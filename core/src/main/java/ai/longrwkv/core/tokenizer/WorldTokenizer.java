@@ -189,6 +189,13 @@ public final class WorldTokenizer implements Tokenizer {
         if (bytesOfLine.isEmpty()) {
             throw new VocabFormatException(file, 1, "the vocab file is empty: expected lines `<id> <python literal> <byte length>`");
         }
+        // Greedy matching always advances only if every single byte is a token.
+        for (int b = 0; b < 256; b++) {
+            if (!lineOfBytes.containsKey(String.valueOf((char) b))) {
+                throw new VocabFormatException(file, lineNumber, "the vocab has no token for the single byte 0x"
+                        + String.format("%02x", b) + " (checked at the end of the file): every byte needs one so that any input can be encoded");
+            }
+        }
         int count = bytesOfLine.size();
         if (maxId != count) {
             // ids are distinct and >= 1, so maxId > count means some ids in 1..maxId are missing
@@ -209,13 +216,6 @@ public final class WorldTokenizer implements Tokenizer {
         byte[][] bytesById = new byte[maxId + 1][];
         for (int i = 0; i < bytesOfLine.size(); i++) bytesById[idOfLine.get(i)] = bytesOfLine.get(i);
         WorldTokenizer tokenizer = new WorldTokenizer("world:" + file, bytesById, bytesOfLine.size());
-        // Greedy matching always advances only if every single byte is a token.
-        for (int b = 0; b < 256; b++) {
-            if (tokenizer.trie.idOf(new byte[]{(byte) b}) == 0) {
-                throw new VocabFormatException(file, lineNumber, "the vocab has no token for the single byte 0x"
-                        + String.format("%02x", b) + " (checked at the end of the file): every byte needs one so that any input can be encoded");
-            }
-        }
         return tokenizer;
     }
 

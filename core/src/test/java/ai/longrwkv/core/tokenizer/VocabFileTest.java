@@ -128,14 +128,49 @@ class VocabFileTest {
         assertTrue(e.getMessage().contains("not found") && e.getMessage().contains(f.toString()), e.getMessage());
     }
 
+    /** Issue 13: ids must run from 1 to the largest without gaps (it used to be allowed; a gap means a damaged file). */
     @Test
-    void idsMayHaveGaps() throws Exception {
-        WorldTokenizer t = small("1000 'xyz' 3\n");
-        assertArrayEquals(new int[]{1000}, t.encode("xyz"));
-        assertEquals(1024, t.vocabSize());
-        IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> t.decode(new int[]{500}));
-        assertTrue(e.getMessage().contains("token id 500 at position 0"), e.getMessage());
-        List<Integer> unused = List.of(257, 999, 1001);
-        for (int id : unused) assertThrows(IllegalArgumentException.class, () -> t.decode(new int[]{id}));
+    void idsWithGapsAreRefused() throws Exception {
+        Path f = write("gap.txt", byteLines() + "257 'ab' 2\n1000 'xyz' 3\n");
+        VocabFormatException e = assertThrows(VocabFormatException.class, () -> WorldTokenizer.load(f));
+        assertTrue(e.getMessage().startsWith(f.toString()), e.getMessage());
+        assertTrue(e.getMessage().contains("id 258 is missing") && e.getMessage().contains("read 258 entries with ids up to 1000"), e.getMessage());
+    }
+
+    /** Issue 13: the World vocab cut at a line boundary (an interrupted download) is refused with the counts. */
+    @Test
+    void truncatedWorldVocabIsRefused() throws Exception {
+        List<String> lines = Files.readAllLines(TokenizerTestFiles.worldVocab(), StandardCharsets.UTF_8);
+        assertEquals(WorldTokenizer.WORLD_VOCAB_ENTRIES, lines.size());
+        assertEquals(WorldTokenizer.WORLD_VOCAB_ENTRIES, TokenizerTestFiles.world().tokenCount());
+        for (int keep : new int[]{65528, 60000, 40000}) {
+            Path cut = write("cut-" + keep + ".txt", String.join("\n", lines.subList(0, keep)) + "\n");
+            VocabFormatException e = assertThrows(VocabFormatException.class, () -> WorldTokenizer.load(cut));
+            assertTrue(e.getMessage().contains("read " + keep + " entries") && e.getMessage().contains("has 65529"), e.getMessage());
+        }
+    }
+
+    /** Issue 13: a device or a file without newlines is refused after a bounded read, not read until memory runs out. */
+    @Test
+    void endlessOrHugeInputIsRefusedWithBoundedReads() throws Exception {
+        Path zero = Path.of("/dev/zero");
+        org.junit.jupiter.api.Assumptions.assumeTrue(Files.isReadable(zero), "/dev/zero not available");
+        VocabFormatException e = assertThrows(VocabFormatException.class, () -> WorldTokenizer.load(zero));
+        assertEquals(1, e.line());
+        assertTrue(e.getMessage().contains("longer than " + WorldTokenizer.MAX_LINE_BYTES), e.getMessage());
+        Path dirAsVocab = Files.createDirectory(dir.resolve("vocab-dir"));
+        IllegalArgumentException d = assertThrows(IllegalArgumentException.class, () -> WorldTokenizer.load(dirAsVocab));
+        assertTrue(d.getMessage().contains("directory"), d.getMessage());
+    }
+
+    /** Issue 13: a 200,000-byte token is a trie path 200,000 nodes deep; building it must not recurse per byte. */
+    @Test
+    void veryLongTokenDoesNotOverflowTheStack() throws Exception {
+        String longToken = "a".repeat(200_000);
+        WorldTokenizer t = small("257 '" + longToken + "' 200000\n258 'ab' 2\n");
+        assertArrayEquals(new int[]{257}, t.encode(longToken));
+        assertArrayEquals(new int[]{257, 258}, t.encode(longToken + "ab"));
+        assertArrayEquals(new int[]{258, 'a' + 1}, t.encode("aba"));
+        assertEquals(200_000, t.maxTokenLength());
     }
 }
