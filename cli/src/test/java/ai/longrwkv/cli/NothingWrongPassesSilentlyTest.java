@@ -229,6 +229,9 @@ class NothingWrongPassesSilentlyTest {
                     : new String[]{"convert", bin.toString(), converted.toString()};
             CliTestSupport.Run c = ok(args);
             assertFalse(c.err().contains("note:"), "no eps note when the receptance is rescaled: " + c.err());
+            if (name.endsWith(".safetensors")) {
+                assertEquals(Double.toString(ModelConfig.OFFICIAL_GROUP_NORM_EPS), Safetensors.readMetadata(converted).get(Safetensors.GROUP_NORM_EPS_KEY));
+            }
             Path d = dir.resolve("d-" + name + ".safetensors");
             ok("debug", "dump", "--model", converted.toString(), "--tokens", tokens, "--gn-eps", "64e-5", "--out", d.toString());
             float[] got = Safetensors.readTensors(d).get("logits").data();

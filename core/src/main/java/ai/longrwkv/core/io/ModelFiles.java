@@ -53,7 +53,7 @@ public final class ModelFiles {
         if (name.endsWith(".pth") || name.endsWith(".pt")) return OutputFormat.PTH;
         if (name.endsWith(".safetensors")) return OutputFormat.SAFETENSORS;
         throw new IllegalArgumentException(option + " " + out + ": cannot tell the output format from the name; "
-                + "expected a name ending in .pth or .pt (PyTorch zip) or .safetensors");
+                + "name it .pth, .pt or .safetensors (.pth and .pt are written as a PyTorch zip)");
     }
 
     /**
