@@ -11,9 +11,13 @@ final class Cli {
 
     /** Parses "1,2,3" (spaces allowed); the option name and position appear in any error. */
     static int[] parseInts(String option, String list) {
-        String[] parts = list.trim().split("[,\\s]+");
+        String[] parts = list.trim().split("\\s*,\\s*|\\s+", -1);
         int[] out = new int[parts.length];
         for (int i = 0; i < parts.length; i++) {
+            if (parts[i].isEmpty()) {
+                throw new IllegalArgumentException(option + ": empty entry at position " + i + " in '" + list
+                        + "'; expected integers separated by commas (or spaces)");
+            }
             try {
                 out[i] = Integer.parseInt(parts[i]);
             } catch (NumberFormatException e) {

@@ -57,10 +57,14 @@ final class InitCommand implements Callable<Integer> {
      * do not fit the heap.
      */
     private void checkFits(ModelConfig cfg) {
-        long params = 0, largest = 0;
-        for (ParamSpec p : ParamSpec.all(cfg)) {
+        // from one- and two-layer configs (listing the tensors of 2^31 layers would itself exhaust memory)
+        ModelConfig one = new ModelConfig(1, cfg.nEmbd(), cfg.nHead(), cfg.headSize(), cfg.dimFfn(), cfg.vocabSize(), cfg.groupNormEps());
+        ModelConfig two = new ModelConfig(2, cfg.nEmbd(), cfg.nHead(), cfg.headSize(), cfg.dimFfn(), cfg.vocabSize(), cfg.groupNormEps());
+        long perLayer = two.parameterCount() - one.parameterCount();
+        long params = one.parameterCount() + (cfg.nLayer() - 1L) * perLayer;
+        long largest = 0;
+        for (ParamSpec p : ParamSpec.all(one)) {
             long n = HostTensor.numel(p.shape());
-            params += n;
             largest = Math.max(largest, n);
             if (n > Integer.MAX_VALUE - 8) {
                 throw new IllegalArgumentException(String.format(Locale.ROOT, "--layers %d --embd %d --vocab %d: tensor '%s' %s would hold %,d values, "

@@ -80,6 +80,10 @@ class NothingWrongPassesSilentlyTest {
         refused(List.of("x.bin", ".pth", ".safetensors"), "init", "--layers", "1", "--embd", "16", "--head-size", "8",
                 "--out", dir.resolve("x.bin").toString());
         assertFalse(Files.exists(dir.resolve("x.bin")));
+        // a write that fails says why, without the temporary file's name or an exception class
+        Path nowhere = dir.resolve("no-such-dir").resolve("x.safetensors");
+        refused(List.of(nowhere.toString(), "does not exist"), "init", "--layers", "1", "--embd", "16", "--head-size", "8",
+                "--vocab", "256", "--out", nowhere.toString());
     }
 
     // --- item 7: init sizes ----------------------------------------------------------------------------------------
@@ -96,6 +100,7 @@ class NothingWrongPassesSilentlyTest {
         // would need tens of GB: refused with the parameter count and the memory, before allocating
         refused(List.of("--layers 100000", "parameters", "GB of Java heap"), "init", "--layers", "100000", "--embd", "64", "--out", out);
         refused(List.of("--embd 1000000", "emb.weight", "more than one Java array"), "init", "--layers", "1", "--embd", "1000000", "--out", out);
+        refused(List.of("--layers 2147483647", "GB of Java heap"), "init", "--layers", "2147483647", "--embd", "64", "--out", out);
         assertFalse(Files.exists(dir.resolve("m.safetensors")));
     }
 
@@ -110,6 +115,7 @@ class NothingWrongPassesSilentlyTest {
         refused(List.of("--tokens", "'-1' at position 1"), "forward", "--model", m, "--tokens", "5,-1");
         refused(List.of("--tokens", "256", "outside the vocabulary", "m.safetensors"), "forward", "--model", m, "--tokens", "1,256");
         refused(List.of("--tokens is empty"), "forward", "--model", m, "--tokens", " ");
+        refused(List.of("--tokens", "empty entry at position 1"), "forward", "--model", m, "--tokens", "1,,2");
         refused(List.of("--chunk-len 0"), "forward", "--model", m, "--tokens", "1", "--chunk-len", "0");
         for (String eps : new String[]{"Infinity", "NaN", "0", "-1e-5"}) {
             refused(List.of("--gn-eps", "positive finite"), "forward", "--model", m, "--tokens", "1,2", "--gn-eps", eps);
@@ -335,6 +341,11 @@ class NothingWrongPassesSilentlyTest {
         wrongIn.put("blocks.0.att.key.lora_A", random(5, 4, 64));
         refused(List.of("blocks.0.att.key.lora_A", "[4, 64]", "[r, 32]"), "lora", "merge", "--model", b, "--lora",
                 adapter("wrongin", wrongIn, null).toString(), "--lora-alpha", "8", "--out", out);
+        // non-finite adapter values would make the merged weights non-finite
+        Map<String, HostTensor> nan = goodAdapter();
+        nan.get("blocks.1.ffn.value.lora_B").data()[7] = Float.NaN;
+        refused(List.of("blocks.1.ffn.value.lora_B", "NaN at index 7"), "lora", "merge", "--model", b, "--lora",
+                adapter("nan", nan, null).toString(), "--lora-alpha", "8", "--out", out);
         // an extra tensor with the right number of values but the wrong shape
         Map<String, HostTensor> extra = goodAdapter();
         extra.put("blocks.0.att.time_mix_k", random(6, 32));

@@ -70,6 +70,15 @@ public final class LoraCommand implements Runnable {
                 }
             }
             for (Map.Entry<String, HostTensor> e : adapter.entrySet()) {
+                float[] d = e.getValue().data();
+                for (int i = 0; i < d.length; i++) {
+                    if (!Float.isFinite(d[i])) {
+                        throw new IllegalArgumentException(lora + ": tensor '" + e.getKey() + "' holds " + d[i] + " at index " + i
+                                + "; an adapter must be finite (the merged model would be " + d[i] + " there too)");
+                    }
+                }
+            }
+            for (Map.Entry<String, HostTensor> e : adapter.entrySet()) {
                 String k = e.getKey();
                 boolean isA = k.endsWith(".lora_A"), isB = k.endsWith(".lora_B");
                 if (!isA && !isB) {

@@ -32,6 +32,14 @@ public final class WorldTokenizer implements Tokenizer {
     static final int MAX_LINE_BYTES = 1 << 20;
     /** Entries (ids 1..65529) of rwkv_vocab_v20230424.txt, the vocab of every RWKV World model (65536 embedding rows). */
     public static final int WORLD_VOCAB_ENTRIES = 65529;
+    static final String WORLD_VOCAB_FILE = "rwkv_vocab_v20230424.txt";
+    /**
+     * SHA-256 over the entries of rwkv_vocab_v20230424.txt in file order, each as int32 LE id, int32 LE byte length,
+     * the bytes (the same for its LF and CRLF copies): of the first 1000 entries, and of all.
+     */
+    static final int FINGERPRINT_PREFIX_ENTRIES = 1000;
+    static final String WORLD_PREFIX_SHA256 = "912cdbd5d57a821e2ba0156c786c7052c6036cff8d1965de7d14d05694c196e1";
+    static final String WORLD_SHA256 = "1e6e1adc8d10aeee528862d6d6ce66db9c4ae254a7e6636f81cd6765ca053219";
 
     private final String name;
     private final ByteTrie trie;
@@ -134,6 +142,8 @@ public final class WorldTokenizer implements Tokenizer {
         Map<String, Integer> lineOfBytes = new HashMap<>();
         int maxId = 0;
         int lineNumber = 0;
+        java.security.MessageDigest fingerprint = sha256();
+        String prefixFingerprint = null;
         int pos = 0;
         while (pos < content.length) {
             lineNumber++;
@@ -184,6 +194,10 @@ public final class WorldTokenizer implements Tokenizer {
             }
             bytesOfLine.add(bytes);
             idOfLine.add(id);
+            fingerprint.update(new byte[]{(byte) id, (byte) (id >>> 8), (byte) (id >>> 16), (byte) (id >>> 24),
+                    (byte) length, (byte) (length >>> 8), (byte) (length >>> 16), (byte) (length >>> 24)});
+            fingerprint.update(bytes);
+            if (bytesOfLine.size() == FINGERPRINT_PREFIX_ENTRIES) prefixFingerprint = hex(cloneDigest(fingerprint));
             maxId = Math.max(maxId, id);
         }
         if (bytesOfLine.isEmpty()) {
@@ -206,6 +220,18 @@ public final class WorldTokenizer implements Tokenizer {
             throw new VocabFormatException(file, lineNumber, "token ids have gaps: id " + missing + " is missing (read " + count
                     + " entries with ids up to " + maxId + "; a vocab lists every id from 1 to its largest)");
         }
+        // The official file, recognised by its name or by its first 1000 entries, must be complete and intact: a
+        // copy cut at a line boundary (an interrupted download) or damaged would otherwise load and tokenize wrongly.
+        boolean officialName = file.getFileName() != null && file.getFileName().toString().equals(WORLD_VOCAB_FILE);
+        if ((officialName || WORLD_PREFIX_SHA256.equals(prefixFingerprint)) && !WORLD_SHA256.equals(hex(fingerprint.digest()))) {
+            if (count != WORLD_VOCAB_ENTRIES) {
+                throw new VocabFormatException(file, lineNumber, "read " + count + " entries (ids 1.." + count + ") but the RWKV World vocab "
+                        + WORLD_VOCAB_FILE + " has " + WORLD_VOCAB_ENTRIES + " (ids 1.." + WORLD_VOCAB_ENTRIES
+                        + "): the file is incomplete (an interrupted download?)");
+            }
+            throw new VocabFormatException(file, lineNumber, "has the " + WORLD_VOCAB_ENTRIES + " entries of " + WORLD_VOCAB_FILE
+                    + " but not their contents (the SHA-256 of the entries differs from the official file's): a damaged copy?");
+        }
         // A vocab for 65536 embedding rows is the World vocab: an interrupted download cut at a line boundary would
         // otherwise load and silently miss the last tokens.
         if (count > 32767 && count < 65536 && count != WORLD_VOCAB_ENTRIES) {
@@ -217,6 +243,32 @@ public final class WorldTokenizer implements Tokenizer {
         for (int i = 0; i < bytesOfLine.size(); i++) bytesById[idOfLine.get(i)] = bytesOfLine.get(i);
         WorldTokenizer tokenizer = new WorldTokenizer("world:" + file, bytesById, bytesOfLine.size());
         return tokenizer;
+    }
+
+    private static java.security.MessageDigest sha256() {
+        try {
+            return java.security.MessageDigest.getInstance("SHA-256");
+        } catch (java.security.NoSuchAlgorithmException e) {
+            throw new IllegalStateException("SHA-256 is part of every Java runtime", e);
+        }
+    }
+
+    private static java.security.MessageDigest cloneDigest(java.security.MessageDigest d) {
+        try {
+            return (java.security.MessageDigest) d.clone();
+        } catch (CloneNotSupportedException e) {
+            throw new IllegalStateException("SHA-256 digests can be cloned", e);
+        }
+    }
+
+    private static String hex(java.security.MessageDigest d) {
+        return hex(d.digest());
+    }
+
+    private static String hex(byte[] b) {
+        StringBuilder sb = new StringBuilder();
+        for (byte x : b) sb.append(String.format("%02x", x & 0xff));
+        return sb.toString();
     }
 
     /** A non-negative decimal number of plain digits, or -1 (no sign, no spaces, no overflow). */

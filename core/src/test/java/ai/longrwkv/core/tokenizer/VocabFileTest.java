@@ -150,6 +150,35 @@ class VocabFileTest {
         }
     }
 
+    /** Issue 13: a copy of the World vocab that is short or damaged is refused even where the count alone would pass. */
+    @Test
+    void shortOrDamagedWorldVocabIsRefused() throws Exception {
+        List<String> lines = Files.readAllLines(TokenizerTestFiles.worldVocab(), StandardCharsets.UTF_8);
+        // cut at 500 lines, under its own name: few enough tokens for a 1024-row vocab, but it is the World file
+        Path named = Files.createDirectory(dir.resolve("named")).resolve("rwkv_vocab_v20230424.txt");
+        Files.writeString(named, String.join("\n", lines.subList(0, 500)) + "\n", StandardCharsets.UTF_8);
+        VocabFormatException e = assertThrows(VocabFormatException.class, () -> WorldTokenizer.load(named));
+        assertTrue(e.getMessage().contains("read 500 entries") && e.getMessage().contains("65529"), e.getMessage());
+        // cut at 20000 lines under another name: recognised by its first 1000 entries
+        Path cut = write("cut.txt", String.join("\n", lines.subList(0, 20000)) + "\n");
+        e = assertThrows(VocabFormatException.class, () -> WorldTokenizer.load(cut));
+        assertTrue(e.getMessage().contains("read 20000 entries"), e.getMessage());
+        // one token changed, still a well-formed file with 65529 distinct entries
+        int at = -1;
+        for (int i = 30000; i < lines.size() && at < 0; i++) if (lines.get(i).matches("\\d+ '[a-z]{6,}' \\d+")) at = i;
+        assertTrue(at > 0);
+        String line = lines.get(at);
+        int q = line.indexOf('\'') + 1;
+        java.util.List<String> damaged = new java.util.ArrayList<>(lines);
+        damaged.set(at, line.substring(0, q) + "\\x01" + line.substring(q + 1));
+        Path flipped = write("flipped.txt", String.join("\n", damaged) + "\n");
+        e = assertThrows(VocabFormatException.class, () -> WorldTokenizer.load(flipped));
+        assertTrue(e.getMessage().contains("damaged copy"), e.getMessage());
+        // the official file under another name, and with CRLF line endings, loads
+        Path copy = write("copy.txt", String.join("\r\n", lines) + "\r\n");
+        assertEquals(WorldTokenizer.WORLD_VOCAB_ENTRIES, WorldTokenizer.load(copy).tokenCount());
+    }
+
     /** Issue 13: a device or a file without newlines is refused after a bounded read, not read until memory runs out. */
     @Test
     void endlessOrHugeInputIsRefusedWithBoundedReads() throws Exception {
