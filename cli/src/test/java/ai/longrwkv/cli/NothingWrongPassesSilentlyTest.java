@@ -363,6 +363,23 @@ class NothingWrongPassesSilentlyTest {
 
     // --- item 8: shapes that do not fit are reported with the file and tensor -----------------------------------------
 
+    /** These reached users as "error: matmul shapes: ..." and "error: copy: sizes differ ..." without file or tensor. */
+    @Test
+    void anAdapterShapedForAnotherModelIsRefusedNamingTheFileAndTensor() throws Exception {
+        Path base = EvalTestModels.write(dir.resolve("base.safetensors"), 7);
+        String out = dir.resolve("o.pth").toString();
+        Map<String, HostTensor> wrongOut = goodAdapter();
+        wrongOut.put("blocks.0.att.key.lora_B", random(8, 48, 4));
+        CliTestSupport.Run r = refused(List.of("wrongout.pth", "blocks.0.att.key.lora_B", "[48, 4]", "[32, r]"), "lora", "merge",
+                "--model", base.toString(), "--lora", adapter("wrongout", wrongOut, null).toString(), "--lora-alpha", "8", "--out", out);
+        assertFalse(r.err().contains("matmul"), r.err());
+        Map<String, HostTensor> extra = goodAdapter();
+        extra.put("blocks.1.att.ln_x.weight", random(9, 16));
+        r = refused(List.of("extra16.pth", "blocks.1.att.ln_x.weight", "[16]", "[32]"), "lora", "merge",
+                "--model", base.toString(), "--lora", adapter("extra16", extra, null).toString(), "--lora-alpha", "8", "--out", out);
+        assertFalse(r.err().contains("sizes differ"), r.err());
+    }
+
     @Test
     void aStateFileForAnotherModelIsRefusedNamingTheTensor() throws Exception {
         Path model = EvalTestModels.write(dir.resolve("m.safetensors"), 3);
