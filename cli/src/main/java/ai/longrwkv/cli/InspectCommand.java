@@ -7,10 +7,6 @@ import ai.longrwkv.core.model.ModelConfig;
 import ai.longrwkv.core.model.ModelWeights;
 import ai.longrwkv.core.tensor.HostTensor;
 import ai.longrwkv.core.train.StateFile;
-import com.google.gson.JsonArray;
-import com.google.gson.JsonElement;
-import com.google.gson.JsonObject;
-import com.google.gson.JsonParser;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Model.CommandSpec;
 import picocli.CommandLine.Option;
@@ -20,14 +16,11 @@ import picocli.CommandLine.Spec;
 import java.io.IOException;
 import java.io.InputStream;
 import java.io.PrintWriter;
-import java.io.UncheckedIOException;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
-import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.Arrays;
-import java.util.LinkedHashMap;
 import java.util.Locale;
 import java.util.Map;
 import java.util.TreeMap;
@@ -199,7 +192,7 @@ final class InspectCommand implements Callable<Integer> {
         try {
             return Files.size(f);
         } catch (IOException e) {
-            throw new UncheckedIOException(e);
+            throw new ModelFormatException(f + ": cannot read the file size: " + e.getMessage(), e);
         }
     }
 
@@ -211,7 +204,7 @@ final class InspectCommand implements Callable<Integer> {
             int type = ByteBuffer.wrap(h).order(ByteOrder.LITTLE_ENDIAN).getInt(20);
             return type == 0 ? "FP32" : type == 1 ? "FP16 (1-D tensors FP32)" : "type " + type;
         } catch (IOException e) {
-            throw new UncheckedIOException(e);
+            throw new ModelFormatException(f + ": cannot read the file: " + e.getMessage(), e);
         }
     }
 }

@@ -142,6 +142,18 @@ class NothingWrongPassesSilentlyTest {
         refused(List.of("--tokenizer applies to --text"), "forward", "--model", model.toString(), "--tokens", "1", "--tokenizer", "bytes");
     }
 
+    @Test
+    void tokenizeReadsABoundedAmountOfStdin() throws Exception {
+        java.io.InputStream endless = new java.io.InputStream() {
+            @Override public int read() { return 0; }
+            @Override public int read(byte[] b, int off, int len) { java.util.Arrays.fill(b, off, off + len, (byte) 0); return len; }
+        };
+        IllegalArgumentException e = org.junit.jupiter.api.Assertions.assertThrows(IllegalArgumentException.class,
+                () -> TokenizeCommand.readBounded(endless, 1_000_000));
+        assertTrue(e.getMessage().startsWith("stdin: more than 1,000,000 bytes"), e.getMessage());
+        assertArrayEquals(new byte[]{1, 2, 3}, TokenizeCommand.readBounded(new java.io.ByteArrayInputStream(new byte[]{1, 2, 3}), 3));
+    }
+
     // --- item 4: a tuned state stored in the model file ------------------------------------------------------------
 
     private static HostTensor[] randomStates(int layers, int heads, int n, long seed) {
