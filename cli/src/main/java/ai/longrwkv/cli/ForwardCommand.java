@@ -17,7 +17,7 @@ import java.util.concurrent.Callable;
 
 /** Runs a model over a text or token list and shows what it predicts at each position. */
 @Command(name = "forward", mixinStandardHelpOptions = true,
-        description = "Run a model over tokens (or, for byte-level models, text); print the top next-token predictions "
+        description = "Run a model over token ids or a text (encoded with --tokenizer); print the top next-token predictions "
                 + "at each position and the mean loss. The input is processed in chunks with the state carried.")
 final class ForwardCommand implements Callable<Integer> {
     @Option(names = "--model", required = true, description = "Model file: .pth, .safetensors or rwkv.cpp .bin.")

@@ -312,6 +312,16 @@ class NothingWrongPassesSilentlyTest {
         for (int k = 0; k < 4; k++) expected += 2.0 * bb.data()[3 * 4 + k] * a.data()[k * 32 + 5];
         assertEquals(expected, merged.get("blocks.0.att.key.weight").data()[3 * 32 + 5], 1e-5);
         assertArrayEquals(merged.get("blocks.0.att.key.weight").data(), PthReader.readTensors(pth).get("blocks.0.att.key.weight").data());
+        // a tuned state stored in the base model survives the merge
+        Map<String, HostTensor> withState = new LinkedHashMap<>(before);
+        withState.putAll(StateFile.toFileTensors(randomStates(2, 2, 16, 4)));
+        Path baseWithState = dir.resolve("base-with-state.safetensors");
+        Safetensors.write(baseWithState, withState, null);
+        Path mergedWithState = dir.resolve("m-with-state.pth");
+        ok("lora", "merge", "--model", baseWithState.toString(), "--lora", good.toString(), "--out", mergedWithState.toString(), "--dtype", "fp32");
+        Map<String, HostTensor> back = PthReader.readTensors(mergedWithState);
+        assertArrayEquals(withState.get(StateFile.key(1)).data(), back.get(StateFile.key(1)).data());
+        assertArrayEquals(merged.get("blocks.0.att.key.weight").data(), back.get("blocks.0.att.key.weight").data());
         refused(List.of("--out", "m.bin"), "lora", "merge", "--model", b, "--lora", good.toString(), "--out", dir.resolve("m.bin").toString());
 
         String out = dir.resolve("o.pth").toString();

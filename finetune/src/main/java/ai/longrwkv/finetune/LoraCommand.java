@@ -126,6 +126,14 @@ public final class LoraCommand implements Runnable {
                     }
                 }
                 ModelWeights merged = m.toWeights(out.toString());
+                // a tuned state stored in the base model (blocks.N.att.time_state) is not a parameter: carry it over
+                Map<String, HostTensor> keptState = new LinkedHashMap<>();
+                for (String k : base.keys()) if (ai.longrwkv.core.train.StateFile.isStateKey(k)) keptState.put(k, base.get(k));
+                if (!keptState.isEmpty()) {
+                    Map<String, HostTensor> all = new LinkedHashMap<>(merged.tensors());
+                    all.putAll(keptState);
+                    merged = new ModelWeights(all, out.toString(), merged.impliedGroupNormEps());
+                }
                 if (outFormat == ModelFiles.OutputFormat.PTH) {
                     PthWriter.write(out, merged, type, null);
                 } else {
