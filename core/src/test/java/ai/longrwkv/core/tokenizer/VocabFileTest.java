@@ -179,6 +179,48 @@ class VocabFileTest {
         assertEquals(WorldTokenizer.WORLD_VOCAB_ENTRIES, WorldTokenizer.load(copy).tokenCount());
     }
 
+    /**
+     * Issue 13, mutation fuzzing: copies of the World vocab cut at a line, missing a line, with a duplicated line, cut
+     * anywhere or with a byte changed. Each is refused with a VocabFormatException naming the file and a line; none
+     * loads (the file is recognised by its first 1000 entries, so even a well-formed change is a damaged copy).
+     */
+    @Test
+    void mutatedWorldVocabsAreAllRefused() throws Exception {
+        byte[] original = Files.readAllBytes(TokenizerTestFiles.worldVocab());
+        List<String> lines = Files.readAllLines(TokenizerTestFiles.worldVocab(), StandardCharsets.UTF_8);
+        java.util.Random rnd = new java.util.Random(2024);
+        int refused = 0;
+        for (int i = 0; i < 24; i++) {
+            byte[] content;
+            int kind = i % 5;
+            java.util.List<String> ls = new java.util.ArrayList<>(lines);
+            switch (kind) {
+                case 0 -> content = (String.join("\n", ls.subList(0, 1000 + rnd.nextInt(ls.size() - 1000))) + "\n").getBytes(StandardCharsets.UTF_8);
+                case 1 -> {
+                    ls.remove(rnd.nextInt(ls.size()));
+                    content = (String.join("\n", ls) + "\n").getBytes(StandardCharsets.UTF_8);
+                }
+                case 2 -> {
+                    int j = rnd.nextInt(ls.size());
+                    ls.add(j, ls.get(j));
+                    content = (String.join("\n", ls) + "\n").getBytes(StandardCharsets.UTF_8);
+                }
+                case 3 -> content = java.util.Arrays.copyOf(original, 20_000 + rnd.nextInt(original.length - 20_001));
+                default -> {
+                    content = original.clone();
+                    int at = 20_000 + rnd.nextInt(original.length - 20_000);   // after the first 1000 entries
+                    content[at] = (byte) (content[at] == 'a' ? 'b' : 'a');
+                }
+            }
+            Path f = dir.resolve("mutant-" + i + ".txt");
+            Files.write(f, content);
+            VocabFormatException e = assertThrows(VocabFormatException.class, () -> WorldTokenizer.load(f), "mutation " + i + " kind " + kind);
+            assertTrue(e.getMessage().startsWith(f + " line "), e.getMessage());
+            refused++;
+        }
+        assertEquals(24, refused);
+    }
+
     /** Issue 13: a device or a file without newlines is refused after a bounded read, not read until memory runs out. */
     @Test
     void endlessOrHugeInputIsRefusedWithBoundedReads() throws Exception {
