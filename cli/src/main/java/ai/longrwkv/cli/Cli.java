@@ -38,9 +38,13 @@ final class Cli {
 
     /** Parses "1,2,3" (spaces allowed); the option name and position appear in any error. */
     static int[] parseInts(String option, String list) {
-        String[] parts = list.trim().split("[,\\s]+");
+        String[] parts = list.trim().split("\\s*,\\s*|\\s+", -1);
         int[] out = new int[parts.length];
         for (int i = 0; i < parts.length; i++) {
+            if (parts[i].isEmpty()) {
+                throw new IllegalArgumentException(option + ": empty entry at position " + i + " in '" + list
+                        + "'; expected integers separated by commas (or spaces)");
+            }
             try {
                 out[i] = Integer.parseInt(parts[i]);
             } catch (NumberFormatException e) {
@@ -68,13 +72,34 @@ final class Cli {
         return ModelFiles.load(file);
     }
 
+    /** What --state says to use instead of the model file's own tuned state: nothing at all. */
+    static final String ZERO_STATE = "zeros";
+
     /** The initial state: zeros, or the tuned state of a state file (--state). */
     static ai.longrwkv.core.model.RwkvState initialState(ai.longrwkv.core.model.Rwkv5Model m, Path stateFile) {
-        if (stateFile == null) return m.newState();
+        if (stateFile == null || stateFile.toString().equals(ZERO_STATE)) return m.newState();
         return ai.longrwkv.core.train.StateFile.initialState(m.backend(), m.config(), ai.longrwkv.core.train.StateFile.load(stateFile, m.config()));
     }
 
+    /**
+     * The initial state for a model file: --state FILE loads a state file, --state zeros starts from zeros, and
+     * without --state a tuned state stored in the model file itself (blocks.N.att.time_state, as state-tune
+     * --merge-into writes and the rwkv pip package uses) is used, saying so on stderr.
+     */
+    static ai.longrwkv.core.model.RwkvState initialState(ai.longrwkv.core.model.Rwkv5Model m, ModelWeights w, Path stateFile) {
+        if (stateFile != null) return initialState(m, stateFile);
+        ai.longrwkv.core.tensor.HostTensor[] stored = ai.longrwkv.core.train.StateFile.fromModel(w, m.config());
+        if (stored == null) return m.newState();
+        System.err.println("using the tuned state stored in " + w.source() + " (blocks.*.att.time_state); --state zeros starts from zeros instead");
+        return ai.longrwkv.core.train.StateFile.initialState(m.backend(), m.config(), stored);
+    }
+
+    /** The ln_x eps: the user's (--gn-eps, which must be a positive finite number), else the file's, else 64e-5. */
     static double groupNormEps(ModelWeights w, Double userEps) {
+        if (userEps != null && !(userEps > 0 && Double.isFinite(userEps))) {
+            throw new IllegalArgumentException("--gn-eps " + userEps + ": expected a positive finite number (64e-5 for official "
+                    + "checkpoints, 1e-5 for rwkv.cpp files)");
+        }
         return userEps != null ? userEps : ModelFiles.defaultGroupNormEps(w);
     }
 }

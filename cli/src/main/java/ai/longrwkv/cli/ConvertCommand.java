@@ -6,6 +6,7 @@ import ai.longrwkv.core.io.RwkvCppModelReader;
 import ai.longrwkv.core.io.Safetensors;
 import ai.longrwkv.core.io.pth.PthReader;
 import ai.longrwkv.core.io.pth.PthWriter;
+import ai.longrwkv.core.model.ModelConfig;
 import ai.longrwkv.core.model.ModelWeights;
 import ai.longrwkv.core.tensor.HostTensor;
 import picocli.CommandLine.Command;
@@ -45,6 +46,12 @@ final class ConvertCommand implements Callable<Integer> {
             description = "Element type of .pth output (default: bf16). safetensors output is always F32.")
     String dtype;
 
+    @Option(names = "--keep-receptance",
+            description = "From an rwkv.cpp .bin: keep att.receptance.weight as stored (the file then needs ln_x eps 1e-5, "
+                    + "which .pth cannot record). By default it is multiplied by 8, which makes the output compute exactly as "
+                    + "rwkv.cpp does under the official eps 64e-5 every other loader uses.")
+    boolean keepEps;
+
     @Spec
     CommandSpec spec;
 
@@ -63,6 +70,24 @@ final class ConvertCommand implements Callable<Integer> {
         PrintWriter stdout = spec.commandLine().getOut();
         PrintWriter stderr = spec.commandLine().getErr();
         ModelWeights weights = readAnyFormat(in);
+        int rescaled = 0;
+        if (ModelFiles.detectFormat(in) == ModelFiles.Format.RWKV_CPP && !keepEps) {
+            // rwkv.cpp computes ln_x with eps 1e-5; every official loader uses 64e-5. y = r.S is linear in r, and
+            // GroupNorm(8y, 64e-5) = (8y - 8m) / sqrt(64 var + 64e-5) = GroupNorm(y, 1e-5) exactly, so receptance x 8
+            // (exact in every float format) makes the file compute with 64e-5 what rwkv.cpp computes with 1e-5.
+            Map<String, HostTensor> scaled = new LinkedHashMap<>();
+            for (String key : weights.keys()) {
+                HostTensor t = weights.get(key);
+                if (key.startsWith("blocks.") && key.endsWith(".att.receptance.weight")) {
+                    float[] d = t.data().clone();
+                    for (int i = 0; i < d.length; i++) d[i] *= 8f;
+                    t = new HostTensor(t.shape(), d);
+                    rescaled++;
+                }
+                scaled.put(key, t);
+            }
+            if (rescaled > 0) weights = new ModelWeights(scaled, weights.source(), ModelConfig.OFFICIAL_GROUP_NORM_EPS);
+        }
         int count = weights.keys().size();
         long params = weights.parameterCount();
         double eps = weights.impliedGroupNormEps();
@@ -72,7 +97,7 @@ final class ConvertCommand implements Callable<Integer> {
             PthWriter.write(out, weights, pthDtype, (done, total, key, bytes, totalBytes) -> progress.update(done, total));
             progress.finish();
             written = ".pth " + pthDtype;
-            if (!Double.isNaN(eps)) {
+            if (!Double.isNaN(eps) && eps != ModelConfig.OFFICIAL_GROUP_NORM_EPS) {
                 stderr.println("note: " + in + " implies ln_x GroupNorm eps " + eps + "; .pth files cannot record it, so pass "
                         + "--gn-eps " + eps + " when using " + out + " (the default for .pth files is 64e-5)");
             }
@@ -87,15 +112,16 @@ final class ConvertCommand implements Callable<Integer> {
             written = "safetensors F32";
         }
         stdout.printf(Locale.ROOT, "wrote %s (%s): %d tensors, %,d parameters, from %s%n", out, written, count, params, in);
+        if (rescaled > 0) {
+            stdout.printf(Locale.ROOT, "rwkv.cpp's ln_x eps 1e-5 -> the official 64e-5: %d att.receptance.weight tensors multiplied by 8 "
+                    + "(exact: GroupNorm(8y, 64e-5) = GroupNorm(y, 1e-5)); --keep-receptance keeps them as stored%n", rescaled);
+        }
         stdout.flush();
         return 0;
     }
 
     private static OutputFormat outputFormat(Path out) {
-        String name = out.getFileName() == null ? "" : out.getFileName().toString().toLowerCase(Locale.ROOT);
-        if (name.endsWith(".pth") || name.endsWith(".pt")) return OutputFormat.PTH;
-        if (name.endsWith(".safetensors")) return OutputFormat.SAFETENSORS;
-        throw new IllegalArgumentException("cannot tell the output format from '" + out + "': name it .pth, .pt or .safetensors");
+        return ModelFiles.outputFormat(out, "OUT") == ModelFiles.OutputFormat.PTH ? OutputFormat.PTH : OutputFormat.SAFETENSORS;
     }
 
     /**

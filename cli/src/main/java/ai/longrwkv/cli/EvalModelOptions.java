@@ -20,7 +20,7 @@ final class EvalModelOptions {
     @Option(names = "--model", required = true, description = "Model file: .pth, .safetensors or rwkv.cpp .bin.")
     Path model;
 
-    @Option(names = "--state", description = "Start from the tuned state in this state file (from state-tune) instead of zeros.")
+    @Option(names = "--state", paramLabel = "FILE|zeros", description = "FILE | zeros: start from the tuned state in this state file (from state-tune), or from zeros. Default: the tuned state stored in the model file (blocks.*.att.time_state) if it has one, else zeros.")
     Path state;
 
     @Option(names = "--tokenizer", paramLabel = "SPEC",
@@ -74,7 +74,7 @@ final class EvalModelOptions {
         try {
             m = Rwkv5Model.load(be, w, Cli.groupNormEps(w, gnEps));
             Tokenizer tok = tokenizerFor(tokenizer, m.config().vocabSize());
-            s0 = Cli.initialState(m, state);
+            s0 = Cli.initialState(m, w, state);
             return new Loaded(be, m, s0, tok, label != null ? label : label(model, state));
         } catch (RuntimeException e) {
             if (s0 != null) s0.close();

@@ -87,7 +87,7 @@ final class EvalPositionLossCommand implements Callable<Integer> {
             long t0 = System.nanoTime();
             double[] perPosition;
             try (Backend be = Backends.create(device); Rwkv5Model m = Rwkv5Model.load(be, w, Cli.groupNormEps(w, gnEps));
-                 RwkvState s0 = Cli.initialState(m, c.state);
+                 RwkvState s0 = Cli.initialState(m, w, c.state);
                  ProgressBar bar = Progress.bar("position-loss " + label, (long) t * documents.size(), "tok")) {
                 for (int[] doc : documents) {
                     for (int token : doc) {

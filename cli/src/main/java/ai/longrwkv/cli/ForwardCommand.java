@@ -17,14 +17,18 @@ import java.util.concurrent.Callable;
 
 /** Runs a model over a text or token list and shows what it predicts at each position. */
 @Command(name = "forward", mixinStandardHelpOptions = true,
-        description = "Run a model over tokens (or, for byte-level models, text); print the top next-token predictions "
+        description = "Run a model over token ids or a text (encoded with --tokenizer); print the top next-token predictions "
                 + "at each position and the mean loss. The input is processed in chunks with the state carried.")
 final class ForwardCommand implements Callable<Integer> {
-    @Option(names = "--model", required = true, description = "Model file: rwkv.cpp .bin or .safetensors.")
+    @Option(names = "--model", required = true, description = "Model file: .pth, .safetensors or rwkv.cpp .bin.")
     Path model;
 
-    @Option(names = "--text", description = "Input text; byte-level models (vocab 256) only until the World tokenizer lands.")
+    @Option(names = "--text", description = "Input text, encoded with --tokenizer.")
     String text;
+
+    @Option(names = "--tokenizer", paramLabel = "SPEC",
+            description = "For --text: 'world:PATH' (PATH = rwkv_vocab_v20230424.txt) or 'bytes' (default: bytes for vocab-256 models; required otherwise).")
+    String tokenizer;
 
     @Option(names = "--tokens", description = "Comma-separated token ids.")
     String tokens;
@@ -38,7 +42,7 @@ final class ForwardCommand implements Callable<Integer> {
     @Option(names = "--device", defaultValue = "cpu", description = "cpu | cuda | auto (default: ${DEFAULT-VALUE}).")
     String device;
 
-    @Option(names = "--state", description = "Start from the tuned state in this state file (from state-tune) instead of zeros.")
+    @Option(names = "--state", paramLabel = "FILE|zeros", description = "FILE | zeros: start from the tuned state in this state file (from state-tune), or from zeros. Default: the tuned state stored in the model file (blocks.*.att.time_state) if it has one, else zeros.")
     Path state;
 
     @Option(names = "--gn-eps", description = "ln_x GroupNorm eps (default: 1e-5 for rwkv.cpp files, else 64e-5).")
@@ -47,18 +51,34 @@ final class ForwardCommand implements Callable<Integer> {
     @Override
     public Integer call() {
         if ((text == null) == (tokens == null)) throw new IllegalArgumentException("give exactly one of --text or --tokens");
+        if (text != null && text.isEmpty()) throw new IllegalArgumentException("--text is empty: give at least one character to run the model on");
+        if (tokens != null && tokens.isBlank()) throw new IllegalArgumentException("--tokens is empty: give comma-separated token ids such as 1,2,3");
+        if (tokenizer != null && text == null) throw new IllegalArgumentException("--tokenizer applies to --text; --tokens are ids already");
+        if (top < 0) throw new IllegalArgumentException("--top " + top + ": expected the number of predictions to show per position (>= 0)");
+        if (chunkLen < 1) throw new IllegalArgumentException("--chunk-len " + chunkLen + ": expected a chunk length >= 1");
+        int[] given = tokens != null ? Cli.parseInts("--tokens", tokens) : null;
+        if (given != null) {
+            for (int i = 0; i < given.length; i++) {
+                if (given[i] < 0) throw new IllegalArgumentException("--tokens: '" + given[i] + "' at position " + i + " is not a token id (ids are >= 0)");
+            }
+        }
         ModelWeights w = Cli.load(model);
-        try (Backend be = Backends.create(device); Rwkv5Model m = Rwkv5Model.load(be, w, Cli.groupNormEps(w, gnEps));
-             RwkvState s0 = Cli.initialState(m, state)) {
+        double eps = Cli.groupNormEps(w, gnEps);
+        try (Backend be = Backends.create(device); Rwkv5Model m = Rwkv5Model.load(be, w, eps);
+             RwkvState s0 = Cli.initialState(m, w, state)) {
             int v = m.config().vocabSize();
             int[] ids;
             if (text != null) {
-                if (v != 256) throw new IllegalArgumentException("--text needs a byte-level model (vocab 256); this one has vocab " + v + ": use --tokens");
-                byte[] bytes = text.getBytes(StandardCharsets.UTF_8);
-                ids = new int[bytes.length];
-                for (int i = 0; i < bytes.length; i++) ids[i] = bytes[i] & 0xff;
+                ids = EvalModelOptions.tokenizerFor(tokenizer, v).encode(text);
+                if (ids.length == 0) throw new IllegalArgumentException("--text gives no tokens");
             } else {
-                ids = Cli.parseInts("--tokens", tokens);
+                ids = given;
+            }
+            for (int i = 0; i < ids.length; i++) {
+                if (ids[i] >= v) {
+                    throw new IllegalArgumentException("--tokens: token " + ids[i] + " at position " + i + " is outside the vocabulary of "
+                            + model + " (ids 0.." + (v - 1) + ")");
+                }
             }
             System.out.println("model " + model + ": " + m.config() + ", " + String.format("%,d", m.config().parameterCount()) + " parameters");
             TokenSequence seq = TokenSequence.nextToken(ids);

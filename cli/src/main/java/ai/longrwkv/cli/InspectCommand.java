@@ -6,10 +6,7 @@ import ai.longrwkv.core.io.Safetensors;
 import ai.longrwkv.core.model.ModelConfig;
 import ai.longrwkv.core.model.ModelWeights;
 import ai.longrwkv.core.tensor.HostTensor;
-import com.google.gson.JsonArray;
-import com.google.gson.JsonElement;
-import com.google.gson.JsonObject;
-import com.google.gson.JsonParser;
+import ai.longrwkv.core.train.StateFile;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Model.CommandSpec;
 import picocli.CommandLine.Option;
@@ -19,14 +16,11 @@ import picocli.CommandLine.Spec;
 import java.io.IOException;
 import java.io.InputStream;
 import java.io.PrintWriter;
-import java.io.UncheckedIOException;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
-import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.Arrays;
-import java.util.LinkedHashMap;
 import java.util.Locale;
 import java.util.Map;
 import java.util.TreeMap;
@@ -51,13 +45,31 @@ final class InspectCommand implements Callable<Integer> {
     public Integer call() {
         PrintWriter out = spec.commandLine().getOut();
         ModelFiles.Format format = ModelFiles.detectFormat(file);
-        ModelWeights w = format == ModelFiles.Format.SAFETENSORS ? safetensorsShapes(file) : ConvertCommand.readAnyFormat(file);
+        ModelWeights w = format == ModelFiles.Format.SAFETENSORS ? Safetensors.readShapes(file) : ConvertCommand.readAnyFormat(file);
         long fileBytes = fileSize(file);
 
         out.printf(Locale.ROOT, "file:         %s (%s, %s)%n", file, describe(format), bytes(fileBytes));
-        out.println("architecture: " + architecture(w));
-        long params = w.parameterCount();
-        out.printf(Locale.ROOT, "parameters:   %,d in %d tensors%n", params, w.keys().size());
+        String adapter = adapterDescription(w);
+        boolean stateOnly = isStateFile(w);
+        out.println("architecture: " + (adapter != null ? adapter : architecture(w)));
+        // a tuned state stored in a model file is not a model parameter: counted and listed on its own
+        long params = 0, stateValues = 0;
+        int paramTensors = 0, stateTensors = 0;
+        for (Map.Entry<String, ModelWeights.Entry> e : w.entries().entrySet()) {
+            long n = HostTensor.numel(e.getValue().shape());
+            if (!stateOnly && StateFile.isStateKey(e.getKey())) {
+                stateValues += n;
+                stateTensors++;
+            } else {
+                params += n;
+                paramTensors++;
+            }
+        }
+        out.printf(Locale.ROOT, "%s   %,d in %d tensors%n", stateOnly ? "state:     " : "parameters:", params, paramTensors);
+        if (stateTensors > 0) {
+            out.printf(Locale.ROOT, "tuned state:  %,d values in %d tensors (blocks.*.att.time_state, [H, N, N]; not counted above); "
+                    + "forward, generate, chat and eval start from it unless --state says otherwise%n", stateValues, stateTensors);
+        }
         Map<String, long[]> byDtype = new TreeMap<>(); // dtype -> {tensors, bytes}
         long dataBytes = 0;
         for (ModelWeights.Entry e : w.entries().values()) {
@@ -82,9 +94,53 @@ final class InspectCommand implements Callable<Integer> {
         return 0;
     }
 
+    private static boolean isStateFile(ModelWeights w) {
+        return !w.keys().isEmpty() && w.keys().stream().allMatch(k -> k.matches("blocks\\.\\d+\\.att\\.time_state"));
+    }
+
+    /**
+     * A LoRA adapter file (keys X.lora_A [r, in] / X.lora_B [out, r], maybe with other trained tensors): its
+     * targets, rank and parameter count; null if the file is not one.
+     */
+    static String adapterDescription(ModelWeights w) {
+        java.util.TreeSet<String> targets = new java.util.TreeSet<>();
+        java.util.TreeSet<Integer> ranks = new java.util.TreeSet<>();
+        java.util.TreeSet<Integer> layers = new java.util.TreeSet<>();
+        int adapters = 0;
+        long loraParams = 0, otherParams = 0;
+        int others = 0;
+        for (Map.Entry<String, ModelWeights.Entry> e : w.entries().entrySet()) {
+            String k = e.getKey();
+            int[] shape = e.getValue().shape();
+            if (k.endsWith(".lora_A") || k.endsWith(".lora_B")) {
+                loraParams += HostTensor.numel(shape);
+                if (k.endsWith(".lora_A")) {
+                    adapters++;
+                    if (shape.length == 2) ranks.add(shape[0]);
+                }
+                java.util.regex.Matcher m = java.util.regex.Pattern.compile("blocks\\.(\\d+)\\.(.+)\\.lora_[AB]").matcher(k);
+                if (m.matches()) {
+                    layers.add(Integer.parseInt(m.group(1)));
+                    targets.add(m.group(2));
+                } else {
+                    targets.add(k.substring(0, k.length() - ".lora_A".length()));
+                }
+            } else {
+                otherParams += HostTensor.numel(shape);
+                others++;
+            }
+        }
+        if (adapters == 0 && loraParams == 0) return null;
+        return String.format(Locale.ROOT, "LoRA adapter (not a model: merge it with 'lora merge --model BASE --lora FILE')%n"
+                        + "adapters:     %d on %s%s, rank %s, %,d LoRA parameters%s",
+                adapters, String.join(",", targets), layers.isEmpty() ? "" : " in " + layers.size() + " layers",
+                ranks.size() == 1 ? ranks.first().toString() : ranks.toString(), loraParams,
+                others == 0 ? "" : String.format(Locale.ROOT, "; plus %d other trained tensors (%,d values) that replace the base model's", others, otherParams));
+    }
+
     /** "RWKV-5.2 (x052)" with dimensions, a state file, or what ModelConfig.checkArchitecture says it is instead. */
     private static String architecture(ModelWeights w) {
-        if (!w.keys().isEmpty() && w.keys().stream().allMatch(k -> k.matches("blocks\\.\\d+\\.att\\.time_state"))) {
+        if (isStateFile(w)) {
             int[] s = w.shape(w.keys().iterator().next());
             return "x052 state (att.time_state for " + w.keys().size() + " layers"
                     + (s.length == 3 ? ", H=" + s[0] + " N=" + s[1] : "") + ")";
@@ -136,7 +192,7 @@ final class InspectCommand implements Callable<Integer> {
         try {
             return Files.size(f);
         } catch (IOException e) {
-            throw new UncheckedIOException(e);
+            throw new ModelFormatException(f + ": cannot read the file size: " + e.getMessage(), e);
         }
     }
 
@@ -148,55 +204,7 @@ final class InspectCommand implements Callable<Integer> {
             int type = ByteBuffer.wrap(h).order(ByteOrder.LITTLE_ENDIAN).getInt(20);
             return type == 0 ? "FP32" : type == 1 ? "FP16 (1-D tensors FP32)" : "type " + type;
         } catch (IOException e) {
-            throw new UncheckedIOException(e);
+            throw new ModelFormatException(f + ": cannot read the file: " + e.getMessage(), e);
         }
-    }
-
-    /** A tensor of which only the shape and dtype are known. */
-    private record ShapeOnly(int[] shape, String dtype) implements ModelWeights.Entry {
-        @Override public int[] shape() { return shape.clone(); }
-        @Override public HostTensor load() { throw new UnsupportedOperationException("inspect reads shapes only"); }
-    }
-
-    /**
-     * Shapes and dtypes from a safetensors header, without reading the data. Safetensors.readMetadata first reads
-     * and strictly validates the header JSON, so any malformed file is reported by the safetensors reader itself.
-     */
-    private static ModelWeights safetensorsShapes(Path file) {
-        Map<String, String> metadata = Safetensors.readMetadata(file);
-        String name = file.toString();
-        JsonObject header;
-        try (InputStream in = Files.newInputStream(file)) {
-            long length = ByteBuffer.wrap(in.readNBytes(8)).order(ByteOrder.LITTLE_ENDIAN).getLong();
-            header = JsonParser.parseString(new String(in.readNBytes((int) length), StandardCharsets.UTF_8)).getAsJsonObject();
-        } catch (IOException e) {
-            throw new UncheckedIOException(e);
-        }
-        Map<String, ShapeOnly> entries = new LinkedHashMap<>();
-        for (Map.Entry<String, JsonElement> e : header.entrySet()) {
-            if (e.getKey().equals(Safetensors.METADATA_KEY)) continue;
-            try {
-                JsonObject o = e.getValue().getAsJsonObject();
-                JsonArray s = o.getAsJsonArray("shape");
-                int[] shape = new int[s.size()];
-                for (int i = 0; i < shape.length; i++) {
-                    shape[i] = s.get(i).getAsInt();
-                    if (shape[i] < 0) throw new IllegalArgumentException("negative dimension");
-                }
-                entries.put(e.getKey(), new ShapeOnly(shape, o.get("dtype").getAsString()));
-            } catch (RuntimeException ex) {
-                throw new ModelFormatException(name + ": tensor '" + e.getKey() + "': header entry needs dtype and shape: " + e.getValue());
-            }
-        }
-        double eps = Double.NaN;
-        String epsText = metadata.get(Safetensors.GROUP_NORM_EPS_KEY);
-        if (epsText != null) {
-            try {
-                eps = Double.parseDouble(epsText.trim());
-            } catch (NumberFormatException ex) {
-                throw new ModelFormatException(name + ": metadata '" + Safetensors.GROUP_NORM_EPS_KEY + "' = '" + epsText + "' is not a number");
-            }
-        }
-        return ModelWeights.lazy(entries, name, eps);
     }
 }

@@ -41,7 +41,7 @@ final class TokenizeCommand implements Callable<Integer> {
     @Override
     public Integer call() throws IOException {
         Tokenizer tokenizer = Tokenizers.parse(tokenizerSpec);
-        byte[] input = (in != null ? in : System.in).readAllBytes();
+        byte[] input = readBounded(in != null ? in : System.in, Math.min(Integer.MAX_VALUE - 8L, Runtime.getRuntime().maxMemory() / 8));
         OutputStream sink = new BufferedOutputStream(out != null ? out : System.out, 1 << 16);
         if (decode) {
             // raw bytes: a token list may end in the middle of a UTF-8 character, and that is passed on as is
@@ -65,6 +65,26 @@ final class TokenizeCommand implements Callable<Integer> {
         }
         sink.flush();
         return 0;
+    }
+
+    /**
+     * All of stdin, refusing more than {@code limit} bytes (the input, its ids and the output are all held in memory;
+     * an endless stream such as /dev/zero must end in a clear error, not in OutOfMemoryError).
+     */
+    static byte[] readBounded(InputStream in, long limit) throws IOException {
+        java.io.ByteArrayOutputStream out = new java.io.ByteArrayOutputStream();
+        byte[] buf = new byte[1 << 16];
+        long total = 0;
+        int n;
+        while ((n = in.read(buf)) > 0) {
+            total += n;
+            if (total > limit) {
+                throw new IllegalArgumentException(String.format(java.util.Locale.ROOT, "stdin: more than %,d bytes; tokenize holds its "
+                        + "input in memory (raise the heap with LONGRWKV_JAVA_OPTS=-Xmx..., or use 'data build', which streams)", limit));
+            }
+            out.write(buf, 0, n);
+        }
+        return out.toByteArray();
     }
 
     /** Ids separated by any mix of spaces, tabs, commas and newlines; an error says which entry and where. */

@@ -104,7 +104,9 @@ class InspectConvertCommandTest {
         Path fp32 = tmp.resolve("model-fp32.pt");
         Path fp16 = tmp.resolve("model-fp16.pth");
 
-        Run toPth = ok(new ConvertCommand(), bin.toString(), bf16.toString());
+        // --keep-receptance: the tensors as stored (by default att.receptance.weight is multiplied by 8 for eps 64e-5;
+        // NothingWrongPassesSilentlyTest covers that)
+        Run toPth = ok(new ConvertCommand(), bin.toString(), bf16.toString(), "--keep-receptance");
         assertTrue(toPth.out.contains("wrote " + bf16 + " (.pth bf16)"), toPth.out);
         assertTrue(toPth.err.contains("--gn-eps 1.0E-5"), "tells that .pth cannot carry rwkv.cpp's eps: " + toPth.err);
         ModelWeights w = PthReader.read(bf16);
@@ -137,9 +139,9 @@ class InspectConvertCommandTest {
         ok(new ConvertCommand(), bin.toString(), fp16.toString(), "--dtype", "FP16");
         assertEquals("F16", PthReader.read(fp16).entries().get("emb.weight").dtype());
 
-        // rwkv.cpp -> safetensors keeps the eps in the metadata, and the values exactly
+        // rwkv.cpp -> safetensors with --keep-receptance keeps the eps in the metadata, and the values exactly
         Path st2 = tmp.resolve("from-bin.safetensors");
-        ok(new ConvertCommand(), bin.toString(), st2.toString());
+        ok(new ConvertCommand(), bin.toString(), st2.toString(), "--keep-receptance");
         assertEquals("1.0E-5", Safetensors.readMetadata(st2).get(Safetensors.GROUP_NORM_EPS_KEY));
         Map<String, HostTensor> exact = Safetensors.readTensors(st2);
         for (String key : original.keys()) assertArrayEquals(original.get(key).data(), exact.get(key).data(), key);

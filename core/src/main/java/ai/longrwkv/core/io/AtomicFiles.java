@@ -47,8 +47,37 @@ public final class AtomicFiles {
             } catch (IOException ignored) {
                 // the original error is the one worth reporting
             }
-            if (e instanceof IOException io) throw new UncheckedIOException(file + ": cannot write " + what + ": " + io.getMessage(), io);
+            if (e instanceof IOException io) {
+                String msg = file + ": cannot write " + what + ": " + reason(io, dir, tmp, target);
+                throw new UncheckedIOException(msg, new WriteFailure(msg, io));
+            }
             throw (RuntimeException) e;
+        }
+    }
+
+    /** Why a write failed, in words: no exception class names, no temporary file names. */
+    private static String reason(IOException e, Path dir, Path tmp, Path target) {
+        if (!Files.isDirectory(dir)) return "the directory " + dir + " does not exist";
+        if (e instanceof java.nio.file.AccessDeniedException) return "permission denied in " + dir;
+        String r = e instanceof java.nio.file.FileSystemException fs && fs.getReason() != null ? fs.getReason() : e.getMessage();
+        if (r == null || r.isBlank()) r = "input/output error";
+        return r.replace(tmp.toString(), target.toString());
+    }
+
+    /**
+     * The cause carried by the UncheckedIOException a failed write throws; its toString() is the message alone, so
+     * that whoever prints the cause shows no class name.
+     */
+    static final class WriteFailure extends IOException {
+        private static final long serialVersionUID = 1L;
+
+        WriteFailure(String message, IOException cause) {
+            super(message, cause);
+        }
+
+        @Override
+        public String toString() {
+            return getMessage();
         }
     }
 

@@ -1,8 +1,10 @@
 package ai.longrwkv.core.io;
 
 import ai.longrwkv.core.io.pth.PthReader;
+import ai.longrwkv.core.io.pth.PthWriter;
 import ai.longrwkv.core.model.ModelConfig;
 import ai.longrwkv.core.model.ModelWeights;
+import ai.longrwkv.core.tensor.HostTensor;
 
 import java.io.IOException;
 import java.io.InputStream;
@@ -10,6 +12,7 @@ import java.nio.file.AccessDeniedException;
 import java.nio.file.Files;
 import java.nio.file.NoSuchFileException;
 import java.nio.file.Path;
+import java.util.Map;
 
 /**
  * Loads a model file of any supported format, chosen by its first bytes rather than its name, and refuses models
@@ -34,6 +37,35 @@ public final class ModelFiles {
         };
         ModelConfig.checkArchitecture(weights);
         return weights;
+    }
+
+    /** What an output file's name asks for. */
+    public enum OutputFormat { PTH, SAFETENSORS }
+
+    /**
+     * The format an output file's extension names: .pth or .pt is a PyTorch zip, .safetensors is safetensors.
+     * Anything else is refused, so that a file's contents always match its name.
+     *
+     * @param option the option or argument the path came from, for the message ("--out")
+     */
+    public static OutputFormat outputFormat(Path out, String option) {
+        String name = out.getFileName() == null ? "" : out.getFileName().toString().toLowerCase(java.util.Locale.ROOT);
+        if (name.endsWith(".pth") || name.endsWith(".pt")) return OutputFormat.PTH;
+        if (name.endsWith(".safetensors")) return OutputFormat.SAFETENSORS;
+        throw new IllegalArgumentException(option + " " + out + ": cannot tell the output format from the name; "
+                + "name it .pth, .pt or .safetensors (.pth and .pt are written as a PyTorch zip)");
+    }
+
+    /**
+     * Writes tensors in the format the file's extension names (checked with {@link #outputFormat}): .pth in the given
+     * dtype (metadata is not stored), .safetensors as F32 with the metadata. Atomic either way.
+     */
+    public static void writeTensors(Path out, String option, Map<String, HostTensor> tensors, PthWriter.Dtype pthDtype,
+                                    Map<String, String> metadata) {
+        switch (outputFormat(out, option)) {
+            case PTH -> PthWriter.write(out, tensors, pthDtype);
+            case SAFETENSORS -> Safetensors.write(out, tensors, metadata);
+        }
     }
 
     /** The ln_x GroupNorm eps to use unless the user says otherwise: what the file implies, else the official 64e-5. */

@@ -63,9 +63,7 @@ public final class Safetensors {
             Header header = readHeader(ch, in, name);
             metadataOf(header.json, name); // only to refuse a malformed "__metadata__" here too
             Map<String, HostTensor> out = new LinkedHashMap<>();
-            for (Map.Entry<String, JsonElement> e : header.json.entrySet()) {
-                if (e.getKey().equals(METADATA_KEY)) continue;
-                Entry entry = parseEntry(e.getKey(), e.getValue(), header.dataSize, name);
+            for (Entry entry : entries(header, name)) {
                 int count = (int) HostTensor.numel(entry.shape);
                 float[] data = in.readFloats(header.dataStart + entry.begin, count, entry.encoding);
                 out.put(entry.key, new HostTensor(entry.shape, data));
@@ -74,6 +72,81 @@ public final class Safetensors {
         } catch (IOException e) {
             throw readError(name, e);
         }
+    }
+
+    /**
+     * Every tensor entry in header order, each validated on its own, and the whole checked as the reference
+     * implementation checks it: sorted by offset the tensors cover the data section exactly, each starting where the
+     * previous one ends, the first at 0 and the last ending at the end of the file. A header length that is off by a
+     * byte, overlapping or aliasing offsets, gaps and trailing bytes are all refused, naming the tensor.
+     */
+    private static java.util.List<Entry> entries(Header header, String name) {
+        java.util.List<Entry> list = new java.util.ArrayList<>();
+        for (Map.Entry<String, JsonElement> e : header.json.entrySet()) {
+            if (e.getKey().equals(METADATA_KEY)) continue;
+            list.add(parseEntry(e.getKey(), e.getValue(), header.dataSize, name));
+        }
+        java.util.List<Entry> sorted = new java.util.ArrayList<>(list);
+        sorted.sort(java.util.Comparator.comparingLong(Entry::begin).thenComparingLong(Entry::end));
+        long expected = 0;
+        Entry previous = null;
+        for (Entry e : sorted) {
+            if (e.begin != expected) {
+                String where = name + ": tensor '" + e.key + "': data_offsets [" + e.begin + ", " + e.end + "]";
+                if (e.begin < expected) {
+                    throw new ModelFormatException(where + " overlap the bytes of tensor '" + previous.key + "' (which ends at "
+                            + expected + "); every tensor needs its own bytes, expected it to begin at " + expected);
+                }
+                throw new ModelFormatException(where + " leave a gap of " + (e.begin - expected) + " bytes after "
+                        + (previous == null ? "the start of the data section" : "tensor '" + previous.key + "' (which ends at " + expected + ")")
+                        + "; expected it to begin at " + expected);
+            }
+            expected = e.end;
+            previous = e;
+        }
+        if (expected != header.dataSize) {
+            throw new ModelFormatException(name + ": the tensors cover " + expected + " bytes of the data section but it has "
+                    + header.dataSize + " (file size minus 8 minus the header length "
+                    + (header.dataStart - 8) + "): " + (header.dataSize - expected) + " byte(s) "
+                    + (previous == null ? "" : "after tensor '" + previous.key + "' ") + "belong to no tensor; "
+                    + "the header length (first 8 bytes) is wrong or the file has extra bytes");
+        }
+        return list;
+    }
+
+    /**
+     * Shapes and dtypes from the header (fully validated, offsets included) without reading the data; each tensor is
+     * read from the file when it is loaded.
+     */
+    public static ModelWeights readShapes(Path file) {
+        String name = file.toString();
+        java.util.List<Entry> list;
+        Map<String, String> metadata;
+        long dataStart;
+        try (FileChannel ch = open(file)) {
+            Header header = readHeader(ch, new TensorDataReader(ch), name);
+            metadata = metadataOf(header.json, name);
+            list = entries(header, name);
+            dataStart = header.dataStart;
+        } catch (IOException e) {
+            throw readError(name, e);
+        }
+        Map<String, ModelWeights.Entry> out = new LinkedHashMap<>();
+        for (Entry e : list) {
+            out.put(e.key, new ModelWeights.Entry() {
+                @Override public int[] shape() { return e.shape.clone(); }
+                @Override public String dtype() { return e.encoding.name(); }
+                @Override public HostTensor load() {
+                    try (FileChannel ch = open(file)) {
+                        return new HostTensor(e.shape, new TensorDataReader(ch).readFloats(dataStart + e.begin,
+                                (int) HostTensor.numel(e.shape), e.encoding));
+                    } catch (IOException ex) {
+                        throw readError(name, ex);
+                    }
+                }
+            });
+        }
+        return ModelWeights.lazy(out, name, impliedEps(metadata, name));
     }
 
     /** The string map under "__metadata__"; empty if the file has none. Reads only the header. */
@@ -94,6 +167,10 @@ public final class Safetensors {
     public static ModelWeights readModel(Path file) {
         String name = file.toString();
         Map<String, String> metadata = readMetadata(file);
+        return new ModelWeights(readTensors(file), name, impliedEps(metadata, name));
+    }
+
+    private static double impliedEps(Map<String, String> metadata, String name) {
         double eps = Double.NaN;
         String epsText = metadata.get(GROUP_NORM_EPS_KEY);
         if (epsText != null) {
@@ -106,7 +183,7 @@ public final class Safetensors {
                 throw new ModelFormatException(name + ": metadata '" + GROUP_NORM_EPS_KEY + "' = '" + epsText + "', expected a positive number");
             }
         }
-        return new ModelWeights(readTensors(file), name, eps);
+        return eps;
     }
 
     /**

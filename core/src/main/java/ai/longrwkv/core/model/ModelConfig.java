@@ -30,7 +30,9 @@ public record ModelConfig(int nLayer, int nEmbd, int nHead, int headSize, int di
 
     public ModelConfig {
         if (nLayer < 1 || nEmbd < 1 || nHead < 1 || headSize < 1 || dimFfn < 1 || vocabSize < 1) {
-            throw new IllegalArgumentException("every model dimension must be positive: " + this);
+            // (not `this`: the fields are not assigned yet in a compact constructor and would all print as 0)
+            throw new IllegalArgumentException("every model dimension must be positive, got L=" + nLayer + " C=" + nEmbd
+                    + " H=" + nHead + " N=" + headSize + " F=" + dimFfn + " V=" + vocabSize);
         }
         if (nHead * headSize != nEmbd) {
             throw new IllegalArgumentException("n_head " + nHead + " x head_size " + headSize + " != n_embd " + nEmbd);
@@ -40,10 +42,14 @@ public record ModelConfig(int nLayer, int nEmbd, int nHead, int headSize, int di
 
     /** x052 defaults for a model built from scratch: F = int(C*3.5)//32*32. */
     public static ModelConfig forInit(int nLayer, int nEmbd, int headSize, int vocabSize) {
+        if (nLayer < 1) throw new IllegalArgumentException("--layers must be >= 1, got " + nLayer);
+        if (nEmbd < 1) throw new IllegalArgumentException("--embd must be >= 1, got " + nEmbd);
+        if (headSize < 1) throw new IllegalArgumentException("--head-size must be >= 1, got " + headSize);
+        if (vocabSize < 1) throw new IllegalArgumentException("--vocab must be >= 1, got " + vocabSize);
         if (nEmbd % headSize != 0) {
             throw new IllegalArgumentException("n_embd " + nEmbd + " is not a multiple of head_size " + headSize);
         }
-        int ffn = (int) (nEmbd * 3.5) / 32 * 32;
+        int ffn = (int) ((long) (nEmbd * 3.5) / 32 * 32);
         return new ModelConfig(nLayer, nEmbd, nEmbd / headSize, headSize, Math.max(ffn, 32), vocabSize, OFFICIAL_GROUP_NORM_EPS);
     }
 

@@ -124,39 +124,56 @@ final class ByteTrie {
             return new ByteTrie(Arrays.copyOf(base, size), Arrays.copyOf(check, size), Arrays.copyOf(tokenId, size));
         }
 
-        /** Node `node` stands for the common prefix of length `depth` of tokens[lo, hi). */
-        private void place(int node, int lo, int hi, int depth) {
-            if (lo < hi && tokens[lo].length == depth) {
-                tokenId[node] = ids[lo];
-                lo++;
-            }
-            if (lo == hi) {
-                base[node] = 0;     // a leaf: slot c of base 0 belongs to the root or is free, never to a leaf's child
-                return;
-            }
-            // The distinct next bytes, and where each child's range of tokens starts.
+        /**
+         * Node `node` stands for the common prefix of length `depth` of tokens[lo, hi). Nodes are placed in pre-order
+         * (a node's children slots are claimed before its first child's subtree) with an explicit stack, not by
+         * recursion: a token of 200,000 bytes is a trie path 200,000 nodes deep.
+         */
+        private void place(int rootNode, int rootLo, int rootHi, int rootDepth) {
+            int[] stack = new int[4 * 64];   // frames of (node, lo, hi, depth)
+            int top = 0;
+            stack[top++] = rootNode;
+            stack[top++] = rootLo;
+            stack[top++] = rootHi;
+            stack[top++] = rootDepth;
             int[] labels = new int[256];
             int[] starts = new int[257];
-            int children = 0;
-            for (int i = lo; i < hi; i++) {
-                int c = tokens[i][depth] & 0xff;
-                if (children == 0 || labels[children - 1] != c) {
-                    labels[children] = c;
-                    starts[children] = i;
-                    children++;
+            while (top > 0) {
+                int depth = stack[--top], hi = stack[--top], lo = stack[--top], node = stack[--top];
+                if (lo < hi && tokens[lo].length == depth) {
+                    tokenId[node] = ids[lo];
+                    lo++;
                 }
-            }
-            starts[children] = hi;
-            int b = findBase(labels, children);
-            base[node] = b;
-            for (int k = 0; k < children; k++) {
-                int slot = b + labels[k];
-                check[slot] = node;
-                highestUsed = Math.max(highestUsed, slot);
-            }
-            while (firstFree < check.length && check[firstFree] != FREE) firstFree++;
-            for (int k = 0; k < children; k++) {
-                place(b + labels[k], starts[k], starts[k + 1], depth + 1);
+                if (lo == hi) {
+                    base[node] = 0;     // a leaf: slot c of base 0 belongs to the root or is free, never to a leaf's child
+                    continue;
+                }
+                // The distinct next bytes, and where each child's range of tokens starts.
+                int children = 0;
+                for (int i = lo; i < hi; i++) {
+                    int c = tokens[i][depth] & 0xff;
+                    if (children == 0 || labels[children - 1] != c) {
+                        labels[children] = c;
+                        starts[children] = i;
+                        children++;
+                    }
+                }
+                starts[children] = hi;
+                int b = findBase(labels, children);
+                base[node] = b;
+                for (int k = 0; k < children; k++) {
+                    int slot = b + labels[k];
+                    check[slot] = node;
+                    highestUsed = Math.max(highestUsed, slot);
+                }
+                while (firstFree < check.length && check[firstFree] != FREE) firstFree++;
+                if (top + 4 * children > stack.length) stack = Arrays.copyOf(stack, Math.max(stack.length * 2, top + 4 * children));
+                for (int k = children - 1; k >= 0; k--) {   // pushed last to first, so the first child is placed first
+                    stack[top++] = b + labels[k];
+                    stack[top++] = starts[k];
+                    stack[top++] = starts[k + 1];
+                    stack[top++] = depth + 1;
+                }
             }
         }
 

@@ -1,7 +1,7 @@
 package ai.longrwkv.core.tokenizer;
 
 import java.io.IOException;
-import java.io.UncheckedIOException;
+import java.io.InputStream;
 import java.nio.ByteBuffer;
 import java.nio.charset.CharacterCodingException;
 import java.nio.charset.CharsetDecoder;
@@ -27,6 +27,19 @@ import java.util.Map;
 public final class WorldTokenizer implements Tokenizer {
     /** The largest id a vocab file may use; keeps a corrupt id from allocating gigabytes. */
     static final int MAX_ID = 1 << 24;
+    /** Bounds on what is read: the real file is 1.1 MB with lines of at most a few hundred bytes. */
+    static final int MAX_FILE_BYTES = 64 << 20;
+    static final int MAX_LINE_BYTES = 1 << 20;
+    /** Entries (ids 1..65529) of rwkv_vocab_v20230424.txt, the vocab of every RWKV World model (65536 embedding rows). */
+    public static final int WORLD_VOCAB_ENTRIES = 65529;
+    static final String WORLD_VOCAB_FILE = "rwkv_vocab_v20230424.txt";
+    /**
+     * SHA-256 over the entries of rwkv_vocab_v20230424.txt in file order, each as int32 LE id, int32 LE byte length,
+     * the bytes (the same for its LF and CRLF copies): of the first 1000 entries, and of all.
+     */
+    static final int FINGERPRINT_PREFIX_ENTRIES = 1000;
+    static final String WORLD_PREFIX_SHA256 = "912cdbd5d57a821e2ba0156c786c7052c6036cff8d1965de7d14d05694c196e1";
+    static final String WORLD_SHA256 = "1e6e1adc8d10aeee528862d6d6ce66db9c4ae254a7e6636f81cd6765ca053219";
 
     private final String name;
     private final ByteTrie trie;
@@ -74,15 +87,48 @@ public final class WorldTokenizer implements Tokenizer {
      * names the file and line.
      */
     public static WorldTokenizer load(Path vocabFile) {
-        byte[] content;
-        try {
-            content = Files.readAllBytes(vocabFile);
+        return parse(vocabFile, readBounded(vocabFile));
+    }
+
+    /**
+     * The file's bytes, read in chunks with bounds (a device such as /dev/zero or a huge file given by mistake must
+     * not exhaust memory): at most {@link #MAX_FILE_BYTES}, and no line longer than {@link #MAX_LINE_BYTES}.
+     */
+    static byte[] readBounded(Path file) {
+        if (Files.isDirectory(file)) throw new IllegalArgumentException(file + ": is a directory, expected a tokenizer vocab file");
+        try (InputStream in = Files.newInputStream(file)) {
+            java.io.ByteArrayOutputStream out = new java.io.ByteArrayOutputStream();
+            byte[] buf = new byte[1 << 16];
+            long total = 0;
+            long lineStart = 0;
+            int line = 1;
+            int n;
+            while ((n = in.read(buf)) > 0) {
+                for (int i = 0; i < n; i++) {
+                    if (buf[i] == '\n') {
+                        lineStart = total + i + 1;
+                        line++;
+                    } else if (total + i + 1 - lineStart > MAX_LINE_BYTES) {
+                        throw new VocabFormatException(file, line, "the line is longer than " + MAX_LINE_BYTES
+                                + " bytes; a vocab line is `<id> <python literal> <byte length>` (the World vocab's longest is "
+                                + "about 500 bytes): not a vocab file");
+                    }
+                }
+                total += n;
+                if (total > MAX_FILE_BYTES) {
+                    throw new IllegalArgumentException(file + ": more than " + MAX_FILE_BYTES + " bytes, expected a tokenizer vocab file "
+                            + "(rwkv_vocab_v20230424.txt is 1,093,733 bytes)");
+                }
+                out.write(buf, 0, n);
+            }
+            return out.toByteArray();
         } catch (NoSuchFileException e) {
-            throw new IllegalArgumentException("tokenizer vocab file not found: " + vocabFile);
+            throw new IllegalArgumentException("tokenizer vocab file not found: " + file);
+        } catch (java.nio.file.AccessDeniedException e) {
+            throw new IllegalArgumentException(file + ": cannot read the tokenizer vocab file (access denied)");
         } catch (IOException e) {
-            throw new UncheckedIOException("cannot read tokenizer vocab file " + vocabFile, e);
+            throw new IllegalArgumentException(file + ": cannot read the tokenizer vocab file: " + e.getMessage());
         }
-        return parse(vocabFile, content);
     }
 
     /** Parses vocab file content; `file` is only used in names and messages. */
@@ -96,6 +142,8 @@ public final class WorldTokenizer implements Tokenizer {
         Map<String, Integer> lineOfBytes = new HashMap<>();
         int maxId = 0;
         int lineNumber = 0;
+        java.security.MessageDigest fingerprint = sha256();
+        String prefixFingerprint = null;
         int pos = 0;
         while (pos < content.length) {
             lineNumber++;
@@ -146,22 +194,81 @@ public final class WorldTokenizer implements Tokenizer {
             }
             bytesOfLine.add(bytes);
             idOfLine.add(id);
+            fingerprint.update(new byte[]{(byte) id, (byte) (id >>> 8), (byte) (id >>> 16), (byte) (id >>> 24),
+                    (byte) length, (byte) (length >>> 8), (byte) (length >>> 16), (byte) (length >>> 24)});
+            fingerprint.update(bytes);
+            if (bytesOfLine.size() == FINGERPRINT_PREFIX_ENTRIES) prefixFingerprint = hex(cloneDigest(fingerprint));
             maxId = Math.max(maxId, id);
         }
         if (bytesOfLine.isEmpty()) {
             throw new VocabFormatException(file, 1, "the vocab file is empty: expected lines `<id> <python literal> <byte length>`");
         }
-        byte[][] bytesById = new byte[maxId + 1][];
-        for (int i = 0; i < bytesOfLine.size(); i++) bytesById[idOfLine.get(i)] = bytesOfLine.get(i);
-        WorldTokenizer tokenizer = new WorldTokenizer("world:" + file, bytesById, bytesOfLine.size());
         // Greedy matching always advances only if every single byte is a token.
         for (int b = 0; b < 256; b++) {
-            if (tokenizer.trie.idOf(new byte[]{(byte) b}) == 0) {
+            if (!lineOfBytes.containsKey(String.valueOf((char) b))) {
                 throw new VocabFormatException(file, lineNumber, "the vocab has no token for the single byte 0x"
                         + String.format("%02x", b) + " (checked at the end of the file): every byte needs one so that any input can be encoded");
             }
         }
+        int count = bytesOfLine.size();
+        if (maxId != count) {
+            // ids are distinct and >= 1, so maxId > count means some ids in 1..maxId are missing
+            boolean[] seen = new boolean[maxId + 1];
+            for (int id : idOfLine) seen[id] = true;
+            int missing = 1;
+            while (seen[missing]) missing++;
+            throw new VocabFormatException(file, lineNumber, "token ids have gaps: id " + missing + " is missing (read " + count
+                    + " entries with ids up to " + maxId + "; a vocab lists every id from 1 to its largest)");
+        }
+        // The official file, recognised by its name or by its first 1000 entries, must be complete and intact: a
+        // copy cut at a line boundary (an interrupted download) or damaged would otherwise load and tokenize wrongly.
+        boolean officialName = file.getFileName() != null && file.getFileName().toString().equals(WORLD_VOCAB_FILE);
+        if ((officialName || WORLD_PREFIX_SHA256.equals(prefixFingerprint)) && !WORLD_SHA256.equals(hex(fingerprint.digest()))) {
+            if (count != WORLD_VOCAB_ENTRIES) {
+                throw new VocabFormatException(file, lineNumber, "read " + count + " entries (ids 1.." + count + ") but the RWKV World vocab "
+                        + WORLD_VOCAB_FILE + " has " + WORLD_VOCAB_ENTRIES + " (ids 1.." + WORLD_VOCAB_ENTRIES
+                        + "): the file is incomplete (an interrupted download?)");
+            }
+            throw new VocabFormatException(file, lineNumber, "has the " + WORLD_VOCAB_ENTRIES + " entries of " + WORLD_VOCAB_FILE
+                    + " but not their contents (the SHA-256 of the entries differs from the official file's): a damaged copy?");
+        }
+        // A vocab for 65536 embedding rows is the World vocab: an interrupted download cut at a line boundary would
+        // otherwise load and silently miss the last tokens.
+        if (count > 32767 && count < 65536 && count != WORLD_VOCAB_ENTRIES) {
+            throw new VocabFormatException(file, lineNumber, "read " + count + " entries (ids 1.." + count + ") but the RWKV World vocab "
+                    + "rwkv_vocab_v20230424.txt has " + WORLD_VOCAB_ENTRIES + " (ids 1.." + WORLD_VOCAB_ENTRIES
+                    + "): the file is incomplete (an interrupted download?) or another vocab");
+        }
+        byte[][] bytesById = new byte[maxId + 1][];
+        for (int i = 0; i < bytesOfLine.size(); i++) bytesById[idOfLine.get(i)] = bytesOfLine.get(i);
+        WorldTokenizer tokenizer = new WorldTokenizer("world:" + file, bytesById, bytesOfLine.size());
         return tokenizer;
+    }
+
+    private static java.security.MessageDigest sha256() {
+        try {
+            return java.security.MessageDigest.getInstance("SHA-256");
+        } catch (java.security.NoSuchAlgorithmException e) {
+            throw new IllegalStateException("SHA-256 is part of every Java runtime", e);
+        }
+    }
+
+    private static java.security.MessageDigest cloneDigest(java.security.MessageDigest d) {
+        try {
+            return (java.security.MessageDigest) d.clone();
+        } catch (CloneNotSupportedException e) {
+            throw new IllegalStateException("SHA-256 digests can be cloned", e);
+        }
+    }
+
+    private static String hex(java.security.MessageDigest d) {
+        return hex(d.digest());
+    }
+
+    private static String hex(byte[] b) {
+        StringBuilder sb = new StringBuilder();
+        for (byte x : b) sb.append(String.format("%02x", x & 0xff));
+        return sb.toString();
     }
 
     /** A non-negative decimal number of plain digits, or -1 (no sign, no spaces, no overflow). */

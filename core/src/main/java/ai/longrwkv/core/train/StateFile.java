@@ -7,6 +7,7 @@ import ai.longrwkv.core.io.Safetensors;
 import ai.longrwkv.core.io.pth.PthReader;
 import ai.longrwkv.core.io.pth.PthWriter;
 import ai.longrwkv.core.model.ModelConfig;
+import ai.longrwkv.core.model.ModelWeights;
 import ai.longrwkv.core.model.RwkvState;
 import ai.longrwkv.core.tensor.HostTensor;
 
@@ -50,14 +51,61 @@ public final class StateFile {
         return out;
     }
 
-    /** Writes a state file (.pth in the given dtype, or .safetensors in fp32, by extension). */
+    /** Writes a state file (.pth/.pt in the given dtype, or .safetensors in fp32, by extension; any other name is refused). */
     public static void save(Path file, HostTensor[] keyValueStates, PthWriter.Dtype dtype) {
+        ModelFiles.OutputFormat format = ModelFiles.outputFormat(file, "state file");
         Map<String, HostTensor> tensors = toFileTensors(keyValueStates);
-        if (file.getFileName().toString().endsWith(".safetensors")) {
+        if (format == ModelFiles.OutputFormat.SAFETENSORS) {
             Safetensors.write(file, tensors, Map.of("layout", "time_state [head][value][key]"));
         } else {
             PthWriter.write(file, tensors, dtype);
         }
+    }
+
+    /** Whether the weights hold a tuned state (any {@code blocks.N.att.time_state} key), as state-tune --merge-into writes. */
+    public static boolean hasTunedState(ModelWeights w) {
+        for (String k : w.keys()) if (isStateKey(k)) return true;
+        return false;
+    }
+
+    public static boolean isStateKey(String key) {
+        return key.startsWith("blocks.") && key.endsWith(".att.time_state");
+    }
+
+    /**
+     * The tuned state stored inside a model file (one {@code blocks.N.att.time_state} [H, N, N] per layer, in the
+     * file's [head][value][key] layout), transposed into LongRWKV's [head][key][value]; null if the file has none.
+     * A partial or misshapen set is refused naming the key.
+     */
+    public static HostTensor[] fromModel(ModelWeights w, ModelConfig cfg) {
+        if (!hasTunedState(w)) return null;
+        String file = w.source();
+        int[] expected = {cfg.nHead(), cfg.headSize(), cfg.headSize()};
+        HostTensor[] out = new HostTensor[cfg.nLayer()];
+        for (int l = 0; l < cfg.nLayer(); l++) {
+            if (!w.has(key(l))) {
+                throw new ModelFormatException(file + ": has a tuned state (blocks.*.att.time_state) but no '" + key(l)
+                        + "': a tuned state has one per layer, " + cfg.nLayer() + " for this model");
+            }
+            if (!Arrays.equals(w.shape(key(l)), expected)) {
+                throw new ModelFormatException(file + ": '" + key(l) + "' has shape " + Arrays.toString(w.shape(key(l)))
+                        + ", this model needs " + Arrays.toString(expected));
+            }
+            out[l] = transposeLastTwo(w.get(key(l)));
+        }
+        for (String k : w.keys()) {
+            if (!isStateKey(k)) continue;
+            String layer = k.substring("blocks.".length(), k.length() - ".att.time_state".length());
+            boolean ok;
+            try {
+                int n = Integer.parseInt(layer);
+                ok = n >= 0 && n < cfg.nLayer() && k.equals(key(n));
+            } catch (NumberFormatException e) {
+                ok = false;
+            }
+            if (!ok) throw new ModelFormatException(file + ": '" + k + "' is not a state of one of the model's " + cfg.nLayer() + " layers");
+        }
+        return out;
     }
 
     /**

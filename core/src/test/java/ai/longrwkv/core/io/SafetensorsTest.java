@@ -206,6 +206,46 @@ class SafetensorsTest {
         assertFails(dir, () -> Safetensors.readTensors(dir), "directory");
     }
 
+    /** Issue 13: the tensors must cover the data section exactly and contiguously, or every value is read shifted. */
+    @Test
+    void dataSectionMustBeCoveredExactlyByTheTensors() throws IOException {
+        // a header length one byte short: the JSON still parses (the padding is spaces), all data would be read one byte early
+        Path good = tmp.resolve("good.safetensors");
+        Safetensors.write(good, sampleTensors(), null);
+        byte[] bytes = Files.readAllBytes(good);
+        ByteBuffer b = ByteBuffer.wrap(bytes).order(ByteOrder.LITTLE_ENDIAN);
+        long length = b.getLong(0);
+        assertEquals(' ', bytes[(int) (8 + length - 1)], "the writer pads the header with spaces");
+        b.putLong(0, length - 1);
+        Path shortHeader = Files.write(tmp.resolve("short-header.safetensors"), bytes);
+        assertFails(shortHeader, () -> Safetensors.readTensors(shortHeader), "belong to no tensor", "header length");
+        assertFails(shortHeader, () -> Safetensors.readShapes(shortHeader), "belong to no tensor");
+        // trailing bytes after the last tensor
+        Path trailing = handMade("trailing-bytes.safetensors", "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", new byte[5]);
+        assertFails(trailing, () -> Safetensors.readTensors(trailing), "1 byte(s) after tensor 'a'");
+        // two tensors on the same bytes (aliasing)
+        assertBad("alias.safetensors", "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
+                + "\"b\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", new byte[8], "'b'", "overlap", "'a'");
+        // overlapping by part
+        assertBad("overlap.safetensors", "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
+                + "\"b\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]}}", new byte[8], "'b'", "overlap");
+        // shifted: a gap before the first tensor
+        assertBad("shifted.safetensors", "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]}}", new byte[8],
+                "'a'", "gap of 4 bytes", "begin at 0");
+        // a gap between tensors
+        assertBad("gap.safetensors", "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
+                + "\"b\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[8,12]}}", new byte[12], "'b'", "gap of 4 bytes", "'a'");
+        // out of header order but contiguous when sorted by offset: fine, as in the reference implementation
+        Path unordered = handMade("unordered.safetensors", "{\"b\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]},"
+                + "\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
+                + "\"e\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[8,8]}}",
+                ByteBuffer.allocate(8).order(ByteOrder.LITTLE_ENDIAN).putFloat(1f).putFloat(2f).array());
+        Map<String, HostTensor> t = Safetensors.readTensors(unordered);
+        assertEquals(List.of("b", "a", "e"), new ArrayList<>(t.keySet()));
+        assertArrayEquals(new float[]{2f}, t.get("b").data());
+        assertArrayEquals(new float[]{1f}, Safetensors.readShapes(unordered).get("a").data());
+    }
+
     @Test
     void emptyTensorMapAndNoMetadata() throws IOException {
         Path f = tmp.resolve("none.safetensors");

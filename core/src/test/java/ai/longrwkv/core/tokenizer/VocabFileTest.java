@@ -128,14 +128,120 @@ class VocabFileTest {
         assertTrue(e.getMessage().contains("not found") && e.getMessage().contains(f.toString()), e.getMessage());
     }
 
+    /** Issue 13: ids must run from 1 to the largest without gaps (it used to be allowed; a gap means a damaged file). */
     @Test
-    void idsMayHaveGaps() throws Exception {
-        WorldTokenizer t = small("1000 'xyz' 3\n");
-        assertArrayEquals(new int[]{1000}, t.encode("xyz"));
-        assertEquals(1024, t.vocabSize());
-        IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> t.decode(new int[]{500}));
-        assertTrue(e.getMessage().contains("token id 500 at position 0"), e.getMessage());
-        List<Integer> unused = List.of(257, 999, 1001);
-        for (int id : unused) assertThrows(IllegalArgumentException.class, () -> t.decode(new int[]{id}));
+    void idsWithGapsAreRefused() throws Exception {
+        Path f = write("gap.txt", byteLines() + "257 'ab' 2\n1000 'xyz' 3\n");
+        VocabFormatException e = assertThrows(VocabFormatException.class, () -> WorldTokenizer.load(f));
+        assertTrue(e.getMessage().startsWith(f.toString()), e.getMessage());
+        assertTrue(e.getMessage().contains("id 258 is missing") && e.getMessage().contains("read 258 entries with ids up to 1000"), e.getMessage());
+    }
+
+    /** Issue 13: the World vocab cut at a line boundary (an interrupted download) is refused with the counts. */
+    @Test
+    void truncatedWorldVocabIsRefused() throws Exception {
+        List<String> lines = Files.readAllLines(TokenizerTestFiles.worldVocab(), StandardCharsets.UTF_8);
+        assertEquals(WorldTokenizer.WORLD_VOCAB_ENTRIES, lines.size());
+        assertEquals(WorldTokenizer.WORLD_VOCAB_ENTRIES, TokenizerTestFiles.world().tokenCount());
+        for (int keep : new int[]{65528, 60000, 40000}) {
+            Path cut = write("cut-" + keep + ".txt", String.join("\n", lines.subList(0, keep)) + "\n");
+            VocabFormatException e = assertThrows(VocabFormatException.class, () -> WorldTokenizer.load(cut));
+            assertTrue(e.getMessage().contains("read " + keep + " entries") && e.getMessage().contains("has 65529"), e.getMessage());
+        }
+    }
+
+    /** Issue 13: a copy of the World vocab that is short or damaged is refused even where the count alone would pass. */
+    @Test
+    void shortOrDamagedWorldVocabIsRefused() throws Exception {
+        List<String> lines = Files.readAllLines(TokenizerTestFiles.worldVocab(), StandardCharsets.UTF_8);
+        // cut at 500 lines, under its own name: few enough tokens for a 1024-row vocab, but it is the World file
+        Path named = Files.createDirectory(dir.resolve("named")).resolve("rwkv_vocab_v20230424.txt");
+        Files.writeString(named, String.join("\n", lines.subList(0, 500)) + "\n", StandardCharsets.UTF_8);
+        VocabFormatException e = assertThrows(VocabFormatException.class, () -> WorldTokenizer.load(named));
+        assertTrue(e.getMessage().contains("read 500 entries") && e.getMessage().contains("65529"), e.getMessage());
+        // cut at 20000 lines under another name: recognised by its first 1000 entries
+        Path cut = write("cut.txt", String.join("\n", lines.subList(0, 20000)) + "\n");
+        e = assertThrows(VocabFormatException.class, () -> WorldTokenizer.load(cut));
+        assertTrue(e.getMessage().contains("read 20000 entries"), e.getMessage());
+        // one token changed, still a well-formed file with 65529 distinct entries
+        int at = -1;
+        for (int i = 30000; i < lines.size() && at < 0; i++) if (lines.get(i).matches("\\d+ '[a-z]{6,}' \\d+")) at = i;
+        assertTrue(at > 0);
+        String line = lines.get(at);
+        int q = line.indexOf('\'') + 1;
+        java.util.List<String> damaged = new java.util.ArrayList<>(lines);
+        damaged.set(at, line.substring(0, q) + "\\x01" + line.substring(q + 1));
+        Path flipped = write("flipped.txt", String.join("\n", damaged) + "\n");
+        e = assertThrows(VocabFormatException.class, () -> WorldTokenizer.load(flipped));
+        assertTrue(e.getMessage().contains("damaged copy"), e.getMessage());
+        // the official file under another name, and with CRLF line endings, loads
+        Path copy = write("copy.txt", String.join("\r\n", lines) + "\r\n");
+        assertEquals(WorldTokenizer.WORLD_VOCAB_ENTRIES, WorldTokenizer.load(copy).tokenCount());
+    }
+
+    /**
+     * Issue 13, mutation fuzzing: copies of the World vocab cut at a line, missing a line, with a duplicated line, cut
+     * anywhere or with a byte changed. Each is refused with a VocabFormatException naming the file and a line; none
+     * loads (the file is recognised by its first 1000 entries, so even a well-formed change is a damaged copy).
+     */
+    @Test
+    void mutatedWorldVocabsAreAllRefused() throws Exception {
+        byte[] original = Files.readAllBytes(TokenizerTestFiles.worldVocab());
+        List<String> lines = Files.readAllLines(TokenizerTestFiles.worldVocab(), StandardCharsets.UTF_8);
+        java.util.Random rnd = new java.util.Random(2024);
+        int refused = 0;
+        for (int i = 0; i < 24; i++) {
+            byte[] content;
+            int kind = i % 5;
+            java.util.List<String> ls = new java.util.ArrayList<>(lines);
+            switch (kind) {
+                case 0 -> content = (String.join("\n", ls.subList(0, 1000 + rnd.nextInt(ls.size() - 1000))) + "\n").getBytes(StandardCharsets.UTF_8);
+                case 1 -> {
+                    ls.remove(rnd.nextInt(ls.size()));
+                    content = (String.join("\n", ls) + "\n").getBytes(StandardCharsets.UTF_8);
+                }
+                case 2 -> {
+                    int j = rnd.nextInt(ls.size());
+                    ls.add(j, ls.get(j));
+                    content = (String.join("\n", ls) + "\n").getBytes(StandardCharsets.UTF_8);
+                }
+                case 3 -> content = java.util.Arrays.copyOf(original, 20_000 + rnd.nextInt(original.length - 20_001));
+                default -> {
+                    content = original.clone();
+                    int at = 20_000 + rnd.nextInt(original.length - 20_000);   // after the first 1000 entries
+                    content[at] = (byte) (content[at] == 'a' ? 'b' : 'a');
+                }
+            }
+            Path f = dir.resolve("mutant-" + i + ".txt");
+            Files.write(f, content);
+            VocabFormatException e = assertThrows(VocabFormatException.class, () -> WorldTokenizer.load(f), "mutation " + i + " kind " + kind);
+            assertTrue(e.getMessage().startsWith(f + " line "), e.getMessage());
+            refused++;
+        }
+        assertEquals(24, refused);
+    }
+
+    /** Issue 13: a device or a file without newlines is refused after a bounded read, not read until memory runs out. */
+    @Test
+    void endlessOrHugeInputIsRefusedWithBoundedReads() throws Exception {
+        Path zero = Path.of("/dev/zero");
+        org.junit.jupiter.api.Assumptions.assumeTrue(Files.isReadable(zero), "/dev/zero not available");
+        VocabFormatException e = assertThrows(VocabFormatException.class, () -> WorldTokenizer.load(zero));
+        assertEquals(1, e.line());
+        assertTrue(e.getMessage().contains("longer than " + WorldTokenizer.MAX_LINE_BYTES), e.getMessage());
+        Path dirAsVocab = Files.createDirectory(dir.resolve("vocab-dir"));
+        IllegalArgumentException d = assertThrows(IllegalArgumentException.class, () -> WorldTokenizer.load(dirAsVocab));
+        assertTrue(d.getMessage().contains("directory"), d.getMessage());
+    }
+
+    /** Issue 13: a 200,000-byte token is a trie path 200,000 nodes deep; building it must not recurse per byte. */
+    @Test
+    void veryLongTokenDoesNotOverflowTheStack() throws Exception {
+        String longToken = "a".repeat(200_000);
+        WorldTokenizer t = small("257 '" + longToken + "' 200000\n258 'ab' 2\n");
+        assertArrayEquals(new int[]{257}, t.encode(longToken));
+        assertArrayEquals(new int[]{257, 258}, t.encode(longToken + "ab"));
+        assertArrayEquals(new int[]{258, 'a' + 1}, t.encode("aba"));
+        assertEquals(200_000, t.maxTokenLength());
     }
 }
