@@ -18,7 +18,9 @@ out=""
 if [ "${1:-}" = "--out" ]; then out="${2:?--out needs a directory}"; mkdir -p "$out"; fi
 # the hash the backend checks before it uses a prebuilt fatbin: KernelSources.hash (the source, then for each header
 # its name and bytes); --hashes DIR writes only these (KernelSourcesTest checks they agree with the Java side)
-source_hash() { { cat "$src/$1.cu"; for h in launch_config.cuh; do printf '%s' "$h"; cat "$src/$h"; done; } | sha256sum | cut -d' ' -f1; }
+source_hash() {
+  { cat "$src/$1.cu"; for h in launch_config.cuh compile_flags.txt; do printf '%s' "$h"; cat "$src/$h"; done; } | sha256sum | cut -d' ' -f1
+}
 if [ "${1:-}" = "--hashes" ]; then
   mkdir -p "${2:?--hashes needs a directory}"
   for cu in "$src"/*.cu; do n="$(basename "$cu" .cu)"; source_hash "$n" > "$2/$n.sha256"; done

@@ -23,7 +23,31 @@ if [ -z "$b" ]; then
 fi
 java="$b/runtime/bin/java"
 [ -x "$java" ] || { echo "gpu-check: no bundle at $b (run scripts/make-gpu-bundle.sh first)" >&2; exit 2; }
-if [ $device = emulated ]; then java="${JAVA_HOME:+$JAVA_HOME/bin/}java"; fi   # the emulator compiles JNI glue: a JDK
+if [ $device = emulated ]; then   # the emulator compiles JNI glue: the machine's JDK, also for the launcher below
+  java="${JAVA_HOME:+$JAVA_HOME/bin/}java"
+  [ -n "${JAVA_HOME:-}" ] || export JAVA_HOME="$(dirname "$(dirname "$(readlink -f "$(command -v java)")")")"
+fi
+
+# Preflight (GPU): the JNI glue links the CUDA 13 user-space libraries, which the bundle does not carry (cuBLAS alone
+# is hundreds of MB): libcudart.so.13, libcublas.so.13, libcublasLt.so.13 (and libnvrtc.so.13 when a kernel must be
+# compiled). They may sit in a CUDA install or in the Python packages' folders (the nvidia-*-cu13 wheels).
+if [ $device = cuda ]; then
+  for d in /usr/local/cuda/lib64 /usr/local/cuda-13*/lib64 /usr/local/cuda-13*/targets/x86_64-linux/lib \
+           $(ls -d /usr/lib/python3*/*-packages/nvidia/*/lib /usr/local/lib/python3*/*-packages/nvidia/*/lib \
+                  /opt/conda/lib/python3*/site-packages/nvidia/*/lib "$HOME"/.local/lib/python3*/site-packages/nvidia/*/lib 2>/dev/null); do
+    if compgen -G "$d/lib*.so.13*" >/dev/null; then LD_LIBRARY_PATH="$d${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"; fi
+  done
+  export LD_LIBRARY_PATH
+  missing=""
+  for so in libcuda.so.1 libcudart.so.13 libcublas.so.13 libcublasLt.so.13 libnvrtc.so.13; do
+    found=""
+    ldconfig -p 2>/dev/null | grep -q " $so " && found=1
+    for d in ${LD_LIBRARY_PATH//:/ }; do [ -e "$d/$so" ] && found=1; done
+    [ -n "$found" ] || missing="$missing $so"
+  done
+  [ -n "$missing" ] && echo "gpu-check: WARNING: not found:$missing (install the CUDA 13 runtime, cuBLAS and NVRTC, or set LD_LIBRARY_PATH)"
+  echo "gpu-check: glibc $(ldd --version 2>/dev/null | head -1 | grep -oE '[0-9.]+$') (the JNI glue needs 2.34+); LD_LIBRARY_PATH=${LD_LIBRARY_PATH:-}"
+fi
 
 work="$(mktemp -d)"
 ROOT="$b"
@@ -36,7 +60,7 @@ echo "gpu-check: device $device; ${smi:-nvidia-smi not found}; JVM options: ${op
 
 # 1. parity suite (JUnit console launcher, tests from the core test jar); it runs every test even when one fails
 timeout 180 "$java" "${opts[@]}" -jar "$b/lib/junit-platform-console-standalone.jar" execute \
-    --disable-banner --details=tree --reports-dir="$work/reports" \
+    --disable-banner --details=tree --details-theme=unicode --reports-dir="$work/reports" \
     --class-path "$b/longrwkv.jar:$b/lib/longrwkv-core-tests.jar" \
     --select-class ai.longrwkv.core.backend.cuda.CudaParityTest > "$work/parity.txt" 2>&1
 parity_rc=$?
@@ -65,7 +89,7 @@ bench() {   # name timeout args...
   local rc=$?
   [ $rc = 0 ] || echo "| bench $name | FAILED (exit $rc): $(grep -m1 -E 'Exception|error' "$work/bench-$name.err") |" >> "$work/bench-$name.txt"
 }
-quick=(); [ $device = emulated ] && quick=(--quick)
+quick=(--full); [ $device = emulated ] && quick=(--quick)
 bench wkv 45 wkv "${quick[@]}"
 bench gemm 40 gemm "${quick[@]}"
 bench train-l24 50 train-l24 "${quick[@]}"
@@ -82,7 +106,7 @@ grep -h '^| device\|^| nvrtc' "$work"/bench-wkv.txt 2>/dev/null | head -2
 if [ $parity_rc = 0 ]; then verdict="PASSED"; elif [ $parity_rc = 124 ]; then verdict="TIMED OUT"; else verdict="FAILED (exit $parity_rc)"; fi
 echo "| parity suite | $verdict: $(count successful) passed, $(count failed) failed, $(count skipped) skipped, $(count aborted) aborted |"
 while read -r _ name err; do
-  status="ok"; grep -q "$name().*✘\|$name() ✘" "$work/parity.txt" && status="FAILED"
+  status="ok"; grep -q "$name().*✘\|$name().*\[XX\]" "$work/parity.txt" && status="FAILED"
   echo "| parity $name | $status, max relative error $err |"
 done < <(grep '^PARITY ' "$work/parity.txt")
 echo "| forward via scripts/longrwkv | $cmd_result |"

@@ -3,7 +3,7 @@
 #   OUT/runtime/       a jlink-ed Java 17 runtime with just the modules the fat jar uses (+ jdk.incubator.vector)
 #   OUT/longrwkv.jar   the fat jar (cli/target/longrwkv.jar; includes the bytedeco CUDA glue)
 #   OUT/lib/           the core test jar (CudaParityTest, TestModels) and the JUnit console launcher
-#   OUT/kernels/       prebuilt fatbins (sm_80, sm_90, sm_100 SASS + compute_90 PTX) when nvcc is here, so the GPU box needs no NVRTC to start
+#   OUT/kernels/       prebuilt fatbins (sm_80, sm_90, sm_100 SASS + compute_100 PTX) when nvcc is here, so the GPU box needs no NVRTC to start
 #   OUT/scripts/       gpu-check.sh, the longrwkv launcher and the JVM options both use (jvm-opts.sh)
 #   OUT/gpu-check.sh   the script to run there (runs OUT/scripts/gpu-check.sh)
 # and OUT.tar.gz next to it. Usage: scripts/make-gpu-bundle.sh [OUT] [--no-build]   (default OUT: target/gpu-bundle)

@@ -195,8 +195,9 @@ public final class CudaBackend implements Backend {
                     + bm.shapeString() + (transB ? "^T" : "") + " -> c" + c.shapeString());
         }
         if (m == 0 || n == 0) return;
-        if (kk == 0) {   // cuBLAS would still apply beta; do the same explicitly
-            scale(c, beta);
+        if (kk == 0) {   // cuBLAS would still apply beta (and, for beta = 0, not read C, which may hold NaN)
+            if (beta == 0f) fill(c, 0f);
+            else scale(c, beta);
             return;
         }
         long pa = t(a).ptr(), pb = t(bm).ptr(), pc = t(c).ptr();

@@ -48,6 +48,7 @@ public final class CudaBench {
         for (int i = 0; i < args.length; i++) {
             if (args[i].equals("--device")) device = args[++i];
             else if (args[i].equals("--quick")) quick = true;
+            else if (args[i].equals("--full")) quick = false;
             else what.add(args[i]);
         }
         if (what.isEmpty()) what = List.of("wkv", "gemm", "train");

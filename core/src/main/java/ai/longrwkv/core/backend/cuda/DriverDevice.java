@@ -237,16 +237,22 @@ final class DriverDevice implements Device {
         }
         image = Nvrtc.compile(module, arch());
         CUmod_st m = tryLoad(image);
-        if (m == null) throw new IllegalStateException("cuModuleLoadData refused the NVRTC output for " + module + ".cu");
+        if (m == null) throw new IllegalStateException("cuModuleLoadData refused the NVRTC output for " + module + ".cu: " + lastLoadError);
         writeCache(cached, image);
         origin.put(module, "nvrtc");
         return m;
     }
 
+    /** The driver's answer to the last refused image, for the error message. */
+    private String lastLoadError = "";
+
     private CUmod_st tryLoad(byte[] image) {
         CUmod_st mod = new CUmod_st();
         try (BytePointer img = new BytePointer(image)) {
-            return cuModuleLoadData(mod, img) == CUDA_SUCCESS ? mod : null;
+            int st = cuModuleLoadData(mod, img);
+            if (st == CUDA_SUCCESS) return mod;
+            lastLoadError = errorName(st);
+            return null;
         }
     }
 
@@ -276,8 +282,13 @@ final class DriverDevice implements Device {
         }
     }
 
+    private void checkOpen() {
+        if (closed) throw new IllegalStateException("CUDA device used after close()");
+    }
+
     @Override
     public void launch(DeviceFunction f, int grid, int block, int sharedBytes, Pointer params) {
+        checkOpen();
         binding.bind();
         check(cuLaunchKernel((CUfunc_st) f.handle(), grid, 1, 1, block, 1, 1, sharedBytes, null, (PointerPointer<?>) params, null),
                 "cuLaunchKernel(" + f.name() + ")");
@@ -286,6 +297,7 @@ final class DriverDevice implements Device {
     @Override
     public synchronized boolean sgemm(boolean transA, boolean transB, int m, int n, int k, float alpha, long a, int lda,
                                       long b, int ldb, float beta, long c, int ldc) {
+        checkOpen();
         binding.bind();
         alphaCell.put(0, alpha);
         betaCell.put(0, beta);

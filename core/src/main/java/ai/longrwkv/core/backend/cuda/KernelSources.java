@@ -56,7 +56,11 @@ final class KernelSources {
         return h;
     }
 
-    /** SHA-256 of a module's source and every header: what a cached or prebuilt image must have been built from. */
+    /**
+     * SHA-256 of a module's source, every header and the compile flags: what a cached or prebuilt image must have
+     * been built from (scripts/compile-kernels.sh computes the same bytes: the source, then name and content of each
+     * header, then name and content of compile_flags.txt).
+     */
     static String hash(String module) {
         try {
             MessageDigest md = MessageDigest.getInstance("SHA-256");
@@ -65,6 +69,8 @@ final class KernelSources {
                 md.update(name.getBytes(StandardCharsets.UTF_8));
                 md.update(read(name));
             }
+            md.update("compile_flags.txt".getBytes(StandardCharsets.UTF_8));
+            md.update(read("compile_flags.txt"));
             return HexFormat.of().formatHex(md.digest());
         } catch (NoSuchAlgorithmException e) {
             throw new IllegalStateException(e);

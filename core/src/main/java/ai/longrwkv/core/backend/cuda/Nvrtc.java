@@ -20,10 +20,15 @@ import static org.bytedeco.cuda.global.nvrtc.*;
 final class Nvrtc {
     private Nvrtc() { }
 
+    /** "13.1", or "unavailable" when libnvrtc.so.13 cannot be loaded (prebuilt kernels need no NVRTC). */
     static String version() {
-        int[] major = new int[1], minor = new int[1];
-        int st = nvrtcVersion(major, minor);
-        return st == NVRTC_SUCCESS ? major[0] + "." + minor[0] : "unknown";
+        try {
+            int[] major = new int[1], minor = new int[1];
+            int st = nvrtcVersion(major, minor);
+            return st == NVRTC_SUCCESS ? major[0] + "." + minor[0] : "unknown";
+        } catch (LinkageError e) {
+            return "unavailable";
+        }
     }
 
     /** The options of a compilation for {@code arch} ("sm_90"): the architecture, then {@link KernelSources#NVRTC_FLAGS}. */

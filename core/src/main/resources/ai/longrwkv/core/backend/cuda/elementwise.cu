@@ -145,7 +145,7 @@ extern "C" __global__ void token_shift_mix_backward_params_f32(const float* dOut
 
 // Deterministic sum of squares, pass 1: each block writes the double sum of its grid-stride slice to partial[block]
 // (a fixed tree inside the block); the host adds the partials in block order (pass 2). Launch with LONGRWKV_SUMSQ_THREADS threads.
-extern "C" __global__ void sum_squares_partial_f32(const float* x, double* partial, long long n) {
+extern "C" __global__ void __launch_bounds__(LONGRWKV_SUMSQ_THREADS) sum_squares_partial_f32(const float* x, double* partial, long long n) {
     __shared__ double sh[LONGRWKV_SUMSQ_THREADS];
     if (blockDim.x != LONGRWKV_SUMSQ_THREADS) __trap();   // the tree reduction below assumes it
     double acc = 0.0;

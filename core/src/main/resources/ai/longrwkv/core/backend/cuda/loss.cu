@@ -5,7 +5,7 @@
 
 #include "launch_config.cuh"
 
-extern "C" __global__ void cross_entropy_f32(const float* logits, float* dLogits, const int* targets,
+extern "C" __global__ void __launch_bounds__(LONGRWKV_CE_THREADS) cross_entropy_f32(const float* logits, float* dLogits, const int* targets,
                                              const float* weights, float l2WrapFactor, int V, double* rowLoss) {
     __shared__ float shMax[LONGRWKV_CE_THREADS];
     __shared__ int shArg[LONGRWKV_CE_THREADS];

@@ -18,7 +18,7 @@ __device__ double block_sum(double v, double* sh) {
 }
 
 // One block per (row, group): blockIdx.x = row * groups + q. Saves mean and rstd [rows * groups].
-extern "C" __global__ void norm_forward_f32(const float* x, const float* w, const float* b, float* out, float* mean,
+extern "C" __global__ void __launch_bounds__(LONGRWKV_NORM_MAX_THREADS) norm_forward_f32(const float* x, const float* w, const float* b, float* out, float* mean,
                                             float* rstd, int C, int groups, float eps) {
     __shared__ double sh[LONGRWKV_NORM_MAX_THREADS];
     const int g = C / groups;
@@ -41,7 +41,7 @@ extern "C" __global__ void norm_forward_f32(const float* x, const float* w, cons
 }
 
 // dx (accumulates): per (row, group) block, dx += s (dy w - mean(dy w) - xhat mean(dy w xhat)).
-extern "C" __global__ void norm_backward_dx_f32(const float* dOut, const float* x, const float* w, const float* mean,
+extern "C" __global__ void __launch_bounds__(LONGRWKV_NORM_MAX_THREADS) norm_backward_dx_f32(const float* dOut, const float* x, const float* w, const float* mean,
                                                 const float* rstd, float* dx, int C, int groups) {
     __shared__ double sh[LONGRWKV_NORM_MAX_THREADS];
     const int g = C / groups;
