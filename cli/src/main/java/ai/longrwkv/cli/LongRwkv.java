@@ -38,7 +38,13 @@ public final class LongRwkv implements Runnable {
     /** Runs the command line and returns the exit code (tests call this). */
     public static int execute(String... args) {
         CommandLine cl = new CommandLine(new LongRwkv());
-        applyConfigFile(cl, args);
+        try {
+            ConfigFile.apply(cl, args);
+        } catch (IllegalArgumentException e) {
+            cl.getErr().println("error: " + e.getMessage());
+            cl.getErr().flush();
+            return 2;
+        }
         cl.setExecutionExceptionHandler((ex, commandLine, parseResult) -> {
             // Errors the user can fix are printed as one clear line, not as a stack trace from deep inside.
             if (ex instanceof ModelFormatException || ex instanceof IllegalArgumentException
@@ -50,27 +56,6 @@ public final class LongRwkv implements Runnable {
             throw ex;
         });
         return cl.execute(args);
-    }
-
-    /**
-     * {@code --config FILE} (training commands): a properties file whose keys are the long option names without
-     * dashes (ctx-len=131072, lr=1e-5); its values become the defaults, so flags on the command line win.
-     */
-    static void applyConfigFile(CommandLine cl, String[] args) {
-        for (int i = 0; i + 1 < args.length; i++) {
-            if (!args[i].equals("--config")) continue;
-            java.io.File file = new java.io.File(args[i + 1]);
-            if (!file.isFile()) return;   // the command itself reports the missing file
-            java.util.Properties props = new java.util.Properties();
-            try (var in = new java.io.FileInputStream(file)) {
-                props.load(in);
-            } catch (IOException e) {
-                throw new UncheckedIOException(e);
-            }
-            CommandLine.IDefaultValueProvider provider = new CommandLine.PropertiesDefaultProvider(props);
-            cl.setDefaultValueProvider(provider);
-            for (CommandLine sub : cl.getSubcommands().values()) sub.setDefaultValueProvider(provider);
-        }
     }
 
     static final class Version implements CommandLine.IVersionProvider {
