@@ -39,8 +39,8 @@ public final class LongRwkv implements Runnable {
     public static int execute(String... args) {
         CommandLine cl = new CommandLine(new LongRwkv());
         try {
-            ConfigFile.apply(cl, args);
-        } catch (IllegalArgumentException e) {
+            applyConfigFile(cl, args);
+        } catch (IllegalArgumentException e) {   // from the --config file, before any command runs
             cl.getErr().println("error: " + e.getMessage());
             cl.getErr().flush();
             return 2;
@@ -56,6 +56,11 @@ public final class LongRwkv implements Runnable {
             throw ex;
         });
         return cl.execute(args);
+    }
+
+    /** {@code --config FILE} / {@code --config=FILE} (training commands): see {@link ConfigFile}; problems are IllegalArgumentExceptions. */
+    static void applyConfigFile(CommandLine cl, String[] args) {
+        ConfigFile.apply(cl, args);
     }
 
     static final class Version implements CommandLine.IVersionProvider {

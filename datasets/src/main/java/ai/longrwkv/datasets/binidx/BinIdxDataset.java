@@ -234,6 +234,14 @@ public final class BinIdxDataset implements AutoCloseable {
         long token = pointers[doc] / dtype.bytes + offset;
         ByteBuffer buf = ByteBuffer.wrap(out, outOffset, length);
         readFully(mask, buf, BinIdxFormat.MASK_HEADER_BYTES + token, "mask");
+        for (int i = outOffset; i < outOffset + length; i++) {
+            if (out[i] != 0 && out[i] != 1) throw badFlag(out[i], token + i - outOffset);
+        }
+    }
+
+    private IllegalArgumentException badFlag(byte flag, long token) {
+        return new IllegalArgumentException(prefix + ".mask: flag " + (flag & 0xff) + " for token " + token + " (byte "
+                + (BinIdxFormat.MASK_HEADER_BYTES + token) + "), expected 0 or 1: the mask is corrupt");
     }
 
     /** Tokens whose flag is 1, counted over the whole mask file (all tokens without one). */
@@ -247,7 +255,10 @@ public final class BinIdxDataset implements AutoCloseable {
             buf.limit((int) Math.min(buf.capacity(), end - pos));
             readFully(mask, buf, pos, "mask");
             byte[] a = buf.array();
-            for (int i = 0; i < buf.limit(); i++) trained += a[i];
+            for (int i = 0; i < buf.limit(); i++) {
+                if (a[i] != 0 && a[i] != 1) throw badFlag(a[i], pos - BinIdxFormat.MASK_HEADER_BYTES + i);
+                trained += a[i];
+            }
             pos += buf.limit();
         }
         return trained;

@@ -129,6 +129,21 @@ class HostileDatasetFilesTest {
     }
 
     @Test
+    void aMaskFlagOtherThanZeroOrOneIsRefused() throws IOException {
+        Path p = build("d", "hello", "world");
+        Path mask = BinIdxFormat.mask(p);
+        byte[] m = Files.readAllBytes(mask);
+        m[BinIdxFormat.MASK_HEADER_BYTES + 7] = 17;
+        Files.write(mask, m);
+        try (BinIdxDataset d = BinIdxDataset.open(p)) {
+            String msg = refused(d::trainedTokenCount);
+            assertTrue(msg.contains("flag 17 for token 7") && msg.contains("expected 0 or 1"), msg);
+            assertTrue(refused(() -> d.mask(1)).contains("flag 17 for token 7"));
+            assertEquals(6, d.mask(0).length, "document 0 is fine");
+        }
+    }
+
+    @Test
     void pointersThatDisagreeWithTheSizesAreRefused() throws IOException {
         Path p = build("d", "hello", "worlds", "!");
         Path idx = BinIdxFormat.idx(p);
