@@ -99,6 +99,17 @@ public final class DatasetSequences implements Trainer.SequenceSource, AutoClose
             if (packed != null && s == Sampling.WINDOWS) {
                 throw new IllegalArgumentException(prefix + " is a packed dataset: train on its sequences (--sampling documents)");
             }
+            if (!data.hasMask()) {
+                if (packed != null) {
+                    throw new IllegalArgumentException(BinIdxFormat.mask(prefix) + " is missing: a packed dataset needs it (its padding is flagged"
+                            + " untrained); without it every padding token would be trained. Restore it or run `data pack` again");
+                }
+                long recorded = meta == null ? -1 : DatasetMeta.number(meta, "trained_tokens", -1);
+                if (recorded >= 0 && recorded < data.tokenCount()) {
+                    System.err.printf("note: %s is absent, so all %,d tokens are trained (its metadata records %,d trained tokens)%n",
+                            BinIdxFormat.mask(prefix), data.tokenCount(), recorded);
+                }
+            }
             if (data.trainedTokenCount() == 0) {
                 throw new IllegalArgumentException(prefix + ": no token is trained (" + BinIdxFormat.mask(prefix).getFileName() + " flags every token 0):"
                         + " nothing to learn. Chat data trains the assistant turns (roles assistant, gpt, model, bot, char);"

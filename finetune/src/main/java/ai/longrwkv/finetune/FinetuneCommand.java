@@ -63,7 +63,7 @@ public final class FinetuneCommand implements Callable<Integer> {
         Set<String> extra = trainExtra == null ? Set.of() : Set.copyOf(trainExtra);
         for (String e : extra) if (!e.equals("time") && !e.equals("ln")) throw new IllegalArgumentException("--train-extra takes time and/or ln, got '" + e + "'");
         ModelWeights weights = TrainingRun.loadOrInit(model, init, train.seed);
-        Path dir = train.outDir();
+        Path dir = train.createOutDir();
         try (Backend be = TrainingRun.backend(train.device);
              DatasetSequences data = DatasetSequences.open(train.data, train.ctxLen, train.seed, DatasetSequences.parseSampling(train.sampling));
              Rwkv5Model rm = Rwkv5Model.load(be, weights, TrainingRun.groupNormEps(weights, train.gnEps))) {

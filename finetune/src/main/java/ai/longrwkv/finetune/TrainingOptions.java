@@ -84,6 +84,25 @@ public final class TrainingOptions {
         throw new IllegalArgumentException("give --out DIR (or --resume DIR)");
     }
 
+    /** Creates the output directory now, so that a path that cannot be one is refused before any work. */
+    public Path createOutDir() {
+        Path dir = outDir();
+        if (resume != null && !java.nio.file.Files.isDirectory(resume)) {
+            throw new IllegalArgumentException("--resume " + resume + ": no checkpoint there (" + (java.nio.file.Files.exists(resume)
+                    ? "not a directory" : "no such directory") + ")");
+        }
+        if (java.nio.file.Files.exists(dir) && !java.nio.file.Files.isDirectory(dir)) {
+            throw new IllegalArgumentException((out != null ? "--out " : "--resume ") + dir + " is not a directory");
+        }
+        try {
+            java.nio.file.Files.createDirectories(dir);
+        } catch (java.io.IOException e) {
+            String why = e instanceof java.nio.file.FileSystemException f && f.getReason() != null ? f.getReason() : e.getMessage();
+            throw new IllegalArgumentException((out != null ? "--out " : "--resume ") + dir + ": cannot create the directory: " + why);
+        }
+        return dir;
+    }
+
     /** Checks that need no files, before any work: every value in its range (named with the option), NaN/Infinity refused. */
     public void validate() {
         if (ctxLen < 1) throw new IllegalArgumentException("--ctx-len must be >= 1, got " + ctxLen);

@@ -96,6 +96,11 @@ class DatasetSequencesTest {
         Files.createDirectory(BinIdxFormat.meta(packed));
         assertTrue(refused(() -> DatasetSequences.open(packed, 64, 1, null).close()).contains("is a directory"));
 
+        Files.delete(BinIdxFormat.meta(packed));
+        Packer.pack(src, packed, new Packer.Options(64, LengthMix.parse(null, 64), BoundaryMode.RESET, 1, false));
+        Files.delete(BinIdxFormat.mask(packed));
+        assertTrue(refused(() -> DatasetSequences.open(packed, 64, 1, null).close()).contains("padding token would be trained"));
+
         Path synth = dataset("synth", null, new int[]{20, 30}, new boolean[]{true, true});
         Files.writeString(BinIdxFormat.sibling(synth, ".samples.jsonl"), "{}\n");
         assertTrue(refused(() -> DatasetSequences.open(synth, 32, 1, null).close()).contains("kind is unknown"));

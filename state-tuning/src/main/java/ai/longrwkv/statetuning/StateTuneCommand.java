@@ -43,7 +43,7 @@ public final class StateTuneCommand implements Callable<Integer> {
         TrainingOptions.learningRates(lr, finalLr);
         PthWriter.Dtype outType = PthWriter.Dtype.parse(dtype);
         ModelWeights weights = ModelFiles.load(model);
-        Path dir = train.outDir();
+        Path dir = train.createOutDir();
         try (Backend be = TrainingRun.backend(train.device);
              DatasetSequences data = DatasetSequences.open(train.data, train.ctxLen, train.seed, DatasetSequences.parseSampling(train.sampling));
              Rwkv5Model rm = Rwkv5Model.load(be, weights, TrainingRun.groupNormEps(weights, train.gnEps))) {

@@ -112,15 +112,18 @@ final class Checkpoints {
         Path json = ck.resolve("trainer.json");
         JsonObject meta = readTrainerJson(json);
         JsonElement format = meta.get("format");
-        if (format == null || !format.isJsonPrimitive() || !format.getAsJsonPrimitive().isNumber() || format.getAsInt() != Trainer.CHECKPOINT_FORMAT) {
-            throw new IllegalArgumentException(json + ": checkpoint format " + (format == null ? "1 (no checksums, an older longrwkv)" : format)
-                    + ", expected " + Trainer.CHECKPOINT_FORMAT + ": it cannot be verified, start the run again");
+        if (format == null && !meta.has("sha256") && meta.has("step")) {
+            throw new IllegalArgumentException(json + ": a checkpoint without checksums (written by an older longrwkv): it cannot be verified,"
+                    + " start the run again");
         }
         String recorded = string(json, meta, "sha256");
         JsonObject rest = meta.deepCopy();
         rest.remove("sha256");
         if (!ContentFingerprint.sha256(Trainer.GSON.toJson(rest)).equals(recorded)) {
             throw new IllegalArgumentException(json + " does not match its own checksum: it was edited or is corrupt");
+        }
+        if (format == null || !format.isJsonPrimitive() || !format.getAsJsonPrimitive().isNumber() || format.getAsInt() != Trainer.CHECKPOINT_FORMAT) {
+            throw new IllegalArgumentException(json + ": checkpoint format " + format + ", expected " + Trainer.CHECKPOINT_FORMAT);
         }
         long step = number(json, meta, "step");
         if (step != dirStep) throw new IllegalArgumentException(json + " says step " + step + " but its directory is " + name);
@@ -132,7 +135,9 @@ final class Checkpoints {
             if (e == null || !e.isJsonObject()) throw new IllegalArgumentException(json + ": no checksum for " + f);
             long bytes = number(json, e.getAsJsonObject(), "bytes");
             String sha = string(json, e.getAsJsonObject(), "sha256");
-            if (!Files.isRegularFile(file)) throw new IllegalArgumentException("checkpoint " + ck + ": " + f + " is missing");
+            if (!Files.isRegularFile(file)) {
+                throw new IllegalArgumentException("checkpoint " + ck + ": " + f + " is " + (Files.exists(file, LinkOption.NOFOLLOW_LINKS) ? "not a regular file" : "missing"));
+            }
             try {
                 long size = Files.size(file);
                 if (size != bytes) throw new IllegalArgumentException(file + " has " + size + " bytes, trainer.json records " + bytes + ": truncated or replaced");
@@ -154,7 +159,10 @@ final class Checkpoints {
     private static JsonObject readTrainerJson(Path json) {
         String text;
         try {
-            if (!Files.isRegularFile(json)) throw new IllegalArgumentException("checkpoint " + json.getParent() + ": trainer.json is missing");
+            if (!Files.isRegularFile(json)) {
+                throw new IllegalArgumentException("checkpoint " + json.getParent() + ": trainer.json is "
+                        + (Files.exists(json, LinkOption.NOFOLLOW_LINKS) ? "not a regular file" : "missing"));
+            }
             if (Files.size(json) > MAX_TRAINER_JSON_BYTES) throw new IllegalArgumentException(json + ": " + Files.size(json) + " bytes, not a trainer.json");
             text = StandardCharsets.UTF_8.newDecoder().decode(java.nio.ByteBuffer.wrap(Files.readAllBytes(json))).toString();
         } catch (CharacterCodingException e) {

@@ -47,6 +47,13 @@ public final class TrainingJob {
             // what a kill left: temporary checkpoint directories and temporary files of processes that are gone
             Checkpoints.removeStaleTemporaries(checkpointDir());
             Checkpoints.removeStaleTemporaries(outDir);
+            for (String log : new String[]{"metrics.jsonl", "train_log.txt"}) {
+                Path f = outDir.resolve(log);
+                if (Files.exists(f, java.nio.file.LinkOption.NOFOLLOW_LINKS) && (Files.isSymbolicLink(f) || !Files.isRegularFile(f))) {
+                    throw new IllegalArgumentException(f + " is " + (Files.isSymbolicLink(f) ? "a symbolic link" : "not a regular file")
+                            + ": expected the run's own log file (remove it)");
+                }
+            }
             // a run killed after its last checkpoint logged steps that the resumed run does again: drop them
             dropLinesAfter(outDir.resolve("metrics.jsonl"), trainer.step(), true);
             dropLinesAfter(outDir.resolve("train_log.txt"), trainer.step(), false);

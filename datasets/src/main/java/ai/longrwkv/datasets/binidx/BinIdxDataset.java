@@ -93,6 +93,17 @@ public final class BinIdxDataset implements AutoCloseable {
         b.asIntBuffer().get(sizes);
         b.position(b.position() + n * 4);
         b.asLongBuffer().get(pointers);
+        b.position(b.position() + n * 8);
+        // doc_idx (unused here): Megatron's invariant, 0 first, count last, never decreasing (ours: 0, 1, ..., count)
+        long previous = 0;
+        for (long d = 0; d < docCount; d++) {
+            long v = b.getLong();
+            if ((d == 0 && v != 0) || v < previous || v > count || (d == docCount - 1 && v != count)) {
+                throw new IllegalArgumentException(idxFile + ": doc_idx[" + d + "] is " + v + ": expected values from 0 to " + count
+                        + " (the item count), never decreasing, ending at " + count + " (corrupt index)");
+            }
+            previous = v;
+        }
 
         FileChannel bin = null, maskChannel = null;
         try {

@@ -59,6 +59,18 @@ public final class DatasetMeta {
         return e == null || e.isJsonNull() || !e.isJsonPrimitive() ? otherwise : e.getAsString();
     }
 
+    /** A whole-number field of the metadata, or `otherwise` when it is absent or not a number. */
+    public static long number(JsonObject meta, String key, long otherwise) {
+        if (meta == null) return otherwise;
+        JsonElement e = meta.get(key);
+        if (e == null || !e.isJsonPrimitive() || !e.getAsJsonPrimitive().isNumber()) return otherwise;
+        try {
+            return new java.math.BigDecimal(e.getAsString()).longValueExact();
+        } catch (ArithmeticException | NumberFormatException ex) {
+            return otherwise;
+        }
+    }
+
     private static final class JsonParserHolder {
         static final Gson GSON = new Gson();
     }

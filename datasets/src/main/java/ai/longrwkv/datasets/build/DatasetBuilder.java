@@ -117,6 +117,11 @@ public final class DatasetBuilder {
             } else {
                 writeShuffled(inputs, prefix, files, run);
             }
+            if (run.documents == 0) {
+                throw new IllegalArgumentException("no documents: " + (inputs.size() == 1 ? inputs.get(0) + " holds" : "the inputs hold") + " no records"
+                        + (run.skipped > 0 ? " that could be used (" + run.skipped + " bad records skipped)" : "")
+                        + (run.blankLines > 0 ? " (" + run.blankLines + " blank lines)" : "") + "; nothing written");
+            }
             DatasetMeta.write(files.temp(BinIdxFormat.meta(prefix)), meta(inputs, run));
             files.commit(idx);
         }
@@ -229,6 +234,9 @@ public final class DatasetBuilder {
                                 pending.add(pool.submit(() -> processLines(b)));
                                 while (pending.size() >= maxPending) consume(pending.poll(), writer);
                             }
+                        } catch (java.util.zip.ZipException | java.io.EOFException e) {
+                            // a truncated or not-gzip .gz is a bad input, not an I/O failure
+                            throw new IllegalArgumentException(file + ": not a complete gzip file (" + e.getMessage() + ")");
                         } catch (IOException e) {
                             throw new UncheckedIOException(file + ": cannot read: " + e.getMessage(), e);
                         }

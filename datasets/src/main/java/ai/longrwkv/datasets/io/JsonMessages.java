@@ -10,6 +10,8 @@ public final class JsonMessages {
         if (see > 0) why = why.substring(0, see);
         // a wrapped cause prints as "com.google.gson.stream.MalformedJsonException: ..." or "java.io.EOFException: ..."
         why = why.replaceAll("(?:[a-z][a-z0-9_]*\\.)+[A-Z][A-Za-z0-9_]*(?:Exception|Error): ?", "");
+        // "Use JsonReader.setStrictness(Strictness.LENIENT) to accept malformed JSON at line 1 column 2 path $" is advice to programmers
+        why = why.replaceAll("Use JsonReader\\.set(?:Strictness\\(Strictness\\.LENIENT\\)|Lenient\\(true\\)) to accept malformed JSON", "not standard JSON");
         return why.isBlank() ? "malformed JSON" : why.strip();
     }
 }

@@ -105,6 +105,9 @@ class HostileDatasetFilesTest {
         Files.delete(seg);
         Files.createSymbolicLink(seg, dir.resolve("nothing"));
         assertTrue(refused(() -> PackedDataset.open(packed).close()).contains("does not exist"));
+        assertTrue(refused(() -> DatasetStats.report(packed, null, 0, 10)).contains("does not exist"), "stats reads a packed dataset as one");
+        Files.delete(seg);
+        assertTrue(refused(() -> DatasetStats.report(packed, null, 0, 10)).contains("segments not found"));
     }
 
     @Test
@@ -165,6 +168,11 @@ class HostileDatasetFilesTest {
             Files.write(idx, bad);
             assertTrue(refused(() -> BinIdxDataset.open(p).close()).contains("pointer"));
         }
+        // doc_idx must run from 0 to the item count
+        byte[] docIdx = good.clone();
+        docIdx[docIdx.length - 1] ^= 0x10;
+        Files.write(idx, docIdx);
+        assertTrue(refused(() -> BinIdxDataset.open(p).close()).contains("doc_idx[3]"));
         // a .bin longer than the index says
         Files.write(idx, good);
         Files.write(BinIdxFormat.bin(p), new byte[]{1, 0}, java.nio.file.StandardOpenOption.APPEND);

@@ -72,4 +72,24 @@ class LongLinesAndRolesTest {
                 .maxLineBytes(huge.length());
         assertEquals(3, exact.build(List.of(in), dir.resolve("c")).documents());
     }
+
+    @Test
+    void emptyInputsAndBrokenGzipAreCleanErrors() throws IOException {
+        DatasetBuilder b = new DatasetBuilder(new DatasetBuilder.Options(InputFormat.TEXT, TestSupport.bytes(), "bytes", false, false, 1, null));
+        Path blank = TestSupport.write(dir.resolve("blank.jsonl"), "\n  \n\n");
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> b.build(List.of(blank), dir.resolve("e")));
+        assertTrue(e.getMessage().startsWith("no documents: " + blank + " holds no records (3 blank lines)"), e.getMessage());
+        assertFalse(Files.exists(dir.resolve("e.idx")), "nothing written");
+        byte[] gz = java.util.Arrays.copyOf(Files.readAllBytes(gz("whole.jsonl.gz", "{\"text\": \"hello there\"}".repeat(1).split("\n"))), 20);
+        Path cut = Files.write(dir.resolve("cut.jsonl.gz"), gz);
+        e = assertThrows(IllegalArgumentException.class, () -> b.build(List.of(cut), dir.resolve("g")));
+        assertTrue(e.getMessage().startsWith(cut + ": not a complete gzip file"), e.getMessage());
+        Path plain = TestSupport.write(dir.resolve("plain.jsonl.gz"), "{\"text\": \"x\"}\n");
+        e = assertThrows(IllegalArgumentException.class, () -> b.build(List.of(plain), dir.resolve("g")));
+        assertTrue(e.getMessage().startsWith(plain + ": not a complete gzip file"), e.getMessage());
+        assertFalse(e.getMessage().contains("Exception"), e.getMessage());
+        Path quotes = TestSupport.write(dir.resolve("q.jsonl"), "{'text': 'x'}\n");
+        e = assertThrows(BadRecordException.class, () -> b.build(List.of(quotes), dir.resolve("q")));
+        assertTrue(e.getMessage().contains("malformed JSON: not standard JSON at line 1") && !e.getMessage().contains("JsonReader"), e.getMessage());
+    }
 }
