@@ -246,6 +246,7 @@ public final class Trainer implements AutoCloseable {
             meta.addProperty("step", step);
             meta.addProperty("tokens", tokensSeen);
             meta.addProperty("non_finite_skipped", nonFiniteSkipped);
+            meta.addProperty("total_steps", cfg.steps());
             meta.addProperty("run", runFingerprint);
             meta.addProperty("config", cfg.fingerprint());
             meta.addProperty("data", data.fingerprint());
@@ -303,6 +304,11 @@ public final class Trainer implements AutoCloseable {
                     + optimizer.trainables().size());
         }
         Map<String, HostTensor> moments = Safetensors.readTensors(ck.dir().resolve(CHECKPOINT_FILES[1]));
+        long savedTotal = Checkpoints.number(ck, "total_steps");
+        if (savedTotal != cfg.steps()) {
+            System.err.printf("note: the run had %d steps, now %d: the learning-rate schedule is recomputed for %d from step %d on%n",
+                    savedTotal, cfg.steps(), cfg.steps(), savedStep);
+        }
         // everything checked: now change the trainer
         optimizer.loadState(moments, savedStep - skipped);
         for (Trainable t : optimizer.trainables()) {
