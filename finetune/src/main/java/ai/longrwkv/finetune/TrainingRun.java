@@ -71,11 +71,14 @@ public final class TrainingRun {
         }
     }
 
-    /** The memory check for a training run of this model: trainable values need a gradient, two moments and host copies for checkpoints. */
+    /**
+     * The memory check for a training run of this model: each trainable value needs a gradient and two Adam moments
+     * (native, fp32), and a checkpoint holds host copies of the two moments (8 bytes per value on the heap).
+     */
     public static void checkTrainingMemory(String what, ModelConfig cfg, long trainableValues, int chunkLen) {
         long weights = 4 * cfg.parameterCount();
         long activations = 4L * chunkLen * (2L * cfg.vocabSize() + 24L * cfg.nEmbd() * cfg.nLayer());
-        checkMemory(what, weights + 12 * trainableValues + activations, 12 * trainableValues);
+        checkMemory(what, weights + 12 * trainableValues + activations, 8 * trainableValues);
     }
 
     private static long physicalMemory() {
