@@ -56,7 +56,9 @@ public final class DatasetStats {
             if ("packed".equals(kind)) {
                 packed(out, prefix, meta);
             } else if (ai.longrwkv.datasets.io.InputFiles.present(BinIdxFormat.segments(prefix), "segments")) {
-                line(out, "note:           %s is there but the metadata says kind '%s', not packed", BinIdxFormat.segments(prefix).getFileName(), kind);
+                line(out, "note:           %s is there but %s", BinIdxFormat.segments(prefix).getFileName(), meta == null
+                        ? BinIdxFormat.meta(prefix).getFileName() + " is missing: a packed dataset without its metadata (training refuses it)"
+                        : "the metadata says kind '" + kind + "', not packed");
             }
             if (tokenizer != null && docs > 0) {
                 int doc = Math.max(0, Math.min(sampleDoc, docs - 1));
