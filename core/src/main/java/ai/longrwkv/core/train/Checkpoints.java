@@ -49,13 +49,20 @@ final class Checkpoints {
      * had no process id). A live writer's files are left alone.
      */
     static void removeStaleTemporaries(Path dir) {
+        removeStaleTemporaries(dir, true);
+    }
+
+    /** checkpointDir false (the run's output directory): only AtomicFiles' temporary regular files, never directories. */
+    static void removeStaleTemporaries(Path dir, boolean checkpointDir) {
         if (!Files.isDirectory(dir)) return;
         List<Path> stale = new ArrayList<>();
         try (Stream<Path> list = Files.list(dir)) {
             list.forEach(p -> {
                 String name = p.getFileName().toString();
                 Matcher t = TEMP.matcher(name), a = ATOMIC_TEMP.matcher(name);
-                if (t.matches()) {
+                if (!checkpointDir) {
+                    if (a.matches() && Files.isRegularFile(p, LinkOption.NOFOLLOW_LINKS) && !alive(a.group(1))) stale.add(p);
+                } else if (t.matches()) {
                     if (!alive(t.group(1))) stale.add(p);
                 } else if (name.startsWith(".tmp-step-")) {
                     stale.add(p);

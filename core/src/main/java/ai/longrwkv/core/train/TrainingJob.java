@@ -46,7 +46,7 @@ public final class TrainingJob {
             Files.createDirectories(outDir);
             // what a kill left: temporary checkpoint directories and temporary files of processes that are gone
             Checkpoints.removeStaleTemporaries(checkpointDir());
-            Checkpoints.removeStaleTemporaries(outDir);
+            Checkpoints.removeStaleTemporaries(outDir, false);
             for (String log : new String[]{"metrics.jsonl", "train_log.txt"}) {
                 Path f = outDir.resolve(log);
                 if (Files.exists(f, java.nio.file.LinkOption.NOFOLLOW_LINKS) && (Files.isSymbolicLink(f) || !Files.isRegularFile(f))) {
