@@ -51,6 +51,10 @@ final class DataBuildCommand implements Callable<Integer> {
     @Option(names = "--threads", description = "Tokenizer threads (default: the number of CPUs).")
     Integer threads;
 
+    @Option(names = "--max-line-mb", defaultValue = "64", paramLabel = "MB",
+            description = "Longest jsonl line (one record) in MB; a longer line is a bad record, so a corrupt input cannot exhaust memory (default: ${DEFAULT-VALUE}).")
+    int maxLineMb;
+
     @Override
     public Integer call() {
         InputFormat inputFormat = InputFormat.parse(format);
@@ -60,15 +64,21 @@ final class DataBuildCommand implements Callable<Integer> {
             default -> throw new IllegalArgumentException("--train-on: expected assistant or all, got '" + trainOn + "'");
         };
         Tokenizer tokenizer = Tokenizers.parse(tokenizerSpec);
+        if (maxLineMb < 1 || maxLineMb > 1024) throw new IllegalArgumentException("--max-line-mb must be 1..1024, got " + maxLineMb);
+        if (threads != null && (threads < 1 || threads > 1024)) throw new IllegalArgumentException("--threads must be 1..1024, got " + threads);
         int workers = threads != null ? threads : Runtime.getRuntime().availableProcessors();
         DatasetBuilder builder = new DatasetBuilder(new DatasetBuilder.Options(inputFormat, tokenizer, tokenizerSpec.strip(),
-                trainAll, skipBad, workers, seed));
+                trainAll, skipBad, workers, seed)).maxLineBytes((long) maxLineMb << 20);
         BuildReport r = builder.build(inputs, out);
         System.out.printf(Locale.ROOT, "wrote %s.{bin,idx,mask,meta.json}: %,d documents, %,d tokens, %.1f%% trained%n",
                 r.prefix(), r.documents(), r.tokens(), r.tokens() == 0 ? 0.0 : 100.0 * r.trainedTokens() / r.tokens());
         System.out.printf(Locale.ROOT, "read %,.1f MB in %.1f s: %.1f MB/s, %.2f M tokens/s (%d threads)%n",
                 r.inputBytes() / 1e6, r.seconds(), r.megabytesPerSecond(), r.tokensPerSecond() / 1e6, workers);
-        if (r.documentsWithoutTrainedTokens() > 0) {
+        if (r.trainedTokens() == 0 && r.documents() > 0) {
+            System.err.println("warning: no token of " + r.prefix() + " is trained (no " + (inputFormat == InputFormat.CHAT
+                    ? "turn with an assistant role: assistant, gpt, model, bot or char" : "trained part") + "); finetune and state-tune refuse it"
+                    + " (--train-on all trains every token)");
+        } else if (r.documentsWithoutTrainedTokens() > 0) {
             System.out.printf(Locale.ROOT, "note: %,d documents have no trained token (e.g. a chat without an assistant turn)%n",
                     r.documentsWithoutTrainedTokens());
         }

@@ -31,6 +31,8 @@ final class DataStatsCommand implements Callable<Integer> {
 
     @Override
     public Integer call() {
+        if (sample < 0) throw new IllegalArgumentException("--sample must be >= 0 (a document index), got " + sample);
+        if (sampleTokens < 1) throw new IllegalArgumentException("--sample-tokens must be >= 1, got " + sampleTokens);
         String spec = tokenizerSpec;
         if (spec == null) {
             JsonObject meta = DatasetMeta.read(prefix);

@@ -45,7 +45,7 @@ final class DataSynthCommand implements Callable<Integer> {
     @Option(names = "--haystack", paramLabel = "FILE", description = "Filler from this UTF-8 text file (repeated as needed) instead of the synthetic one.")
     Path haystack;
 
-    @Option(names = "--depths", paramLabel = "D,...", description = "Needle depths 0..1, used in turn (default: uniformly random per sample).")
+    @Option(names = "--depths", paramLabel = "P,...", description = "Needle depths in percent of the filler, 0..100, used in turn, as in `eval --depths` (\"0,25,...,100\"; default: uniformly random per sample).")
     String depths;
 
     @Option(names = "--needles", defaultValue = "4", description = "Needles per multikey sample (default: ${DEFAULT-VALUE}).")
@@ -65,18 +65,31 @@ final class DataSynthCommand implements Callable<Integer> {
         return 0;
     }
 
+    /**
+     * --depths in percent (0..100, "0,10,...,100" as in eval --depths) to fractions. Values that all lie in 0..1 (and
+     * are not all 0) look like fractions, which this option took before: refused with what to write instead, unless a
+     * value carries a % sign ("0.5%": really half a percent).
+     */
     static double[] parseDepths(String text) {
         if (text == null || text.isBlank()) return null;
-        String[] parts = text.split(",");
-        double[] out = new double[parts.length];
-        for (int i = 0; i < parts.length; i++) {
-            try {
-                out[i] = Double.parseDouble(parts[i].strip());
-            } catch (NumberFormatException e) {
-                throw new IllegalArgumentException("--depths: '" + parts[i] + "' is not a number");
-            }
-            if (!(out[i] >= 0 && out[i] <= 1)) throw new IllegalArgumentException("--depths: " + parts[i] + " is not between 0 and 1");
+        boolean explicitPercent = text.contains("%");
+        double[] pct = ai.longrwkv.eval.Grid.depthsPercent("--depths", text.replace("%", ""));
+        boolean allAtMostOne = true, anyAboveZero = false;
+        for (double p : pct) {
+            allAtMostOne &= p <= 1;
+            anyAboveZero |= p > 0;
         }
+        if (!explicitPercent && allAtMostOne && anyAboveZero) {
+            StringBuilder asPercent = new StringBuilder();
+            for (double p : pct) {
+                double v = Math.round(p * 100 * 1e6) / 1e6;
+                asPercent.append(asPercent.length() == 0 ? "" : ",").append(v == Math.rint(v) ? Long.toString((long) v) : Double.toString(v));
+            }
+            throw new IllegalArgumentException("--depths is in percent (0..100, like eval --depths): '" + text + "' would put every needle in the first 1%"
+                    + " of the filler. For fractions write --depths " + asPercent + "; for under 1% write the values with a % sign (e.g. 0.5%)");
+        }
+        double[] out = new double[pct.length];
+        for (int i = 0; i < pct.length; i++) out[i] = pct[i] / 100;
         return out;
     }
 }

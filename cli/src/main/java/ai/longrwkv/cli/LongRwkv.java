@@ -297,31 +297,9 @@ public final class LongRwkv implements Runnable {
         return Character.toLowerCase(s.charAt(0)) + s.substring(1);
     }
 
-    /**
-     * {@code --config FILE} (training commands): a properties file whose keys are the long option names without
-     * dashes (ctx-len=131072, lr=1e-5); its values become the defaults, so flags on the command line win.
-     */
+    /** {@code --config FILE} / {@code --config=FILE} (training commands): see {@link ConfigFile}; problems are IllegalArgumentExceptions. */
     static void applyConfigFile(CommandLine cl, String[] args) {
-        for (int i = 0; i < args.length; i++) {
-            String name;
-            if (args[i].equals("--config") && i + 1 < args.length) name = args[i + 1];
-            else if (args[i].startsWith("--config=")) name = args[i].substring("--config=".length());
-            else continue;
-            java.io.File file = new java.io.File(name);
-            if (!file.exists()) throw new IllegalArgumentException("--config " + name + ": no such file");
-            if (!file.isFile()) throw new IllegalArgumentException("--config " + name + ": not a regular file (expected a properties file)");
-            java.util.Properties props = new java.util.Properties();
-            try (var in = new java.io.FileInputStream(file)) {
-                props.load(in);
-            } catch (IOException e) {
-                throw new UncheckedIOException(e);
-            } catch (IllegalArgumentException e) {
-                throw new IllegalArgumentException("--config " + file + ": not a properties file (" + describe(e) + ")");
-            }
-            CommandLine.IDefaultValueProvider provider = new CommandLine.PropertiesDefaultProvider(props);
-            cl.setDefaultValueProvider(provider);
-            for (CommandLine sub : cl.getSubcommands().values()) sub.setDefaultValueProvider(provider);
-        }
+        ConfigFile.apply(cl, args);
     }
 
     static final class Version implements CommandLine.IVersionProvider {

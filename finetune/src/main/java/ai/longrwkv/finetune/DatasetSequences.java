@@ -1,8 +1,11 @@
 package ai.longrwkv.finetune;
 
+import ai.longrwkv.core.train.ContentFingerprint;
 import ai.longrwkv.core.train.TokenSequence;
 import ai.longrwkv.core.train.Trainer;
 import ai.longrwkv.datasets.binidx.BinIdxDataset;
+import ai.longrwkv.datasets.binidx.BinIdxFormat;
+import ai.longrwkv.datasets.io.InputFiles;
 import ai.longrwkv.datasets.binidx.DatasetMeta;
 import ai.longrwkv.datasets.pack.PackedDataset;
 import com.google.gson.JsonObject;
@@ -10,6 +13,7 @@ import com.google.gson.JsonObject;
 import java.nio.file.Path;
 import java.util.Arrays;
 import java.util.Locale;
+import java.util.Set;
 import java.util.SplittableRandom;
 
 /**
@@ -36,7 +40,13 @@ public final class DatasetSequences implements Trainer.SequenceSource, AutoClose
     private long cachedEpoch = -1;
     private int[] cachedOrder;
 
-    private DatasetSequences(Path prefix, BinIdxDataset data, PackedDataset packed, Sampling sampling, int ctxLen, long seed, int vocabHint) {
+    /** DOCUMENTS sampling: the documents (or packed sequences) that have at least one trained target, in index order. */
+    private final int[] eligible;
+    private final String fingerprint;
+    private int vocab = -1;
+
+    private DatasetSequences(Path prefix, BinIdxDataset data, PackedDataset packed, Sampling sampling, int ctxLen, long seed, int vocabHint,
+                             int[] eligible, String fingerprint) {
         this.prefix = prefix;
         this.data = data;
         this.packed = packed;
@@ -44,41 +54,135 @@ public final class DatasetSequences implements Trainer.SequenceSource, AutoClose
         this.ctxLen = ctxLen;
         this.seed = seed;
         this.vocabHint = vocabHint;
+        this.eligible = eligible;
+        this.fingerprint = fingerprint;
         this.docStarts = new long[data.documentCount()];
         for (int d = 0; d < docStarts.length; d++) docStarts[d] = data.documentStart(d);
     }
 
+    /** The kinds of PREFIX.meta.json. */
+    private static final Set<String> KINDS = Set.of("documents", "packed", "synthetic");
+
     /**
      * Opens a dataset for training with sequences of at most {@code ctxLen} tokens. {@code sampling} null picks the
-     * default for the dataset's kind. Problems (too little data, sequences longer than ctx-len) are reported now.
+     * default for the dataset's kind. Problems (too little data, sequences longer than ctx-len, no trained token,
+     * files that are there but unusable, a packed or synthetic dataset without its metadata) are reported now.
+     * Documents without a trained target are left out of the epoch order (a note says how many); windows without
+     * one are drawn again: nothing is ever trained on the L2Wrap term alone.
      */
     public static DatasetSequences open(Path prefix, int ctxLen, long seed, Sampling sampling) {
         if (ctxLen < 1) throw new IllegalArgumentException("--ctx-len must be >= 1, got " + ctxLen);
-        JsonObject meta = DatasetMeta.read(prefix);
-        String kind = meta == null ? "documents" : DatasetMeta.string(meta, "kind", "documents");
+        Path metaFile = BinIdxFormat.meta(prefix), segFile = BinIdxFormat.segments(prefix);
+        Path samplesFile = BinIdxFormat.sibling(prefix, ".samples.jsonl");
+        JsonObject meta = DatasetMeta.read(prefix);   // refuses a metadata file that is there but unusable
+        boolean hasSegments = InputFiles.present(segFile, "segments");
+        if (meta == null && hasSegments) {
+            throw new IllegalArgumentException(segFile + " is there but " + metaFile + " is missing: a packed dataset cannot be trained without"
+                    + " its metadata (kind, state_at_document_boundary); restore it or run `data pack` again");
+        }
+        if (meta == null && sampling == null && InputFiles.present(samplesFile, "synthetic samples")) {
+            throw new IllegalArgumentException(samplesFile + " is there (a `data synth` dataset) but " + metaFile + " is missing, so its kind is"
+                    + " unknown: restore it, or give --sampling documents (one sample per step) or --sampling windows");
+        }
+        String kind = meta == null ? "documents" : DatasetMeta.string(meta, "kind", null);
+        if (kind == null) throw new IllegalArgumentException(metaFile + ": no \"kind\" (expected documents, packed or synthetic)");
+        if (!KINDS.contains(kind)) throw new IllegalArgumentException(metaFile + ": kind '" + kind + "' is not documents, packed or synthetic");
+        if (hasSegments && !kind.equals("packed")) {
+            throw new IllegalArgumentException(segFile + " is there but " + metaFile + " says kind '" + kind + "', not 'packed': remove the stale file or restore the metadata");
+        }
         String tokenizer = meta == null ? "" : DatasetMeta.string(meta, "tokenizer", "");
         int vocabHint = tokenizer.equals("bytes") ? 256 : tokenizer.startsWith("world") ? 65536 : -1;
         PackedDataset packed = kind.equals("packed") ? PackedDataset.open(prefix) : null;
         BinIdxDataset data = packed != null ? packed.binIdx() : BinIdxDataset.open(prefix);
-        Sampling s = sampling != null ? sampling : kind.equals("documents") ? Sampling.WINDOWS : Sampling.DOCUMENTS;
-        if (packed != null && s == Sampling.WINDOWS) {
-            throw new IllegalArgumentException(prefix + " is a packed dataset: train on its sequences (--sampling documents)");
-        }
-        if (s == Sampling.WINDOWS && data.tokenCount() < ctxLen + 1L) {
-            throw new IllegalArgumentException(prefix + " has " + data.tokenCount() + " tokens, fewer than --ctx-len + 1 = " + (ctxLen + 1)
-                    + ": use a smaller --ctx-len or more data");
-        }
-        if (s == Sampling.DOCUMENTS) {
-            if (data.documentCount() == 0) throw new IllegalArgumentException(prefix + " has no documents");
-            int longest = 0;
-            for (int d = 0; d < data.documentCount(); d++) longest = Math.max(longest, data.documentLength(d));
-            // a document of ctx-len + 1 tokens (e.g. ctx-len tokens and the end-of-text 0) gives ctx-len predictions
-            if (longest > ctxLen + 1) {
-                throw new IllegalArgumentException(prefix + ": its longest " + (packed != null ? "sequence" : "document") + " has "
-                        + longest + " tokens, more than --ctx-len " + ctxLen + " (raise --ctx-len, or use --sampling windows)");
+        try {
+            Sampling s = sampling != null ? sampling : kind.equals("documents") ? Sampling.WINDOWS : Sampling.DOCUMENTS;
+            if (packed != null && s == Sampling.WINDOWS) {
+                throw new IllegalArgumentException(prefix + " is a packed dataset: train on its sequences (--sampling documents)");
             }
+            if (!data.hasMask()) {
+                if (packed != null) {
+                    throw new IllegalArgumentException(BinIdxFormat.mask(prefix) + " is missing: a packed dataset needs it (its padding is flagged"
+                            + " untrained); without it every padding token would be trained. Restore it or run `data pack` again");
+                }
+                long recorded = meta == null ? -1 : DatasetMeta.number(meta, "trained_tokens", -1);
+                if (recorded >= 0 && recorded < data.tokenCount()) {
+                    System.err.printf("note: %s is absent, so all %,d tokens are trained (its metadata records %,d trained tokens)%n",
+                            BinIdxFormat.mask(prefix), data.tokenCount(), recorded);
+                }
+            }
+            if (data.trainedTokenCount() == 0) {
+                throw new IllegalArgumentException(prefix + ": no token is trained (" + BinIdxFormat.mask(prefix).getFileName() + " flags every token 0):"
+                        + " nothing to learn. Chat data trains the assistant turns (roles assistant, gpt, model, bot, char);"
+                        + " `data build --train-on all` trains every token");
+            }
+            if (s == Sampling.WINDOWS && data.tokenCount() < ctxLen + 1L) {
+                throw new IllegalArgumentException(prefix + " has " + data.tokenCount() + " tokens, fewer than --ctx-len + 1 = " + (ctxLen + 1)
+                        + ": use a smaller --ctx-len or more data");
+            }
+            int[] eligible = null;
+            if (s == Sampling.DOCUMENTS) {
+                if (data.documentCount() == 0) throw new IllegalArgumentException(prefix + " has no documents");
+                int longest = 0;
+                for (int d = 0; d < data.documentCount(); d++) longest = Math.max(longest, data.documentLength(d));
+                // a document of ctx-len + 1 tokens (e.g. ctx-len tokens and the end-of-text 0) gives ctx-len predictions
+                if (longest > ctxLen + 1) {
+                    throw new IllegalArgumentException(prefix + ": its longest " + (packed != null ? "sequence" : "document") + " has "
+                            + longest + " tokens, more than --ctx-len " + ctxLen + " (raise --ctx-len, or use --sampling windows)");
+                }
+                eligible = withTrainedTargets(data);
+                String what = packed != null ? "sequences" : "documents";
+                if (eligible.length == 0) {
+                    throw new IllegalArgumentException(prefix + ": none of its " + data.documentCount() + " " + what + " has a trained target"
+                            + " (a trained token after its first): nothing to learn");
+                }
+                if (eligible.length < data.documentCount()) {
+                    System.err.printf("note: %,d of %,d %s of %s have no trained target and are skipped%n",
+                            data.documentCount() - eligible.length, data.documentCount(), what, prefix);
+                }
+            }
+            String fp = contentFingerprint(prefix, data, packed) + " kind=" + kind + " tokens=" + data.tokenCount() + " docs=" + data.documentCount()
+                    + " sampling=" + s + " ctx=" + ctxLen + " seed=" + seed;
+            return new DatasetSequences(prefix, data, packed, s, ctxLen, seed, vocabHint, eligible, fp);
+        } catch (RuntimeException e) {
+            if (packed != null) packed.close(); else data.close();
+            throw e;
         }
-        return new DatasetSequences(prefix, data, packed, s, ctxLen, seed, vocabHint);
+    }
+
+    /** Items with at least one trained target: a flag 1 on a token after the first (position t predicts token t + 1). */
+    private static int[] withTrainedTargets(BinIdxDataset data) {
+        int n = data.documentCount();
+        int[] out = new int[n];
+        int k = 0;
+        for (int d = 0; d < n; d++) {
+            int len = data.documentLength(d);
+            boolean any = false;
+            if (!data.hasMask()) {
+                any = len >= 2;
+            } else if (len >= 2) {
+                byte[] f = new byte[len - 1];
+                data.readMask(d, 1, f, 0, len - 1);
+                for (byte b : f) if (b != 0) { any = true; break; }
+            }
+            if (any) out[k++] = d;
+        }
+        return Arrays.copyOf(out, k);
+    }
+
+    /** The data's content, not its path: size and SHA-256 of the first and last MiB of each file (see ContentFingerprint). */
+    private static String contentFingerprint(Path prefix, BinIdxDataset data, PackedDataset packed) {
+        StringBuilder b = new StringBuilder("idx ").append(ContentFingerprint.of(BinIdxFormat.idx(prefix)))
+                .append(" bin ").append(ContentFingerprint.of(BinIdxFormat.bin(prefix)));
+        if (data.hasMask()) b.append(" mask ").append(ContentFingerprint.of(BinIdxFormat.mask(prefix)));
+        if (packed != null) {
+            b.append(" segments ").append(ContentFingerprint.of(BinIdxFormat.segments(prefix))).append(" boundary=").append(packed.boundaryMode().cliName());
+        }
+        return b.toString();
+    }
+
+    /** Checks every sequence handed out against the model's vocabulary; a bad token is named with its file, document and position. */
+    public void requireVocabulary(int vocabSize) {
+        this.vocab = vocabSize;
     }
 
     public static Sampling parseSampling(String s) {
@@ -102,22 +206,47 @@ public final class DatasetSequences implements Trainer.SequenceSource, AutoClose
         return sampling == Sampling.WINDOWS ? window(index) : document(index);
     }
 
+    /** Windows drawn for one index before giving up on finding a trained target in one. */
+    static final int WINDOW_TRIES = 1000;
+
     private TokenSequence window(long index) {
         SplittableRandom rnd = new SplittableRandom(seed * 0x9E3779B97F4A7C15L + index);
-        long start = rnd.nextLong(data.tokenCount() - ctxLen);
-        int[] tokens = new int[ctxLen + 1];
-        data.readTokens(start, tokens, 0, ctxLen + 1);
-        byte[] flags = flatFlags(start, ctxLen + 1);
-        return BinIdxDataset.toTrainingSequence(Arrays.copyOf(tokens, ctxLen), Arrays.copyOf(flags, ctxLen))
-                .withLastTarget(tokens[ctxLen], flags[ctxLen]);
+        for (int attempt = 0; attempt < WINDOW_TRIES; attempt++) {
+            long start = rnd.nextLong(data.tokenCount() - ctxLen);
+            int[] tokens = new int[ctxLen + 1];
+            data.readTokens(start, tokens, 0, ctxLen + 1);
+            checkTokens(tokens, start, index);
+            byte[] flags = flatFlags(start, ctxLen + 1);
+            TokenSequence seq = BinIdxDataset.toTrainingSequence(Arrays.copyOf(tokens, ctxLen), Arrays.copyOf(flags, ctxLen))
+                    .withLastTarget(tokens[ctxLen], flags[ctxLen]);
+            if (seq.lossPositions() > 0) return seq;   // else draw again: a window with no target would train on L2Wrap alone
+        }
+        throw new IllegalArgumentException(prefix + ": " + WINDOW_TRIES + " random windows of " + (ctxLen + 1) + " tokens in a row have no trained"
+                + " token (training sequence " + index + "): the trained tokens are too sparse for windows; use --sampling documents");
+    }
+
+    /** Refuses a token outside the model's vocabulary, naming the file, the document and the position. */
+    private void checkTokens(int[] tokens, long streamStart, long index) {
+        if (vocab <= 0) return;
+        for (int i = 0; i < tokens.length; i++) {
+            if (tokens[i] >= 0 && tokens[i] < vocab) continue;
+            long pos = streamStart + i;
+            int doc = Arrays.binarySearch(docStarts, pos);
+            if (doc < 0) doc = -doc - 2;
+            while (doc + 1 < docStarts.length && docStarts[doc + 1] == pos && data.documentLength(doc) == 0) doc++;
+            throw new IllegalArgumentException(BinIdxFormat.bin(prefix) + ": " + (packed != null ? "sequence " : "document ") + doc + " has token "
+                    + tokens[i] + " at position " + (pos - docStarts[doc]) + ", outside the model's vocabulary 0.." + (vocab - 1)
+                    + " (training sequence " + index + "; was the data tokenized for another model?)");
+        }
     }
 
     private TokenSequence document(long index) {
-        int n = data.documentCount();
+        int n = eligible.length;
         long epoch = index / n;
-        int doc = order(epoch)[(int) (index % n)];
+        int doc = eligible[order(epoch)[(int) (index % n)]];
         if (packed != null) {
             PackedDataset.Sequence s = packed.sequence(doc);
+            checkTokens(s.tokens(), docStarts[doc], index);
             TokenSequence t = s.trainingSequence();
             if (t.length() > ctxLen) {
                 throw new IllegalArgumentException(prefix + ": packed sequence " + doc + " has " + t.length() + " tokens, more than --ctx-len " + ctxLen);
@@ -125,6 +254,7 @@ public final class DatasetSequences implements Trainer.SequenceSource, AutoClose
             return t;   // with the pack's state resets, if it was made with them
         }
         int[] tokens = data.document(doc);
+        checkTokens(tokens, docStarts[doc], index);
         byte[] flags = data.mask(doc);
         if (tokens.length == ctxLen + 1) {
             return BinIdxDataset.toTrainingSequence(Arrays.copyOf(tokens, ctxLen), Arrays.copyOf(flags, ctxLen))
@@ -136,7 +266,7 @@ public final class DatasetSequences implements Trainer.SequenceSource, AutoClose
     /** A permutation of the documents for an epoch (Fisher-Yates from a seed per epoch). */
     private int[] order(long epoch) {
         if (epoch != cachedEpoch) {
-            int n = data.documentCount();
+            int n = eligible.length;
             int[] p = new int[n];
             for (int i = 0; i < n; i++) p[i] = i;
             SplittableRandom rnd = new SplittableRandom(seed * 31 + epoch);
@@ -170,8 +300,7 @@ public final class DatasetSequences implements Trainer.SequenceSource, AutoClose
 
     @Override
     public String fingerprint() {
-        return prefix.toAbsolutePath().normalize() + " tokens=" + data.tokenCount() + " docs=" + data.documentCount()
-                + " sampling=" + sampling + " ctx=" + ctxLen + " seed=" + seed;
+        return fingerprint;
     }
 
     @Override

@@ -52,24 +52,42 @@ public final class FinetuneCommand implements Callable<Integer> {
             case "lora" -> Trainer.Mode.LORA;
             default -> throw new IllegalArgumentException("--mode must be full or lora, got '" + mode + "'");
         };
+        double finalLr = lrFinal != null ? lrFinal : lr / 10;
+        TrainingOptions.learningRates(lr, finalLr);
+        if (m == Trainer.Mode.LORA) {
+            if (loraR < 1) throw new IllegalArgumentException("--lora-r must be >= 1, got " + loraR);
+            TrainingOptions.finiteAbove("--lora-alpha", loraAlpha, 0);
+        }
+        if (init != null) TrainingRun.initConfig(init);   // refuse a bad --init before anything is loaded
         PthWriter.Dtype outType = PthWriter.Dtype.parse(dtype);
         Set<String> extra = trainExtra == null ? Set.of() : Set.copyOf(trainExtra);
         for (String e : extra) if (!e.equals("time") && !e.equals("ln")) throw new IllegalArgumentException("--train-extra takes time and/or ln, got '" + e + "'");
         ModelWeights weights = TrainingRun.loadOrInit(model, init, train.seed);
-        Path dir = train.outDir();
+        Path dir = train.createOutDir();
         try (Backend be = TrainingRun.backend(train.device);
              DatasetSequences data = DatasetSequences.open(train.data, train.ctxLen, train.seed, DatasetSequences.parseSampling(train.sampling));
              Rwkv5Model rm = Rwkv5Model.load(be, weights, TrainingRun.groupNormEps(weights, train.gnEps))) {
             ModelConfig cfg = rm.config();
             TrainingRun.checkVocab(data, cfg, train.data);
+            long trainable = cfg.parameterCount();
+            if (m == Trainer.Mode.LORA) {
+                // the rank of B A ([out, r] x [r, in]) is at most min(out, in): a larger r only costs memory (C for every target here)
+                if (loraR > cfg.nEmbd()) {
+                    throw new IllegalArgumentException("--lora-r " + loraR + " is above the model's embedding size " + cfg.nEmbd()
+                            + ": the adapter's rank cannot exceed min(out, in) = " + cfg.nEmbd() + ", so --lora-r must be 1.." + cfg.nEmbd());
+                }
+                trainable = (long) cfg.nLayer() * (loraTargets.contains("all") ? 8 : loraTargets.size()) * loraR * (cfg.nEmbd() + cfg.dimFfn());
+            }
+            TrainingRun.checkTrainingMemory("finetune --mode " + mode + (m == Trainer.Mode.LORA ? " --lora-r " + loraR : "") + " of " + cfg,
+                    cfg, trainable, train.chunkLen);
             LoraSet lora = m == Trainer.Mode.LORA ? LoraSet.create(be, cfg, loraTargets, loraR, loraAlpha, train.seed) : null;
             rm.setLora(lora);
-            String fingerprint = TrainingRun.runFingerprint(weights.source(), cfg, "mode=" + mode
+            String fingerprint = TrainingRun.runFingerprint(TrainingRun.modelIdentity(model, init, train.seed), cfg, "mode=" + mode
                     + (lora != null ? " r=" + loraR + " alpha=" + loraAlpha + " targets=" + loraTargets + " extra=" + extra : ""));
             System.out.printf("finetune (%s) %s: %s, %,d params; data %s (%,d tokens, %s); ctx %d, chunk %d, bptt %s, %d steps%n",
                     mode, weights.source(), cfg, cfg.parameterCount(), train.data, data.tokenCount(), data.sampling().name().toLowerCase(),
                     train.ctxLen, train.chunkLen, train.bptt, train.totalSteps());
-            try (Trainer trainer = new Trainer(rm, train.trainerConfig(m, lr, lrFinal != null ? lrFinal : lr / 10, 0), data, lora, extra)) {
+            try (Trainer trainer = new Trainer(rm, train.trainerConfig(m, lr, finalLr, 0), data, lora, extra)) {
                 TrainingRun.run(trainer, train, fingerprint);
                 if (m == Trainer.Mode.FULL) {
                     Path out = dir.resolve("rwkv-final.pth");

@@ -84,8 +84,28 @@ public final class TrainingOptions {
         throw new IllegalArgumentException("give --out DIR (or --resume DIR)");
     }
 
-    /** Checks that need no files, before any work. */
+    /** Creates the output directory now, so that a path that cannot be one is refused before any work. */
+    public Path createOutDir() {
+        Path dir = outDir();
+        if (resume != null && !java.nio.file.Files.isDirectory(resume)) {
+            throw new IllegalArgumentException("--resume " + resume + ": no checkpoint there (" + (java.nio.file.Files.exists(resume)
+                    ? "not a directory" : "no such directory") + ")");
+        }
+        if (java.nio.file.Files.exists(dir) && !java.nio.file.Files.isDirectory(dir)) {
+            throw new IllegalArgumentException((out != null ? "--out " : "--resume ") + dir + " is not a directory");
+        }
+        try {
+            java.nio.file.Files.createDirectories(dir);
+        } catch (java.io.IOException e) {
+            String why = e instanceof java.nio.file.FileSystemException f && f.getReason() != null ? f.getReason() : e.getMessage();
+            throw new IllegalArgumentException((out != null ? "--out " : "--resume ") + dir + ": cannot create the directory: " + why);
+        }
+        return dir;
+    }
+
+    /** Checks that need no files, before any work: every value in its range (named with the option), NaN/Infinity refused. */
     public void validate() {
+        if (ctxLen < 1) throw new IllegalArgumentException("--ctx-len must be >= 1, got " + ctxLen);
         if (chunkLen < 1) throw new IllegalArgumentException("--chunk-len must be >= 1, got " + chunkLen);
         if (chunkLen > ctxLen) throw new IllegalArgumentException("--chunk-len " + chunkLen + " is longer than --ctx-len " + ctxLen);
         if (ctxLen % chunkLen != 0) {
@@ -93,9 +113,51 @@ public final class TrainingOptions {
                     + " (the last chunk would be " + (ctxLen % chunkLen) + " tokens); try --chunk-len " + largestDivisorAtMost(ctxLen, chunkLen));
         }
         if ((steps == null) == (tokens == null)) throw new IllegalArgumentException("give exactly one of --steps or --tokens");
+        if (steps != null && steps < 1) throw new IllegalArgumentException("--steps must be >= 1, got " + steps);
+        if (tokens != null && tokens < 1) throw new IllegalArgumentException("--tokens must be >= 1, got " + tokens);
+        atLeast("--micro-batch", microBatch, 1, 1 << 20);
+        atLeast("--grad-accum", gradAccum, 1, 1 << 20);
+        if ((long) microBatch * gradAccum > Integer.MAX_VALUE) {
+            throw new IllegalArgumentException("--micro-batch x --grad-accum = " + (long) microBatch * gradAccum + " sequences per step is too many");
+        }
+        if (warmup != null && warmup < 0) throw new IllegalArgumentException("--warmup must be >= 0 steps, got " + warmup);
+        finiteAtLeast("--weight-decay", weightDecay, 0);
+        finiteAtLeast("--grad-clip", gradClip, 0);
+        if (skipNonFinite < 0) throw new IllegalArgumentException("--skip-nonfinite must be >= 0, got " + skipNonFinite);
+        if (saveEvery < 0) throw new IllegalArgumentException("--save-every must be >= 0 steps (0 = only at the end), got " + saveEvery);
+        if (gnEps != null && !(gnEps > 0 && Double.isFinite(gnEps))) throw new IllegalArgumentException("--gn-eps must be a finite number > 0, got " + gnEps);
         BpttMode.parse(bptt);
         LrSchedule.Kind.parse(schedule);
         DatasetSequences.parseSampling(sampling);
+    }
+
+    /** An integer option in [min, max]. */
+    public static void atLeast(String option, long value, long min, long max) {
+        if (value < min || value > max) throw new IllegalArgumentException(option + " must be " + min + ".." + max + ", got " + value);
+    }
+
+    /** A finite double option >= min (NaN and Infinity refused). */
+    public static void finiteAtLeast(String option, double value, double min) {
+        if (!Double.isFinite(value)) throw new IllegalArgumentException(option + " must be a finite number >= " + fmt(min) + ", got " + value);
+        if (value < min) throw new IllegalArgumentException(option + " must be >= " + fmt(min) + ", got " + value);
+    }
+
+    /** A finite double option > min. */
+    public static void finiteAbove(String option, double value, double min) {
+        if (!Double.isFinite(value) || !(value > min)) throw new IllegalArgumentException(option + " must be a finite number > " + fmt(min) + ", got " + value);
+    }
+
+    /** --lr and --lr-final: both finite, lr > 0, 0 <= lr-final <= lr (the schedule decays from one to the other). */
+    public static void learningRates(double lr, double lrFinal) {
+        finiteAbove("--lr", lr, 0);
+        finiteAtLeast("--lr-final", lrFinal, 0);
+        if (lrFinal > lr) {
+            throw new IllegalArgumentException("--lr-final " + lrFinal + " is above --lr " + lr + ": the schedule decays from --lr to --lr-final, so 0 <= --lr-final <= --lr");
+        }
+    }
+
+    private static String fmt(double v) {
+        return v == Math.rint(v) ? Long.toString((long) v) : Double.toString(v);
     }
 
     private static int largestDivisorAtMost(int n, int max) {

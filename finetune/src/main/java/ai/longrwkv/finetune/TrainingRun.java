@@ -7,6 +7,7 @@ import ai.longrwkv.core.model.ModelConfig;
 import ai.longrwkv.core.model.ModelInit;
 import ai.longrwkv.core.model.ModelWeights;
 import ai.longrwkv.core.model.Rwkv5Model;
+import ai.longrwkv.core.train.ContentFingerprint;
 import ai.longrwkv.core.train.Trainer;
 import ai.longrwkv.core.train.TrainingJob;
 
@@ -21,15 +22,87 @@ public final class TrainingRun {
     public static ModelWeights loadOrInit(Path model, String init, long seed) {
         if ((model == null) == (init == null)) throw new IllegalArgumentException("give exactly one of --model FILE or --init L,C[,vocab]");
         if (model != null) return ModelFiles.load(model);
-        String[] p = init.split(",");
-        if (p.length < 2 || p.length > 3) throw new IllegalArgumentException("--init must be L,C or L,C,vocab, got '" + init + "'");
+        ModelConfig cfg = initConfig(init);
+        long params = cfg.parameterCount();
+        // the new weights are made on the Java heap, then trained with gradients and two Adam moments in native memory
+        checkMemory("--init " + init + " (" + String.format("%,d", params) + " parameters)", 16 * params, 4 * params);
+        return ModelInit.x052(cfg, seed);
+    }
+
+    /** Parses and checks --init L,C[,vocab]: 1..4096 layers, C 1..65536 (a multiple of 64 above 64), vocab 2..16M. */
+    public static ModelConfig initConfig(String init) {
+        String[] p = init.split(",", -1);
+        if (p.length < 2 || p.length > 3) throw new IllegalArgumentException("--init must be L,C or L,C,vocab (layers, embedding size, vocabulary), got '" + init + "'");
+        int layers, embd, vocab;
         try {
-            int layers = Integer.parseInt(p[0].trim()), embd = Integer.parseInt(p[1].trim());
-            int vocab = p.length == 3 ? Integer.parseInt(p[2].trim()) : 65536;
-            return ModelInit.x052(ModelConfig.forInit(layers, embd, Math.min(64, embd), vocab), seed);
+            layers = Integer.parseInt(p[0].trim());
+            embd = Integer.parseInt(p[1].trim());
+            vocab = p.length == 3 ? Integer.parseInt(p[2].trim()) : 65536;
         } catch (NumberFormatException e) {
             throw new IllegalArgumentException("--init must be numbers L,C[,vocab], got '" + init + "'");
         }
+        if (layers < 1 || layers > 4096) throw new IllegalArgumentException("--init " + init + ": layers must be 1..4096, got " + layers);
+        if (embd < 1 || embd > 65536) throw new IllegalArgumentException("--init " + init + ": the embedding size C must be 1..65536, got " + embd);
+        if (embd > 64 && embd % 64 != 0) {
+            throw new IllegalArgumentException("--init " + init + ": C = " + embd + " must be a multiple of the head size 64 (or at most 64: one head of size C)");
+        }
+        if (vocab < 2 || vocab > (1 << 24)) throw new IllegalArgumentException("--init " + init + ": the vocabulary must be 2.." + (1 << 24) + ", got " + vocab);
+        if ((long) vocab * embd > Integer.MAX_VALUE - 16) {
+            throw new IllegalArgumentException("--init " + init + ": the embedding (" + vocab + " x " + embd + ") is too large for one tensor");
+        }
+        return ModelConfig.forInit(layers, embd, Math.min(64, embd), vocab);
+    }
+
+    /**
+     * Refuses work that cannot fit, before it starts, instead of dying of an out-of-memory error halfway:
+     * {@code nativeBytes} (tensors) against the machine's physical memory, {@code heapBytes} (host copies) against
+     * the Java heap limit.
+     */
+    public static void checkMemory(String what, long nativeBytes, long heapBytes) {
+        long physical = physicalMemory();
+        long heap = Runtime.getRuntime().maxMemory();
+        if (physical > 0 && nativeBytes > physical) {
+            throw new IllegalArgumentException(what + " needs about " + gb(nativeBytes) + " of memory (weights, gradients and optimizer moments)"
+                    + " but this machine has " + gb(physical));
+        }
+        if (heapBytes > heap * 0.9) {
+            throw new IllegalArgumentException(what + " needs about " + gb(heapBytes) + " of Java heap but it is limited to " + gb(heap)
+                    + " (raise it with LONGRWKV_JAVA_OPTS=-Xmx...)");
+        }
+    }
+
+    /**
+     * The memory check for a training run of this model: each trainable value needs a gradient and two Adam moments
+     * (native, fp32), and a checkpoint holds host copies of the two moments (8 bytes per value on the heap).
+     */
+    public static void checkTrainingMemory(String what, ModelConfig cfg, long trainableValues, int chunkLen) {
+        long weights = 4 * cfg.parameterCount();
+        long activations = 4L * chunkLen * (2L * cfg.vocabSize() + 24L * cfg.nEmbd() * cfg.nLayer());
+        checkMemory(what, weights + 12 * trainableValues + activations, 8 * trainableValues);
+    }
+
+    private static long physicalMemory() {
+        try {
+            if (java.lang.management.ManagementFactory.getOperatingSystemMXBean() instanceof com.sun.management.OperatingSystemMXBean os) {
+                return os.getTotalMemorySize();
+            }
+        } catch (RuntimeException | LinkageError ignored) {
+            // no estimate then
+        }
+        return -1;
+    }
+
+    private static String gb(long bytes) {
+        return String.format(java.util.Locale.ROOT, bytes >= 1L << 30 ? "%.1f GB" : "%.0f MB", bytes / (bytes >= 1L << 30 ? (double) (1L << 30) : 1 << 20));
+    }
+
+    /**
+     * What identifies the base model for a resume: its content (size and SHA-256 of the first and last MiB, see
+     * {@link ContentFingerprint}), not the path it was given by; for --init the shape and seed.
+     */
+    public static String modelIdentity(Path model, String init, long seed) {
+        if (model != null) return "model " + ContentFingerprint.of(model);
+        return "init " + init.replace(" ", "") + " seed=" + seed;
     }
 
     public static double groupNormEps(ModelWeights w, Double user) {
@@ -38,6 +111,7 @@ public final class TrainingRun {
 
     /** Refuses data whose tokenizer does not fit the model's vocabulary, before any work. */
     public static void checkVocab(DatasetSequences data, ModelConfig cfg, Path prefix) {
+        data.requireVocabulary(cfg.vocabSize());
         int hint = data.vocabHint();
         if (hint > 0 && hint != cfg.vocabSize()) {
             throw new IllegalArgumentException(prefix + " was tokenized for a vocabulary of " + hint + " but the model has "
@@ -45,9 +119,9 @@ public final class TrainingRun {
         }
     }
 
-    /** A description of what a resume must match: the base model and how it is trained. */
-    public static String runFingerprint(String modelSource, ModelConfig cfg, String extra) {
-        return modelSource + " " + cfg + " " + extra;
+    /** A description of what a resume must match: the base model (see {@link #modelIdentity}) and how it is trained. */
+    public static String runFingerprint(String modelIdentity, ModelConfig cfg, String extra) {
+        return modelIdentity + " " + cfg + " " + extra;
     }
 
     /** The backend for --device cpu|cuda|auto; says on stderr which one runs and, if the GPU is not used, why. */

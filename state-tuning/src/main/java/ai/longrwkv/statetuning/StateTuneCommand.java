@@ -31,7 +31,7 @@ import java.util.concurrent.Callable;
 public final class StateTuneCommand implements Callable<Integer> {
     @Option(names = "--model", required = true, description = "Base model: .pth, .safetensors or rwkv.cpp .bin.") Path model;
     @Option(names = "--lr", defaultValue = "1", description = "Peak learning rate (default: ${DEFAULT-VALUE}, the published state-tuning value).") double lr;
-    @Option(names = "--lr-final", defaultValue = "0.01", description = "Final learning rate (default: ${DEFAULT-VALUE}).") double lrFinal;
+    @Option(names = "--lr-final", description = "Final learning rate (default: 0.01, or --lr if that is lower).") Double lrFinal;
     @Option(names = "--dtype", defaultValue = "bf16", description = "State file dtype: bf16 | fp16 | fp32 (default: ${DEFAULT-VALUE}).") String dtype;
     @Option(names = "--merge-into", description = "Also write DIR/<model name>-with-state.pth: this model plus the time_state keys.") Path mergeInto;
     @Mixin TrainingOptions train;
@@ -39,19 +39,22 @@ public final class StateTuneCommand implements Callable<Integer> {
     @Override
     public Integer call() {
         train.validate();
+        double finalLr = lrFinal != null ? lrFinal : Double.isFinite(lr) ? Math.min(0.01, lr) : 0.01;
+        TrainingOptions.learningRates(lr, finalLr);
         PthWriter.Dtype outType = PthWriter.Dtype.parse(dtype);
         ModelWeights weights = ModelFiles.load(model);
-        Path dir = train.outDir();
+        Path dir = train.createOutDir();
         try (Backend be = TrainingRun.backend(train.device);
              DatasetSequences data = DatasetSequences.open(train.data, train.ctxLen, train.seed, DatasetSequences.parseSampling(train.sampling));
              Rwkv5Model rm = Rwkv5Model.load(be, weights, TrainingRun.groupNormEps(weights, train.gnEps))) {
             ModelConfig cfg = rm.config();
             TrainingRun.checkVocab(data, cfg, train.data);
-            String fingerprint = TrainingRun.runFingerprint(weights.source(), cfg, "mode=state");
+            TrainingRun.checkTrainingMemory("state-tune of " + cfg, cfg, (long) cfg.nLayer() * cfg.nHead() * cfg.headSize() * cfg.headSize(), train.chunkLen);
+            String fingerprint = TrainingRun.runFingerprint(TrainingRun.modelIdentity(model, null, train.seed), cfg, "mode=state");
             System.out.printf("state-tune %s: %s; %d trainable values; data %s (%,d tokens); ctx %d, chunk %d, bptt %s, %d steps%n",
                     weights.source(), cfg, (long) cfg.nLayer() * cfg.nHead() * cfg.headSize() * cfg.headSize(), train.data,
                     data.tokenCount(), train.ctxLen, train.chunkLen, train.bptt, train.totalSteps());
-            try (Trainer trainer = new Trainer(rm, train.trainerConfig(Trainer.Mode.STATE, lr, lrFinal, 10), data, null, Set.of())) {
+            try (Trainer trainer = new Trainer(rm, train.trainerConfig(Trainer.Mode.STATE, lr, finalLr, 10), data, null, Set.of())) {
                 TrainingRun.run(trainer, train, fingerprint);
                 HostTensor[] states = new HostTensor[cfg.nLayer()];
                 for (int l = 0; l < states.length; l++) states[l] = be.download(trainer.timeState()[l]);

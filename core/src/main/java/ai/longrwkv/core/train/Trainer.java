@@ -57,9 +57,13 @@ public final class Trainer implements AutoCloseable {
 
         int microSteps() { return microBatch * gradAccum; }
 
-        /** What must match for a resume: everything that changes the numbers. */
+        /**
+         * What must match for a resume: everything that changes the numbers, except the number of steps (a resume
+         * may extend a run; the learning-rate schedule is then recomputed for the new total).
+         */
         String fingerprint() {
-            return mode + " chunk=" + chunkLen + " bptt=" + bptt + " micro=" + microBatch + " accum=" + gradAccum + " lr=" + lr
+            return mode + " chunk=" + chunkLen + " bptt=" + bptt + " micro=" + microBatch + " accum=" + gradAccum
+                    + " lr=" + lr.lrInit() + " lr_final=" + lr.lrFinal() + " warmup=" + lr.warmupSteps() + " schedule=" + lr.kind()
                     + " wd=" + weightDecay + " clip=" + gradClip + " l2wrap=" + l2Wrap;
         }
     }
@@ -67,8 +71,11 @@ public final class Trainer implements AutoCloseable {
     /** What one optimizer step did. */
     public record StepResult(long step, double loss, double lr, double gradNorm, long tokens, double seconds, boolean skipped) { }
 
-    /** A step whose loss or gradient is NaN or infinite. */
-    public static final class NonFiniteException extends RuntimeException {
+    /**
+     * A step whose loss or gradient is NaN or infinite. An IllegalArgumentException: like bad input, the command
+     * line reports it as one line naming the step and the parameter, with exit code 2.
+     */
+    public static final class NonFiniteException extends IllegalArgumentException {
         public NonFiniteException(String message) { super(message); }
     }
 
@@ -151,8 +158,12 @@ public final class Trainer implements AutoCloseable {
         int micro = cfg.microSteps();
         double lossSum = 0;
         long tokens = 0;
+        int used = 0;
         for (int i = 0; i < micro; i++) {
             TokenSequence seq = data.sequence(step * micro + i);
+            // a sequence with no trained target has no loss: training on it would move every weight through L2Wrap alone
+            if (seq.lossPositions() == 0) continue;
+            used++;
             tokens += seq.length();
             try (RwkvState s0 = initialState()) {
                 ChunkedBptt.Result r = ChunkedBptt.run(model, seq, s0, grads,
@@ -165,8 +176,12 @@ public final class Trainer implements AutoCloseable {
                 lossSum += r.loss();
             }
         }
-        double loss = lossSum / micro;
-        if (micro > 1) for (Trainable t : optimizer.trainables()) be.scale(t.grad(), 1f / micro);
+        if (used == 0) {
+            throw new IllegalArgumentException(String.format("step %d: none of its %d sequences (data indices %d..%d) has a trained target "
+                    + "(all loss-mask flags 0): nothing to learn from", step + 1, micro, step * micro, step * micro + micro - 1));
+        }
+        double loss = lossSum / used;
+        if (used > 1) for (Trainable t : optimizer.trainables()) be.scale(t.grad(), 1f / used);
         double lr = cfg.lr().at(step);
         String bad = Double.isFinite(loss) ? optimizer.firstNonFiniteGrad() : "the loss";
         if (bad != null) {
@@ -180,6 +195,13 @@ public final class Trainer implements AutoCloseable {
         }
         double norm = optimizer.clipGradNorm(cfg.gradClip());
         optimizer.update(lr);
+        // a finite gradient with a huge learning rate can still overflow the weights: stop at this step, naming them
+        for (Trainable t : optimizer.trainables()) {
+            if (!Double.isFinite(be.sumOfSquares(t.param()))) {
+                throw new NonFiniteException(String.format("step %d: the update made %s non-finite (lr %s, gradient norm %s); stopping"
+                        + " (the last checkpoint is intact: resume from it with a lower --lr)", step + 1, t.key(), lr, norm));
+            }
+        }
         step++;
         tokensSeen += tokens;
         return new StepResult(step, loss, lr, norm, tokens, (System.nanoTime() - t0) / 1e9, false);
@@ -200,25 +222,43 @@ public final class Trainer implements AutoCloseable {
         return out;
     }
 
+    /** Version of the checkpoint layout: 2 = trainer.json carries the SHA-256 of every file and of itself. */
+    static final int CHECKPOINT_FORMAT = 2;
+    static final String[] CHECKPOINT_FILES = {"trainable.safetensors", "optimizer.safetensors"};
+
     /**
      * Writes a checkpoint into {@code dir/step-NNNNNNNN} atomically: everything goes into a temporary directory that
      * is renamed when complete, then the {@code latest} pointer is replaced atomically. A kill at any moment leaves the
-     * previous checkpoint loadable.
+     * previous checkpoint loadable. trainer.json records the step (also stored in each safetensors file's metadata),
+     * the size and SHA-256 of each file, and a SHA-256 of its own other fields; {@link #resume} verifies them all.
      */
     public Path saveCheckpoint(Path dir, String runFingerprint) {
         try {
             Files.createDirectories(dir);
-            String name = String.format("step-%08d", step);
-            Path tmp = Files.createTempDirectory(dir, ".tmp-" + name + "-");
-            Safetensors.write(tmp.resolve("trainable.safetensors"), trainablesToHost(), Map.of());
-            Safetensors.write(tmp.resolve("optimizer.safetensors"), optimizer.stateToHost(), Map.of());
+            Checkpoints.removeStaleTemporaries(dir);
+            String name = Checkpoints.dirName(step);
+            Path tmp = Files.createTempDirectory(dir, Checkpoints.tempPrefix(name));
+            Map<String, String> stepMeta = Map.of("step", Long.toString(step));
+            Safetensors.write(tmp.resolve(CHECKPOINT_FILES[0]), trainablesToHost(), stepMeta);
+            Safetensors.write(tmp.resolve(CHECKPOINT_FILES[1]), optimizer.stateToHost(), stepMeta);
             JsonObject meta = new JsonObject();
+            meta.addProperty("format", CHECKPOINT_FORMAT);
             meta.addProperty("step", step);
             meta.addProperty("tokens", tokensSeen);
             meta.addProperty("non_finite_skipped", nonFiniteSkipped);
+            meta.addProperty("total_steps", cfg.steps());
             meta.addProperty("run", runFingerprint);
             meta.addProperty("config", cfg.fingerprint());
             meta.addProperty("data", data.fingerprint());
+            JsonObject files = new JsonObject();
+            for (String f : CHECKPOINT_FILES) {
+                JsonObject o = new JsonObject();
+                o.addProperty("bytes", Files.size(tmp.resolve(f)));
+                o.addProperty("sha256", ContentFingerprint.sha256(tmp.resolve(f)));
+                files.add(f, o);
+            }
+            meta.add("files", files);
+            meta.addProperty("sha256", ContentFingerprint.sha256(GSON.toJson(meta)));
             writeAtomically(tmp.resolve("trainer.json"), GSON.toJson(meta));
             Path finalDir = dir.resolve(name);
             if (Files.exists(finalDir)) deleteRecursively(finalDir);
@@ -230,46 +270,68 @@ public final class Trainer implements AutoCloseable {
         }
     }
 
-    /** Loads the checkpoint {@code dir/latest} points to; refuses one made with other data, config or model. */
+    /**
+     * Loads the checkpoint {@code dir/latest} points to, after verifying it (every file's size and SHA-256, the step
+     * in the directory name, trainer.json and both safetensors files); refuses one made with other data, config or
+     * model. The run may have more steps than the one that wrote the checkpoint (it is extended), not fewer.
+     */
     public void resume(Path dir, String runFingerprint) {
-        Path latest = dir.resolve("latest");
-        try {
-            if (!Files.isRegularFile(latest)) throw new IllegalArgumentException("--resume " + dir + ": no checkpoint there (no 'latest' file)");
-            Path ck = dir.resolve(Files.readString(latest, StandardCharsets.UTF_8).trim());
-            JsonObject meta = GSON.fromJson(Files.readString(ck.resolve("trainer.json"), StandardCharsets.UTF_8), JsonObject.class);
-            List<String> diffs = new ArrayList<>();
-            compare(diffs, "model/run", meta.get("run").getAsString(), runFingerprint);
-            compare(diffs, "training config", meta.get("config").getAsString(), cfg.fingerprint());
-            compare(diffs, "data", meta.get("data").getAsString(), data.fingerprint());
-            if (!diffs.isEmpty()) throw new IllegalArgumentException("--resume " + ck + " does not match this run: " + String.join("; ", diffs));
-            Map<String, HostTensor> saved = Safetensors.readTensors(ck.resolve("trainable.safetensors"));
-            for (Trainable t : optimizer.trainables()) {
-                HostTensor h = saved.get(t.key());
-                if (h == null || h.size() != t.param().size()) throw new IllegalArgumentException("checkpoint " + ck + " lacks or misshapes '" + t.key() + "'");
-                try (Tensor u = be.upload(h)) {
-                    be.copy(u, t.param());
-                }
-            }
-            step = meta.get("step").getAsLong();
-            tokensSeen = meta.get("tokens").getAsLong();
-            nonFiniteSkipped = meta.get("non_finite_skipped").getAsInt();
-            optimizer.loadState(Safetensors.readTensors(ck.resolve("optimizer.safetensors")), step - nonFiniteSkipped);
-        } catch (IOException e) {
-            throw new UncheckedIOException("reading checkpoint in " + dir + ": " + e.getMessage(), e);
+        Checkpoints.Verified ck = Checkpoints.verify(dir);
+        JsonObject meta = ck.meta();
+        List<String> diffs = new ArrayList<>();
+        compare(diffs, "model/run", Checkpoints.string(ck, "run"), runFingerprint);
+        compare(diffs, "training config", Checkpoints.string(ck, "config"), cfg.fingerprint());
+        compare(diffs, "data", Checkpoints.string(ck, "data"), data.fingerprint());
+        if (!diffs.isEmpty()) throw new IllegalArgumentException("--resume " + ck.dir() + " does not match this run: " + String.join("; ", diffs));
+        long savedStep = ck.step();
+        if (savedStep > cfg.steps()) {
+            throw new IllegalArgumentException("--resume " + ck.dir() + " is at step " + savedStep + ", beyond --steps " + cfg.steps()
+                    + " (a resume can extend a run, not shorten it)");
         }
+        long savedTokens = Checkpoints.number(ck, "tokens");
+        long skipped = Checkpoints.number(ck, "non_finite_skipped");
+        if (savedTokens < 0 || skipped < 0 || skipped > savedStep) {
+            throw new IllegalArgumentException(ck.dir().resolve("trainer.json") + ": tokens " + savedTokens + " / non_finite_skipped " + skipped
+                    + " do not fit step " + savedStep);
+        }
+        Map<String, HostTensor> saved = Safetensors.readTensors(ck.dir().resolve(CHECKPOINT_FILES[0]));
+        for (Trainable t : optimizer.trainables()) {
+            HostTensor h = saved.get(t.key());
+            if (h == null || h.size() != t.param().size()) throw new IllegalArgumentException("checkpoint " + ck.dir() + " lacks or misshapes '" + t.key() + "'");
+        }
+        if (saved.size() != optimizer.trainables().size()) {
+            throw new IllegalArgumentException("checkpoint " + ck.dir() + " holds " + saved.size() + " trainable tensors, this run trains "
+                    + optimizer.trainables().size());
+        }
+        Map<String, HostTensor> moments = Safetensors.readTensors(ck.dir().resolve(CHECKPOINT_FILES[1]));
+        long savedTotal = Checkpoints.number(ck, "total_steps");
+        if (savedTotal != cfg.steps()) {
+            System.err.printf("note: the run had %d steps, now %d: the learning-rate schedule is recomputed for %d from step %d on%n",
+                    savedTotal, cfg.steps(), cfg.steps(), savedStep);
+        }
+        // everything checked: now change the trainer
+        optimizer.loadState(moments, savedStep - skipped);
+        for (Trainable t : optimizer.trainables()) {
+            try (Tensor u = be.upload(saved.get(t.key()))) {
+                be.copy(u, t.param());
+            }
+        }
+        step = savedStep;
+        tokensSeen = savedTokens;
+        nonFiniteSkipped = (int) skipped;
     }
 
     private static void compare(List<String> diffs, String what, String saved, String now) {
         if (!saved.equals(now)) diffs.add(what + " was [" + saved + "], now [" + now + "]");
     }
 
-    private static final Gson GSON = new GsonBuilder().setPrettyPrinting().create();
+    static final Gson GSON = new GsonBuilder().setPrettyPrinting().create();
 
     static void writeAtomically(Path file, String text) {
         ai.longrwkv.core.io.AtomicFiles.writeString(file, text);
     }
 
-    private static void deleteRecursively(Path p) throws IOException {
+    static void deleteRecursively(Path p) throws IOException {
         try (var walk = Files.walk(p)) {
             for (Path x : walk.sorted(java.util.Comparator.reverseOrder()).toList()) Files.delete(x);
         }

@@ -44,6 +44,16 @@ public final class TrainingJob {
         long tokensThisRun = 0;
         try {
             Files.createDirectories(outDir);
+            // what a kill left: temporary checkpoint directories and temporary files of processes that are gone
+            Checkpoints.removeStaleTemporaries(checkpointDir());
+            Checkpoints.removeStaleTemporaries(outDir, false);
+            for (String log : new String[]{"metrics.jsonl", "train_log.txt"}) {
+                Path f = outDir.resolve(log);
+                if (Files.exists(f, java.nio.file.LinkOption.NOFOLLOW_LINKS) && (Files.isSymbolicLink(f) || !Files.isRegularFile(f))) {
+                    throw new IllegalArgumentException(f + " is " + (Files.isSymbolicLink(f) ? "a symbolic link" : "not a regular file")
+                            + ": expected the run's own log file (remove it)");
+                }
+            }
             // a run killed after its last checkpoint logged steps that the resumed run does again: drop them
             dropLinesAfter(outDir.resolve("metrics.jsonl"), trainer.step(), true);
             dropLinesAfter(outDir.resolve("train_log.txt"), trainer.step(), false);
@@ -89,18 +99,48 @@ public final class TrainingJob {
         return results;
     }
 
-    /** Keeps the lines of a log whose step (JSON "step", or the first field) is at most {@code step}. */
-    private static void dropLinesAfter(Path log, long step, boolean json) throws IOException {
+    /**
+     * Keeps the lines of a log whose step (JSON "step", or the first field) is at most {@code step}. A last line that
+     * does not parse is what a kill during a write leaves: it is dropped (with a note). A bad line before the last
+     * is an error naming the file and the line.
+     */
+    static void dropLinesAfter(Path log, long step, boolean json) throws IOException {
         if (!Files.isRegularFile(log)) return;
-        List<String> kept = new ArrayList<>();
-        boolean dropped = false;
-        for (String line : Files.readAllLines(log, StandardCharsets.UTF_8)) {
-            if (line.isBlank()) continue;
-            long s = json ? com.google.gson.JsonParser.parseString(line).getAsJsonObject().get("step").getAsLong()
-                    : Long.parseLong(line.substring(0, line.indexOf(' ')));
-            if (s <= step) kept.add(line); else dropped = true;
+        String text;
+        try {
+            text = new String(Files.readAllBytes(log), StandardCharsets.UTF_8);
+        } catch (OutOfMemoryError e) {
+            throw new IllegalArgumentException(log + " is too large to be a training log (" + Files.size(log) + " bytes)");
         }
-        if (dropped) Trainer.writeAtomically(log, kept.isEmpty() ? "" : String.join("\n", kept) + "\n");
+        List<String> lines = new ArrayList<>(List.of(text.split("\n", -1)));
+        if (!lines.isEmpty() && lines.get(lines.size() - 1).isEmpty()) lines.remove(lines.size() - 1);
+        List<String> kept = new ArrayList<>();
+        for (int i = 0; i < lines.size(); i++) {
+            String line = lines.get(i);
+            if (line.isBlank()) continue;
+            Long s = stepOf(line, json);
+            if (s == null) {
+                if (i == lines.size() - 1) {
+                    System.err.println("note: " + log + ": dropped its unfinished last line (left by a run stopped while writing it)");
+                    continue;
+                }
+                throw new IllegalArgumentException(log + " line " + (i + 1) + ": not a " + (json ? "metrics line (JSON object with a step)" : "log line (step first)")
+                        + "; repair or remove the file to resume");
+            }
+            if (s <= step) kept.add(line);
+        }
+        String rewritten = kept.isEmpty() ? "" : String.join("\n", kept) + "\n";
+        if (!rewritten.equals(text)) Trainer.writeAtomically(log, rewritten);
+    }
+
+    private static Long stepOf(String line, boolean json) {
+        try {
+            if (!json) return Long.parseLong(line.substring(0, line.indexOf(' ')));
+            JsonObject o = com.google.gson.JsonParser.parseString(line).getAsJsonObject();
+            return o.get("step").getAsLong();
+        } catch (RuntimeException e) {   // not JSON, not an object, no step, not a number, no space
+            return null;
+        }
     }
 
     /** loss.png from every line of metrics.jsonl (this run and any run it resumed). */

@@ -1,6 +1,7 @@
 package ai.longrwkv.datasets.binidx;
 
 import ai.longrwkv.core.train.TokenSequence;
+import ai.longrwkv.datasets.io.InputFiles;
 
 import java.io.IOException;
 import java.io.UncheckedIOException;
@@ -55,19 +56,13 @@ public final class BinIdxDataset implements AutoCloseable {
     public static BinIdxDataset open(Path prefix) {
         Path idxFile = BinIdxFormat.idx(prefix), binFile = BinIdxFormat.bin(prefix), maskFile = BinIdxFormat.mask(prefix);
         Path cleanPrefix = Path.of(BinIdxFormat.stripExtension(prefix.toString()));
-        byte[] idx;
-        try {
-            idx = Files.readAllBytes(idxFile);
-        } catch (NoSuchFileException e) {
-            throw new IllegalArgumentException("dataset " + cleanPrefix + ": index " + idxFile + " not found"
-                    + (Files.exists(binFile) ? " (the .bin is there: an interrupted run writes the .idx last, so this dataset is incomplete)" : ""));
-        } catch (IOException e) {
-            throw new UncheckedIOException("cannot read " + idxFile + ": " + e.getMessage(), e);
+        InputFiles.require(idxFile, "index", "dataset " + cleanPrefix + ": index " + idxFile + " not found"
+                + (Files.exists(binFile) ? " (the .bin is there: an interrupted run writes the .idx last, so this dataset is incomplete)" : ""));
+        long idxBytes = InputFiles.size(idxFile);
+        if (idxBytes < BinIdxFormat.IDX_HEADER_BYTES) {
+            throw new IllegalArgumentException(idxFile + ": " + idxBytes + " bytes, too short for a binidx header (" + BinIdxFormat.IDX_HEADER_BYTES + " bytes)");
         }
-        ByteBuffer b = ByteBuffer.wrap(idx).order(ByteOrder.LITTLE_ENDIAN);
-        if (idx.length < BinIdxFormat.IDX_HEADER_BYTES) {
-            throw new IllegalArgumentException(idxFile + ": " + idx.length + " bytes, too short for a binidx header (" + BinIdxFormat.IDX_HEADER_BYTES + " bytes)");
-        }
+        ByteBuffer b = ByteBuffer.wrap(InputFiles.readHead(idxFile, BinIdxFormat.IDX_HEADER_BYTES)).order(ByteOrder.LITTLE_ENDIAN);
         byte[] magic = new byte[BinIdxFormat.IDX_MAGIC.length];
         b.get(magic);
         if (!Arrays.equals(magic, BinIdxFormat.IDX_MAGIC)) {
@@ -82,27 +77,50 @@ public final class BinIdxDataset implements AutoCloseable {
         }
         long count = b.getLong();
         long docCount = b.getLong();
-        long expected = BinIdxFormat.IDX_HEADER_BYTES + count * 12 + docCount * 8;
-        if (count < 0 || docCount < 0 || count > Integer.MAX_VALUE - 8 || expected != idx.length) {
-            throw new IllegalArgumentException(idxFile + ": header says " + count + " items and " + docCount + " doc_idx entries ("
-                    + expected + " bytes) but the file has " + idx.length + " bytes");
+        boolean sane = count >= 0 && docCount >= 0 && count <= (Integer.MAX_VALUE - 64) / 12 && docCount <= (Integer.MAX_VALUE - 64) / 8;
+        long expected = sane ? BinIdxFormat.IDX_HEADER_BYTES + count * 12 + docCount * 8 : -1;
+        if (!sane || expected != idxBytes || expected > Integer.MAX_VALUE - 64) {
+            throw new IllegalArgumentException(idxFile + ": header says " + count + " items and " + docCount + " doc_idx entries"
+                    + (sane ? " (" + expected + " bytes)" : "") + " but the file has " + idxBytes + " bytes");
         }
+        byte[] idx = InputFiles.readAtMost(idxFile, expected, "index");
+        if (idx.length != expected) throw new IllegalArgumentException(idxFile + " changed while being read (" + idx.length + " bytes, expected " + expected + ")");
+        b = ByteBuffer.wrap(idx).order(ByteOrder.LITTLE_ENDIAN);
+        b.position(BinIdxFormat.IDX_HEADER_BYTES);
         int n = (int) count;
         int[] sizes = new int[n];
         long[] pointers = new long[n];
         b.asIntBuffer().get(sizes);
         b.position(b.position() + n * 4);
         b.asLongBuffer().get(pointers);
+        b.position(b.position() + n * 8);
+        // doc_idx (unused here): Megatron's invariant, 0 first, count last, never decreasing (ours: 0, 1, ..., count)
+        long previous = 0;
+        for (long d = 0; d < docCount; d++) {
+            long v = b.getLong();
+            if ((d == 0 && v != 0) || v < previous || v > count || (d == docCount - 1 && v != count)) {
+                throw new IllegalArgumentException(idxFile + ": doc_idx[" + d + "] is " + v + ": expected values from 0 to " + count
+                        + " (the item count), never decreasing, ending at " + count + " (corrupt index)");
+            }
+            previous = v;
+        }
 
         FileChannel bin = null, maskChannel = null;
         try {
+            InputFiles.require(binFile, "tokens", "dataset " + cleanPrefix + ": " + binFile + " not found");
             bin = FileChannel.open(binFile, StandardOpenOption.READ);
             long binBytes = bin.size();
             long tokens = 0;
             for (int i = 0; i < n; i++) {
                 if (sizes[i] < 0) throw new IllegalArgumentException(idxFile + ": item " + i + " has negative size " + sizes[i]);
+                // items lie back to back: RWKV-LM and Megatron write pointers[i] = (sizes[0] + ... + sizes[i-1]) * dtype bytes
+                long expectedPointer = tokens * dtype.bytes;
+                if (pointers[i] != expectedPointer) {
+                    throw new IllegalArgumentException(idxFile + ": item " + i + " has pointer " + pointers[i] + " but the sizes before it add up to "
+                            + tokens + " " + dtype.numpyName() + " tokens, so it must be " + expectedPointer + " (swapped, misaligned or corrupt index)");
+                }
                 long end = pointers[i] + (long) sizes[i] * dtype.bytes;
-                if (pointers[i] < 0 || end > binBytes) {
+                if (end > binBytes) {
                     throw new IllegalArgumentException(idxFile + ": item " + i + " spans bytes " + pointers[i] + ".." + end
                             + " but " + binFile + " has " + binBytes + " bytes");
                 }
@@ -112,7 +130,7 @@ public final class BinIdxDataset implements AutoCloseable {
                 throw new IllegalArgumentException(binFile + " has " + binBytes + " bytes but " + idxFile + " describes " + tokens
                         + " " + dtype.numpyName() + " tokens (" + tokens * dtype.bytes + " bytes): the two files do not belong together");
             }
-            if (Files.exists(maskFile)) {
+            if (InputFiles.present(maskFile, "loss mask")) {
                 maskChannel = FileChannel.open(maskFile, StandardOpenOption.READ);
                 checkMaskHeader(maskFile, maskChannel, tokens);
             }
@@ -227,6 +245,14 @@ public final class BinIdxDataset implements AutoCloseable {
         long token = pointers[doc] / dtype.bytes + offset;
         ByteBuffer buf = ByteBuffer.wrap(out, outOffset, length);
         readFully(mask, buf, BinIdxFormat.MASK_HEADER_BYTES + token, "mask");
+        for (int i = outOffset; i < outOffset + length; i++) {
+            if (out[i] != 0 && out[i] != 1) throw badFlag(out[i], token + i - outOffset);
+        }
+    }
+
+    private IllegalArgumentException badFlag(byte flag, long token) {
+        return new IllegalArgumentException(prefix + ".mask: flag " + (flag & 0xff) + " for token " + token + " (byte "
+                + (BinIdxFormat.MASK_HEADER_BYTES + token) + "), expected 0 or 1: the mask is corrupt");
     }
 
     /** Tokens whose flag is 1, counted over the whole mask file (all tokens without one). */
@@ -240,7 +266,10 @@ public final class BinIdxDataset implements AutoCloseable {
             buf.limit((int) Math.min(buf.capacity(), end - pos));
             readFully(mask, buf, pos, "mask");
             byte[] a = buf.array();
-            for (int i = 0; i < buf.limit(); i++) trained += a[i];
+            for (int i = 0; i < buf.limit(); i++) {
+                if (a[i] != 0 && a[i] != 1) throw badFlag(a[i], pos - BinIdxFormat.MASK_HEADER_BYTES + i);
+                trained += a[i];
+            }
             pos += buf.limit();
         }
         return trained;

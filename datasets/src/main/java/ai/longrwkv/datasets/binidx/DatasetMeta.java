@@ -21,6 +21,9 @@ import java.nio.file.Path;
 public final class DatasetMeta {
     private DatasetMeta() { }
 
+    /** Metadata files are a few KB; anything above this is not one (and is refused before it is read). */
+    static final long MAX_BYTES = 16L << 20;
+
     private static final Gson PRETTY = new GsonBuilder().setPrettyPrinting().disableHtmlEscaping().create();
 
     public static byte[] toBytes(JsonObject meta) {
@@ -38,20 +41,14 @@ public final class DatasetMeta {
     /** PREFIX.meta.json, or null when the dataset has none (a binidx made by other tools). */
     public static JsonObject read(Path prefix) {
         Path file = BinIdxFormat.meta(prefix);
-        String text;
-        try {
-            text = Files.readString(file, StandardCharsets.UTF_8);
-        } catch (NoSuchFileException e) {
-            return null;
-        } catch (IOException e) {
-            throw new UncheckedIOException("cannot read " + file + ": " + e.getMessage(), e);
-        }
+        if (!ai.longrwkv.datasets.io.InputFiles.present(file, "dataset metadata")) return null;
+        String text = new String(ai.longrwkv.datasets.io.InputFiles.readAtMost(file, MAX_BYTES, "dataset metadata"), StandardCharsets.UTF_8);
         try {
             JsonElement e = JsonParserHolder.GSON.fromJson(text, JsonElement.class);
             if (e == null || !e.isJsonObject()) throw new IllegalArgumentException(file + ": expected a JSON object");
             return e.getAsJsonObject();
         } catch (JsonParseException e) {
-            throw new IllegalArgumentException(file + ": not valid JSON: " + e.getMessage());
+            throw new IllegalArgumentException(file + ": not valid JSON: " + ai.longrwkv.datasets.io.JsonMessages.problem(e));
         }
     }
 
@@ -60,6 +57,18 @@ public final class DatasetMeta {
         if (meta == null) return otherwise;
         JsonElement e = meta.get(key);
         return e == null || e.isJsonNull() || !e.isJsonPrimitive() ? otherwise : e.getAsString();
+    }
+
+    /** A whole-number field of the metadata, or `otherwise` when it is absent or not a number. */
+    public static long number(JsonObject meta, String key, long otherwise) {
+        if (meta == null) return otherwise;
+        JsonElement e = meta.get(key);
+        if (e == null || !e.isJsonPrimitive() || !e.getAsJsonPrimitive().isNumber()) return otherwise;
+        try {
+            return new java.math.BigDecimal(e.getAsString()).longValueExact();
+        } catch (ArithmeticException | NumberFormatException ex) {
+            return otherwise;
+        }
     }
 
     private static final class JsonParserHolder {

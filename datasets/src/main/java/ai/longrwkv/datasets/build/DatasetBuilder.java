@@ -73,6 +73,16 @@ public final class DatasetBuilder {
     /** Streaming piece size for large .txt files; tests make it small. */
     int textPieceBytes = 4 << 20;
     long wholeTextFileBytes = WHOLE_TEXT_FILE_BYTES;
+    /** Default bound on one jsonl line: far above any real record, far below what would exhaust a small heap. */
+    public static final long DEFAULT_MAX_LINE_BYTES = 64L << 20;
+    private long maxLineBytes = DEFAULT_MAX_LINE_BYTES;
+
+    /** Lines longer than this many bytes are bad records (stop the build, or are skipped with --skip-bad). */
+    public DatasetBuilder maxLineBytes(long bytes) {
+        if (bytes < 1) throw new IllegalArgumentException("--max-line-mb must be > 0, got " + bytes + " bytes");
+        this.maxLineBytes = bytes;
+        return this;
+    }
 
     public DatasetBuilder(Options options) {
         this.options = options;
@@ -106,6 +116,11 @@ public final class DatasetBuilder {
                 }
             } else {
                 writeShuffled(inputs, prefix, files, run);
+            }
+            if (run.documents == 0) {
+                throw new IllegalArgumentException("no documents: " + (inputs.size() == 1 ? inputs.get(0) + " holds" : "the inputs hold") + " no records"
+                        + (run.skipped > 0 ? " that could be used (" + run.skipped + " bad records skipped)" : "")
+                        + (run.blankLines > 0 ? " (" + run.blankLines + " blank lines)" : "") + "; nothing written");
             }
             DatasetMeta.write(files.temp(BinIdxFormat.meta(prefix)), meta(inputs, run));
             files.commit(idx);
@@ -211,12 +226,19 @@ public final class DatasetBuilder {
                     } else {
                         try (CountingInputStream raw = new CountingInputStream(Files.newInputStream(file));
                              InputStream in = open(file, raw)) {
-                            LineBatcher batcher = new LineBatcher(file, in, BATCH_BYTES, raw::count);
+                            LineBatcher batcher = new LineBatcher(file, in, BATCH_BYTES, raw::count, maxLineBytes,
+                                    line -> badTextFile(new BadRecordException(file, line, "line longer than " + describeBytes(maxLineBytes)
+                                            + " (the bound on one record; --max-line-mb raises it)")));
                             for (LineBatcher.Batch batch = batcher.next(); batch != null; batch = batcher.next()) {
                                 LineBatcher.Batch b = batch;
                                 pending.add(pool.submit(() -> processLines(b)));
                                 while (pending.size() >= maxPending) consume(pending.poll(), writer);
                             }
+                        } catch (java.util.zip.ZipException | java.io.EOFException e) {
+                            // a truncated or not-gzip .gz is a bad input, not an I/O failure
+                            throw new IllegalArgumentException(file + ": not a complete gzip file (" + e.getMessage() + ")");
+                        } catch (IOException e) {
+                            throw new UncheckedIOException(file + ": cannot read: " + e.getMessage(), e);
                         }
                     }
                     while (pending.size() >= maxPending) consume(pending.poll(), writer);
@@ -372,6 +394,10 @@ public final class DatasetBuilder {
             r.bad.add(new BadRecordException(file, 1, e.getMessage()));
         }
         return r;
+    }
+
+    static String describeBytes(long bytes) {
+        return bytes % (1 << 20) == 0 ? (bytes >> 20) + " MB" : bytes + " bytes";
     }
 
     static boolean isPlainText(Path file) {

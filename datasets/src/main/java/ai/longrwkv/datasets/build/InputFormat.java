@@ -19,8 +19,8 @@ import java.util.regex.Pattern;
  * <li>{@code prompt-completion}: jsonl {"prompt": "...", "completion": "..."}: prompt + completion concatenated as
  * they are (add any separator to the data yourself), prompt masked, completion and token 0 trained.</li>
  * <li>{@code chat}: jsonl {"messages": [{"role": ..., "content": ...}, ...]} in the World chat layout of
- * {@link ChatTurns}. Roles system, user, assistant (any case) print as System, User, Assistant; any other role is a
- * named speaker printed as written; an optional "name" on a message replaces the printed speaker (its role still
+ * {@link ChatTurns}. Roles system, user (or human), assistant (or gpt, model, bot, char; any case) print as System,
+ * User, Assistant; any other role is a named speaker printed as written and not trained; an optional "name" on a message replaces the printed speaker (its role still
  * decides the masking). Trained by default: assistant turns only.</li>
  * <li>{@code pippa}: PygmalionAI's PIPPA records (bot_name, bot_description, bot_definitions, bot_greeting,
  * conversation = [{message, is_human}]). {{char}} becomes the bot's name and {{user}} becomes "User" (any case).
@@ -88,17 +88,22 @@ public enum InputFormat {
             if (content.isEmpty()) throw new RecordException(where + "empty content");
             String name = Json.optionalString(m, "name", where);
             String roleKey = role.strip().toLowerCase(Locale.ROOT);
-            String speaker = switch (roleKey) {
-                case "system" -> "System";
-                case "user" -> "User";
-                case "assistant" -> "Assistant";
-                default -> ChatTurns.normalizeSpeaker(role, where + "role");
-            };
+            boolean assistant = ASSISTANT_ROLES.contains(roleKey);
+            String speaker = assistant ? "Assistant" : USER_ROLES.contains(roleKey) ? "User" : roleKey.equals("system") ? "System"
+                    : ChatTurns.normalizeSpeaker(role, where + "role");
             if (!name.isBlank()) speaker = ChatTurns.normalizeSpeaker(name, where + "name");
-            turns.add(new ChatTurns.Turn(speaker, content, trainAll || roleKey.equals("assistant")));
+            turns.add(new ChatTurns.Turn(speaker, content, trainAll || assistant));
         }
         return ChatTurns.render(turns, trainAll);
     }
+
+    /**
+     * Chat roles of the model's turns (trained, printed "Assistant"): OpenAI's assistant, ShareGPT's gpt, Gemini's
+     * model, and the bot / char of roleplay logs. Any case.
+     */
+    public static final java.util.Set<String> ASSISTANT_ROLES = java.util.Set.of("assistant", "gpt", "model", "bot", "char");
+    /** Chat roles of the user's turns (masked, printed "User"): user, ShareGPT's human. */
+    public static final java.util.Set<String> USER_ROLES = java.util.Set.of("user", "human");
 
     private static final Pattern CHAR_PLACEHOLDER = Pattern.compile("\\{\\{char}}", Pattern.CASE_INSENSITIVE);
     private static final Pattern USER_PLACEHOLDER = Pattern.compile("\\{\\{user}}", Pattern.CASE_INSENSITIVE);

@@ -20,10 +20,8 @@ final class Json {
         try {
             e = STRICT.fromJson(line, JsonElement.class);
         } catch (JsonParseException ex) {
-            String why = ex.getMessage() == null ? ex.toString() : ex.getMessage();
-            // Gson appends a link to its troubleshooting page; the position is what helps here
-            int see = why.indexOf("\nSee https://");
-            if (see > 0) why = why.substring(0, see);
+            // without Gson's link to its troubleshooting page or a wrapped exception's class name
+            String why = ai.longrwkv.datasets.io.JsonMessages.problem(ex);
             throw new RecordException("malformed JSON: " + why);
         }
         if (e == null || !e.isJsonObject()) throw new RecordException("expected a JSON object {...}, got " + describe(e));

@@ -37,11 +37,25 @@ final class LineBatcher {
     private long nextLine = 1;
     private long consumedReported;
 
+    /** Lines longer than this (bytes, without the line end) are not held: {@link #oversized} gets their number. */
+    private final long maxLineBytes;
+    private final java.util.function.LongConsumer oversized;
+
     LineBatcher(Path file, InputStream in, int batchBytes, LongSupplier consumed) {
+        this(file, in, batchBytes, consumed, Long.MAX_VALUE, line -> { });
+    }
+
+    /**
+     * oversized: called with the line number of each line longer than maxLineBytes; it may throw (the build stops)
+     * or return (the line is skipped, read to its end without being kept).
+     */
+    LineBatcher(Path file, InputStream in, int batchBytes, LongSupplier consumed, long maxLineBytes, java.util.function.LongConsumer oversized) {
         this.file = file;
         this.in = in;
         this.batchBytes = batchBytes;
         this.consumed = consumed;
+        this.maxLineBytes = maxLineBytes;
+        this.oversized = oversized;
     }
 
     /** The next batch, or null at the end of the stream. */
@@ -50,7 +64,12 @@ final class LineBatcher {
         IntList ends = new IntList(1024);
         long firstLine = nextLine;
         while (data.size() < batchBytes) {
-            if (!readLine(data)) break;
+            int r = readLine(data);
+            if (r == EOF) break;
+            if (r == SKIPPED) {
+                oversized.accept(nextLine++);
+                continue;
+            }
             ends.add(data.size());
             nextLine++;
         }
@@ -61,14 +80,16 @@ final class LineBatcher {
         return new Batch(file, firstLine, data.toArray(), ends.toArray(), bytes);
     }
 
-    /** Appends one line (without its end) to data; false if the stream had no more bytes. */
-    private boolean readLine(ByteList data) throws IOException {
+    private static final int EOF = -1, READ = 0, SKIPPED = 1;
+
+    /** Appends one line (without its end) to data: READ; EOF if the stream had no more bytes; SKIPPED for a line over the bound. */
+    private int readLine(ByteList data) throws IOException {
         int lineStart = data.size();
-        boolean any = false;
+        boolean any = false, tooLong = false;
         while (true) {
             if (readPos == readEnd) {
                 if (eof || !fill()) {
-                    if (!any) return false;
+                    if (!any) return EOF;
                     break;
                 }
             }
@@ -80,14 +101,18 @@ final class LineBatcher {
                     break;
                 }
             }
-            if (nl < 0) {
-                data.addAll(readBuffer, readPos, readEnd);
-                readPos = readEnd;
-            } else {
-                data.addAll(readBuffer, readPos, nl);
-                readPos = nl + 1;
-                break;
+            int end = nl < 0 ? readEnd : nl;
+            if (!tooLong && (long) data.size() - lineStart + (end - readPos) > maxLineBytes + 1) {
+                tooLong = true;   // stop keeping it; read on to its end
+                data.truncate(lineStart);
             }
+            if (!tooLong) data.addAll(readBuffer, readPos, end);
+            readPos = nl < 0 ? readEnd : nl + 1;
+            if (nl >= 0) break;
+        }
+        if (tooLong) {
+            atFileStart = false;
+            return SKIPPED;
         }
         int size = data.size();
         if (size > lineStart && data.get(size - 1) == '\r') trimTo(data, size - 1);
@@ -99,7 +124,11 @@ final class LineBatcher {
                 trimTo(data, data.size() - 3);
             }
         }
-        return true;
+        if (data.size() - lineStart > maxLineBytes) {   // exactly at the bound plus a \r or a byte order mark
+            data.truncate(lineStart);
+            return SKIPPED;
+        }
+        return READ;
     }
 
     private static void trimTo(ByteList data, int size) {

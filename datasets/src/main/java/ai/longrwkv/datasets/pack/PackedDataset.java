@@ -4,6 +4,7 @@ import ai.longrwkv.core.train.TokenSequence;
 import ai.longrwkv.datasets.binidx.BinIdxDataset;
 import ai.longrwkv.datasets.binidx.BinIdxFormat;
 import ai.longrwkv.datasets.binidx.DatasetMeta;
+import ai.longrwkv.datasets.io.InputFiles;
 import com.google.gson.JsonObject;
 
 import java.io.IOException;
@@ -120,14 +121,10 @@ public final class PackedDataset implements AutoCloseable {
         BinIdxDataset data = BinIdxDataset.open(prefix);
         try {
             Path segFile = BinIdxFormat.segments(prefix);
-            byte[] bytes;
-            try {
-                bytes = Files.readAllBytes(segFile);
-            } catch (NoSuchFileException e) {
-                throw new IllegalArgumentException(segFile + " not found: the packed dataset " + prefix + " is incomplete");
-            }
-            ByteBuffer b = ByteBuffer.wrap(bytes).order(ByteOrder.LITTLE_ENDIAN);
-            if (bytes.length < SEGMENTS_HEADER_BYTES) throw new IllegalArgumentException(segFile + ": too short for a segments header");
+            InputFiles.require(segFile, "segments", segFile + " not found: the packed dataset " + prefix + " is incomplete");
+            long fileBytes = InputFiles.size(segFile);
+            if (fileBytes < SEGMENTS_HEADER_BYTES) throw new IllegalArgumentException(segFile + ": too short for a segments header");
+            ByteBuffer b = ByteBuffer.wrap(InputFiles.readHead(segFile, SEGMENTS_HEADER_BYTES)).order(ByteOrder.LITTLE_ENDIAN);
             byte[] magic = new byte[8];
             b.get(magic);
             if (!Arrays.equals(magic, SEGMENTS_MAGIC)) throw new IllegalArgumentException(segFile + ": not a segments file (expected magic LRWKVSEG)");
@@ -138,16 +135,27 @@ public final class PackedDataset implements AutoCloseable {
                 throw new IllegalArgumentException(segFile + " describes " + sequences + " sequences but " + BinIdxFormat.idx(prefix)
                         + " has " + data.documentCount() + ": the files do not belong together");
             }
+            // every segment holds at least one token of a sequence, so there are at most as many as tokens
+            boolean sane = segments >= 0 && segments <= Math.min(data.tokenCount(), (Integer.MAX_VALUE - 64 - (sequences + 1) * 8) / 16);
             long expected = SEGMENTS_HEADER_BYTES + (sequences + 1) * 8 + segments * 16;
-            if (segments < 0 || segments > Integer.MAX_VALUE / 4 || expected != bytes.length) {
+            if (!sane || expected != fileBytes) {
                 throw new IllegalArgumentException(segFile + ": header says " + sequences + " sequences and " + segments
-                        + " segments (" + expected + " bytes) but the file has " + bytes.length + " bytes");
+                        + " segments (" + (sane ? expected + " bytes" : "more than the dataset's " + data.tokenCount() + " tokens allow")
+                        + ") but the file has " + fileBytes + " bytes");
             }
+            byte[] bytes = InputFiles.readAtMost(segFile, expected, "segments");
+            if (bytes.length != expected) throw new IllegalArgumentException(segFile + " changed while being read");
+            b = ByteBuffer.wrap(bytes).order(ByteOrder.LITTLE_ENDIAN);
+            b.position(SEGMENTS_HEADER_BYTES);
             long[] first = new long[(int) sequences + 1];
             b.asLongBuffer().get(first);
             b.position(b.position() + first.length * 8);
             int[] records = new int[(int) segments * 4];
             b.asIntBuffer().get(records);
+            if (first[0] != 0 || first[(int) sequences] != segments) {
+                throw new IllegalArgumentException(segFile + ": first_segment runs from " + first[0] + " to " + first[(int) sequences]
+                        + ", expected 0 to " + segments + " (the segment count)");
+            }
             for (int i = 0; i < sequences; i++) {
                 if (first[i] < 0 || first[i] > first[i + 1] || first[i + 1] > segments) {
                     throw new IllegalArgumentException(segFile + ": bad first_segment for sequence " + i);
@@ -161,9 +169,6 @@ public final class PackedDataset implements AutoCloseable {
                 if (pos > data.documentLength(i)) throw new IllegalArgumentException(segFile + ": sequence " + i + " has more segment tokens than its length");
             }
             return new PackedDataset(data, first, records, mode, meta);
-        } catch (IOException e) {
-            data.close();
-            throw new UncheckedIOException("cannot read " + BinIdxFormat.segments(prefix) + ": " + e.getMessage(), e);
         } catch (RuntimeException e) {
             data.close();
             throw e;

@@ -52,7 +52,14 @@ public final class DatasetStats {
                 line(out, "length:         min %,d, mean %,.1f, max %,d tokens", min, (double) tokens / docs, max);
                 histogram(out, data);
             }
-            if ("packed".equals(kind) && Files.exists(BinIdxFormat.segments(prefix))) packed(out, prefix, meta);
+            // a packed dataset is read as one (its .segments must be there and fit); .segments beside another kind is named
+            if ("packed".equals(kind)) {
+                packed(out, prefix, meta);
+            } else if (ai.longrwkv.datasets.io.InputFiles.present(BinIdxFormat.segments(prefix), "segments")) {
+                line(out, "note:           %s is there but %s", BinIdxFormat.segments(prefix).getFileName(), meta == null
+                        ? BinIdxFormat.meta(prefix).getFileName() + " is missing: a packed dataset without its metadata (training refuses it)"
+                        : "the metadata says kind '" + kind + "', not packed");
+            }
             if (tokenizer != null && docs > 0) {
                 int doc = Math.max(0, Math.min(sampleDoc, docs - 1));
                 out.append('\n');

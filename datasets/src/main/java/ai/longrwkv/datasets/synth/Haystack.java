@@ -44,15 +44,13 @@ public final class Haystack {
     }
 
     /** Sentences of a text file (UTF-8; an error names the line of invalid bytes). */
+    /** Largest haystack file read (256 MB). */
+    public static final long MAX_FILE_BYTES = 256L << 20;
+
     public static Haystack fromFile(Path file, Tokenizer tokenizer) {
-        byte[] bytes;
-        try {
-            bytes = Files.readAllBytes(file);
-        } catch (NoSuchFileException e) {
-            throw new IllegalArgumentException("haystack file not found: " + file);
-        } catch (IOException e) {
-            throw new UncheckedIOException("cannot read haystack file " + file + ": " + e.getMessage(), e);
-        }
+        ai.longrwkv.datasets.io.InputFiles.require(file, "haystack", "haystack file not found: " + file);
+        // the filler is repeated as needed, so a haystack has no reason to be huge; the bound keeps a wrong file from exhausting memory
+        byte[] bytes = ai.longrwkv.datasets.io.InputFiles.readAtMost(file, MAX_FILE_BYTES, "haystack");
         Utf8.Validator v = new Utf8.Validator();
         try {
             v.feed(bytes, 0, bytes.length);

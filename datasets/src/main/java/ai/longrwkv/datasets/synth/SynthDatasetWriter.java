@@ -39,12 +39,44 @@ public final class SynthDatasetWriter {
 
     public record Report(Path prefix, int samples, long tokens) { }
 
+    /** Bytes per sample in PREFIX.samples.jsonl, about (for the size estimate). */
+    private static final long SAMPLE_LINE_BYTES = 400;
+
+    /**
+     * Refuses, before anything is written, a dataset that cannot be one: more items than a binidx holds, or more
+     * bytes (tokens, flags, sample records) than the output's file system has free.
+     */
+    static void checkOutputSize(Path prefix, List<Integer> lengths, int count, TokenDtype dtype) {
+        long samples = (long) lengths.size() * count;
+        if (samples > Integer.MAX_VALUE - 8) {
+            throw new IllegalArgumentException("--count " + count + " x " + lengths.size() + " lengths = " + samples + " samples, more than a dataset holds ("
+                    + (Integer.MAX_VALUE - 8) + ")");
+        }
+        long tokens = 0;
+        for (int length : lengths) tokens += ((long) length + 1) * count;
+        long bytes = tokens * (dtype.bytes + 1) + samples * (SAMPLE_LINE_BYTES + 12);
+        Path dir = prefix.toAbsolutePath().getParent();
+        while (dir != null && !Files.isDirectory(dir)) dir = dir.getParent();
+        if (dir == null) return;
+        try {
+            long free = Files.getFileStore(dir).getUsableSpace();
+            if (bytes > free) {
+                throw new IllegalArgumentException(String.format(java.util.Locale.ROOT,
+                        "%,d samples of %,d tokens in all need about %.1f GB, but %s has %.1f GB free: lower --count or --lengths",
+                        samples, tokens, bytes / 1e9, dir, free / 1e9));
+            }
+        } catch (java.io.IOException e) {
+            // no estimate of the free space: the write reports a full disk itself
+        }
+    }
+
     public static Report write(SynthTask task, Tokenizer tokenizer, String tokenizerSpec, String haystackName, List<Integer> lengths,
                                int count, long seed, double[] depths, Path outPrefix) {
         if (count < 1) throw new IllegalArgumentException("--count must be at least 1, got " + count);
         if (lengths.isEmpty()) throw new IllegalArgumentException("--lengths is empty");
         Path prefix = Path.of(BinIdxFormat.stripExtension(outPrefix.toString()));
         TokenDtype dtype = TokenDtype.forVocabulary(tokenizer.vocabSize());
+        checkOutputSize(prefix, lengths, count, dtype);
         int written = 0;
         long tokens;
         try (AtomicFileSet files = new AtomicFileSet()) {
