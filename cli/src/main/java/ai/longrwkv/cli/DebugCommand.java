@@ -47,7 +47,7 @@ final class DebugCommand implements Runnable {
         @Option(names = "--mask", description = "Comma-separated 0/1 loss mask (default: all 1).") String mask;
         @Option(names = "--chunk-len", description = "Tokens per chunk (default: the whole sequence).") Integer chunkLen;
         @Option(names = "--bptt", defaultValue = "full", description = "full | truncated (default: ${DEFAULT-VALUE}).") String bptt;
-        @Option(names = "--device", defaultValue = "cpu", description = "cpu | cuda | auto (default: ${DEFAULT-VALUE}).")
+        @Option(names = "--device", defaultValue = "cpu", description = "cpu | cuda | auto | emulated (the CUDA kernels run on the CPU, for testing) (default: ${DEFAULT-VALUE}).")
         String device;
 
         @Option(names = "--state", paramLabel = "FILE|zeros", description = "FILE | zeros: start from the tuned state in this state file (from state-tune), or from zeros. Default: the tuned state stored in the model file (blocks.*.att.time_state) if it has one, else zeros.")

@@ -34,7 +34,7 @@ final class EvalModelOptions {
     @Option(names = "--gn-eps", description = "ln_x GroupNorm eps (default: 1e-5 for rwkv.cpp files, else 64e-5).")
     Double gnEps;
 
-    @Option(names = "--device", defaultValue = "cpu", description = "cpu | cuda | auto (default: ${DEFAULT-VALUE}).")
+    @Option(names = "--device", defaultValue = "cpu", description = "cpu | cuda | auto | emulated (the CUDA kernels run on the CPU, for testing) (default: ${DEFAULT-VALUE}).")
     String device;
 
     @Option(names = "--label", description = "Name of what is evaluated, in tables and chart titles (default: the model and state file names).")

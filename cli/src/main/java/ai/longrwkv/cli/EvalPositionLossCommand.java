@@ -58,7 +58,7 @@ final class EvalPositionLossCommand implements Callable<Integer> {
     @Option(names = "--gn-eps", description = "ln_x GroupNorm eps (default: 1e-5 for rwkv.cpp files, else 64e-5).")
     Double gnEps;
 
-    @Option(names = "--device", defaultValue = "cpu", description = "cpu | cuda | auto (default: ${DEFAULT-VALUE}).")
+    @Option(names = "--device", defaultValue = "cpu", description = "cpu | cuda | auto | emulated (the CUDA kernels run on the CPU, for testing) (default: ${DEFAULT-VALUE}).")
     String device;
 
     @Option(names = "--out", required = true, paramLabel = "DIR", description = "Output directory.")

@@ -39,7 +39,7 @@ final class ForwardCommand implements Callable<Integer> {
     @Option(names = "--chunk-len", defaultValue = "1024", description = "Tokens per chunk (default: ${DEFAULT-VALUE}).")
     int chunkLen;
 
-    @Option(names = "--device", defaultValue = "cpu", description = "cpu | cuda | auto (default: ${DEFAULT-VALUE}).")
+    @Option(names = "--device", defaultValue = "cpu", description = "cpu | cuda | auto | emulated (the CUDA kernels run on the CPU, for testing) (default: ${DEFAULT-VALUE}).")
     String device;
 
     @Option(names = "--state", paramLabel = "FILE|zeros", description = "FILE | zeros: start from the tuned state in this state file (from state-tune), or from zeros. Default: the tuned state stored in the model file (blocks.*.att.time_state) if it has one, else zeros.")

@@ -69,7 +69,7 @@ public final class TrainingOptions {
     @Option(names = "--resume", description = "Continue the run whose output directory this is (its checkpoints/latest).")
     public Path resume;
 
-    @Option(names = "--device", defaultValue = "cpu", description = "cpu | cuda | auto (the GPU when it works, else the CPU and why); the CUDA backend is not yet verified on a GPU (default: ${DEFAULT-VALUE}).")
+    @Option(names = "--device", defaultValue = "cpu", description = "cpu | cuda | auto | emulated (the CUDA kernels run on the CPU, for testing) (default: ${DEFAULT-VALUE}).")
     public String device;
 
     @Option(names = "--gn-eps", description = "ln_x GroupNorm eps (default: 1e-5 for rwkv.cpp files, else 64e-5).")

@@ -124,10 +124,13 @@ public final class TrainingRun {
         return modelIdentity + " " + cfg + " " + extra;
     }
 
-    /** The backend for --device cpu|cuda|auto; says on stderr which one runs and, if the GPU is not used, why. */
+    /**
+     * The backend for --device cpu|cuda|auto|emulated; says which one runs and, if the GPU is not used, why: on stdout
+     * with the other progress lines of the run, so that stderr carries only errors (one line each).
+     */
     public static Backend backend(String device) {
         Backend be = Backends.create(device);
-        System.err.println(Backends.describe(be));
+        System.out.println(Backends.describe(be));
         return be;
     }
 
