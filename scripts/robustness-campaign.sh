@@ -55,6 +55,7 @@ PK="$F/pk"
 {
   lw init --layers 1 --embd 32 --head-size 16 --vocab 256 --out "$M"
   lw convert "$M" "$PTH" --dtype fp32
+  cp "$M" "$F/m-same.safetensors"   # convert-same-file rewrites its input: not the model the other cases use
   lw data synth passkey --tokenizer bytes --lengths 256 --count 8 --out "$PK"
   printf '{"text": "the quick brown fox jumps over the lazy dog. %s"}\n' $(seq 1 40) > "$F/t.jsonl"
   lw data build --input "$F/t.jsonl" --format text --tokenizer bytes --out "$F/tb"
@@ -306,7 +307,7 @@ for f in /dev/zero /dev/null /nonexistent/x "$F" "$F/t.jsonl"; do
   add "forward-model$t" any /dev/null forward --model "$f" --tokens 1
   add "data-stats-prefix$t" any /dev/null data stats "$f"
 done
-add "convert-same-file" any /dev/null convert "$M" "$M"
+add "convert-same-file" any /dev/null convert "$F/m-same.safetensors" "$F/m-same.safetensors"
 add "convert-unknown-ext" any /dev/null convert "$M" "$O/x.txt"
 add "convert-too-many" any /dev/null convert "$M" "$O/a.pth" "$O/b.pth"
 printf '1 2 999\n' > "$W/ids-big.txt"

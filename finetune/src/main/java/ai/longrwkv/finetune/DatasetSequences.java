@@ -183,6 +183,12 @@ public final class DatasetSequences implements Trainer.SequenceSource, AutoClose
     /** Checks every sequence handed out against the model's vocabulary; a bad token is named with its file, document and position. */
     public void requireVocabulary(int vocabSize) {
         this.vocab = vocabSize;
+        long bad = data.firstTokenOutside(vocabSize);   // the whole stream, once, before the first step
+        if (bad >= 0) {
+            int[] one = new int[1];
+            data.readTokens(bad, one, 0, 1);
+            checkTokens(one, bad, -1);
+        }
     }
 
     public static Sampling parseSampling(String s) {
@@ -236,7 +242,7 @@ public final class DatasetSequences implements Trainer.SequenceSource, AutoClose
             while (doc + 1 < docStarts.length && docStarts[doc + 1] == pos && data.documentLength(doc) == 0) doc++;
             throw new IllegalArgumentException(BinIdxFormat.bin(prefix) + ": " + (packed != null ? "sequence " : "document ") + doc + " has token "
                     + tokens[i] + " at position " + (pos - docStarts[doc]) + ", outside the model's vocabulary 0.." + (vocab - 1)
-                    + " (training sequence " + index + "; was the data tokenized for another model?)");
+                    + (index >= 0 ? " (training sequence " + index + "; " : " (found before training; ") + "was the data tokenized for another model?)");
         }
     }
 

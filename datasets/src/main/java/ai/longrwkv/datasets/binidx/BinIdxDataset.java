@@ -228,6 +228,33 @@ public final class BinIdxDataset implements AutoCloseable {
         }
     }
 
+    /**
+     * The position in the flat stream of the first token id >= limit (or negative), or -1 when every token is a valid
+     * id below limit: one pass over the .bin in blocks, so that training can refuse data tokenized for another model
+     * before the first step instead of at whichever step first samples the bad token.
+     */
+    public long firstTokenOutside(int limit) {
+        int block = 1 << 20;
+        int[] buf = new int[block];
+        for (long start = 0; start < tokenCount; start += block) {
+            int n = (int) Math.min(block, tokenCount - start);
+            readTokens(start, buf, 0, n);
+            for (int i = 0; i < n; i++) if (buf[i] < 0 || buf[i] >= limit) return start + i;
+        }
+        return -1;
+    }
+
+    /** The document holding flat-stream position pos (the last of several that start there, so never an empty one). */
+    public int documentAt(long pos) {
+        int lo = 0, hi = documentCount() - 1;
+        while (lo < hi) {
+            int mid = (lo + hi + 1) >>> 1;
+            if (documentStart(mid) <= pos) lo = mid;
+            else hi = mid - 1;
+        }
+        return lo;
+    }
+
     /** The loss flags of a document: 1 = predicting this token is trained. All 1 without a mask file. */
     public byte[] mask(int doc) {
         byte[] out = new byte[documentLength(doc)];

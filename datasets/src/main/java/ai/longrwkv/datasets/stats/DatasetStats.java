@@ -43,6 +43,20 @@ public final class DatasetStats {
             line(out, "tokens:         %,d", tokens);
             line(out, "trained:        %,d tokens (%.2f%%)%s", trained, tokens == 0 ? 0.0 : 100.0 * trained / tokens,
                     data.hasMask() ? "" : "  [no .mask sidecar: every token counts as trained]");
+            // token ids the dataset's own tokenizer cannot have produced: data that every model would fail on
+            String tok = meta == null ? "" : DatasetMeta.string(meta, "tokenizer", "");
+            int vocab = tok.equals("bytes") ? 256 : tok.startsWith("world") ? 65536 : -1;
+            if (vocab > 0) {
+                long bad = data.firstTokenOutside(vocab);
+                if (bad >= 0) {
+                    int[] one = new int[1];
+                    data.readTokens(bad, one, 0, 1);
+                    int doc = data.documentAt(bad);
+                    throw new IllegalArgumentException(BinIdxFormat.bin(prefix) + ": document " + doc + " has token " + one[0] + " at position "
+                            + (bad - data.documentStart(doc)) + ", outside the vocabulary of its tokenizer '" + tok + "' (0.." + (vocab - 1) + ")");
+                }
+                line(out, "token ids:      all within %s's 0..%,d", tok, vocab - 1);
+            }
             if (docs > 0) {
                 int min = Integer.MAX_VALUE, max = 0;
                 for (int i = 0; i < docs; i++) {

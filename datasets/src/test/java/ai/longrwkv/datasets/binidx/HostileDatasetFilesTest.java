@@ -80,6 +80,21 @@ class HostileDatasetFilesTest {
         }
     }
 
+    /** A token the dataset's own tokenizer cannot produce (data for another model, or a corrupted .bin) is named. */
+    @Test
+    void statsRefusesATokenOutsideTheTokenizersVocabulary() throws Exception {
+        Path p = build("v", "hello", "world");
+        assertTrue(DatasetStats.report(p, null, 0, 10).contains("token ids:      all within bytes's 0..255"));
+        Path bin = BinIdxFormat.bin(p);
+        byte[] b = Files.readAllBytes(bin);
+        try (BinIdxDataset d = BinIdxDataset.open(p)) { assertEquals(TokenDtype.UINT16, d.dtype(), "the test writes a uint16 id"); }
+        b[2 * 7] = (byte) (300 & 0xff);
+        b[2 * 7 + 1] = (byte) (300 >> 8);
+        Files.write(bin, b);
+        String msg = refused(() -> DatasetStats.report(p, null, 0, 10));
+        assertTrue(msg.startsWith(bin + ": document 1 has token 300 at position 1, outside the vocabulary of its tokenizer 'bytes'"), msg);
+    }
+
     @Test
     void fifosAndDevZeroAsAnyDatasetFileAreRefusedQuickly() throws Exception {
         Path p = build("d", "hello", "world");
