@@ -27,7 +27,8 @@ final class ChatCommand implements Callable<Integer> {
     @Option(names = "--user", defaultValue = "User", paramLabel = "NAME", description = "Your name in the turns (default: ${DEFAULT-VALUE}).") String userName;
     @Option(names = "--temperature", defaultValue = "1.0", description = "Sampling temperature; 0 = greedy (default: ${DEFAULT-VALUE}).") double temperature;
     @Option(names = "--top-p", defaultValue = "0.3", description = "Nucleus sampling mass (default: ${DEFAULT-VALUE}, ChatRWKV's chat setting).") double topP;
-    @Option(names = "--max-tokens", defaultValue = "500", description = "Tokens per reply at most (default: ${DEFAULT-VALUE}).") int maxTokens;
+    @Option(names = {"--max-new-tokens", "--max-tokens"}, defaultValue = "500", description = "Tokens per reply at most; --max-tokens is "
+            + "the older spelling (default: ${DEFAULT-VALUE}).") int maxTokens;
     @Option(names = "--seed", defaultValue = "1", description = "Sampling seed (default: ${DEFAULT-VALUE}).") long seed;
 
     @Override

@@ -1,5 +1,8 @@
 package ai.longrwkv.cli;
 
+import ai.longrwkv.core.util.Progress;
+import me.tongfei.progressbar.ProgressBar;
+
 import ai.longrwkv.core.io.ModelFiles;
 import ai.longrwkv.core.io.ModelFormatException;
 import ai.longrwkv.core.io.RwkvCppModelReader;
@@ -91,11 +94,11 @@ final class ConvertCommand implements Callable<Integer> {
         int count = weights.keys().size();
         long params = weights.parameterCount();
         double eps = weights.impliedGroupNormEps();
-        ProgressLine progress = new ProgressLine(stderr, "converting " + in.getFileName());
         String written;
         if (format == OutputFormat.PTH) {
-            PthWriter.write(out, weights, pthDtype, (done, total, key, bytes, totalBytes) -> progress.update(done, total));
-            progress.finish();
+            try (ProgressBar bar = Progress.bar("convert " + in.getFileName(), count, "tensors")) {
+                PthWriter.write(out, weights, pthDtype, (done, total, key, bytes, totalBytes) -> bar.stepTo(done));
+            }
             written = ".pth " + pthDtype;
             if (!Double.isNaN(eps) && eps != ModelConfig.OFFICIAL_GROUP_NORM_EPS) {
                 stderr.println("note: " + in + " implies ln_x GroupNorm eps " + eps + "; .pth files cannot record it, so pass "
@@ -106,9 +109,10 @@ final class ConvertCommand implements Callable<Integer> {
             metadata.put("format", "pt");
             if (!Double.isNaN(eps)) metadata.put(Safetensors.GROUP_NORM_EPS_KEY, Double.toString(eps));
             // Safetensors.write goes over the tensors twice (header, then data): count both passes
-            LoadingMap tensors = new LoadingMap(weights, n -> progress.update(n, 2 * count));
-            Safetensors.write(out, tensors, metadata);
-            progress.finish();
+            try (ProgressBar bar = Progress.bar("convert " + in.getFileName(), 2L * count, "tensors")) {
+                LoadingMap tensors = new LoadingMap(weights, n -> bar.stepTo(n));
+                Safetensors.write(out, tensors, metadata);
+            }
             written = "safetensors F32";
         }
         stdout.printf(Locale.ROOT, "wrote %s (%s): %d tensors, %,d parameters, from %s%n", out, written, count, params, in);
@@ -195,34 +199,5 @@ final class ConvertCommand implements Callable<Integer> {
         @Override public boolean containsKey(Object key) { return weights.keys().contains(key); }
 
         @Override public HostTensor get(Object key) { return key instanceof String k && weights.has(k) ? load(k) : null; }
-    }
-
-    /** A stderr line such as "converting model.pth: 120/390 (31%)", redrawn at most a few times a second. */
-    static final class ProgressLine {
-        private static final long REDRAW_NANOS = 250_000_000L;
-        private final PrintWriter err;
-        private final String label;
-        private long lastDraw;
-        private boolean drawn;
-
-        ProgressLine(PrintWriter err, String label) {
-            this.err = err;
-            this.label = label;
-        }
-
-        void update(int done, int total) {
-            long now = System.nanoTime();
-            if (done < total && drawn && now - lastDraw < REDRAW_NANOS) return;
-            lastDraw = now;
-            drawn = true;
-            err.printf(Locale.ROOT, "\r%s: %d/%d (%d%%)", label, done, total, total == 0 ? 100 : 100L * done / total);
-            err.flush();
-        }
-
-        void finish() {
-            if (drawn) err.println();
-            drawn = false;
-            err.flush();
-        }
     }
 }

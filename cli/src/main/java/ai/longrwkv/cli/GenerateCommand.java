@@ -20,7 +20,7 @@ import java.util.concurrent.Callable;
 @Command(name = "generate", mixinStandardHelpOptions = true, sortOptions = false,
         description = {"Continue a prompt: prefill it in chunks (any length, constant memory), then sample token by token,",
                 "streaming the text to stdout (only the generated text goes there; statistics go to stderr). Stops at the",
-                "end-of-text token 0, at a --stop string (not printed) or after --max-tokens. --temperature 0 is greedy",
+                "end-of-text token 0, at a --stop string (not printed) or after --max-new-tokens. --temperature 0 is greedy",
                 "and deterministic; otherwise the same --seed gives the same text."})
 final class GenerateCommand implements Callable<Integer> {
     @Mixin EvalModelOptions modelOptions;
@@ -29,7 +29,8 @@ final class GenerateCommand implements Callable<Integer> {
     @Option(names = "--prompt-file", paramLabel = "FILE", description = "Read the prompt from this UTF-8 file.") Path promptFile;
     @Option(names = "--temperature", defaultValue = "1.0", description = "Sampling temperature; 0 = greedy (default: ${DEFAULT-VALUE}).") double temperature;
     @Option(names = "--top-p", defaultValue = "0.85", description = "Nucleus sampling: keep the most likely tokens up to this probability mass (default: ${DEFAULT-VALUE}).") double topP;
-    @Option(names = "--max-tokens", defaultValue = "200", description = "Tokens to generate at most (default: ${DEFAULT-VALUE}).") int maxTokens;
+    @Option(names = {"--max-new-tokens", "--max-tokens"}, defaultValue = "200", description = "Tokens to generate at most; --max-tokens is "
+            + "the older spelling (default: ${DEFAULT-VALUE}).") int maxTokens;
     @Option(names = "--stop", paramLabel = "STRING", description = "Stop when the text contains this string (repeatable); it is not printed.") List<String> stops;
     @Option(names = "--seed", defaultValue = "1", description = "Sampling seed (default: ${DEFAULT-VALUE}).") long seed;
 
@@ -37,7 +38,7 @@ final class GenerateCommand implements Callable<Integer> {
     public Integer call() throws IOException {
         String text = promptText();
         Sampler sampler = new Sampler(temperature, topP, seed);
-        if (maxTokens < 0) throw new IllegalArgumentException("--max-tokens must be >= 0, got " + maxTokens);
+        if (maxTokens < 0) throw new IllegalArgumentException("--max-new-tokens must be >= 0, got " + maxTokens);
         // UTF-8 whatever the platform encoding; System.out is looked up now because tests swap it
         PrintStream out = new PrintStream(System.out, true, StandardCharsets.UTF_8);
         try (EvalModelOptions.Loaded m = modelOptions.load()) {

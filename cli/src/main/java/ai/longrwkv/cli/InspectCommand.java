@@ -32,8 +32,11 @@ import java.util.concurrent.Callable;
                 + "L, C, H, N, F, V, parameter count, stored dtypes and data size. For .pth and safetensors files only the "
                 + "shapes are read, so even a 15 GB checkpoint is inspected in seconds (rwkv.cpp files are read whole)."})
 final class InspectCommand implements Callable<Integer> {
-    @Parameters(index = "0", paramLabel = "FILE", description = "Model or state file: .pth, .safetensors or rwkv.cpp .bin.")
+    @Parameters(index = "0", arity = "0..1", paramLabel = "FILE", description = "Model or state file: .pth, .safetensors or rwkv.cpp .bin.")
     Path file;
+
+    @Option(names = "--model", paramLabel = "FILE", description = "The same as the FILE argument (the spelling the other commands use).")
+    Path modelOption;
 
     @Option(names = "--tensors", description = "Also list every tensor with its shape and dtype.")
     boolean listTensors;
@@ -44,6 +47,10 @@ final class InspectCommand implements Callable<Integer> {
     @Override
     public Integer call() {
         PrintWriter out = spec.commandLine().getOut();
+        if ((file == null) == (modelOption == null)) {
+            throw new IllegalArgumentException("give the file to inspect once: inspect FILE or inspect --model FILE");
+        }
+        if (file == null) file = modelOption;
         ModelFiles.Format format = ModelFiles.detectFormat(file);
         ModelWeights w = format == ModelFiles.Format.SAFETENSORS ? Safetensors.readShapes(file) : ConvertCommand.readAnyFormat(file);
         long fileBytes = fileSize(file);

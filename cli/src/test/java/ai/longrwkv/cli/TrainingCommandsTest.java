@@ -139,6 +139,25 @@ class TrainingCommandsTest {
         }
     }
 
+    /** --merge-into keeps the model's own dtype (an fp32 model is not rounded to the state file's bf16) unless asked. */
+    @Test
+    void stateTuneMergeKeepsTheModelsDtype() throws Exception {
+        Path fp32 = dir.resolve("model-fp32.pth");
+        ok("convert", trained.toString(), fp32.toString(), "--dtype", "fp32");
+        Path out = dir.resolve("st32");
+        ok("state-tune", "--model", fp32.toString(), "--data", data.toString(), "--ctx-len", "256", "--chunk-len", "64", "--steps", "1",
+                "--out", out.toString(), "--merge-into", fp32.toString());
+        ModelWeights base = ModelFiles.load(fp32), merged = ModelFiles.load(out.resolve("model-fp32-with-state.pth"));
+        for (String k : base.keys()) {
+            assertEquals("F32", merged.entries().get(k).dtype(), k);
+            assertArrayEquals(base.get(k).data(), merged.get(k).data(), k + " must be the model's values, not rounded");
+        }
+        Path out16 = dir.resolve("st16");
+        ok("state-tune", "--model", fp32.toString(), "--data", data.toString(), "--ctx-len", "256", "--chunk-len", "64", "--steps", "1",
+                "--out", out16.toString(), "--merge-into", fp32.toString(), "--merge-dtype", "bf16");
+        assertEquals("BF16", ModelFiles.load(out16.resolve("model-fp32-with-state.pth")).entries().get("emb.weight").dtype());
+    }
+
     /** Mean loss on the answer tokens of the first n samples (forward only, chunked as in training). */
     static double answerLoss(Path modelFile, int n) {
         ModelWeights w = ModelFiles.load(modelFile);

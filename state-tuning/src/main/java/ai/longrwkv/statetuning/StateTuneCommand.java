@@ -33,6 +33,8 @@ public final class StateTuneCommand implements Callable<Integer> {
     @Option(names = "--lr", defaultValue = "1", description = "Peak learning rate (default: ${DEFAULT-VALUE}, the published state-tuning value).") double lr;
     @Option(names = "--lr-final", description = "Final learning rate (default: 0.01, or --lr if that is lower).") Double lrFinal;
     @Option(names = "--dtype", defaultValue = "bf16", description = "State file dtype: bf16 | fp16 | fp32 (default: ${DEFAULT-VALUE}).") String dtype;
+    @Option(names = "--merge-dtype", defaultValue = "model", description = "dtype of the --merge-into output: model (the dtype "
+            + "the model's tensors have; the widest if they differ) | bf16 | fp16 | fp32 (default: ${DEFAULT-VALUE}).") String mergeDtype;
     @Option(names = "--merge-into", description = "Also write DIR/<model name>-with-state.pth: this model plus the time_state keys.") Path mergeInto;
     @Mixin TrainingOptions train;
 
@@ -42,6 +44,7 @@ public final class StateTuneCommand implements Callable<Integer> {
         double finalLr = lrFinal != null ? lrFinal : Double.isFinite(lr) ? Math.min(0.01, lr) : 0.01;
         TrainingOptions.learningRates(lr, finalLr);
         PthWriter.Dtype outType = PthWriter.Dtype.parse(dtype);
+        if (!mergeDtype.equalsIgnoreCase("model")) PthWriter.Dtype.parse(mergeDtype);   // a typo fails before training, not after
         ModelWeights weights = ModelFiles.load(model);
         Path dir = train.createOutDir();
         try (Backend be = TrainingRun.backend(train.device);
@@ -68,11 +71,22 @@ public final class StateTuneCommand implements Callable<Integer> {
                     StateFile.toFileTensors(states).forEach((k, v) -> entries.put(k, new ModelWeights.InMemory(v)));
                     String name = mergeInto.getFileName().toString().replaceFirst("\\.[^.]+$", "");
                     Path merged = dir.resolve(name + "-with-state.pth");
-                    PthWriter.write(merged, ModelWeights.lazy(entries, merged.toString(), base.impliedGroupNormEps()), outType, null);
-                    System.out.println("wrote " + merged + " (model + time_state keys)");
+                    PthWriter.Dtype mergedType = mergeDtype.equalsIgnoreCase("model") ? modelDtype(base) : PthWriter.Dtype.parse(mergeDtype);
+                    PthWriter.write(merged, ModelWeights.lazy(entries, merged.toString(), base.impliedGroupNormEps()), mergedType, null);
+                    System.out.println("wrote " + merged + " (model + time_state keys, " + mergedType + ")");
                 }
             }
         }
         return 0;
+    }
+
+    /** The dtype a model's tensors are stored in (the widest when they differ: fp32 over fp16/bf16), so a merge keeps it. */
+    static PthWriter.Dtype modelDtype(ModelWeights base) {
+        PthWriter.Dtype widest = null;
+        for (String k : base.keys()) {
+            PthWriter.Dtype d = PthWriter.Dtype.parse(base.entries().get(k).dtype());
+            if (widest == null || d.bytes() > widest.bytes()) widest = d;
+        }
+        return widest == null ? PthWriter.Dtype.FP32 : widest;
     }
 }

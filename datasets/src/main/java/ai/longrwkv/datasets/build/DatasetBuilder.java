@@ -212,7 +212,7 @@ public final class DatasetBuilder {
             });
             ArrayDeque<Future<BatchResult>> pending = new ArrayDeque<>();
             int maxPending = 2 * workers + 2;
-            try (ProgressBar progress = Progress.bar("data build", Math.max(1, (totalBytes + 999_999) / 1_000_000), "MB")) {
+            try (ProgressBar progress = Progress.bytes("data build", Math.max(1, totalBytes))) {
                 bar = progress;
                 for (Path file : inputs) {
                     if (options.format() == InputFormat.TEXT && isPlainText(file)) {
@@ -286,7 +286,7 @@ public final class DatasetBuilder {
 
         private void advance(long bytes) {
             bytesDone += bytes;
-            bar.stepTo(Math.min(bar.getMax(), bytesDone / 1_000_000));
+            bar.stepTo(Math.min(bar.getMax(), bytesDone));
             double seconds = Math.max(1e-9, (System.nanoTime() - startNanos) / 1e9);
             bar.setExtraMessage(String.format(Locale.ROOT, " %,d docs %.1fM tok/s", documents, tokens / seconds / 1e6));
         }
