@@ -71,6 +71,7 @@ final class Converters {
 
     static double toDouble(String value) {
         String s = value.strip();
+        if (s.matches("(?i)[+-]?(nan|inf|infinity)")) throw new TypeConversionException("expected a finite number, got '" + value + "'");
         double d;
         try {
             if (s.isEmpty() || !s.matches("[+-]?([0-9][0-9_]*\\.?[0-9_]*|\\.[0-9][0-9_]*)([eE][+-]?[0-9]+)?")) throw new NumberFormatException();

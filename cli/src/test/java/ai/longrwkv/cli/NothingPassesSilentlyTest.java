@@ -111,14 +111,14 @@ class NothingPassesSilentlyTest {
     void nonFiniteAndOutOfRangeOptionValuesAreRefusedUpFront() {
         Path out = dir.resolve("opts");
         Object[][] cases = {
-                {new String[]{"--lr", "NaN"}, "--lr must be a finite number > 0, got NaN"},
-                {new String[]{"--lr", "Infinity"}, "--lr must be a finite number > 0, got Infinity"},
-                {new String[]{"--lr-final", "NaN"}, "--lr-final must be a finite number >= 0, got NaN"},
+                {new String[]{"--lr", "NaN"}, "'--lr': expected a finite number, got 'NaN'"},
+                {new String[]{"--lr", "Infinity"}, "'--lr': expected a finite number, got 'Infinity'"},
+                {new String[]{"--lr-final", "NaN"}, "'--lr-final': expected a finite number, got 'NaN'"},
                 {new String[]{"--lr-final", "1"}, "--lr-final 1.0 is above --lr 0.003"},
-                {new String[]{"--weight-decay", "NaN"}, "--weight-decay must be a finite number >= 0, got NaN"},
+                {new String[]{"--weight-decay", "NaN"}, "'--weight-decay': expected a finite number, got 'NaN'"},
                 {new String[]{"--weight-decay", "-1"}, "--weight-decay must be >= 0, got -1.0"},
                 {new String[]{"--grad-clip", "-1"}, "--grad-clip must be >= 0, got -1.0"},
-                {new String[]{"--grad-clip", "NaN"}, "--grad-clip must be a finite number >= 0, got NaN"},
+                {new String[]{"--grad-clip", "NaN"}, "'--grad-clip': expected a finite number, got 'NaN'"},
                 {new String[]{"--micro-batch", "0"}, "--micro-batch must be 1..1048576, got 0"},
                 {new String[]{"--grad-accum", "0"}, "--grad-accum must be 1..1048576, got 0"},
                 {new String[]{"--warmup", "-1"}, "--warmup must be >= 0 steps, got -1"},
@@ -137,7 +137,7 @@ class NothingPassesSilentlyTest {
         }
         String st = error("state-tune", "--model", model.toString(), "--data", data.toString(), "--ctx-len", "320", "--chunk-len", "64",
                 "--steps", "1", "--lr", "NaN", "--out", out.toString());
-        assertTrue(st.contains("--lr must be a finite number"), st);
+        assertTrue(st.contains("'--lr': expected a finite number, got 'NaN'"), st);
         assertFalse(Files.exists(out.resolve("metrics.jsonl")), "refused before any work");
     }
 

@@ -118,10 +118,12 @@ class NothingWrongPassesSilentlyTest {
         refused(List.of("--tokens", "empty entry at position 1"), "forward", "--model", m, "--tokens", "1,,2");
         refused(List.of("--chunk-len 0"), "forward", "--model", m, "--tokens", "1", "--chunk-len", "0");
         for (String eps : new String[]{"Infinity", "NaN", "0", "-1e-5"}) {
-            refused(List.of("--gn-eps", "positive finite"), "forward", "--model", m, "--tokens", "1,2", "--gn-eps", eps);
-            refused(List.of("--gn-eps", "positive finite"), "debug", "dump", "--model", m, "--tokens", "1,2", "--gn-eps", eps,
+            // NaN and Infinity are refused by the number converter of every option, 0 and negatives by --gn-eps's own check
+            String why = eps.equals("Infinity") || eps.equals("NaN") ? "expected a finite number, got '" + eps + "'" : "positive finite";
+            refused(List.of("--gn-eps", why), "forward", "--model", m, "--tokens", "1,2", "--gn-eps", eps);
+            refused(List.of("--gn-eps", why), "debug", "dump", "--model", m, "--tokens", "1,2", "--gn-eps", eps,
                     "--out", dir.resolve("d.safetensors").toString());
-            refused(List.of("--gn-eps", "positive finite"), "generate", "--model", m, "--prompt", "ab", "--gn-eps", eps);
+            refused(List.of("--gn-eps", why), "generate", "--model", m, "--prompt", "ab", "--gn-eps", eps);
         }
         // a single token is a valid input (no loss position); token 0 too
         CliTestSupport.Run one = ok("forward", "--model", m, "--tokens", "0");
