@@ -210,28 +210,13 @@ final class ConfigFile {
         String best = null;
         int bestDistance = Integer.MAX_VALUE;
         for (String n : names) {
-            int d = n.equals(k) ? 0 : distance(k, n);
+            int d = n.equals(k) ? 0 : LongRwkv.editDistance(k, n);
             if (d < bestDistance) {
                 bestDistance = d;
                 best = n;
             }
         }
         return bestDistance <= Math.max(2, Math.min(3, k.length() / 3)) ? best : null;
-    }
-
-    private static int distance(String a, String b) {
-        int[] prev = new int[b.length() + 1], cur = new int[b.length() + 1];
-        for (int j = 0; j <= b.length(); j++) prev[j] = j;
-        for (int i = 1; i <= a.length(); i++) {
-            cur[0] = i;
-            for (int j = 1; j <= b.length(); j++) {
-                cur[j] = Math.min(Math.min(cur[j - 1], prev[j]) + 1, prev[j - 1] + (a.charAt(i - 1) == b.charAt(j - 1) ? 0 : 1));
-            }
-            int[] t = prev;
-            prev = cur;
-            cur = t;
-        }
-        return prev[b.length()];
     }
 
     /** For tests: the keys of a file in order. */

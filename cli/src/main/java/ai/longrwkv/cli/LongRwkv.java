@@ -173,7 +173,8 @@ public final class LongRwkv implements Runnable {
         return editDistance(a, b) <= Math.max(1, Math.min(a.length(), b.length()) / 4);
     }
 
-    private static int editDistance(String a, String b) {
+    /** Levenshtein distance, for "did you mean" suggestions (options here, --config keys in ConfigFile). */
+    static int editDistance(String a, String b) {
         int[] prev = new int[b.length() + 1], cur = new int[b.length() + 1];
         for (int j = 0; j <= b.length(); j++) prev[j] = j;
         for (int i = 1; i <= a.length(); i++) {

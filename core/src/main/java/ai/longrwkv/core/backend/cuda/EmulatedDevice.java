@@ -94,13 +94,20 @@ final class EmulatedDevice implements Device {
 
     static String compiler() { return System.getProperty("longrwkv.emu.cxx", "g++"); }
 
+    private static volatile String compilerVersion;
+
+    /** The compiler's first --version line, asked once per process (it is part of the build hash and the description). */
     private static String compilerVersion() {
+        String v = compilerVersion;
+        if (v != null) return v;
         try {
             String out = run(List.of(compiler(), "--version"), null);
-            return out.lines().findFirst().orElse("");
+            v = out.lines().findFirst().orElse("");
         } catch (IllegalStateException e) {
             throw new IllegalStateException("the emulated CUDA device needs a C++ compiler: " + e.getMessage());
         }
+        compilerVersion = v;
+        return v;
     }
 
     /** Runs a command, returns its output; throws with the output when it fails. */
@@ -353,10 +360,7 @@ final class EmulatedDevice implements Device {
                 throw new IllegalStateException("building the emulated module " + module + ": " + e.getMessage());
             }
         }
-        int[] info = EmulatorNative.kernel(handle, name);
-        if (info == null) throw new IllegalStateException("cuModuleGetFunction(" + name + ") failed: CUDA_ERROR_NOT_FOUND (no such kernel in " + module + ".cu)");
-        int[] sizes = java.util.Arrays.copyOfRange(info, 2, 2 + info[1]);
-        return new DeviceFunction(module, name, handle, sizes, info[0] > 0 ? info[0] : 1024);
+        return kernelOf(handle, module, name);
     }
 
     /**
@@ -377,8 +381,13 @@ final class EmulatedDevice implements Device {
             handle = h;
             modules.put("external:" + cuFile, handle);
         }
+        return kernelOf(handle, module, name);
+    }
+
+    /** The kernel's signature as the module's table records it; no __launch_bounds__ means CUDA's limit, 1024. */
+    private static DeviceFunction kernelOf(long handle, String module, String name) {
         int[] info = EmulatorNative.kernel(handle, name);
-        if (info == null) throw new IllegalStateException("no kernel " + name + " in " + cuFile);
+        if (info == null) throw new IllegalStateException("cuModuleGetFunction(" + name + ") failed: CUDA_ERROR_NOT_FOUND (no such kernel in " + module + ".cu)");
         return new DeviceFunction(module, name, handle, java.util.Arrays.copyOfRange(info, 2, 2 + info[1]), info[0] > 0 ? info[0] : 1024);
     }
 
