@@ -235,6 +235,7 @@ final class BenchCommand implements Runnable {
         @Option(names = "--bptt", defaultValue = "full", description = "full | truncated (default: ${DEFAULT-VALUE}).") String bptt;
         @Option(names = "--mode", defaultValue = "full", description = "full (all weights) | state (state tuning) (default: ${DEFAULT-VALUE}).") String mode;
         @Option(names = "--reps", defaultValue = "5", description = "Timed steps after one warm-up step; the median is reported (default: ${DEFAULT-VALUE}).") int reps;
+        @Option(names = "--profile", description = "Also time every backend operation of the timed steps and print where the time goes.") boolean profile;
 
         @Override
         public Integer call() {
@@ -259,7 +260,9 @@ final class BenchCommand implements Runnable {
                 }
                 @Override public String fingerprint() { return "random"; }
             };
-            try (CpuBackend be = new CpuBackend(); Rwkv5Model model = new Rwkv5Model(be, cfg, ParamSet.upload(be, cfg, ModelInit.x052(cfg, 1)));
+            OpProfiler profiler = new OpProfiler();
+            try (CpuBackend cpu = new CpuBackend(); Backend be = profile ? profiler.wrap(cpu) : cpu;
+                 Rwkv5Model model = new Rwkv5Model(be, cfg, ParamSet.upload(be, cfg, ModelInit.x052(cfg, 1)));
                  Trainer t = new Trainer(model, new Trainer.Config(m, chunkLen, BpttMode.parse(bptt), 1, 1, reps + 1,
                          new LrSchedule(1e-4, 1e-5, 0, reps + 1, LrSchedule.Kind.COSINE), 0, 1.0, true, 0), data, null, java.util.Set.of())) {
                 System.out.printf("train step (%s, bptt %s): model %s, %,d params, ctx %d, chunk %d, backend %s%n",
@@ -267,12 +270,17 @@ final class BenchCommand implements Runnable {
                 double[] tps = new double[reps];
                 for (int r = -1; r < reps; r++) {
                     Trainer.StepResult res = t.trainStep();
+                    if (r == -1) profiler.reset();
                     if (r >= 0) {
                         tps[r] = res.tokens() / res.seconds();
                         System.out.printf("  step %d: %.2f s, %.1f tok/s, loss %.3f%n", r, res.seconds(), tps[r], res.loss());
                     }
                 }
                 System.out.printf("median %.1f tok/s per training step%n", median(tps));
+                if (profile) {
+                    System.out.println("backend time by operation over the timed steps:");
+                    profiler.report().forEach(line -> System.out.println("  " + line));
+                }
             }
             return 0;
         }

@@ -48,16 +48,29 @@ public final class AdamW implements AutoCloseable {
         for (Trainable t : trainables) be.fill(t.grad(), 0f);
     }
 
-    /** Global L2 norm of all gradients (double accumulation). */
-    public double gradNorm() {
+    /**
+     * Each trainable's sum of squared gradient values, in {@link #trainables()} order: one pass over the gradients
+     * that both the non-finite check and the clipping use (each pass over a 0.2B model's gradients costs ~0.1 s on CPU).
+     */
+    public double[] gradSquares() {
+        double[] s = new double[trainables.size()];
+        for (int i = 0; i < s.length; i++) s[i] = be.sumOfSquares(trainables.get(i).grad());
+        return s;
+    }
+
+    /** Global L2 norm of all gradients (double accumulation) from {@link #gradSquares()}. */
+    public static double gradNorm(double[] squares) {
         double s = 0;
-        for (Trainable t : trainables) s += be.sumOfSquares(t.grad());
+        for (double q : squares) s += q;
         return Math.sqrt(s);
     }
 
-    /** Scales gradients so their global norm is at most maxNorm (no-op if maxNorm <= 0); returns the norm before. */
-    public double clipGradNorm(double maxNorm) {
-        double norm = gradNorm();
+    /**
+     * Scales gradients so their global norm is at most maxNorm (no-op if maxNorm <= 0); returns the norm before.
+     * {@code squares} are {@link #gradSquares()} of the gradients as they are now.
+     */
+    public double clipGradNorm(double maxNorm, double[] squares) {
+        double norm = gradNorm(squares);
         if (maxNorm > 0 && norm > maxNorm) {
             float f = (float) (maxNorm / (norm + 1e-6));
             for (Trainable t : trainables) be.scale(t.grad(), f);
@@ -65,12 +78,9 @@ public final class AdamW implements AutoCloseable {
         return norm;
     }
 
-    /** The first trainable whose gradient is not finite, or null. */
-    public String firstNonFiniteGrad() {
-        for (Trainable t : trainables) {
-            double s = be.sumOfSquares(t.grad());
-            if (!Double.isFinite(s)) return t.key();
-        }
+    /** The first trainable whose gradient is not finite (by its {@link #gradSquares()} entry), or null. */
+    public String firstNonFiniteGrad(double[] squares) {
+        for (int i = 0; i < squares.length; i++) if (!Double.isFinite(squares[i])) return trainables.get(i).key();
         return null;
     }
 

@@ -183,7 +183,8 @@ public final class Trainer implements AutoCloseable {
         double loss = lossSum / used;
         if (used > 1) for (Trainable t : optimizer.trainables()) be.scale(t.grad(), 1f / used);
         double lr = cfg.lr().at(step);
-        String bad = Double.isFinite(loss) ? optimizer.firstNonFiniteGrad() : "the loss";
+        double[] squares = optimizer.gradSquares();
+        String bad = Double.isFinite(loss) ? optimizer.firstNonFiniteGrad(squares) : "the loss";
         if (bad != null) {
             String msg = String.format("step %d: non-finite %s (loss %s)", step + 1, bad.equals("the loss") ? "loss" : "gradient of " + bad, loss);
             if (nonFiniteSkipped >= cfg.skipNonFinite()) {
@@ -193,7 +194,7 @@ public final class Trainer implements AutoCloseable {
             step++;
             return new StepResult(step, loss, lr, Double.NaN, tokens, (System.nanoTime() - t0) / 1e9, true);
         }
-        double norm = optimizer.clipGradNorm(cfg.gradClip());
+        double norm = optimizer.clipGradNorm(cfg.gradClip(), squares);
         optimizer.update(lr);
         // a finite gradient with a huge learning rate can still overflow the weights: stop at this step, naming them
         for (Trainable t : optimizer.trainables()) {

@@ -4,17 +4,22 @@ import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.VectorSpecies;
 
 import java.nio.FloatBuffer;
+import java.util.function.IntConsumer;
+import java.util.stream.IntStream;
 
 /**
  * Elementwise work on native tensors in blocks: each block is bulk-copied into Java arrays (a memcpy), computed with
- * plain or Vector API loops, and copied back. Element-by-element FloatBuffer access pays an index and scope check on
- * every get and put, which made these ops 3-5x slower.
+ * plain or Vector API loops, and copied back; blocks run in parallel. Element-by-element FloatBuffer access pays an
+ * index and scope check on every get and put, which made these ops 3-5x slower.
+ *
+ * <p>Determinism: work is split into fixed blocks whatever the thread count, and anything summed over blocks is summed
+ * in block order by the caller, so results are the same bits on 1 or 64 threads.
  */
 final class Blocks {
     private Blocks() { }
 
     static final int SIZE = 8192;
-    static final VectorSpecies<Float> SPECIES = FloatVector.SPECIES_PREFERRED;
+    static final VectorSpecies<Float> SPECIES = CpuMath.SPECIES;
     private static final ThreadLocal<float[][]> BUFFERS = ThreadLocal.withInitial(() -> new float[4][SIZE]);
 
     /** out[i] = f(x[i]) for a block of n values. */
@@ -27,29 +32,51 @@ final class Blocks {
         void apply(float[] x, float[] y, float[] out, int n);
     }
 
+    /** Runs body(i) for every i in [0, tasks), in parallel on the common fork-join pool when there is more than one. */
+    static void parallelFor(int tasks, IntConsumer body) {
+        if (tasks == 1) body.accept(0);
+        else if (tasks > 1) IntStream.range(0, tasks).parallel().forEach(body);
+    }
+
+    /** Number of blocks of {@link #SIZE} values covering size values. */
+    static int count(long size) {
+        return (int) ((size + SIZE - 1) / SIZE);
+    }
+
+    /** This thread's four block buffers. */
+    static float[][] buffers() {
+        return BUFFERS.get();
+    }
+
     static void map(FloatBuffer x, FloatBuffer out, long size, Unary f) {
-        float[][] buf = BUFFERS.get();
-        for (long off = 0; off < size; off += SIZE) {
-            int n = (int) Math.min(SIZE, size - off);
-            x.get((int) off, buf[0], 0, n);
+        parallelFor(count(size), blk -> {
+            float[][] buf = BUFFERS.get();
+            int off = blk * SIZE, n = (int) Math.min(SIZE, size - off);
+            x.get(off, buf[0], 0, n);
             f.apply(buf[0], buf[1], n);
-            out.put((int) off, buf[1], 0, n);
-        }
+            out.put(off, buf[1], 0, n);
+        });
     }
 
     static void map(FloatBuffer x, FloatBuffer y, FloatBuffer out, long size, Binary f) {
-        float[][] buf = BUFFERS.get();
-        for (long off = 0; off < size; off += SIZE) {
-            int n = (int) Math.min(SIZE, size - off);
-            x.get((int) off, buf[0], 0, n);
-            y.get((int) off, buf[1], 0, n);
+        parallelFor(count(size), blk -> {
+            float[][] buf = BUFFERS.get();
+            int off = blk * SIZE, n = (int) Math.min(SIZE, size - off);
+            x.get(off, buf[0], 0, n);
+            y.get(off, buf[1], 0, n);
             f.apply(buf[0], buf[1], buf[2], n);
-            out.put((int) off, buf[2], 0, n);
-        }
+            out.put(off, buf[2], 0, n);
+        });
     }
 
-    /** out[i] = 1 / (1 + exp(-x[i])). */
+    /** out[i] = 1 / (1 + exp(-x[i])); vector lanes and the scalar tail compute the same bits. */
     static void sigmoid(float[] x, float[] out, int n) {
-        for (int i = 0; i < n; i++) out[i] = 1f / (1f + CpuMath.exp(-x[i]));
+        CpuMath.exp(x, out, n, -1f, 0f);
+        int i = 0;
+        FloatVector one = FloatVector.broadcast(SPECIES, 1f);
+        for (int end = SPECIES.loopBound(n); i < end; i += SPECIES.length()) {
+            one.div(FloatVector.fromArray(SPECIES, out, i).add(1f)).intoArray(out, i);
+        }
+        for (; i < n; i++) out[i] = 1f / (1f + out[i]);
     }
 }

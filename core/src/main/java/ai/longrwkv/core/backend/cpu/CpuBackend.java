@@ -3,6 +3,8 @@ package ai.longrwkv.core.backend.cpu;
 import ai.longrwkv.core.backend.Backend;
 import ai.longrwkv.core.backend.Tensor;
 import ai.longrwkv.core.tensor.HostTensor;
+import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.VectorOperators;
 import org.bytedeco.javacpp.FloatPointer;
 import org.bytedeco.openblas.global.openblas;
 
@@ -103,9 +105,11 @@ public final class CpuBackend implements Backend {
 
     @Override
     public void fill(Tensor x, float value) {
-        FloatBuffer o = b(x);
-        int n = (int) x.size();
-        for (int i = 0; i < n; i++) o.put(i, value);
+        if (Float.floatToRawIntBits(value) == 0) {
+            org.bytedeco.javacpp.Pointer.memset(t(x).ptr(), 0, x.size() * 4L);
+            return;
+        }
+        Blocks.map(b(x), b(x), x.size(), (xs, o, n) -> Arrays.fill(o, 0, n, value));
     }
 
     // ---------------------------------------------------------------- linear algebra
@@ -131,7 +135,7 @@ public final class CpuBackend implements Backend {
         for (int t = 0; t < ids.length; t++) {
             int id = ids[t];
             if (id < 0 || id >= v) throw new IllegalArgumentException("token id " + id + " at position " + t + " is outside the vocabulary 0.." + (v - 1));
-            for (int i = 0; i < c; i++) dst.put(t * c + i, src.get(id * c + i));
+            dst.put(t * c, src, id * c, c);
         }
     }
 
@@ -139,70 +143,98 @@ public final class CpuBackend implements Backend {
     public void embeddingBackward(Tensor dOut, int[] ids, Tensor dTable) {
         int c = dTable.cols();
         FloatBuffer src = b(dOut), dst = b(dTable);
+        float[] row = new float[c], g = new float[c];
+        // in position order, so a token that occurs twice sums its gradients in the same order every run
         for (int t = 0; t < ids.length; t++) {
             int base = ids[t] * c;
-            for (int i = 0; i < c; i++) dst.put(base + i, dst.get(base + i) + src.get(t * c + i));
+            dst.get(base, row, 0, c);
+            src.get(t * c, g, 0, c);
+            for (int i = 0; i < c; i++) row[i] += g[i];
+            dst.put(base, row, 0, c);
         }
     }
 
     // ---------------------------------------------------------------- normalisation
+    /** Rows per parallel task of the row-wise ops; fixed, so per-task partial sums do not depend on the thread count. */
+    private static final int ROWS_PER_TASK = 16;
+
+    private static int rowTasks(int rows) {
+        return (rows + ROWS_PER_TASK - 1) / ROWS_PER_TASK;
+    }
+
     @Override
     public void norm(Tensor x, Tensor w, Tensor bias, int groups, float eps, Tensor out, Tensor mean, Tensor rstd) {
         int rows = x.rows(), c = x.cols(), g = c / groups;
         FloatBuffer xi = b(x), o = b(out), mu = b(mean), rs = b(rstd);
-        float[] wa = array(w), ba = array(bias), row = new float[c];
-        for (int r = 0; r < rows; r++) {
-            xi.get(r * c, row, 0, c);
-            for (int q = 0; q < groups; q++) {
-                int base = q * g;
-                double sum = 0;
-                for (int i = 0; i < g; i++) sum += row[base + i];
-                double m = sum / g;
-                double var = 0;
-                for (int i = 0; i < g; i++) { double d = row[base + i] - m; var += d * d; }
-                float s = (float) (1.0 / Math.sqrt(var / g + eps));
-                float mf = (float) m;
-                for (int i = base; i < base + g; i++) row[i] = (row[i] - mf) * s * wa[i] + ba[i];
-                mu.put(r * groups + q, mf);
-                rs.put(r * groups + q, s);
+        float[] wa = array(w), ba = array(bias);
+        Blocks.parallelFor(rowTasks(rows), task -> {
+            float[] row = new float[c];
+            for (int r = task * ROWS_PER_TASK, end = Math.min(rows, r + ROWS_PER_TASK); r < end; r++) {
+                xi.get(r * c, row, 0, c);
+                for (int q = 0; q < groups; q++) {
+                    int base = q * g;
+                    double sum = 0;
+                    for (int i = 0; i < g; i++) sum += row[base + i];
+                    double m = sum / g;
+                    double var = 0;
+                    for (int i = 0; i < g; i++) { double d = row[base + i] - m; var += d * d; }
+                    float s = (float) (1.0 / Math.sqrt(var / g + eps));
+                    float mf = (float) m;
+                    for (int i = base; i < base + g; i++) row[i] = (row[i] - mf) * s * wa[i] + ba[i];
+                    mu.put(r * groups + q, mf);
+                    rs.put(r * groups + q, s);
+                }
+                o.put(r * c, row, 0, c);
             }
-            o.put(r * c, row, 0, c);
-        }
+        });
     }
 
     @Override
     public void normBackward(Tensor dOut, Tensor x, Tensor w, int groups, Tensor mean, Tensor rstd, Tensor dx, Tensor dw, Tensor db) {
         int rows = x.rows(), c = x.cols(), g = c / groups;
         FloatBuffer dy = b(dOut), xi = b(x), mu = b(mean), rs = b(rstd), dxo = b(dx);
-        float[] wa = array(w), dwa = array(dw), dba = array(db);
-        float[] xr = new float[c], dyr = new float[c], dxr = new float[c];
-        for (int r = 0; r < rows; r++) {
-            xi.get(r * c, xr, 0, c);
-            dy.get(r * c, dyr, 0, c);
-            dxo.get(r * c, dxr, 0, c);
-            for (int q = 0; q < groups; q++) {
-                int base = q * g;
-                float m = mu.get(r * groups + q), s = rs.get(r * groups + q);
-                // xhat = (x - m) s; dxhat = dy * w; dx = s * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat))
-                double sumD = 0, sumDX = 0;
-                for (int i = base; i < base + g; i++) {
-                    float xhat = (xr[i] - m) * s;
-                    float dxhat = dyr[i] * wa[i];
-                    sumD += dxhat;
-                    sumDX += dxhat * xhat;
-                    dwa[i] += dyr[i] * xhat;
-                    dba[i] += dyr[i];
+        float[] wa = array(w);
+        int tasks = rowTasks(rows);
+        float[][] dwPart = new float[tasks][], dbPart = new float[tasks][];
+        Blocks.parallelFor(tasks, task -> {
+            float[] xr = new float[c], dyr = new float[c], dxr = new float[c], dwa = new float[c], dba = new float[c];
+            for (int r = task * ROWS_PER_TASK, end = Math.min(rows, r + ROWS_PER_TASK); r < end; r++) {
+                xi.get(r * c, xr, 0, c);
+                dy.get(r * c, dyr, 0, c);
+                dxo.get(r * c, dxr, 0, c);
+                for (int q = 0; q < groups; q++) {
+                    int base = q * g;
+                    float m = mu.get(r * groups + q), s = rs.get(r * groups + q);
+                    // xhat = (x - m) s; dxhat = dy * w; dx = s * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat))
+                    double sumD = 0, sumDX = 0;
+                    for (int i = base; i < base + g; i++) {
+                        float xhat = (xr[i] - m) * s;
+                        float dxhat = dyr[i] * wa[i];
+                        sumD += dxhat;
+                        sumDX += dxhat * xhat;
+                        dwa[i] += dyr[i] * xhat;
+                        dba[i] += dyr[i];
+                    }
+                    float meanD = (float) (sumD / g), meanDX = (float) (sumDX / g);
+                    for (int i = base; i < base + g; i++) {
+                        float xhat = (xr[i] - m) * s;
+                        dxr[i] += s * (dyr[i] * wa[i] - meanD - xhat * meanDX);
+                    }
                 }
-                float meanD = (float) (sumD / g), meanDX = (float) (sumDX / g);
-                for (int i = base; i < base + g; i++) {
-                    float xhat = (xr[i] - m) * s;
-                    dxr[i] += s * (dyr[i] * wa[i] - meanD - xhat * meanDX);
-                }
+                dxo.put(r * c, dxr, 0, c);
             }
-            dxo.put(r * c, dxr, 0, c);
-        }
-        b(dw).put(0, dwa, 0, dwa.length);
-        b(db).put(0, dba, 0, dba.length);
+            dwPart[task] = dwa;
+            dbPart[task] = dba;
+        });
+        addInTaskOrder(dw, dwPart);
+        addInTaskOrder(db, dbPart);
+    }
+
+    /** t += parts[0] + parts[1] + ..., in that order (per-task partial sums of a parameter gradient). */
+    private static void addInTaskOrder(Tensor t, float[][] parts) {
+        float[] a = array(t);
+        for (float[] part : parts) for (int i = 0; i < a.length; i++) a[i] += part[i];
+        b(t).put(0, a, 0, a.length);
     }
 
     /** A small tensor (a parameter vector) copied into a Java array. */
@@ -217,47 +249,62 @@ public final class CpuBackend implements Backend {
     public void tokenShiftMix(Tensor xx, Tensor prev, Tensor mix, Tensor out) {
         int rows = xx.rows(), c = xx.cols();
         FloatBuffer x = b(xx), o = b(out);
-        float[] m = array(mix), shifted = array(prev), cur = new float[c], res = new float[c];
-        for (int r = 0; r < rows; r++) {
-            x.get(r * c, cur, 0, c);
-            for (int i = 0; i < c; i++) res[i] = cur[i] * m[i] + shifted[i] * (1 - m[i]);
-            o.put(r * c, res, 0, c);
-            float[] t = shifted;
-            shifted = cur;
-            cur = t;
-        }
+        float[] m = array(mix), first = array(prev);
+        Blocks.parallelFor(rowTasks(rows), task -> {
+            float[] shifted = new float[c], cur = new float[c], res = new float[c];
+            int r = task * ROWS_PER_TASK;
+            if (r == 0) System.arraycopy(first, 0, shifted, 0, c);
+            else x.get((r - 1) * c, shifted, 0, c);
+            for (int end = Math.min(rows, r + ROWS_PER_TASK); r < end; r++) {
+                x.get(r * c, cur, 0, c);
+                for (int i = 0; i < c; i++) res[i] = cur[i] * m[i] + shifted[i] * (1 - m[i]);
+                o.put(r * c, res, 0, c);
+                float[] t = shifted;
+                shifted = cur;
+                cur = t;
+            }
+        });
     }
 
     @Override
     public void tokenShiftMixBackward(Tensor dOut, Tensor xx, Tensor prev, Tensor mix, Tensor dxx, Tensor dPrev, Tensor dMix) {
         int rows = xx.rows(), c = xx.cols();
         FloatBuffer d = b(dOut), x = b(xx), dx = b(dxx);
-        float[] m = array(mix), dm = array(dMix), dp = array(dPrev);
-        float[] shifted = array(prev), cur = new float[c], g = new float[c], dxCur = new float[c], dxPrev = new float[c];
+        float[] m = array(mix), first = array(prev);
+        int tasks = rowTasks(rows);
+        double[][] dmPart = new double[tasks][];
+        // row r: out = xx[r] m + sx[r] (1 - m) with sx[r] = xx[r-1] (prev for r = 0), so
+        // dxx[r] += dOut[r] m + dOut[r+1] (1 - m), dPrev += dOut[0] (1 - m), dMix += dOut[r] (xx[r] - sx[r])
+        Blocks.parallelFor(tasks, task -> {
+            float[] shifted = new float[c], cur = new float[c], g = new float[c], gNext = new float[c], dxr = new float[c];
+            double[] dmAcc = new double[c];
+            int r = task * ROWS_PER_TASK;
+            if (r == 0) System.arraycopy(first, 0, shifted, 0, c);
+            else x.get((r - 1) * c, shifted, 0, c);
+            for (int end = Math.min(rows, r + ROWS_PER_TASK); r < end; r++) {
+                x.get(r * c, cur, 0, c);
+                d.get(r * c, g, 0, c);
+                dx.get(r * c, dxr, 0, c);
+                for (int i = 0; i < c; i++) {
+                    dmAcc[i] += g[i] * (cur[i] - shifted[i]);
+                    dxr[i] += g[i] * m[i];
+                }
+                if (r + 1 < rows) {
+                    d.get((r + 1) * c, gNext, 0, c);
+                    for (int i = 0; i < c; i++) dxr[i] += gNext[i] * (1 - m[i]);
+                }
+                dx.put(r * c, dxr, 0, c);
+                float[] t = shifted;
+                shifted = cur;
+                cur = t;
+            }
+            dmPart[task] = dmAcc;
+        });
+        float[] dm = array(dMix), dp = array(dPrev), g0 = new float[c];
+        d.get(0, g0, 0, c);
+        for (int i = 0; i < c; i++) dp[i] += g0[i] * (1 - m[i]);
         double[] dmAcc = new double[c];
-        // row r: out = xx[r] m + sx[r] (1 - m); sx[r] = xx[r-1] (prev for r = 0)
-        for (int r = 0; r < rows; r++) {
-            x.get(r * c, cur, 0, c);
-            d.get(r * c, g, 0, c);
-            dx.get(r * c, dxCur, 0, c);
-            for (int i = 0; i < c; i++) {
-                dmAcc[i] += g[i] * (cur[i] - shifted[i]);
-                dxCur[i] += g[i] * m[i];
-            }
-            if (r == 0) {
-                for (int i = 0; i < c; i++) dp[i] += g[i] * (1 - m[i]);
-            } else {
-                for (int i = 0; i < c; i++) dxPrev[i] += g[i] * (1 - m[i]);
-                dx.put((r - 1) * c, dxPrev, 0, c);
-            }
-            float[] t = dxPrev;
-            dxPrev = dxCur;
-            dxCur = t;
-            t = shifted;
-            shifted = cur;
-            cur = t;
-        }
-        dx.put((rows - 1) * c, dxPrev, 0, c);
+        for (double[] part : dmPart) for (int i = 0; i < c; i++) dmAcc[i] += part[i];
         for (int i = 0; i < c; i++) dm[i] += (float) dmAcc[i];
         b(dMix).put(0, dm, 0, c);
         b(dPrev).put(0, dp, 0, c);
@@ -266,15 +313,17 @@ public final class CpuBackend implements Backend {
     @Override
     public void copyRow(Tensor src, int row, Tensor dst) {
         int c = src.cols();
-        FloatBuffer s = b(src), o = b(dst);
-        for (int i = 0; i < c; i++) o.put(i, s.get(row * c + i));
+        b(dst).put(0, b(src), row * c, c);
     }
 
     @Override
     public void addToRow(Tensor dst, int row, Tensor src) {
         int c = dst.cols();
-        FloatBuffer s = b(src), o = b(dst);
-        for (int i = 0; i < c; i++) o.put(row * c + i, o.get(row * c + i) + s.get(i));
+        FloatBuffer o = b(dst);
+        float[] a = new float[c], s = array(src);
+        o.get(row * c, a, 0, c);
+        for (int i = 0; i < c; i++) a[i] += s[i];
+        o.put(row * c, a, 0, c);
     }
 
     // ---------------------------------------------------------------- WKV
@@ -401,14 +450,27 @@ public final class CpuBackend implements Backend {
 
     @Override
     public double sumOfSquares(Tensor x) {
-        double[] total = {0};
-        Blocks.map(b(x), b(x), x.size(), (xs, o, n) -> {
-            double part = 0;
-            for (int i = 0; i < n; i++) part += (double) xs[i] * xs[i];
-            total[0] += part;
-            System.arraycopy(xs, 0, o, 0, n);
+        long size = x.size();
+        FloatBuffer in = b(x);
+        double[] part = new double[Blocks.count(size)];
+        Blocks.parallelFor(part.length, blk -> {
+            float[] xs = Blocks.buffers()[0];
+            int off = blk * Blocks.SIZE, n = (int) Math.min(Blocks.SIZE, size - off);
+            in.get(off, xs, 0, n);
+            double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+            int i = 0;
+            for (; i + 4 <= n; i += 4) {
+                s0 += (double) xs[i] * xs[i];
+                s1 += (double) xs[i + 1] * xs[i + 1];
+                s2 += (double) xs[i + 2] * xs[i + 2];
+                s3 += (double) xs[i + 3] * xs[i + 3];
+            }
+            for (; i < n; i++) s0 += (double) xs[i] * xs[i];
+            part[blk] = (s0 + s1) + (s2 + s3);
         });
-        return total[0];
+        double total = 0;
+        for (double p : part) total += p;   // in block order: the same bits on any number of threads
+        return total;
     }
 
     // ---------------------------------------------------------------- optimizer
@@ -420,26 +482,39 @@ public final class CpuBackend implements Backend {
         sameSize(param, v, "adamw");
         double bc1 = 1 - Math.pow(beta1, step), bc2 = 1 - Math.pow(beta2, step);
         float stepSize = (float) (lr / bc1), bc2Sqrt = (float) Math.sqrt(bc2), decay = 1f - lr * weightDecay;
+        float oneMinusB1 = 1 - beta1, oneMinusB2 = 1 - beta2;
         FloatBuffer pb = b(param), gb = b(grad), mb = b(m), vb = b(v);
         long size = param.size();
-        float[] p = new float[Blocks.SIZE], g = new float[Blocks.SIZE], mm = new float[Blocks.SIZE], vv = new float[Blocks.SIZE];
-        for (long off = 0; off < size; off += Blocks.SIZE) {
-            int n = (int) Math.min(Blocks.SIZE, size - off), o = (int) off;
+        Blocks.parallelFor(Blocks.count(size), blk -> {
+            float[][] buf = Blocks.buffers();
+            float[] p = buf[0], g = buf[1], mm = buf[2], vv = buf[3];
+            int o = blk * Blocks.SIZE, n = (int) Math.min(Blocks.SIZE, size - o);
             pb.get(o, p, 0, n);
             gb.get(o, g, 0, n);
             mb.get(o, mm, 0, n);
             vb.get(o, vv, 0, n);
-            for (int i = 0; i < n; i++) {
+            int i = 0;
+            // the vector lanes do exactly the scalar tail's float operations, in the same order (no fused multiply-add)
+            for (int end = Blocks.SPECIES.loopBound(n); i < end; i += Blocks.SPECIES.length()) {
+                FloatVector gi = FloatVector.fromArray(Blocks.SPECIES, g, i);
+                FloatVector mi = FloatVector.fromArray(Blocks.SPECIES, mm, i).mul(beta1).add(gi.mul(oneMinusB1));
+                FloatVector vi = FloatVector.fromArray(Blocks.SPECIES, vv, i).mul(beta2).add(gi.mul(oneMinusB2).mul(gi));
+                FloatVector denom = vi.lanewise(VectorOperators.SQRT).div(bc2Sqrt).add(eps);
+                FloatVector.fromArray(Blocks.SPECIES, p, i).mul(decay).sub(mi.mul(stepSize).div(denom)).intoArray(p, i);
+                mi.intoArray(mm, i);
+                vi.intoArray(vv, i);
+            }
+            for (; i < n; i++) {
                 float gi = g[i];
-                mm[i] = beta1 * mm[i] + (1 - beta1) * gi;
-                vv[i] = beta2 * vv[i] + (1 - beta2) * gi * gi;
+                mm[i] = beta1 * mm[i] + oneMinusB1 * gi;
+                vv[i] = beta2 * vv[i] + oneMinusB2 * gi * gi;
                 float denom = (float) Math.sqrt(vv[i]) / bc2Sqrt + eps;
                 p[i] = p[i] * decay - stepSize * mm[i] / denom;
             }
             pb.put(o, p, 0, n);
             mb.put(o, mm, 0, n);
             vb.put(o, vv, 0, n);
-        }
+        });
     }
 
     // ---------------------------------------------------------------- loss

@@ -1,14 +1,19 @@
 package ai.longrwkv.core.backend.cpu;
 
+import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.VectorSpecies;
+
 import java.nio.FloatBuffer;
 
 /**
  * Cross-entropy of one row of logits, with its gradient and RWKV-LM's L2Wrap term, on a thread-local copy of the row
- * (rows run in parallel); exponentials by {@link CpuMath#exp}.
+ * (rows run in parallel). Max, exponentials and the gradient's scaling are Vector API loops ({@link CpuMath#exp(float[], float[], int, float, float)});
+ * the sum of exponentials is in double, in a fixed order, so the loss is the same bits in every run.
  */
 final class CrossEntropyCpu {
     private CrossEntropyCpu() { }
 
+    private static final VectorSpecies<Float> S = CpuMath.SPECIES;
     private static final ThreadLocal<float[]> ROW = ThreadLocal.withInitial(() -> new float[0]);
 
     static double row(FloatBuffer in, FloatBuffer out, int offset, int vocab, int target, float weight, float l2WrapFactor) {
@@ -18,24 +23,20 @@ final class CrossEntropyCpu {
             ROW.set(x);
         }
         in.get(offset, x, 0, vocab);
-        float max = Float.NEGATIVE_INFINITY;
+        float max = max(x, vocab);
         int argmax = 0;
-        for (int i = 0; i < vocab; i++) {
-            if (x[i] > max) { max = x[i]; argmax = i; }
-        }
+        while (argmax < vocab - 1 && !(x[argmax] == max)) argmax++;   // the first maximum, as a strict > scan finds
         boolean hasTarget = target >= 0 && weight != 0f;
         if (target >= vocab) throw new IllegalArgumentException("target id " + target + " is outside the vocabulary 0.." + (vocab - 1));
         float targetLogit = hasTarget ? x[target] : 0f;
-        // one pass of exponentials: kept in x when the gradient is wanted, as softmax = exp(x - max) / sum
-        boolean keep = out != null && hasTarget;
-        double sum = expMinus(x, vocab, max, keep);
+        // x is this thread's copy of the row: it now receives exp(x - max), the unnormalised softmax
+        double sum = expMinusInPlace(x, vocab, max);
         double lse = max + Math.log(sum);
         double loss = hasTarget ? weight * (lse - targetLogit) : 0.0;
         if (out != null) {
             if (hasTarget) {
                 // x[i] <- weight * softmax_i
-                float scale = (float) (weight / sum);
-                for (int i = 0; i < vocab; i++) x[i] *= scale;
+                scale(x, vocab, (float) (weight / sum));
                 x[target] -= weight;
             } else {
                 java.util.Arrays.fill(x, 0, vocab, 0f);
@@ -46,14 +47,36 @@ final class CrossEntropyCpu {
         return loss;
     }
 
-    /** Sum of exp(x - shift), accumulated in double in index order; if store, also x[i] = exp(x[i] - shift). */
-    private static double expMinus(float[] x, int n, float shift, boolean store) {
-        double total = 0;
-        for (int i = 0; i < n; i++) {
-            float e = CpuMath.exp(x[i] - shift);
-            if (store) x[i] = e;
-            total += e;
+    private static float max(float[] x, int n) {
+        int i = 0;
+        float max = Float.NEGATIVE_INFINITY;
+        if (n >= S.length()) {
+            FloatVector m = FloatVector.fromArray(S, x, 0);
+            for (i = S.length(); i <= n - S.length(); i += S.length()) m = m.max(FloatVector.fromArray(S, x, i));
+            for (int l = 0; l < S.length(); l++) max = Math.max(max, m.lane(l));
         }
-        return total;
+        for (; i < n; i++) max = Math.max(max, x[i]);
+        return max;
+    }
+
+    /** x[i] = exp(x[i] - shift); returns their sum, in double, as four interleaved partial sums added in order. */
+    private static double expMinusInPlace(float[] x, int n, float shift) {
+        CpuMath.exp(x, x, n, 1f, shift);
+        double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+        int j = 0;
+        for (; j + 4 <= n; j += 4) {
+            s0 += x[j];
+            s1 += x[j + 1];
+            s2 += x[j + 2];
+            s3 += x[j + 3];
+        }
+        for (; j < n; j++) s0 += x[j];
+        return (s0 + s1) + (s2 + s3);
+    }
+
+    private static void scale(float[] x, int n, float s) {
+        int i = 0;
+        for (int end = S.loopBound(n); i < end; i += S.length()) FloatVector.fromArray(S, x, i).mul(s).intoArray(x, i);
+        for (; i < n; i++) x[i] *= s;
     }
 }

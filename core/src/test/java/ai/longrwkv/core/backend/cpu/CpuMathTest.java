@@ -33,4 +33,32 @@ class CpuMathTest {
         for (float f : v) expected += f;
         assertEquals(expected, CpuMath.sumLanes(FloatVector.fromArray(Blocks.SPECIES, v, 0)));
     }
+
+    @Test
+    void vectorExpAndSigmoidEqualTheScalarFormulasBitForBit() {
+        Random rnd = new Random();
+        long seed = rnd.nextLong();
+        rnd.setSeed(seed);
+        int n = 50_000 + Blocks.SPECIES.length() / 2;   // a tail that the vector loop leaves to scalar code
+        float[] x = new float[n], e = new float[n], s = new float[n];
+        for (int i = 0; i < n; i++) {
+            x[i] = switch (i % 5) {
+                case 0 -> (float) ((rnd.nextDouble() * 2 - 1) * 100);
+                case 1 -> (float) ((rnd.nextDouble() * 2 - 1) * 3);
+                case 2 -> (float) ((rnd.nextDouble() * 2 - 1) * 1e-6);
+                case 3 -> new float[]{1000f, -1000f, 0f, -0f, 88f, -87.3365447504019f, Float.MIN_VALUE, 0.5f}[rnd.nextInt(8)];
+                default -> Float.intBitsToFloat(rnd.nextInt() & 0x7fffffff) * (rnd.nextBoolean() ? 1 : -1);
+            };
+            if (Float.isNaN(x[i])) x[i] = 1f;
+        }
+        float[] shifted = new float[n];
+        CpuMath.exp(x, e, n, 1f, 0f);
+        CpuMath.exp(x, shifted, n, 1f, 3.25f);
+        Blocks.sigmoid(x, s, n);
+        for (int i = 0; i < n; i++) {
+            assertEquals(Float.floatToRawIntBits(CpuMath.exp(x[i])), Float.floatToRawIntBits(e[i]), "exp(" + x[i] + "), seed " + seed);
+            assertEquals(Float.floatToRawIntBits(CpuMath.exp(x[i] - 3.25f)), Float.floatToRawIntBits(shifted[i]), "exp(" + x[i] + " - 3.25), seed " + seed);
+            assertEquals(Float.floatToRawIntBits(1f / (1f + CpuMath.exp(-x[i]))), Float.floatToRawIntBits(s[i]), "sigmoid(" + x[i] + "), seed " + seed);
+        }
+    }
 }
