@@ -122,12 +122,15 @@ public interface Backend extends AutoCloseable {
 
     // ---------------------------------------------------------------- optimizer
     /**
-     * One AdamW step exactly as torch.optim.AdamW computes it, in place on param and the moments m, v:
+     * One AdamW step exactly as torch.optim.AdamW computes it, in place on param and the moments m, v, with
+     * g = grad * gradScale (in float: gradient clipping's factor, 1 for none; grad itself is left as it is):
      * p *= 1 - lr*wd; m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2;
      * p -= lr / (1 - b1^step) * m / (sqrt(v) / sqrt(1 - b2^step) + eps). step counts from 1.
+     * Returns the sum of squares of the updated param in double (not finite if the update overflowed it), so that
+     * neither the clipping nor the overflow check needs a pass of its own over the parameters.
      */
-    void adamwStep(Tensor param, Tensor grad, Tensor m, Tensor v, float lr, float beta1, float beta2, float eps,
-                   float weightDecay, long step);
+    double adamwStep(Tensor param, Tensor grad, float gradScale, Tensor m, Tensor v, float lr, float beta1, float beta2,
+                     float eps, float weightDecay, long step);
 
     // ---------------------------------------------------------------- loss
     /**

@@ -34,14 +34,20 @@ public final class AdamW implements AutoCloseable {
 
     public List<Trainable> trainables() { return trainables; }
 
-    /** Applies one update with base learning rate {@code lr} from the gradients now in the trainables. */
-    public void update(double lr) {
+    /**
+     * Applies one update with base learning rate {@code lr} from the gradients now in the trainables times
+     * {@code gradScale} (see {@link #clipFactor}). Returns the first trainable the update made non-finite, or null.
+     */
+    public String update(double lr, float gradScale) {
         step++;
+        String firstNonFinite = null;
         for (Trainable t : trainables) {
             Tensor[] mv = moments.get(t.key());
-            be.adamwStep(t.param(), t.grad(), mv[0], mv[1], (float) (lr * t.lrScale()), (float) hyper.beta1(),
+            double squares = be.adamwStep(t.param(), t.grad(), gradScale, mv[0], mv[1], (float) (lr * t.lrScale()), (float) hyper.beta1(),
                     (float) hyper.beta2(), (float) hyper.eps(), t.weightDecay() ? (float) hyper.weightDecay() : 0f, step);
+            if (firstNonFinite == null && !Double.isFinite(squares)) firstNonFinite = t.key();
         }
+        return firstNonFinite;
     }
 
     public void zeroGrads() {
@@ -66,16 +72,11 @@ public final class AdamW implements AutoCloseable {
     }
 
     /**
-     * Scales gradients so their global norm is at most maxNorm (no-op if maxNorm <= 0); returns the norm before.
-     * {@code squares} are {@link #gradSquares()} of the gradients as they are now.
+     * The factor that brings the gradients' global norm to at most maxNorm (1 if it is below, or maxNorm <= 0),
+     * as torch.nn.utils.clip_grad_norm_ computes it; {@link #update} applies it inside the AdamW pass.
      */
-    public double clipGradNorm(double maxNorm, double[] squares) {
-        double norm = gradNorm(squares);
-        if (maxNorm > 0 && norm > maxNorm) {
-            float f = (float) (maxNorm / (norm + 1e-6));
-            for (Trainable t : trainables) be.scale(t.grad(), f);
-        }
-        return norm;
+    public static float clipFactor(double maxNorm, double norm) {
+        return maxNorm > 0 && norm > maxNorm ? (float) (maxNorm / (norm + 1e-6)) : 1f;
     }
 
     /** The first trainable whose gradient is not finite (by its {@link #gradSquares()} entry), or null. */

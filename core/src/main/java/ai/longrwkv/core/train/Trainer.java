@@ -194,14 +194,12 @@ public final class Trainer implements AutoCloseable {
             step++;
             return new StepResult(step, loss, lr, Double.NaN, tokens, (System.nanoTime() - t0) / 1e9, true);
         }
-        double norm = optimizer.clipGradNorm(cfg.gradClip(), squares);
-        optimizer.update(lr);
+        double norm = AdamW.gradNorm(squares);
+        String overflowed = optimizer.update(lr, AdamW.clipFactor(cfg.gradClip(), norm));
         // a finite gradient with a huge learning rate can still overflow the weights: stop at this step, naming them
-        for (Trainable t : optimizer.trainables()) {
-            if (!Double.isFinite(be.sumOfSquares(t.param()))) {
-                throw new NonFiniteException(String.format("step %d: the update made %s non-finite (lr %s, gradient norm %s); stopping"
-                        + " (the last checkpoint is intact: resume from it with a lower --lr)", step + 1, t.key(), lr, norm));
-            }
+        if (overflowed != null) {
+            throw new NonFiniteException(String.format("step %d: the update made %s non-finite (lr %s, gradient norm %s); stopping"
+                    + " (the last checkpoint is intact: resume from it with a lower --lr)", step + 1, overflowed, lr, norm));
         }
         step++;
         tokensSeen += tokens;

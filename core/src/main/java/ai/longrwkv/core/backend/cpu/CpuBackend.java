@@ -457,26 +457,31 @@ public final class CpuBackend implements Backend {
             float[] xs = Blocks.buffers()[0];
             int off = blk * Blocks.SIZE, n = (int) Math.min(Blocks.SIZE, size - off);
             in.get(off, xs, 0, n);
-            double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-            int i = 0;
-            for (; i + 4 <= n; i += 4) {
-                s0 += (double) xs[i] * xs[i];
-                s1 += (double) xs[i + 1] * xs[i + 1];
-                s2 += (double) xs[i + 2] * xs[i + 2];
-                s3 += (double) xs[i + 3] * xs[i + 3];
-            }
-            for (; i < n; i++) s0 += (double) xs[i] * xs[i];
-            part[blk] = (s0 + s1) + (s2 + s3);
+            part[blk] = sumOfSquares(xs, n);
         });
         double total = 0;
         for (double p : part) total += p;   // in block order: the same bits on any number of threads
         return total;
     }
 
+    /** Sum of xs[i]^2 for i < n in double, as four interleaved partial sums added in a fixed order. */
+    private static double sumOfSquares(float[] xs, int n) {
+        double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+        int i = 0;
+        for (; i + 4 <= n; i += 4) {
+            s0 += (double) xs[i] * xs[i];
+            s1 += (double) xs[i + 1] * xs[i + 1];
+            s2 += (double) xs[i + 2] * xs[i + 2];
+            s3 += (double) xs[i + 3] * xs[i + 3];
+        }
+        for (; i < n; i++) s0 += (double) xs[i] * xs[i];
+        return (s0 + s1) + (s2 + s3);
+    }
+
     // ---------------------------------------------------------------- optimizer
     @Override
-    public void adamwStep(Tensor param, Tensor grad, Tensor m, Tensor v, float lr, float beta1, float beta2, float eps,
-                          float weightDecay, long step) {
+    public double adamwStep(Tensor param, Tensor grad, float gradScale, Tensor m, Tensor v, float lr, float beta1, float beta2,
+                            float eps, float weightDecay, long step) {
         sameSize(param, grad, "adamw");
         sameSize(param, m, "adamw");
         sameSize(param, v, "adamw");
@@ -485,7 +490,8 @@ public final class CpuBackend implements Backend {
         float oneMinusB1 = 1 - beta1, oneMinusB2 = 1 - beta2;
         FloatBuffer pb = b(param), gb = b(grad), mb = b(m), vb = b(v);
         long size = param.size();
-        Blocks.parallelFor(Blocks.count(size), blk -> {
+        double[] squares = new double[Blocks.count(size)];
+        Blocks.parallelFor(squares.length, blk -> {
             float[][] buf = Blocks.buffers();
             float[] p = buf[0], g = buf[1], mm = buf[2], vv = buf[3];
             int o = blk * Blocks.SIZE, n = (int) Math.min(Blocks.SIZE, size - o);
@@ -496,7 +502,7 @@ public final class CpuBackend implements Backend {
             int i = 0;
             // the vector lanes do exactly the scalar tail's float operations, in the same order (no fused multiply-add)
             for (int end = Blocks.SPECIES.loopBound(n); i < end; i += Blocks.SPECIES.length()) {
-                FloatVector gi = FloatVector.fromArray(Blocks.SPECIES, g, i);
+                FloatVector gi = FloatVector.fromArray(Blocks.SPECIES, g, i).mul(gradScale);
                 FloatVector mi = FloatVector.fromArray(Blocks.SPECIES, mm, i).mul(beta1).add(gi.mul(oneMinusB1));
                 FloatVector vi = FloatVector.fromArray(Blocks.SPECIES, vv, i).mul(beta2).add(gi.mul(oneMinusB2).mul(gi));
                 FloatVector denom = vi.lanewise(VectorOperators.SQRT).div(bc2Sqrt).add(eps);
@@ -505,7 +511,7 @@ public final class CpuBackend implements Backend {
                 vi.intoArray(vv, i);
             }
             for (; i < n; i++) {
-                float gi = g[i];
+                float gi = g[i] * gradScale;
                 mm[i] = beta1 * mm[i] + oneMinusB1 * gi;
                 vv[i] = beta2 * vv[i] + oneMinusB2 * gi * gi;
                 float denom = (float) Math.sqrt(vv[i]) / bc2Sqrt + eps;
@@ -514,7 +520,11 @@ public final class CpuBackend implements Backend {
             pb.put(o, p, 0, n);
             mb.put(o, mm, 0, n);
             vb.put(o, vv, 0, n);
+            squares[blk] = sumOfSquares(p, n);
         });
+        double total = 0;
+        for (double q : squares) total += q;   // in block order, as sumOfSquares(Tensor)
+        return total;
     }
 
     // ---------------------------------------------------------------- loss

@@ -437,15 +437,16 @@ public final class CudaBackend implements Backend {
 
     // ---------------------------------------------------------------- optimizer
     @Override
-    public void adamwStep(Tensor param, Tensor grad, Tensor m, Tensor v, float lr, float beta1, float beta2, float eps,
-                          float weightDecay, long step) {
+    public double adamwStep(Tensor param, Tensor grad, float gradScale, Tensor m, Tensor v, float lr, float beta1, float beta2,
+                            float eps, float weightDecay, long step) {
         sameSize(param, grad, "adamw");
         sameSize(param, m, "adamw");
         sameSize(param, v, "adamw");
         // the same host-side constants as CpuBackend.adamwStep
         double bc1 = 1 - Math.pow(beta1, step), bc2 = 1 - Math.pow(beta2, step);
         float stepSize = (float) (lr / bc1), bc2Sqrt = (float) Math.sqrt(bc2), decay = 1f - lr * weightDecay;
-        elementwise("adamw_f32", param.size(), t(param), t(grad), t(m), t(v), beta1, beta2, eps, stepSize, bc2Sqrt, decay, param.size());
+        elementwise("adamw_f32", param.size(), t(param), t(grad), gradScale, t(m), t(v), beta1, beta2, eps, stepSize, bc2Sqrt, decay, param.size());
+        return sumOfSquares(param);
     }
 
     // ---------------------------------------------------------------- loss

@@ -44,8 +44,8 @@ class CpuThreadIndependenceTest {
             be.silu(x, s);
             be.siluBackward(x, dOut, sb);
             Tensor p = be.upload(random(rnd, 40_000)), g = be.upload(random(rnd, 40_000)), m = be.zeros(40_000), v = be.zeros(40_000);
-            be.adamwStep(p, g, m, v, 1e-3f, 0.9f, 0.99f, 1e-8f, 0.01f, 3);
-            double sq = be.sumOfSquares(g);
+            double pSq = be.adamwStep(p, g, 0.7f, m, v, 1e-3f, 0.9f, 0.99f, 1e-8f, 0.01f, 3);
+            double sq = be.sumOfSquares(g) + pSq;
             Tensor logits = be.upload(random(rnd, T, V)), dLogits = be.zeros(T, V);
             int[] targets = new int[T];
             float[] weights = new float[T];

@@ -307,8 +307,11 @@ class CudaParityTest {
         int n = 5000;
         Tensor[] p = both(rand(1, n)), m = both(rand(0.01, n)), v = both(uniform(0, 1e-3, n)), g = both(rand(1, n));
         for (long step = 1; step <= 5; step++) {
-            cpu.adamwStep(p[0], g[0], m[0], v[0], 1e-2f, 0.9f, 0.99f, 1e-8f, 0.1f, step);
-            gpu.adamwStep(p[1], g[1], m[1], v[1], 1e-2f, 0.9f, 0.99f, 1e-8f, 0.1f, step);
+            float gradScale = step % 2 == 0 ? 1f : 0.37f;   // clipping's factor, applied inside the step
+            double cpuSq = cpu.adamwStep(p[0], g[0], gradScale, m[0], v[0], 1e-2f, 0.9f, 0.99f, 1e-8f, 0.1f, step);
+            double gpuSq = gpu.adamwStep(p[1], g[1], gradScale, m[1], v[1], 1e-2f, 0.9f, 0.99f, 1e-8f, 0.1f, step);
+            assertEquals(cpu.sumOfSquares(p[0]), cpuSq, 0.0, "the CPU step returns the updated parameter's sum of squares");
+            assertEquals(gpu.sumOfSquares(p[1]), gpuSq, 0.0, "the CUDA step returns the updated parameter's sum of squares");
         }
         same("adamw param", p);
         same("adamw m", m);

@@ -75,7 +75,7 @@ class SanitizerReplayTest {
         be.reluSquare(x, y); be.reluSquareBackward(x, z, y);
         be.mul(x, z, y); be.add(x, z, y); be.scale(y, 0.5f); be.fill(y, 1f);
         be.sumOfSquares(x);
-        be.adamwStep(x, z, y, rand(be, rnd, t, c), 1e-3f, 0.9f, 0.99f, 1e-8f, 0.01f, 1);
+        be.adamwStep(x, z, 0.5f, y, rand(be, rnd, t, c), 1e-3f, 0.9f, 0.99f, 1e-8f, 0.01f, 1);
         for (int[] hn : new int[][]{{6, 8}, {1, 64}}) {
             int h = hn[0], n = hn[1], steps = 5;
             Tensor r = rand(be, rnd, steps, h * n), k = rand(be, rnd, steps, h * n), vv = rand(be, rnd, steps, h * n);
