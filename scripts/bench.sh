@@ -1,9 +1,65 @@
 #!/usr/bin/env bash
 # The benchmark set quoted in closing notes and the README: every number from one run on one machine, side by side.
 # Usage: scripts/bench.sh [quick]   (quick: smaller repetitions). Output: stdout and bench-out/bench-<date>.txt
+#        scripts/bench.sh cpu-vs-torch [ROUNDS]   the training step against the PyTorch peer (scripts/torch-peer.py),
+#            alternating, ROUNDS times (default 3), at L12-C768 V65536 and L4-C128 bytes, ctx 1024; medians, ratios and
+#            the share of the sgemm-bound limit (sgemm measured in each round). Installs Debian's python3-torch and
+#            OpenBLAS (root, apt) when missing. Not part of CI.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 L="$root/scripts/longrwkv"
+
+if [ "${1:-}" = cpu-vs-torch ]; then
+  rounds="${2:-3}"
+  py=/usr/bin/python3
+  need=()
+  "$py" -c "import torch" >/dev/null 2>&1 || need+=(python3-torch)
+  # without it torch runs on Debian's reference BLAS (libblas3), ~20x slower: not a fair peer
+  [ -e /usr/lib/x86_64-linux-gnu/openblas-pthread/libopenblas.so.0 ] || need+=(libopenblas0-pthread)
+  if [ ${#need[@]} -gt 0 ]; then
+    echo "bench.sh: installing ${need[*]} (Debian) for the PyTorch peer..." >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${need[@]}" >/dev/null
+  fi
+  # Debian's OpenBLAS 0.3.21 misdetects recent CPUs (it falls back to SSE3 "Prescott" kernels): name the family
+  # (for the peer only: the project's OpenBLAS detects the CPU itself)
+  torch_core="${TORCH_OPENBLAS_CORETYPE:-}"
+  if [ -z "$torch_core" ]; then
+    if grep -qw avx512f /proc/cpuinfo; then torch_core=SkylakeX
+    elif grep -qw avx2 /proc/cpuinfo; then torch_core=Haswell; fi
+  fi
+  unset OPENBLAS_CORETYPE
+  mkdir -p "$root/bench-out"
+  out="$root/bench-out/cpu-vs-torch-$(date +%Y%m%d-%H%M%S).txt"
+  export LONGRWKV_NO_PROGRESS=1
+  median() { sort -g | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
+  # matrix-product FLOPs per trained token: 6 x (L (6 C^2 + 2 C F) + V C), F = 3.5 C rounded down to a multiple of 32
+  flops() { awk -v l="$1" -v c="$2" -v v="$3" 'BEGIN {f = int(c * 3.5 / 32) * 32; printf "%.0f", 6 * (l * (6 * c * c + 2 * c * f) + v * c)}'; }
+  {
+    echo "# machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(free -g | awk '/Mem/{print $2}') GiB; load $(cut -d' ' -f1-3 /proc/loadavg)"
+    echo "# longrwkv: $(OPENBLAS_VERBOSE=2 "$L" bench matmul --reps 1 2>&1 | grep -m1 '^Core:' | sed 's/Core: /OpenBLAS 0.3.31 (bytedeco) kernels /'), OPENBLAS_THREAD_TIMEOUT=${OPENBLAS_THREAD_TIMEOUT:-4}"
+    echo "# torch: $("$py" -c 'import torch; print(torch.__version__)'), Debian OpenBLAS $(dpkg-query -W -f='${Version}' libopenblas0-pthread 2>/dev/null), OPENBLAS_CORETYPE=${torch_core:-unset} (TORCH_OPENBLAS_CORETYPE overrides), $(nproc) threads"
+    for shape in "12 768 65536" "4 128 256"; do
+      set -- $shape
+      reps=3; [ "$1" -lt 12 ] && reps=8
+      : > /tmp/cvt-j.$$; : > /tmp/cvt-t.$$; : > /tmp/cvt-s.$$
+      echo "## training step L$1-C$2 V$3, ctx 1024 (forward + backward + L2Wrap + clipping + AdamW), $rounds rounds alternating"
+      for r in $(seq 1 "$rounds"); do
+        sg=$("$L" bench matmul --reps 3 | awk '/^OpenBLAS sgemm/ {print $(NF-1)}')
+        j=$("$L" bench train --layers "$1" --embd "$2" --vocab "$3" --reps "$reps" | tee /dev/stderr | awk '/^median/ {print $2}')
+        t=$(OPENBLAS_CORETYPE="$torch_core" "$py" "$root/scripts/torch-peer.py" --layers "$1" --embd "$2" --vocab "$3" --reps "$reps" | tee /dev/stderr | awk '/^median/ {print $2}')
+        echo "$j" >> /tmp/cvt-j.$$; echo "$t" >> /tmp/cvt-t.$$; echo "$sg" >> /tmp/cvt-s.$$
+        echo "round $r: sgemm 2048^3 $sg GFLOP/s, longrwkv $j tok/s, torch $t tok/s"
+      done
+      jm=$(median < /tmp/cvt-j.$$); tm=$(median < /tmp/cvt-t.$$); sm=$(median < /tmp/cvt-s.$$)
+      awk -v j="$jm" -v t="$tm" -v s="$sm" -v f="$(flops "$1" "$2" "$3")" 'BEGIN {
+        lim = s * 1e9 / f
+        printf "median of rounds: longrwkv %.1f tok/s, torch %.1f tok/s, ratio %.2fx; sgemm-bound limit %.0f tok/s (%.3f GFLOP/token at %.0f GFLOP/s): longrwkv at %.0f%%, torch at %.0f%%\n", j, t, j / t, lim, f / 1e9, s, 100 * j / lim, 100 * t / lim }'
+      rm -f /tmp/cvt-j.$$ /tmp/cvt-t.$$ /tmp/cvt-s.$$
+    done
+  } 2> >(grep -v '^WARNING: Using incubator' >&2) | tee "$out"
+  echo "written: $out"
+  exit 0
+fi
 reps=5; [ "${1:-}" = quick ] && reps=2
 mkdir -p "$root/bench-out"
 out="$root/bench-out/bench-$(date +%Y%m%d-%H%M%S).txt"
