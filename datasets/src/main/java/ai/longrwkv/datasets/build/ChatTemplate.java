@@ -171,6 +171,12 @@ public final class ChatTemplate {
         };
     }
 
+    /** The whitespace a model turn's prefix ends with (world: one space): trained, the start of every reply. */
+    public String replyLead(String charName) {
+        String prefix = prefix(Role.MODEL, charName);
+        return prefix.substring(prefix.stripTrailing().length());
+    }
+
     /** The system text of a character: the template's persona text with the persona, {{char}} and {{user}} filled in. */
     public String personaSystemText(String persona, String charName, String userName) {
         String s = personaText.replace(PERSONA, persona);
