@@ -17,17 +17,23 @@ import java.util.SplittableRandom;
  * <pre>
  * {system turn: the character's definition}
  * {filler exchanges, with one exchange per fact inserted at its depth}
- * {user: the question about one fact}{model prefix}{answer: " value"}
+ * {user: the question about one fact}{model prefix}{start of the reply}{answer: " value"}
  * </pre>
  * Facts (one exchange each; every sample states all the enabled facts, the queried one at the requested depth of the
  * filler, the others at random depths, so that they are distractors):
  * <ul>
- * <li>{@code user-name}: "My name is V, by the way." / "Nice to meet you, V." -> "Do you remember my name?"</li>
- * <li>{@code char-name}: "Is {char} your real name?" / "No. My real name is V." -> "What is your real name?"</li>
- * <li>{@code pet}: "Do you have any pets?" / "Yes, a KIND named V." -> "What is your pet's name?"</li>
- * <li>{@code promise}: "Promise you will bring V tomorrow." / "I promise I will bring V." -> "What did you promise to bring?"</li>
- * <li>{@code number}: "My lucky number is V." / "V? I will remember that." -> "What is my lucky number?"</li>
+ * <li>{@code user-name}: "My name is V, by the way." / "Nice to meet you, V." -> "Do you remember my name?" /
+ * "Of course. Your name is" V</li>
+ * <li>{@code char-name}: "Is {char} your real name?" / "No. My real name is V." -> "What is your real name?" / "My real
+ * name is" V</li>
+ * <li>{@code pet}: "Do you have any pets?" / "Yes, a KIND named V." -> "What is your pet's name?" / "My KIND is named" V</li>
+ * <li>{@code promise}: "Promise you will bring V tomorrow." / "I promise I will bring V." -> "What did you promise to
+ * bring?" / "I promised to bring" V</li>
+ * <li>{@code number}: "My lucky number is V." / "V? I will remember that." -> "What is my lucky number?" / "Your lucky
+ * number is" V</li>
  * </ul>
+ * The character's reply to the question starts in the prompt (RULER's answer prefix): the model completes it with
+ * " V", which is what is scored, and the answer loss is the loss of " V".
  * Every exchange is rendered as the session of `chat` feeds it (turn prompt, reply lead, reply, reply end) and
  * tokenized on its own, so the length is exact: the filler takes what the fixed parts leave, its last exchange's
  * reply cut to the token. The user's display name is the template's user name (default "User"); the user's real name
@@ -97,32 +103,39 @@ public final class PersonaTask implements SynthTask {
         return facts;
     }
 
-    /** A fact: its exchange, the question that asks for it, and its value. */
-    record Fact(String kind, String value, String userLine, String modelLine, String question) { }
+    /**
+     * A fact: its exchange, the question that asks for it, the start of the character's reply (in the prompt, as
+     * RULER's answer prefixes: the model completes it), and its value.
+     */
+    record Fact(String kind, String value, String userLine, String modelLine, String question, String answerPrefix) { }
 
     static Fact fact(String kind, SplittableRandom rng, String charName) {
         return switch (kind) {
             case "user-name" -> {
                 String v = USER_NAMES[rng.nextInt(USER_NAMES.length)];
-                yield new Fact(kind, v, "My name is " + v + ", by the way.", "Nice to meet you, " + v + ".", "Do you remember my name?");
+                yield new Fact(kind, v, "My name is " + v + ", by the way.", "Nice to meet you, " + v + ".", "Do you remember my name?",
+                        "Of course. Your name is");
             }
             case "char-name" -> {
                 String v = REAL_NAMES[rng.nextInt(REAL_NAMES.length)];
-                yield new Fact(kind, v, "Is " + charName + " your real name?", "No. My real name is " + v + ".", "What is your real name?");
+                yield new Fact(kind, v, "Is " + charName + " your real name?", "No. My real name is " + v + ".", "What is your real name?",
+                        "My real name is");
             }
             case "pet" -> {
                 String v = PET_NAMES[rng.nextInt(PET_NAMES.length)];
                 String pet = PET_KINDS[rng.nextInt(PET_KINDS.length)];
-                yield new Fact(kind, v, "Do you have any pets?", "Yes, a " + pet + " named " + v + ".", "What is your pet's name?");
+                yield new Fact(kind, v, "Do you have any pets?", "Yes, a " + pet + " named " + v + ".", "What is your pet's name?",
+                        "My " + pet + " is named");
             }
             case "promise" -> {
                 String v = "the " + Words.ADJECTIVES[rng.nextInt(Words.ADJECTIVES.length)] + " " + Words.NOUNS[rng.nextInt(Words.NOUNS.length)];
                 yield new Fact(kind, v, "Promise you will bring " + v + " tomorrow.", "I promise I will bring " + v + ".",
-                        "What did you promise to bring?");
+                        "What did you promise to bring?", "I promised to bring");
             }
             case "number" -> {
                 String v = Integer.toString(rng.nextInt(10, 10000));
-                yield new Fact(kind, v, "My lucky number is " + v + ".", v + "? I will remember that.", "What is my lucky number?");
+                yield new Fact(kind, v, "My lucky number is " + v + ".", v + "? I will remember that.", "What is my lucky number?",
+                        "Your lucky number is");
             }
             default -> throw new IllegalArgumentException("unknown fact " + kind);
         };
@@ -152,8 +165,8 @@ public final class PersonaTask implements SynthTask {
         String system = template.personaSystemText(ChatTemplate.fill(definition(charName, rng), charName, userName), charName, userName);
         int[] head = encode(template.conversationStart(system, userName));
         Fact q = stated.get(facts.indexOf(asked));
-        int[] question = encode(template.turnPrompt(q.question(), userName, charName));
-        int[] answer = encode(template.replyLead(charName) + q.value());
+        int[] question = encode(template.turnPrompt(q.question(), userName, charName) + template.replyLead(charName) + q.answerPrefix());
+        int[] answer = encode(" " + q.value());
         int[][] factTokens = new int[stated.size()][];
         int fixed = head.length + question.length + answer.length;
         for (int i = 0; i < stated.size(); i++) {

@@ -41,7 +41,7 @@ class PersonaTaskTest {
             String all = text(s.tokens());
             String prompt = text(s.promptTokens());
             assertEquals(all, prompt + text(s.answerTokens()));
-            assertEquals(" " + s.answer(), text(s.answerTokens()), "the answer is the reply lead and the fact's value");
+            assertEquals(" " + s.answer(), text(s.answerTokens()), "the answer is the fact's value after a space");
             Matcher head = Pattern.compile("^System: (\\w+) is an? \\w+ \\w+ from [a-z ]+\\. \\1 remembers what User says\\.\\n\\n").matcher(prompt);
             assertTrue(head.find(), prompt);
             String name = head.group(1);
@@ -51,7 +51,7 @@ class PersonaTaskTest {
             for (int t = 0; t + 1 < turns.length; t++) {
                 assertTrue(turns[t].startsWith(t % 2 == 0 ? "User: " : name + ": "), "turn " + t + ": " + turns[t]);
             }
-            assertEquals(name + ":", turns[turns.length - 1]);
+            String reply = turns[turns.length - 1];
             assertEquals(5, s.needles().size(), "every fact is stated");
             String question = turns[turns.length - 2];
             Sample.Needle asked = s.queriedNeedle();
@@ -60,22 +60,28 @@ class PersonaTaskTest {
             String expectedQuestion = switch (s.key()) {
                 case "user-name" -> {
                     assertEquals("User: My name is " + s.answer() + ", by the way.\n\n" + name + ": Nice to meet you, " + s.answer() + ".\n\n", stated);
+                    assertEquals(name + ": Of course. Your name is", reply);
                     yield "Do you remember my name?";
                 }
                 case "char-name" -> {
                     assertEquals("User: Is " + name + " your real name?\n\n" + name + ": No. My real name is " + s.answer() + ".\n\n", stated);
+                    assertEquals(name + ": My real name is", reply);
                     yield "What is your real name?";
                 }
                 case "pet" -> {
                     assertTrue(stated.matches("User: Do you have any pets\\?\\n\\n" + name + ": Yes, a \\w+ named " + s.answer() + "\\.\\n\\n"), stated);
+                    String kind = stated.substring(stated.indexOf("Yes, a ") + 7, stated.indexOf(" named"));
+                    assertEquals(name + ": My " + kind + " is named", reply);
                     yield "What is your pet's name?";
                 }
                 case "promise" -> {
                     assertEquals("User: Promise you will bring " + s.answer() + " tomorrow.\n\n" + name + ": I promise I will bring " + s.answer() + ".\n\n", stated);
+                    assertEquals(name + ": I promised to bring", reply);
                     yield "What did you promise to bring?";
                 }
                 case "number" -> {
                     assertEquals("User: My lucky number is " + s.answer() + ".\n\n" + name + ": " + s.answer() + "? I will remember that.\n\n", stated);
+                    assertEquals(name + ": Your lucky number is", reply);
                     yield "What is my lucky number?";
                 }
                 default -> throw new AssertionError(s.key());
@@ -112,8 +118,8 @@ class PersonaTaskTest {
         Sample s = SynthTasks.sample(task, 1, 1200, 0, new double[]{0.25});
         String prompt = text(s.promptTokens());
         assertTrue(prompt.startsWith("<|system|>Enter RP mode. Pretend to be "), prompt);
-        assertTrue(prompt.endsWith("<|user|>What is my lucky number?<|model|>"), prompt);
-        assertEquals(s.answer(), text(s.answerTokens()), "metharme's model prefix has no trailing space");
+        assertTrue(prompt.endsWith("<|user|>What is my lucky number?<|model|>Your lucky number is"), prompt);
+        assertEquals(" " + s.answer(), text(s.answerTokens()));
         Sample.Needle n = s.queriedNeedle();
         assertEquals("<|user|>My lucky number is " + s.answer() + ".<|model|>" + s.answer() + "? I will remember that.",
                 span(s, n.start() - "<|user|>".length(), n.start() + n.length() - "<|user|>".length()));
@@ -123,12 +129,12 @@ class PersonaTaskTest {
     @Test
     void lengthsAreExactForEveryLengthAndTheSameSampleComesBack() throws IOException {
         PersonaTask task = new PersonaTask(BYTES, ChatTemplate.WORLD, FillerChats.synthetic(), List.of("number"), "User");
-        for (int length = 200; length <= 700; length += 7) {
+        for (int length = 250; length <= 750; length += 7) {
             Sample s = SynthTasks.sample(task, 11, length, length, null);
             assertEquals(length, s.length(), "length " + length);
             String prompt = text(s.promptTokens());
             String name = prompt.substring("System: ".length(), prompt.indexOf(' ', "System: ".length()));
-            assertTrue(prompt.endsWith("\n\nUser: What is my lucky number?\n\n" + name + ":"), prompt);
+            assertTrue(prompt.endsWith("\n\nUser: What is my lucky number?\n\n" + name + ": Your lucky number is"), prompt);
         }
         Sample a = SynthTasks.sample(task, 11, 640, 3, null), b = SynthTasks.sample(task, 11, 640, 3, null);
         assertArrayEquals(a.tokens(), b.tokens(), "deterministic: data synth and the eval build the same conversation");
