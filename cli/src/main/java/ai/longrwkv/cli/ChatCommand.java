@@ -28,7 +28,7 @@ final class ChatCommand implements Callable<Integer> {
             description = "The chat template, as in data build --template (default: ${DEFAULT-VALUE}).") String template;
     @Option(names = "--system", paramLabel = "TEXT", description = "Fed first as the system turn ('System: TEXT' in world; a character card, instructions).") String system;
     @Option(names = "--name", defaultValue = "Assistant", paramLabel = "BOT", description = "The bot's name in the turns (default: ${DEFAULT-VALUE}).") String botName;
-    @Option(names = "--user", defaultValue = "User", paramLabel = "NAME", description = "Your name in the turns (default: ${DEFAULT-VALUE}).") String userName;
+    @Option(names = {"--user", "--user-name"}, defaultValue = "User", paramLabel = "NAME", description = "Your name in the turns, as data build --user-name (default: ${DEFAULT-VALUE}).") String userName;
     @Option(names = "--temperature", defaultValue = "1.0", description = "Sampling temperature; 0 = greedy (default: ${DEFAULT-VALUE}).") double temperature;
     @Option(names = "--top-p", defaultValue = "0.3", description = "Nucleus sampling mass (default: ${DEFAULT-VALUE}, ChatRWKV's chat setting).") double topP;
     @Option(names = {"--max-new-tokens", "--max-tokens"}, defaultValue = "500", description = "Tokens per reply at most; --max-tokens is "

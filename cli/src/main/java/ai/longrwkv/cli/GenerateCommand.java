@@ -40,7 +40,7 @@ final class GenerateCommand implements Callable<Integer> {
             + "template (as in data build --template); default: the prompt as it is.") String template;
     @Option(names = "--system", paramLabel = "TEXT", description = "With --template: the system turn before the message (a character card).") String system;
     @Option(names = "--name", paramLabel = "BOT", description = "With --template: the model's name in the turns (default: Assistant).") String botName;
-    @Option(names = "--user", paramLabel = "NAME", description = "With --template: the user's name in the turns (default: User).") String userName;
+    @Option(names = {"--user", "--user-name"}, paramLabel = "NAME", description = "With --template: the user's name in the turns, as data build --user-name (default: User).") String userName;
 
     @Override
     public Integer call() throws IOException {
