@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # LongRWKV roleplay demo: does a character remember what the user said many chunks ago? Full BPTT against truncated
-# BPTT on long synthetic roleplay chats, measured with `eval persona`, on a CPU.
+# BPTT on long synthetic roleplay chats, measured with `eval persona`, on a CPU, in about eight minutes (7 min 34 s
+# measured on the 2-core development machine, shared with other jobs).
 #
 #   scripts/roleplay-demo.sh [OUT_DIR]        (default ./roleplay-demo-out)
 #
 # 1. builds the tool (scripts/longrwkv builds the jar on first use)
 # 2. initialises a tiny byte-level RWKV-5 model
 # 3. writes synthetic roleplay chats in the World chat template (`data synth persona`): the character's definition,
-#    an exchange in which the user states a fact (by default the user's lucky number), small talk, and a last user turn
-#    asking for the fact; the fact is always more than a chunk before the answer
+#    an exchange in which the user states a fact (by default the user's lucky number), small talk (two fixed
+#    exchanges), and a last user turn asking for the fact; the fact is always more than a chunk before the answer
 # 4. trains it twice, same data, steps and seed, every chat cut into 32-token chunks:
 #      full       chunked BPTT with the exact gradient across chunk boundaries
 #      truncated  the state is carried forward, but the gradient stops at every chunk boundary
@@ -58,8 +59,20 @@ run init --layers "$layers" --embd "$embd" --head-size "$head_size" --vocab 256 
 took
 
 say "3/5 synthetic roleplay chats ($template template, facts: $facts): $train_samples each of $train_lengths bytes"
-run data synth persona --tokenizer bytes --template "$template" --facts "$facts" --lengths "$train_lengths" --count "$train_samples" \
-    --seed "$seed" --out "$out/data/persona"
+# The small talk between the fact and the question: two fixed exchanges (in the spirit of the passkey test's fixed
+# filler), so that a model this small spends its capacity on remembering, not on guessing random small talk.
+# RP_FILLER=synthetic uses the generated small talk instead; RP_FILLER=FILE a chat or PIPPA jsonl of your own.
+filler="${RP_FILLER:-$out/filler.jsonl}"
+if [ "$filler" = "$out/filler.jsonl" ]; then
+  cat > "$filler" <<'JSONL'
+{"messages": [{"role": "user", "content": "What do you see?"}, {"role": "assistant", "content": "The grass is green. The sky is blue."}]}
+{"messages": [{"role": "user", "content": "And now?"}, {"role": "assistant", "content": "The sun is yellow. Here we go."}]}
+JSONL
+fi
+filler_opt=(--filler-chats "$filler")
+[ "$filler" = synthetic ] && filler_opt=()
+run data synth persona --tokenizer bytes --template "$template" --facts "$facts" "${filler_opt[@]}" --lengths "$train_lengths" \
+    --count "$train_samples" --seed "$seed" --out "$out/data/persona"
 # Train on every token, as scripts/demo.sh does: the model starts from nothing, and the fact's exchange says the value
 # twice ("My lucky number is 4956." / "4956? I will remember that."), so predicting the second teaches it to copy.
 rm -f "$out/data/persona.mask"
@@ -102,7 +115,7 @@ took
 say "5/5 eval persona on new chats (seed $((seed + 1000))): lengths $eval_lengths, fact positions $eval_depths %, $trials chats per cell"
 evaluate() {   # evaluate NAME MODEL LABEL
   echo "-- $3"
-  run eval persona --model "$2" --label "$3" --template "$template" --facts "$facts" --lengths "$eval_lengths" --depths "$eval_depths" \
+  run eval persona --model "$2" --label "$3" --template "$template" --facts "$facts" "${filler_opt[@]}" --lengths "$eval_lengths" --depths "$eval_depths" \
       --trials "$trials" --seed "$((seed + 1000))" --chunk-len "$chunk" --out "$out/eval-$1"
 }
 evaluate untrained "$out/init.safetensors" "untrained model"

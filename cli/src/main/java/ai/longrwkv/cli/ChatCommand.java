@@ -62,7 +62,7 @@ final class ChatCommand implements Callable<Integer> {
                     continue;
                 }
                 if (line.isBlank()) continue;
-                out.print("\n" + botName + ":");
+                out.print("\n" + botName + ":" + (chatTemplate.replyLead(botName).isEmpty() ? " " : ""));   // metharme's replies start without a space
                 out.flush();
                 chat.turn(line, piece -> {
                     out.print(piece);

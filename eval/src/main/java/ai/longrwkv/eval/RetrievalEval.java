@@ -293,6 +293,18 @@ public final class RetrievalEval {
         o.addProperty("seed", cfg.seed());
         o.addProperty("max_new_tokens", cfg.maxNewTokens());
         o.addProperty("chunk_len", cfg.chunkLen());
+        if (!cfg.stops().isEmpty()) {
+            JsonArray st = new JsonArray();
+            cfg.stops().forEach(st::add);
+            o.add("stops", st);
+        }
+        if (cfg.task() instanceof ai.longrwkv.datasets.synth.PersonaTask p) {
+            JsonObject t = new JsonObject();
+            p.template().describe().forEach(t::addProperty);
+            o.add("template", t);
+            o.addProperty("facts", String.join(",", p.facts()));
+            o.addProperty("filler", p.filler().name());
+        }
         JsonObject byLength = new JsonObject();
         JsonObject lossByLength = new JsonObject();
         for (int length : cfg.lengths()) {

@@ -78,26 +78,10 @@ public final class FillerChats {
                 throw new IllegalArgumentException(where + "not valid JSON");
             }
             List<String[]> turns = new ArrayList<>();   // {role "user" | "model", text}
-            if (o.has("messages") && o.get("messages").isJsonArray()) {
-                for (JsonElement m : o.getAsJsonArray("messages")) {
-                    if (!m.isJsonObject() || !m.getAsJsonObject().has("role") || !m.getAsJsonObject().has("content")) {
-                        throw new IllegalArgumentException(where + "a message without 'role' and 'content'");
-                    }
-                    String role = m.getAsJsonObject().get("role").getAsString().strip().toLowerCase(Locale.ROOT);
-                    String content = m.getAsJsonObject().get("content").getAsString();
-                    turns.add(new String[]{InputFormat.ASSISTANT_ROLES.contains(role) ? "model" : InputFormat.USER_ROLES.contains(role) ? "user" : "other",
-                            content});
-                }
-            } else if (o.has("conversation") && o.get("conversation").isJsonArray()) {
-                for (JsonElement m : o.getAsJsonArray("conversation")) {
-                    if (!m.isJsonObject() || !m.getAsJsonObject().has("message") || !m.getAsJsonObject().has("is_human")) {
-                        throw new IllegalArgumentException(where + "a conversation entry without 'message' and 'is_human'");
-                    }
-                    boolean human = m.getAsJsonObject().get("is_human").getAsBoolean();
-                    turns.add(new String[]{human ? "user" : "model", m.getAsJsonObject().get("message").getAsString()});
-                }
-            } else {
-                throw new IllegalArgumentException(where + "expected a chat record ('messages') or a PIPPA record ('conversation')");
+            try {
+                readTurns(o, where, turns);
+            } catch (IllegalStateException | UnsupportedOperationException | ClassCastException e) {
+                throw new IllegalArgumentException(where + "a field of the wrong type (role, content and message are strings, is_human a boolean)");
             }
             for (int t = 0; t + 1 < turns.size(); t++) {
                 if (turns.get(t)[0].equals("user") && turns.get(t + 1)[0].equals("model")
@@ -109,6 +93,31 @@ public final class FillerChats {
         }
         if (out.isEmpty()) throw new IllegalArgumentException(file + ": no user message followed by a model message (nothing to use as filler)");
         return new FillerChats(file.toString(), List.copyOf(out));
+    }
+
+    /** The turns of one chat or PIPPA record as {"user" | "model" | "other", text}. */
+    private static void readTurns(JsonObject o, String where, List<String[]> turns) {
+        if (o.has("messages") && o.get("messages").isJsonArray()) {
+            for (JsonElement m : o.getAsJsonArray("messages")) {
+                if (!m.isJsonObject() || !m.getAsJsonObject().has("role") || !m.getAsJsonObject().has("content")) {
+                    throw new IllegalArgumentException(where + "a message without 'role' and 'content'");
+                }
+                String role = m.getAsJsonObject().get("role").getAsString().strip().toLowerCase(Locale.ROOT);
+                String content = m.getAsJsonObject().get("content").getAsString();
+                turns.add(new String[]{InputFormat.ASSISTANT_ROLES.contains(role) ? "model" : InputFormat.USER_ROLES.contains(role) ? "user" : "other",
+                        content});
+            }
+        } else if (o.has("conversation") && o.get("conversation").isJsonArray()) {
+            for (JsonElement m : o.getAsJsonArray("conversation")) {
+                if (!m.isJsonObject() || !m.getAsJsonObject().has("message") || !m.getAsJsonObject().has("is_human")) {
+                    throw new IllegalArgumentException(where + "a conversation entry without 'message' and 'is_human'");
+                }
+                boolean human = m.getAsJsonObject().get("is_human").getAsBoolean();
+                turns.add(new String[]{human ? "user" : "model", m.getAsJsonObject().get("message").getAsString()});
+            }
+        } else {
+            throw new IllegalArgumentException(where + "expected a chat record ('messages') or a PIPPA record ('conversation')");
+        }
     }
 
     /** The next filler exchange: a random one of the file's, or a generated one. */

@@ -255,7 +255,8 @@ public final class PersonaTask implements SynthTask {
         if (budget == 0) return out;
         int[] end = encode(template.replyEnd(userName));
         int used = 0;
-        while (true) {
+        for (int draws = 0; ; draws++) {
+            if (draws > 100_000) return null;   // the file's exchanges never fit the rest: pad the definition instead
             FillerChats.Exchange e = FillerChats.render(filler.next(rng), template, charName, userName);
             int[] whole = encode(template.turnPrompt(e.user(), userName, charName) + template.replyLead(charName) + e.model() + template.replyEnd(userName));
             int[] prompt = encode(template.turnPrompt(e.user(), userName, charName));
