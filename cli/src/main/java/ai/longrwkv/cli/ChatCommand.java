@@ -1,5 +1,6 @@
 package ai.longrwkv.cli;
 
+import ai.longrwkv.datasets.build.ChatTemplate;
 import ai.longrwkv.eval.ChatSession;
 import ai.longrwkv.eval.Sampler;
 import picocli.CommandLine.Command;
@@ -16,15 +17,18 @@ import java.util.concurrent.Callable;
 /** `longrwkv chat`: talk to a model in the RWKV World chat format. */
 @Command(name = "chat", mixinStandardHelpOptions = true, sortOptions = false,
         description = {"Interactive chat in the RWKV World format ('User: ...' / 'Assistant: ...' turns separated by blank lines),",
-                "the format World models and roleplay finetunes are trained on. One line per message on stdin; the reply",
+                "the format World models and roleplay finetunes are trained on, or in another --template (the one the data",
+                "was built with: metharme, a template file). One line per message on stdin; the reply",
                 "streams as it is generated. The state carries the whole conversation, so each turn costs only its own",
                 "tokens. Commands: /reset (forget the conversation), /quit (or end of input)."})
 final class ChatCommand implements Callable<Integer> {
     @Mixin EvalModelOptions modelOptions;
 
-    @Option(names = "--system", paramLabel = "TEXT", description = "Fed first as 'System: TEXT' (a character card, instructions).") String system;
+    @Option(names = "--template", defaultValue = "world", paramLabel = "world|metharme|FILE",
+            description = "The chat template, as in data build --template (default: ${DEFAULT-VALUE}).") String template;
+    @Option(names = "--system", paramLabel = "TEXT", description = "Fed first as the system turn ('System: TEXT' in world; a character card, instructions).") String system;
     @Option(names = "--name", defaultValue = "Assistant", paramLabel = "BOT", description = "The bot's name in the turns (default: ${DEFAULT-VALUE}).") String botName;
-    @Option(names = "--user", defaultValue = "User", paramLabel = "NAME", description = "Your name in the turns (default: ${DEFAULT-VALUE}).") String userName;
+    @Option(names = {"--user", "--user-name"}, defaultValue = "User", paramLabel = "NAME", description = "Your name in the turns, as data build --user-name (default: ${DEFAULT-VALUE}).") String userName;
     @Option(names = "--temperature", defaultValue = "1.0", description = "Sampling temperature; 0 = greedy (default: ${DEFAULT-VALUE}).") double temperature;
     @Option(names = "--top-p", defaultValue = "0.3", description = "Nucleus sampling mass (default: ${DEFAULT-VALUE}, ChatRWKV's chat setting).") double topP;
     @Option(names = {"--max-new-tokens", "--max-tokens"}, defaultValue = "500", description = "Tokens per reply at most; --max-tokens is "
@@ -34,12 +38,13 @@ final class ChatCommand implements Callable<Integer> {
     @Override
     public Integer call() throws IOException {
         if (botName.isBlank() || userName.isBlank()) throw new IllegalArgumentException("--name and --user must not be empty");
+        ChatTemplate chatTemplate = ChatTemplate.parse(template);
         Sampler sampler = new Sampler(temperature, topP, seed);
         PrintStream out = new PrintStream(System.out, true, StandardCharsets.UTF_8);
         boolean interactive = System.console() != null;
         BufferedReader in = new BufferedReader(new InputStreamReader(System.in, StandardCharsets.UTF_8));
         try (EvalModelOptions.Loaded m = modelOptions.load();
-             ChatSession chat = new ChatSession(m.model, m.tokenizer, m.initial, userName, botName, system, sampler, maxTokens,
+             ChatSession chat = new ChatSession(m.model, m.tokenizer, m.initial, chatTemplate, userName, botName, system, sampler, maxTokens,
                      modelOptions.chunkLen)) {
             if (interactive) out.println("chatting with " + m.label + "; /reset forgets the conversation, /quit ends it\n");
             while (true) {
@@ -57,7 +62,7 @@ final class ChatCommand implements Callable<Integer> {
                     continue;
                 }
                 if (line.isBlank()) continue;
-                out.print("\n" + botName + ":");
+                out.print("\n" + botName + ":" + (chatTemplate.replyLead(botName).isEmpty() ? " " : ""));   // metharme's replies start without a space
                 out.flush();
                 chat.turn(line, piece -> {
                     out.print(piece);

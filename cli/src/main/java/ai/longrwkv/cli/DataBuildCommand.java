@@ -3,6 +3,7 @@ package ai.longrwkv.cli;
 import ai.longrwkv.core.tokenizer.Tokenizer;
 import ai.longrwkv.core.tokenizer.Tokenizers;
 import ai.longrwkv.datasets.build.BuildReport;
+import ai.longrwkv.datasets.build.ChatTemplate;
 import ai.longrwkv.datasets.build.DatasetBuilder;
 import ai.longrwkv.datasets.build.InputFormat;
 import picocli.CommandLine.Command;
@@ -19,10 +20,10 @@ import java.util.concurrent.Callable;
                 "followed by token 0), PREFIX.mask (one loss flag per token) and PREFIX.meta.json. Formats:",
                 "  text               jsonl {\"text\": ...} or .txt files (one document per file); all trained",
                 "  prompt-completion  jsonl {\"prompt\", \"completion\"}; prompt masked",
-                "  chat               jsonl {\"messages\": [{\"role\", \"content\", \"name\"?}]} in the World chat format",
-                "                     (User: ...\\n\\nAssistant: ...); assistant turns trained",
+                "  chat               jsonl {\"messages\": [{\"role\", \"content\", \"name\"?}]} laid out by --template",
+                "                     (world: User: ...\\n\\nAssistant: ...); assistant turns trained",
                 "  pippa              PIPPA jsonl (bot_name, bot_description, bot_definitions, bot_greeting, conversation);",
-                "                     persona as a masked System turn, human turns masked, bot turns trained",
+                "                     persona as a masked system turn where --template puts it, human turns masked, bot turns trained",
                 "Inputs ending in .gz are decompressed. Outputs appear only when complete; the same inputs and options give",
                 "the same bytes."})
 final class DataBuildCommand implements Callable<Integer> {
@@ -37,6 +38,15 @@ final class DataBuildCommand implements Callable<Integer> {
 
     @Option(names = "--out", required = true, paramLabel = "PREFIX", description = "Output prefix: writes PREFIX.bin, .idx, .mask, .meta.json.")
     Path out;
+
+    @Option(names = "--template", defaultValue = "world", paramLabel = "world|metharme|FILE",
+            description = "Chat template of the chat and pippa formats: world (System:/User:/Assistant: turns, blank lines between),"
+                    + " metharme (<|system|>/<|user|>/<|model|>) or a template file (datasets/README.md) (default: ${DEFAULT-VALUE}).")
+    String template;
+
+    @Option(names = "--user-name", defaultValue = "User", paramLabel = "NAME",
+            description = "The user's display name in chat and pippa turns, and what {{user}} becomes (default: ${DEFAULT-VALUE}).")
+    String userName;
 
     @Option(names = "--train-on", defaultValue = "assistant", paramLabel = "WHAT",
             description = "assistant (default: the format's masking: assistant/bot turns, completions, all text) | all (every token).")
@@ -63,12 +73,14 @@ final class DataBuildCommand implements Callable<Integer> {
             case "all" -> true;
             default -> throw new IllegalArgumentException("--train-on: expected assistant or all, got '" + trainOn + "'");
         };
+        ChatTemplate chatTemplate = ChatTemplate.parse(template);
+        if (userName.isBlank()) throw new IllegalArgumentException("--user-name must not be empty");
         Tokenizer tokenizer = Tokenizers.parse(tokenizerSpec);
         if (maxLineMb < 1 || maxLineMb > 1024) throw new IllegalArgumentException("--max-line-mb must be 1..1024, got " + maxLineMb);
         if (threads != null && (threads < 1 || threads > 1024)) throw new IllegalArgumentException("--threads must be 1..1024, got " + threads);
         int workers = threads != null ? threads : Runtime.getRuntime().availableProcessors();
         DatasetBuilder builder = new DatasetBuilder(new DatasetBuilder.Options(inputFormat, tokenizer, tokenizerSpec.strip(),
-                trainAll, skipBad, workers, seed)).maxLineBytes((long) maxLineMb << 20);
+                trainAll, skipBad, workers, seed)).maxLineBytes((long) maxLineMb << 20).chat(chatTemplate, userName);
         BuildReport r = builder.build(inputs, out);
         System.out.printf(Locale.ROOT, "wrote %s.{bin,idx,mask,meta.json}: %,d documents, %,d tokens, %.1f%% trained%n",
                 r.prefix(), r.documents(), r.tokens(), r.tokens() == 0 ? 0.0 : 100.0 * r.trainedTokens() / r.tokens());

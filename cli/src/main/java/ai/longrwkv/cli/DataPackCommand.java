@@ -32,7 +32,7 @@ final class DataPackCommand implements Callable<Integer> {
     String mix;
 
     @Option(names = "--state-at-doc-boundary", defaultValue = "carry", paramLabel = "MODE",
-            description = "carry (default: the state runs on across token 0, as RWKV-LM and infctx train) | reset (the trainer resets the state at each document start). Stored in the pack; the trainer honours it.")
+            description = "carry (default: the state runs on across token 0, as RWKV-LM and infctx train) | reset (the trainer resets the state at each document start; use it for chat and roleplay conversations, which start from the initial state at inference). Stored in the pack; the trainer honours it.")
     String boundary;
 
     @Option(names = "--seed", defaultValue = "1", description = "Seed for tie order and the sequence order (default: ${DEFAULT-VALUE}).")

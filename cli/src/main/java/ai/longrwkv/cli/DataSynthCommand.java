@@ -22,9 +22,10 @@ import java.util.concurrent.Callable;
                 "  passkey   the Landmark-attention pass key test (key 1..50000)",
                 "  niah      one RULER-style needle: 'One of the special magic numbers for {key} is: {value}.'",
                 "  multikey  several RULER needles with different keys (--needles, default 4), one asked for",
+                "  persona   long roleplay chats in --template that state facts early and ask one at the end (eval persona)",
                 "Deterministic: the same seed gives the same bytes; sample i of length L does not depend on the others."})
 final class DataSynthCommand implements Callable<Integer> {
-    @Parameters(index = "0", paramLabel = "TASK", description = "passkey | niah | multikey")
+    @Parameters(index = "0", paramLabel = "TASK", description = "passkey | niah | multikey | persona")
     String task;
 
     @Option(names = "--tokenizer", required = true, paramLabel = "SPEC", description = "'world:PATH' or 'bytes'; lengths are in its tokens.")
@@ -51,14 +52,39 @@ final class DataSynthCommand implements Callable<Integer> {
     @Option(names = "--needles", defaultValue = "4", description = "Needles per multikey sample (default: ${DEFAULT-VALUE}).")
     int needles;
 
+    @Option(names = "--template", paramLabel = "world|metharme|FILE", description = "persona: the chat template (default: world).")
+    String template;
+
+    @Option(names = "--facts", paramLabel = "F,...", description = "persona: facts stated, one asked: user-name, char-name, pet, promise, number (default: all).")
+    String facts;
+
+    @Option(names = "--filler-chats", paramLabel = "FILE", description = "persona: filler exchanges from this chat or PIPPA jsonl file (default: generated small talk).")
+    Path fillerChats;
+
     @Override
     public Integer call() {
         Tokenizer tokenizer = Tokenizers.parse(tokenizerSpec);
         List<Integer> lengthList = Lengths.parseList("--lengths", lengths);
         double[] depthList = parseDepths(depths);
-        Haystack hay = haystack == null ? Haystack.synthetic(tokenizer) : Haystack.fromFile(haystack, tokenizer);
-        SynthTask synthTask = SynthTasks.create(task, tokenizer, hay, needles);
-        SynthDatasetWriter.Report r = SynthDatasetWriter.write(synthTask, tokenizer, tokenizerSpec.strip(), hay.name(), lengthList, count,
+        boolean persona = task.strip().equalsIgnoreCase("persona");
+        if (!persona && (template != null || facts != null || fillerChats != null)) {
+            throw new IllegalArgumentException("--template, --facts and --filler-chats are options of the persona task, not of " + task);
+        }
+        if (persona && haystack != null) throw new IllegalArgumentException("--haystack is for passkey, niah and multikey; persona takes --filler-chats");
+        SynthTask synthTask;
+        String fillerName;
+        if (persona) {
+            ai.longrwkv.datasets.synth.FillerChats filler = fillerChats == null ? ai.longrwkv.datasets.synth.FillerChats.synthetic()
+                    : ai.longrwkv.datasets.synth.FillerChats.fromFile(fillerChats);
+            synthTask = new ai.longrwkv.datasets.synth.PersonaTask(tokenizer, ai.longrwkv.datasets.build.ChatTemplate.parse(template == null ? "world" : template),
+                    filler, ai.longrwkv.datasets.synth.PersonaTask.parseFacts(facts), "User");
+            fillerName = filler.name();
+        } else {
+            Haystack hay = haystack == null ? Haystack.synthetic(tokenizer) : Haystack.fromFile(haystack, tokenizer);
+            synthTask = SynthTasks.create(task, tokenizer, hay, needles);
+            fillerName = hay.name();
+        }
+        SynthDatasetWriter.Report r = SynthDatasetWriter.write(synthTask, tokenizer, tokenizerSpec.strip(), fillerName, lengthList, count,
                 seed, depthList, out);
         System.out.printf("wrote %s.{bin,idx,mask,meta.json,samples.jsonl}: %,d %s samples, %,d tokens%n", r.prefix(), r.samples(),
                 synthTask.name(), r.tokens());

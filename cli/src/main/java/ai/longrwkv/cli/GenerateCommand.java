@@ -1,5 +1,6 @@
 package ai.longrwkv.cli;
 
+import ai.longrwkv.datasets.build.ChatTemplate;
 import ai.longrwkv.eval.Generator;
 import ai.longrwkv.eval.Prefill;
 import ai.longrwkv.eval.Sampler;
@@ -21,7 +22,9 @@ import java.util.concurrent.Callable;
         description = {"Continue a prompt: prefill it in chunks (any length, constant memory), then sample token by token,",
                 "streaming the text to stdout (only the generated text goes there; statistics go to stderr). Stops at the",
                 "end-of-text token 0, at a --stop string (not printed) or after --max-new-tokens. --temperature 0 is greedy",
-                "and deterministic; otherwise the same --seed gives the same text."})
+                "and deterministic; otherwise the same --seed gives the same text. With --template the prompt is one user",
+                "message in that chat template (after an optional --system turn), the model answers as --name and stops at",
+                "the end of its turn."})
 final class GenerateCommand implements Callable<Integer> {
     @Mixin EvalModelOptions modelOptions;
 
@@ -33,10 +36,27 @@ final class GenerateCommand implements Callable<Integer> {
             + "the older spelling (default: ${DEFAULT-VALUE}).") int maxTokens;
     @Option(names = "--stop", paramLabel = "STRING", description = "Stop when the text contains this string (repeatable); it is not printed.") List<String> stops;
     @Option(names = "--seed", defaultValue = "1", description = "Sampling seed (default: ${DEFAULT-VALUE}).") long seed;
+    @Option(names = "--template", paramLabel = "world|metharme|FILE", description = "Lay the prompt out as one user turn of this chat "
+            + "template (as in data build --template); default: the prompt as it is.") String template;
+    @Option(names = "--system", paramLabel = "TEXT", description = "With --template: the system turn before the message (a character card).") String system;
+    @Option(names = "--name", paramLabel = "BOT", description = "With --template: the model's name in the turns (default: Assistant).") String botName;
+    @Option(names = {"--user", "--user-name"}, paramLabel = "NAME", description = "With --template: the user's name in the turns, as data build --user-name (default: User).") String userName;
 
     @Override
     public Integer call() throws IOException {
         String text = promptText();
+        List<String> stopList = new java.util.ArrayList<>(stops == null ? List.of() : stops);
+        if (template == null) {
+            if (system != null || botName != null || userName != null) {
+                throw new IllegalArgumentException("--system, --name and --user lay out a chat turn: give --template too (world, metharme or a file)");
+            }
+        } else {
+            ChatTemplate t = ChatTemplate.parse(template);
+            String user = userName == null ? "User" : userName, bot = botName == null ? "Assistant" : botName;
+            if (user.isBlank() || bot.isBlank()) throw new IllegalArgumentException("--name and --user must not be empty");
+            text = t.conversationStart(system, user) + t.turnPrompt(text, user, bot);
+            stopList.add(t.replyEnd(user));
+        }
         Sampler sampler = new Sampler(temperature, topP, seed);
         if (maxTokens < 0) throw new IllegalArgumentException("--max-new-tokens must be >= 0, got " + maxTokens);
         // UTF-8 whatever the platform encoding; System.out is looked up now because tests swap it
@@ -47,7 +67,7 @@ final class GenerateCommand implements Callable<Integer> {
             Prefill.Timed pre = Prefill.timed(m.model, tokens, m.initial, modelOptions.chunkLen, null);
             long t0 = System.nanoTime();
             Generator.Result r = Generator.generate(m.tokenizer, t -> m.model.step(t, m.initial), pre.logits(), sampler, maxTokens,
-                    stops == null ? List.of() : stops, piece -> {
+                    stopList, piece -> {
                         out.print(piece);
                         out.flush();
                     });

@@ -3,12 +3,14 @@ package ai.longrwkv.eval;
 import ai.longrwkv.core.model.Rwkv5Model;
 import ai.longrwkv.core.model.RwkvState;
 import ai.longrwkv.core.tokenizer.Tokenizer;
+import ai.longrwkv.datasets.build.ChatTemplate;
 
 import java.util.List;
 import java.util.function.Consumer;
 
 /**
- * A conversation in the RWKV World chat format, the format RWKV World models and roleplay finetunes are trained on:
+ * A conversation laid out by a {@link ChatTemplate} (the one `data build --template` trains with), by default the
+ * RWKV World chat format, the format RWKV World models and roleplay finetunes are trained on:
  * <pre>
  * System: {system}\n\n                (optional)
  * User: {message}\n\n
@@ -17,11 +19,15 @@ import java.util.function.Consumer;
  * </pre>
  * The recurrent state is the whole memory of the conversation: each turn feeds only the new text, so a turn costs the
  * same whether the conversation is 10 or 100,000 tokens long. A reply ends at the blank line that ends a turn (or at
- * token 0, or the token limit; the state then gets the blank line anyway, so the next turn starts in format).
+ * token 0, or the token limit; the state then gets the blank line anyway, so the next turn starts in format). With
+ * another template a reply ends at the template's reply end ({@link ChatTemplate#replyEnd}: "&lt;|user|&gt;" for metharme).
  */
 public final class ChatSession implements AutoCloseable {
-    /** What ends a turn in the format. */
+    /** What ends a turn in the World format. */
     public static final String TURN_END = "\n\n";
+
+    private final ChatTemplate template;
+    private final String replyEnd;
 
     private final Rwkv5Model model;
     private final Tokenizer tokenizer;
@@ -39,6 +45,12 @@ public final class ChatSession implements AutoCloseable {
      */
     public ChatSession(Rwkv5Model model, Tokenizer tokenizer, RwkvState initial, String userName, String botName, String system,
                        Sampler sampler, int maxTokens, int chunkLen) {
+        this(model, tokenizer, initial, ChatTemplate.WORLD, userName, botName, system, sampler, maxTokens, chunkLen);
+    }
+
+    /** A session in the layout of {@code template}. */
+    public ChatSession(Rwkv5Model model, Tokenizer tokenizer, RwkvState initial, ChatTemplate template, String userName, String botName,
+                       String system, Sampler sampler, int maxTokens, int chunkLen) {
         if (tokenizer.vocabSize() != model.config().vocabSize()) {
             throw new IllegalArgumentException("the tokenizer's vocabulary (" + tokenizer.vocabSize() + ") does not match the model's ("
                     + model.config().vocabSize() + "): use --tokenizer bytes for vocab 256, world:PATH for 65536");
@@ -50,14 +62,16 @@ public final class ChatSession implements AutoCloseable {
         this.sampler = sampler;
         this.maxTokens = maxTokens;
         this.chunkLen = chunkLen;
+        this.template = template;
+        this.replyEnd = template.replyEnd(userName);
         this.state = initial.copy(model.backend());
-        if (system != null && !system.isBlank()) feed("System: " + normalize(system) + TURN_END);
+        feed(template.conversationStart(system, userName));
         this.start = state.copy(model.backend());
     }
 
-    /** The prompt a user message becomes: "User: {message}\n\nAssistant:". */
+    /** The prompt a user message becomes (World: "User: {message}\n\nAssistant:"). */
     public String turnPrompt(String message) {
-        return userName + ": " + normalize(message) + TURN_END + botName + ":";
+        return template.turnPrompt(message, userName, botName);
     }
 
     /**
@@ -66,9 +80,9 @@ public final class ChatSession implements AutoCloseable {
      */
     public Generator.Result turn(String message, Consumer<String> onText) {
         float[] logits = Prefill.run(model, tokenizer.encode(turnPrompt(message)), state, chunkLen, null);
-        Generator.Result r = Generator.generate(tokenizer, t -> model.step(t, state), logits, sampler, maxTokens, List.of(TURN_END),
+        Generator.Result r = Generator.generate(tokenizer, t -> model.step(t, state), logits, sampler, maxTokens, List.of(replyEnd),
                 onText);
-        if (r.reason() != Generator.StopReason.STOP_STRING) feed(TURN_END);
+        if (r.reason() != Generator.StopReason.STOP_STRING) feed(replyEnd);
         return r;
     }
 
@@ -92,9 +106,7 @@ public final class ChatSession implements AutoCloseable {
      * (as ChatRWKV does); surrounding whitespace is dropped.
      */
     static String normalize(String message) {
-        String m = message.replace("\r\n", "\n").replace('\r', '\n').strip();
-        while (m.contains("\n\n")) m = m.replace("\n\n", "\n");
-        return m;
+        return ChatTemplate.WORLD.normalizeMessage(message);
     }
 
     @Override

@@ -51,10 +51,18 @@ public final class RetrievalEval {
      * @param depthsPct   depths of the queried needle in percent of the filler
      * @param maxNewTokens greedy tokens generated per trial
      * @param chunkLen    prefill chunk length
+     * @param stops       strings that end the greedy answer (cut before them), e.g. the end of a chat turn
      */
     public record Config(String name, SynthTask task, Scoring scoring, List<Integer> lengths, double[] depthsPct, int trials,
-                         long seed, int maxNewTokens, int chunkLen, Path outDir) {
+                         long seed, int maxNewTokens, int chunkLen, Path outDir, List<String> stops) {
+        /** Answers that run to maxNewTokens. */
+        public Config(String name, SynthTask task, Scoring scoring, List<Integer> lengths, double[] depthsPct, int trials,
+                      long seed, int maxNewTokens, int chunkLen, Path outDir) {
+            this(name, task, scoring, lengths, depthsPct, trials, seed, maxNewTokens, chunkLen, outDir, List.of());
+        }
+
         public Config {
+            stops = List.copyOf(stops);
             if (lengths.isEmpty()) throw new IllegalArgumentException("--lengths is empty");
             if (depthsPct.length == 0) throw new IllegalArgumentException("--depths is empty");
             if (trials < 1) throw new IllegalArgumentException("--trials must be >= 1, got " + trials);
@@ -158,7 +166,7 @@ public final class RetrievalEval {
             }
             long t0 = System.nanoTime();
             Generator.Result r = Generator.generate(tokenizer, tok -> model.step(tok, state), pre.logits(), Sampler.greedy(),
-                    cfg.maxNewTokens(), List.of(), null);
+                    cfg.maxNewTokens(), cfg.stops(), null);
             double genSeconds = (System.nanoTime() - t0) / 1e9;
             double score = cfg.scoring().score(r.text(), expected);
             Sample.Needle needle = s.queriedNeedle();
@@ -285,6 +293,18 @@ public final class RetrievalEval {
         o.addProperty("seed", cfg.seed());
         o.addProperty("max_new_tokens", cfg.maxNewTokens());
         o.addProperty("chunk_len", cfg.chunkLen());
+        if (!cfg.stops().isEmpty()) {
+            JsonArray st = new JsonArray();
+            cfg.stops().forEach(st::add);
+            o.add("stops", st);
+        }
+        if (cfg.task() instanceof ai.longrwkv.datasets.synth.PersonaTask p) {
+            JsonObject t = new JsonObject();
+            p.template().describe().forEach(t::addProperty);
+            o.add("template", t);
+            o.addProperty("facts", String.join(",", p.facts()));
+            o.addProperty("filler", p.filler().name());
+        }
         JsonObject byLength = new JsonObject();
         JsonObject lossByLength = new JsonObject();
         for (int length : cfg.lengths()) {

@@ -29,6 +29,22 @@ public enum Scoring {
             for (String e : expected) if (out.contains(e.toLowerCase(Locale.ROOT))) found++;
             return found / (double) expected.size();
         }
+    },
+    /**
+     * Exact match of a fact (eval persona): 1 iff every expected string occurs in the output as whole words (not
+     * inside a longer word or number: "12" is not found in "123", "Pia" not in "Pialy"), ignoring case.
+     */
+    WORD_MATCH {
+        @Override
+        public double score(String output, List<String> expected) {
+            if (expected.isEmpty()) throw new IllegalArgumentException("nothing to look for");
+            for (String e : expected) {
+                Pattern word = Pattern.compile("(?<![\\p{L}\\p{N}])" + Pattern.quote(e.strip()) + "(?![\\p{L}\\p{N}])",
+                        Pattern.CASE_INSENSITIVE | Pattern.UNICODE_CASE);
+                if (!word.matcher(output).find()) return 0;
+            }
+            return 1;
+        }
     };
 
     private static final Pattern INTEGER = Pattern.compile("[0-9]+");

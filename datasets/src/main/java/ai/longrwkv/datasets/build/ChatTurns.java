@@ -1,9 +1,8 @@
 package ai.longrwkv.datasets.build;
 
-import java.util.List;
-
 /**
- * The RWKV World chat layout shared by the chat and PIPPA formats:
+ * Message and speaker normalization for the RWKV World chat layout ({@link ChatTemplate#WORLD}), shared by the chat
+ * and PIPPA formats:
  * <pre>
  * System: {persona}\n\nUser: {message}\n\nAssistant: {message}\n\nUser: ...   then token 0
  * </pre>
@@ -16,33 +15,6 @@ import java.util.List;
  */
 public final class ChatTurns {
     private ChatTurns() { }
-
-    /** One turn: who speaks (as printed), the message (already normalized), whether it is trained. */
-    public record Turn(String speaker, String message, boolean trained) { }
-
-    public static RenderedDocument render(List<Turn> turns) {
-        return render(turns, false);
-    }
-
-    /** trainEverything (--train-on all): every token trained, speaker names included. */
-    public static RenderedDocument render(List<Turn> turns, boolean trainEverything) {
-        if (turns.isEmpty()) throw new RecordException("empty conversation");
-        RenderedDocument doc = new RenderedDocument();
-        for (int i = 0; i < turns.size(); i++) {
-            Turn t = turns.get(i);
-            String separator = i + 1 < turns.size() ? "\n\n" : "";
-            if (trainEverything) {
-                doc.add(t.speaker() + ": " + t.message() + separator, true);
-            } else if (t.trained()) {
-                doc.add(t.speaker() + ":", false);
-                doc.add(" " + t.message() + separator, true);
-            } else {
-                doc.add(t.speaker() + ": " + t.message() + separator, false);
-            }
-        }
-        doc.endTrained(trainEverything || turns.get(turns.size() - 1).trained());
-        return doc;
-    }
 
     /**
      * A message as it goes into a turn: line ends normalized to \n, blank lines dropped (so paragraphs are separated

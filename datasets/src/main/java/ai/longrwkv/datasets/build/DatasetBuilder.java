@@ -77,6 +77,17 @@ public final class DatasetBuilder {
     public static final long DEFAULT_MAX_LINE_BYTES = 64L << 20;
     private long maxLineBytes = DEFAULT_MAX_LINE_BYTES;
 
+    private ChatTemplate template = ChatTemplate.WORLD;
+    private String userName = InputFormat.PIPPA_USER;
+
+    /** The chat template of the chat and pippa formats (default world) and the user's display name (default User). */
+    public DatasetBuilder chat(ChatTemplate template, String userName) {
+        if (userName.isBlank()) throw new IllegalArgumentException("--user-name must not be empty");
+        this.template = template;
+        this.userName = ChatTurns.normalizeSpeaker(userName, "--user-name");
+        return this;
+    }
+
     /** Lines longer than this many bytes are bad records (stop the build, or are skipped with --skip-bad). */
     public DatasetBuilder maxLineBytes(long bytes) {
         if (bytes < 1) throw new IllegalArgumentException("--max-line-mb must be > 0, got " + bytes + " bytes");
@@ -178,6 +189,12 @@ public final class DatasetBuilder {
         m.addProperty("format", options.format().cliName);
         m.addProperty("tokenizer", options.tokenizerSpec());
         m.addProperty("train_on", options.trainAll() ? "all" : "assistant");
+        if (options.format() == InputFormat.CHAT || options.format() == InputFormat.PIPPA) {
+            JsonObject t = new JsonObject();
+            template.describe().forEach(t::addProperty);
+            m.add("template", t);
+            m.addProperty("user_name", userName);
+        }
         JsonArray in = new JsonArray();
         for (Path p : inputs) in.add(p.toString());
         m.add("inputs", in);
@@ -357,7 +374,7 @@ public final class DatasetBuilder {
             try {
                 Utf8.check(data, from, to);
                 String json = new String(data, from, to - from, StandardCharsets.UTF_8);
-                RenderedDocument doc = options.format().renderLine(json, options.trainAll());
+                RenderedDocument doc = options.format().renderLine(json, options.trainAll(), template, userName);
                 r.addDocument(doc, options.tokenizer());
             } catch (RecordException | Utf8.InvalidUtf8Exception e) {
                 r.bad.add(new BadRecordException(batch.file(), line, e.getMessage()));

@@ -105,6 +105,10 @@ public final class SynthDatasetWriter {
             m.addProperty("kind", "synthetic");
             m.addProperty("task", task.name());
             if (task instanceof NeedleTask n) m.addProperty("needles", n.needles());
+            if (task instanceof PersonaTask p) {
+                m.addProperty("template", p.template().name());
+                m.addProperty("facts", String.join(",", p.facts()));
+            }
             m.addProperty("tokenizer", tokenizerSpec);
             m.addProperty("haystack", haystackName);
             JsonArray ls = new JsonArray();

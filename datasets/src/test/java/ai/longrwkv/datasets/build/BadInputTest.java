@@ -77,7 +77,7 @@ class BadInputTest {
         expectErrorOnLine3(InputFormat.PROMPT_COMPLETION, "{\"prompt\": \"a\", \"completion\": \"b\"}", "{\"prompt\": \"a\"}", "missing field 'completion'");
         String chat = "{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}]}";
         expectErrorOnLine3(InputFormat.CHAT, chat, "{\"messages\": [{\"role\": \"user\"}]}", "message 0: missing field 'content'");
-        String pippa = "{\"bot_name\": \"B\", \"conversation\": [{\"message\": \"hi\", \"is_human\": true}]}";
+        String pippa = "{\"bot_name\": \"B\", \"conversation\": [{\"message\": \"hi\", \"is_human\": true}, {\"message\": \"yo\", \"is_human\": false}]}";
         expectErrorOnLine3(InputFormat.PIPPA, pippa, "{\"bot_name\": \"B\", \"conversation\": [{\"message\": \"hi\"}]}", "missing field 'is_human'");
         expectErrorOnLine3(InputFormat.PIPPA, pippa, "{\"conversation\": []}", "missing field 'bot_name'");
     }
@@ -85,8 +85,10 @@ class BadInputTest {
     @Test
     void emptyConversations() throws IOException {
         expectErrorOnLine3(InputFormat.CHAT, "{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}]}", "{\"messages\": []}", "empty conversation");
-        expectErrorOnLine3(InputFormat.PIPPA, "{\"bot_name\": \"B\", \"conversation\": [{\"message\": \"hi\", \"is_human\": true}]}",
-                "{\"bot_name\": \"B\", \"conversation\": []}", "empty conversation");
+        String pippa = "{\"bot_name\": \"B\", \"conversation\": [{\"message\": \"hi\", \"is_human\": true}, {\"message\": \"yo\", \"is_human\": false}]}";
+        expectErrorOnLine3(InputFormat.PIPPA, pippa, "{\"bot_name\": \"B\", \"conversation\": []}", "empty conversation");
+        expectErrorOnLine3(InputFormat.PIPPA, pippa, "{\"bot_name\": \"B\", \"bot_greeting\": \"\", \"conversation\": [{\"message\": \"hi\", \"is_human\": true}]}",
+                "no model turn");
     }
 
     @Test
