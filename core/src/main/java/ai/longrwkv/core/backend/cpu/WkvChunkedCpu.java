@@ -20,7 +20,7 @@ import java.nio.FloatBuffer;
  * an exponent in 0..L (and the derivative d w^d / dw = d w^(d-1) one in 0..L-1): nothing is divided by w, so decays
  * from w ~ 1e-9 (time_decay +3) to w ~ 1 (time_decay -8) are all safe. The intra-chunk matrix A is built pair by pair
  * from a table of powers instead of the factorised (r w^t)(k w^-s) form, whose w^-s overflows for fast decays
- * (flash-linear-attention splits its chunk into sub-chunks for the same reason; at L = 32 the pairwise part is a small
+ * (flash-linear-attention splits its chunk into sub-chunks for the same reason; at L = 16 the pairwise part is a small
  * share of the work). Powers below the smallest normal float are flushed to zero: they multiply terms that are at
  * least 1e38 times smaller than the leading ones, and subnormal arithmetic is slow.
  *
@@ -30,8 +30,11 @@ import java.nio.FloatBuffer;
 final class WkvChunkedCpu {
     private WkvChunkedCpu() { }
 
-    /** Tokens per chunk: measured against 16 and 64 with `longrwkv bench wkv` (32 was fastest at N = 64). */
-    static final int CHUNK = 32;
+    /**
+     * Tokens per chunk. Measured at N = 64, T = 1024, one head, best of 80 runs: backward 2.62 ms at 16, 2.88 at 32,
+     * 4.3 at 64 (the pairwise intra-chunk part grows with L, the state products do not).
+     */
+    static final int CHUNK = 16;
 
     /** With -Dlongrwkv.wkv=auto the backend runs this form from this many tokens on (measured: see CpuBackend). */
     static final int AUTO_MIN_STEPS = 64;
@@ -78,7 +81,7 @@ final class WkvChunkedCpu {
     /** Scratch arrays for one head, sized for the longest chunk. */
     private static final class Work {
         final int n, chunk, ld;
-        final float[] rc, kc, vc, gy, yc, rt, kt, ktT, rtT, kT, att, attT, dA, vT, g, hm, gv, sT, dT, gr, gk;
+        final float[] rc, kc, vc, gy, yc, rt, kt, ktT, rtT, kT, att, attT, dA, vT, gyT, gT, hT, gv, gr, gk;
         final float[] dwChunk, duChunk;
 
         Work(int n, int chunk) {
@@ -87,11 +90,11 @@ final class WkvChunkedCpu {
             ld = chunk + LANES;                          // row length of every [.][chunk] array, padded for vector reads
             int ln = chunk * n;
             rc = new float[ln]; kc = new float[ln]; vc = new float[ln]; gy = new float[ln]; yc = new float[ln];
-            rt = new float[ln]; kt = new float[ln]; g = new float[ln]; hm = new float[ln]; gv = new float[ln];
+            rt = new float[ln]; kt = new float[ln]; gv = new float[ln];
             gr = new float[ln]; gk = new float[ln];
             ktT = new float[n * ld]; rtT = new float[n * ld]; kT = new float[n * ld]; vT = new float[n * ld];
+            gyT = new float[n * ld]; gT = new float[n * ld]; hT = new float[n * ld];
             att = new float[chunk * ld]; attT = new float[chunk * ld]; dA = new float[chunk * ld];
-            sT = new float[n * n]; dT = new float[n * n];
             dwChunk = new float[n]; duChunk = new float[n];
         }
 
@@ -201,18 +204,18 @@ final class WkvChunkedCpu {
         scaledInputs(wk, p, len);
         attention(wk, p, uu, len);
         transpose(wk.vc, len, n, n, wk.vT, ld);
-        transpose(s, n, n, n, wk.sT, n);
-        transpose(d, n, n, n, wk.dT, n);
+        transpose(wk.gy, len, n, n, wk.gyT, ld);
         transpose(wk.att, len, len, ld, wk.attT, ld);
 
         // dA[t][s] = gy_t . v_s (only s <= t is read)
         fillRows(wk.dA, len, len, ld);
         gemmAcc(len, len, n, wk.gy, n, wk.vT, ld, wk.dA, ld);
-        // g[t][i] = (S gy_t)[i],  hm[s][i] = (D v_s)[i]
-        java.util.Arrays.fill(wk.g, 0, len * n, 0f);
-        gemmAcc(len, n, n, wk.gy, n, wk.sT, n, wk.g, n);
-        java.util.Arrays.fill(wk.hm, 0, len * n, 0f);
-        gemmAcc(len, n, n, wk.vc, n, wk.dT, n, wk.hm, n);
+        // gT[i][t] = (S gy_t)[i],  hT[i][s] = (D v_s)[i]: S and D times the transposed chunk (cheaper to transpose
+        // than the N x N matrices)
+        fillRows(wk.gT, n, len, ld);
+        gemmAcc(n, len, n, s, n, wk.gyT, ld, wk.gT, ld);
+        fillRows(wk.hT, n, len, ld);
+        gemmAcc(n, len, n, d, n, wk.vT, ld, wk.hT, ld);
         // gv = A^T gy + (k (.) w^(L-1-s)) D
         java.util.Arrays.fill(wk.gv, 0, len * n, 0f);
         gemmAcc(len, n, len, wk.attT, ld, wk.gy, n, wk.gv, n);
@@ -231,7 +234,7 @@ final class WkvChunkedCpu {
             float diag = wk.dA[t * ld + t];
             int tr = t * n, pt = t * n, pe = (len - 1 - t) * n;
             for (int i = 0; i < n; i++) {
-                float rti = wk.rc[tr + i], kti = wk.kc[tr + i], gti = wk.g[tr + i], hti = wk.hm[tr + i];
+                float rti = wk.rc[tr + i], kti = wk.kc[tr + i], gti = wk.gT[i * ld + t], hti = wk.hT[i * ld + t];
                 wk.gr[tr + i] = Math.fma(pow[pt + i], gti, diag * uu[i] * kti);
                 wk.gk[tr + i] = Math.fma(pow[pe + i], hti, diag * uu[i] * rti);
                 duc[i] = Math.fma(diag, rti * kti, duc[i]);

@@ -92,6 +92,7 @@ class WkvChunkedCpuTest {
     void matchesTheSequentialReferenceForEveryDecayAndLength() {
         Random rnd = new Random(seed);
         double worst = 0;
+        String worstWhat = "";
         for (int[] hn : new int[][]{{2, 64}, {3, 8}, {2, 5}, {1, 1}}) {
             for (int steps : new int[]{1, 2, 5, 31, 32, 33, 77, 300}) {
                 for (int chunk : new int[]{WkvChunkedCpu.CHUNK, 16, 7}) {
@@ -99,6 +100,7 @@ class WkvChunkedCpuTest {
                     float[][] ref = run(p, false, 0), got = run(p, true, chunk);
                     for (int o = 0; o < NAMES.length; o++) {
                         double e = relErr(ref[o], got[o]);
+                        if (e > worst) worstWhat = NAMES[o] + " H=" + hn[0] + " N=" + hn[1] + " T=" + steps + " chunk=" + chunk;
                         worst = Math.max(worst, e);
                         assertTrue(e <= TOL, NAMES[o] + " H=" + hn[0] + " N=" + hn[1] + " T=" + steps + " chunk=" + chunk
                                 + ": relative error " + e + " > " + TOL + " (seed " + seed + ")");
@@ -106,14 +108,14 @@ class WkvChunkedCpuTest {
                 }
             }
         }
-        System.out.printf("WkvChunkedCpuTest worst relative error vs sequential %.3g%n", worst);
+        System.out.printf("WkvChunkedCpuTest worst relative error vs sequential %.3g (%s)%n", worst, worstWhat);
     }
 
     @Test
     void sameBitsEveryRunAndAfterWarmUp() {
         Case p = new Case(new Random(seed), 2, 64, 100);
         float[][] cold = run(p, true, WkvChunkedCpu.CHUNK);
-        for (int rep = 0; rep < 300; rep++) run(p, true, WkvChunkedCpu.CHUNK);   // long enough for C2 to compile the loops
+        for (int rep = 0; rep < 150; rep++) run(p, true, WkvChunkedCpu.CHUNK);   // long enough for C2 to compile the loops
         float[][] warm = run(p, true, WkvChunkedCpu.CHUNK);
         for (int o = 0; o < NAMES.length; o++) assertArrayEquals(cold[o], warm[o], NAMES[o] + " changed after warm-up");
     }
@@ -160,15 +162,18 @@ class WkvChunkedCpuTest {
             for (int sample = 0; sample < 12; sample++) {
                 int idx = rnd.nextInt(in[g].length);
                 double x0 = in[g][idx];
-                double hstep = g == 3 ? 1e-4 * x0 : 1e-4;  // w: a relative step, w may be 1e-9
-                in[g][idx] = x0 + hstep;
-                double lp = loss(n, steps, in[0], in[1], in[2], in[3], in[4], in[5], gy, dsT);
-                in[g][idx] = x0 - hstep;
-                double lm = loss(n, steps, in[0], in[1], in[2], in[3], in[4], in[5], gy, dsT);
+                // L is linear in each element of r, k, v, u, S0 and a polynomial of degree T in w (defined for any w,
+                // so the step may cross 0): the 4-point stencil's O(h^4) error and its rounding (1e-16 |L| / h) are both
+                // far below the tolerance at h = 1e-3
+                double hstep = 1e-3;
+                double[] at = {x0 + hstep, x0 - hstep, x0 + 2 * hstep, x0 - 2 * hstep}, l = new double[4];
+                for (int q = 0; q < 4; q++) {
+                    in[g][idx] = at[q];
+                    l[q] = loss(n, steps, in[0], in[1], in[2], in[3], in[4], in[5], gy, dsT);
+                }
                 in[g][idx] = x0;
-                double fd = (lp - lm) / (2 * hstep);
+                double fd = (8 * (l[0] - l[1]) - (l[2] - l[3])) / (12 * hstep);
                 double err = Math.abs(fd - grads[g][idx]);
-                // dw at w = 1.9e-9 is dominated by the terms in w^0 times (t - 1 - s); compare against its own size too
                 worst = Math.max(worst, err / Math.max(scale, Math.abs(fd)));
             }
             assertTrue(worst < 1e-4, names[g] + ": finite-difference relative error " + worst + " (seed " + seed + ")");
