@@ -82,7 +82,9 @@ final class WkvChunkedCpu {
     private static final class Work {
         final int n, chunk, ld;
         final float[] rc, kc, vc, gy, yc, rt, kt, ktT, rtT, kT, att, attT, dA, vT, gyT, gT, hT, gv, gr, gk;
-        final float[] dwChunk, duChunk;
+        /** This chunk's parts of dw and du, summed in double: dw is a sum of many terms that largely cancel. */
+        final double[] dwChunk, duChunk;
+        final float[] dwRow = new float[LANES];
 
         Work(int n, int chunk) {
             this.n = n;
@@ -95,7 +97,7 @@ final class WkvChunkedCpu {
             ktT = new float[n * ld]; rtT = new float[n * ld]; kT = new float[n * ld]; vT = new float[n * ld];
             gyT = new float[n * ld]; gT = new float[n * ld]; hT = new float[n * ld];
             att = new float[chunk * ld]; attT = new float[chunk * ld]; dA = new float[chunk * ld];
-            dwChunk = new float[n]; duChunk = new float[n];
+            dwChunk = new double[n]; duChunk = new double[n];
         }
 
         void load(FloatBuffer src, float[] dst, int t0, int len, int c, int col) {
@@ -221,13 +223,13 @@ final class WkvChunkedCpu {
         gemmAcc(len, n, len, wk.attT, ld, wk.gy, n, wk.gv, n);
         gemmAcc(len, n, n, wk.kt, n, d, n, wk.gv, n);
 
-        float[] dwc = wk.dwChunk, duc = wk.duChunk;
-        java.util.Arrays.fill(dwc, 0f);
-        java.util.Arrays.fill(duc, 0f);
+        double[] dwc = wk.dwChunk, duc = wk.duChunk;
+        java.util.Arrays.fill(dwc, 0.0);
+        java.util.Arrays.fill(duc, 0.0);
         // terms through the chunk-start state and the chunk-end state gradient
         for (int i = 0; i < n; i++) {
-            float ds = 0f;
-            for (int j = 0; j < n; j++) ds = Math.fma(d[i * n + j], s[i * n + j], ds);
+            double ds = 0;
+            for (int j = 0; j < n; j++) ds += (double) d[i * n + j] * s[i * n + j];
             dwc[i] = dpow[len * n + i] * ds;                  // D (.) S through w^L
         }
         for (int t = 0; t < len; t++) {
@@ -237,9 +239,9 @@ final class WkvChunkedCpu {
                 float rti = wk.rc[tr + i], kti = wk.kc[tr + i], gti = wk.gT[i * ld + t], hti = wk.hT[i * ld + t];
                 wk.gr[tr + i] = Math.fma(pow[pt + i], gti, diag * uu[i] * kti);
                 wk.gk[tr + i] = Math.fma(pow[pe + i], hti, diag * uu[i] * rti);
-                duc[i] = Math.fma(diag, rti * kti, duc[i]);
-                dwc[i] = Math.fma(rti * dpow[pt + i], gti, dwc[i]);      // r_t w^t S: d/dw of w^t
-                dwc[i] = Math.fma(kti * dpow[pe + i], hti, dwc[i]);      // k_t w^(L-1-t) into S_L
+                duc[i] += (double) diag * rti * kti;
+                dwc[i] += (double) rti * dpow[pt + i] * gti;             // r_t w^t S: d/dw of w^t
+                dwc[i] += (double) kti * dpow[pe + i] * hti;             // k_t w^(L-1-t) into S_L
             }
         }
         if (n % LANES == 0) intraVector(wk, p, len);
@@ -268,13 +270,16 @@ final class WkvChunkedCpu {
                     float pw = p.pow[pd + i], rt = wk.rc[t * n + i], ks = wk.kc[s * n + i];
                     wk.gr[t * n + i] = Math.fma(a, ks * pw, wk.gr[t * n + i]);
                     wk.gk[s * n + i] = Math.fma(a, rt * pw, wk.gk[s * n + i]);
-                    wk.dwChunk[i] = Math.fma(a * (rt * ks), p.dpow[pd + i], wk.dwChunk[i]);
+                    wk.dwChunk[i] += (double) a * rt * ks * p.dpow[pd + i];
                 }
             }
         }
     }
 
-    /** {@link #intraScalar} with the key channel in vector lanes (same operations, same order per element). */
+    /**
+     * {@link #intraScalar} with the key channel in vector lanes; the dw terms of one t are summed in float lanes, then
+     * added in double.
+     */
     private static void intraVector(Work wk, Powers p, int len) {
         int n = wk.n;
         for (int i = 0; i < n; i += LANES) intraLanes(wk, p, len, i);
@@ -282,8 +287,8 @@ final class WkvChunkedCpu {
 
     private static void intraLanes(Work wk, Powers p, int len, int i) {
         int n = wk.n, ld = wk.ld;
-        FloatVector dwv = FloatVector.fromArray(SPECIES, wk.dwChunk, i);
         for (int t = 1; t < len; t++) {
+            FloatVector dwv = FloatVector.zero(SPECIES);
             FloatVector rt = FloatVector.fromArray(SPECIES, wk.rc, t * n + i);
             FloatVector gr = FloatVector.fromArray(SPECIES, wk.gr, t * n + i);
             for (int s = 0; s < t; s++) {
@@ -297,8 +302,9 @@ final class WkvChunkedCpu {
                 dwv = a.mul(rt.mul(ks)).fma(FloatVector.fromArray(SPECIES, p.dpow, pd), dwv);
             }
             gr.intoArray(wk.gr, t * n + i);
+            dwv.intoArray(wk.dwRow, 0);
+            for (int l = 0; l < LANES; l++) wk.dwChunk[i + l] += wk.dwRow[l];
         }
-        dwv.intoArray(wk.dwChunk, i);
     }
 
     /** rt[t] = r_t (.) w^t and kt[s] = k_s (.) w^(L-1-s) (and ktT = kt transposed) for a chunk of len tokens. */

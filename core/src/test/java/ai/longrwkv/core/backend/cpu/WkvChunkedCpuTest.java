@@ -75,6 +75,73 @@ class WkvChunkedCpuTest {
         return new float[][]{y, state, dr, dk, dv, dw, du, ds};
     }
 
+    /** The outputs of {@link #run} by the sequential recurrence (rwkv5-spec.md §5, general form) in float64. */
+    static double[][] reference64(Case p) {
+        int n = p.n, c = p.c, nn = n * n;
+        double[] y = new double[p.t * c], fin = new double[p.h * nn], dr = new double[p.t * c], dk = new double[p.t * c];
+        double[] dv = new double[p.t * c], dw = new double[c], du = new double[c], ds0 = new double[p.h * nn];
+        for (int h = 0; h < p.h; h++) {
+            double[][] states = new double[p.t + 1][nn];
+            for (int x = 0; x < nn; x++) states[0][x] = p.s0[h * nn + x];
+            for (int t = 0; t < p.t; t++) {
+                double[] s = states[t], s1 = states[t + 1];
+                for (int i = 0; i < n; i++) {
+                    double ri = p.r[t * c + h * n + i], ki = p.k[t * c + h * n + i], ui = p.u[h * n + i], wi = p.w[h * n + i];
+                    for (int j = 0; j < n; j++) {
+                        double vj = p.v[t * c + h * n + j];
+                        y[t * c + h * n + j] += ri * (ui * ki * vj + s[i * n + j]);
+                        s1[i * n + j] = wi * s[i * n + j] + ki * vj;
+                    }
+                }
+            }
+            for (int x = 0; x < nn; x++) fin[h * nn + x] = states[p.t][x];
+            double[] a = new double[nn];
+            for (int x = 0; x < nn; x++) a[x] = p.dsT[h * nn + x];
+            dw[h * n] += 0;
+            for (int t = p.t - 1; t >= 0; t--) {
+                int b = t * c + h * n;
+                double vgy = 0, rku = 0;
+                for (int j = 0; j < n; j++) vgy += (double) p.v[b + j] * p.dy[b + j];
+                for (int i = 0; i < n; i++) rku += (double) p.r[b + i] * p.u[h * n + i] * p.k[b + i];
+                for (int i = 0; i < n; i++) {
+                    double ri = p.r[b + i], ki = p.k[b + i], ui = p.u[h * n + i];
+                    double av = 0, sgy = 0, as = 0;
+                    for (int j = 0; j < n; j++) {
+                        av += a[i * n + j] * p.v[b + j];
+                        sgy += states[t][i * n + j] * p.dy[b + j];
+                        as += a[i * n + j] * states[t][i * n + j];
+                    }
+                    dk[b + i] = ui * ri * vgy + av;
+                    dr[b + i] = ui * ki * vgy + sgy;
+                    du[h * n + i] += ri * ki * vgy;
+                    dw[h * n + i] += as;
+                }
+                for (int j = 0; j < n; j++) {
+                    double g = rku * p.dy[b + j];
+                    for (int i = 0; i < n; i++) g += a[i * n + j] * p.k[b + i];
+                    dv[b + j] = g;
+                }
+                for (int i = 0; i < n; i++) for (int j = 0; j < n; j++) {
+                    a[i * n + j] = p.r[b + i] * (double) p.dy[b + j] + p.w[h * n + i] * a[i * n + j];
+                }
+            }
+            for (int x = 0; x < nn; x++) ds0[h * nn + x] = a[x];
+        }
+        for (int i = 0; i < c; i++) { dw[i] += p.dw0[i]; du[i] += p.du0[i]; }
+        return new double[][]{y, fin, dr, dk, dv, dw, du, ds0};
+    }
+
+    /** max |ref - got| / max |ref| against a float64 reference. */
+    static double relErr(double[] ref, float[] got) {
+        double m = 0, d = 0;
+        for (int i = 0; i < ref.length; i++) {
+            if (!Float.isFinite(got[i])) return Double.POSITIVE_INFINITY;
+            m = Math.max(m, Math.abs(ref[i]));
+            d = Math.max(d, Math.abs(ref[i] - got[i]));
+        }
+        return m == 0 ? d : d / m;
+    }
+
     static final String[] NAMES = {"y", "final state", "dr", "dk", "dv", "dw (accumulated)", "du (accumulated)", "dS0"};
 
     /** max |ref - got| / max |ref| (NaN anywhere fails). */
@@ -93,22 +160,37 @@ class WkvChunkedCpuTest {
         Random rnd = new Random(seed);
         double worst = 0;
         String worstWhat = "";
+        int illConditioned = 0;
         for (int[] hn : new int[][]{{2, 64}, {3, 8}, {2, 5}, {1, 1}}) {
             for (int steps : new int[]{1, 2, 5, 31, 32, 33, 77, 300}) {
-                for (int chunk : new int[]{WkvChunkedCpu.CHUNK, 16, 7}) {
+                for (int chunk : new int[]{WkvChunkedCpu.CHUNK, 32, 7}) {
                     Case p = new Case(rnd, hn[0], hn[1], steps);
                     float[][] ref = run(p, false, 0), got = run(p, true, chunk);
+                    double[][] exact = reference64(p);
                     for (int o = 0; o < NAMES.length; o++) {
                         double e = relErr(ref[o], got[o]);
-                        if (e > worst) worstWhat = NAMES[o] + " H=" + hn[0] + " N=" + hn[1] + " T=" + steps + " chunk=" + chunk;
-                        worst = Math.max(worst, e);
-                        assertTrue(e <= TOL, NAMES[o] + " H=" + hn[0] + " N=" + hn[1] + " T=" + steps + " chunk=" + chunk
-                                + ": relative error " + e + " > " + TOL + " (seed " + seed + ")");
+                        String what = NAMES[o] + " H=" + hn[0] + " N=" + hn[1] + " T=" + steps + " chunk=" + chunk;
+                        if (e <= TOL) {
+                            if (e > worst) worstWhat = what;
+                            worst = Math.max(worst, e);
+                            continue;
+                        }
+                        // Off by more than 1e-5: allowed only where the fp32 reference itself is that far from the exact
+                        // (float64) value, which happens for N = 1 and T = 300 (one element, a sum of hundreds of terms
+                        // that cancel); then the chunked result must be about as close to the exact value.
+                        double eSeq = relErr(exact[o], ref[o]), eChunked = relErr(exact[o], got[o]);
+                        System.out.printf("WkvChunkedCpuTest %s: %.3g from sequential; from float64: sequential %.3g, chunked %.3g%n",
+                                what, e, eSeq, eChunked);
+                        assertTrue(eSeq > TOL / 2 && eChunked <= 4 * eSeq, what + ": relative error " + e + " > " + TOL
+                                + " from the sequential reference, which is " + eSeq + " from float64 (chunked: " + eChunked
+                                + ") (seed " + seed + ")");
+                        illConditioned++;
                     }
                 }
             }
         }
-        System.out.printf("WkvChunkedCpuTest worst relative error vs sequential %.3g (%s)%n", worst, worstWhat);
+        System.out.printf("WkvChunkedCpuTest worst relative error vs sequential %.3g (%s); %d ill-conditioned outputs "
+                + "checked against float64%n", worst, worstWhat, illConditioned);
     }
 
     @Test
