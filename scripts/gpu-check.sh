@@ -6,7 +6,7 @@
 #   gpu-check.sh [--emulated] [BUNDLE_DIR]
 # BUNDLE_DIR: default the bundle this script sits in, else target/gpu-bundle. --emulated runs everything on the
 # emulated CUDA device instead (needs a JDK and g++; quick benchmark shapes): how the script itself is tested without
-# a GPU. Budget: a few minutes expected; the timeouts below add up to 8.7 at most. Exit code 0 only when the parity
+# a GPU. Budget: a few minutes expected; the timeouts below add up to 9.4 at most. Exit code 0 only when the parity
 # suite passed on the device.
 set -uo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -62,7 +62,8 @@ echo "gpu-check: device $device; ${smi:-nvidia-smi not found}; JVM options: ${op
 timeout 180 "$java" "${opts[@]}" -jar "$b/lib/junit-platform-console-standalone.jar" execute \
     --disable-banner --details=tree --details-theme=unicode --reports-dir="$work/reports" \
     --class-path "$b/longrwkv.jar:$b/lib/longrwkv-core-tests.jar" \
-    --select-class ai.longrwkv.core.backend.cuda.CudaParityTest > "$work/parity.txt" 2>&1
+    --select-class ai.longrwkv.core.backend.cuda.CudaParityTest \
+    --select-class ai.longrwkv.core.backend.cuda.CudaChunkedWkvTest > "$work/parity.txt" 2>&1
 parity_rc=$?
 grep -v '^WARNING: Using incubator' "$work/parity.txt" | tail -60
 
@@ -90,11 +91,11 @@ bench() {   # name timeout args...
   [ $rc = 0 ] || echo "| bench $name | FAILED (exit $rc): $(grep -m1 -E 'Exception|error' "$work/bench-$name.err") |" >> "$work/bench-$name.txt"
 }
 quick=(--full); [ $device = emulated ] && quick=(--quick)
-bench wkv 45 wkv "${quick[@]}"
+bench wkv 90 wkv "${quick[@]}"   # sequential vs chunked WKV at T=4096 and 32768 (H=64 N=64): 2 kernel modules to build
 bench gemm 40 gemm "${quick[@]}"
 bench train-l24 50 train-l24 "${quick[@]}"
 [ $device = cuda ] && bench train-l32 100 train-l32
-# worst case: 180 + 30 + 45 + 30 + 45 + 40 + 50 + 100 s = 8.7 min of timeouts; expected well under that
+# worst case: 180 + 30 + 45 + 30 + 90 + 40 + 50 + 100 s = 9.4 min of timeouts; expected well under that
 
 # 4. the table, last
 count() { grep -Eo "[0-9]+ tests $1" "$work/parity.txt" | head -1 | grep -Eo '^[0-9]+' || echo "?"; }

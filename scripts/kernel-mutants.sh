@@ -30,6 +30,11 @@ norm-reuse-race|norm.cu|    __syncthreads();   // sh is reused by the next call|
 norm-missing-term|norm.cu|        dx[base + i] += s * (dOut[base + i] * w[c] - meanD - xhat * meanDX);|        dx[base + i] += s * (dOut[base + i] * w[c] - meanD);
 norm-params-off-by-one|norm.cu|        for (int r = 0; r < rows; r++) {|        for (int r = 0; r <= rows; r++) {
 loss-reduction-bound|loss.cu|    for (int s = blockDim.x / 2; s > 0; s >>= 1) {\n        if (tid < s) {|    for (int s = blockDim.x / 2; s > 1; s >>= 1) {\n        if (tid < s) {
+wkvc-fwd-no-barrier|wkv5_chunked.cu|        __syncthreads();                               // y has read ss|        // (barrier removed)
+wkvc-state-missing-decay|wkv5_chunked.cu|        float acc = pw[len][i] * ss[i][jj];|        float acc = ss[i][jj];
+wkvc-fwd-missing-bonus|wkv5_chunked.cu|            for (int s = 0; s <= t; s++) acc = fmaf(sa[t][s], sv[s][jj], acc);|            for (int s = 0; s < t; s++) acc = fmaf(sa[t][s], sv[s][jj], acc);
+wkvc-bwd-missing-intra-dw|wkv5_chunked.cu|                    dwc = fmaf(a * (rt * ks), dpw[t - 1 - s][i], dwc);|                    (void)ks;
+wkvc-reduce-one-tile|wkv5_chunked.cu|        for (int p = 0; p < tiles; p++) { a += grp[p * tc + x]; b += gkp[p * tc + x]; }|        for (int p = 0; p < 1; p++) { a += grp[p * tc + x]; b += gkp[p * tc + x]; }
 loss-missing-l2wrap|loss.cu|            if (l2WrapFactor > 0.f && i == argmax) g += l2;|            (void)l2;
 LIST
 )

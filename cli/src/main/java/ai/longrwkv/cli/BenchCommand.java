@@ -3,6 +3,7 @@ package ai.longrwkv.cli;
 import ai.longrwkv.core.backend.Backend;
 import ai.longrwkv.core.backend.OpProfiler;
 import ai.longrwkv.core.backend.Tensor;
+import ai.longrwkv.core.backend.WkvImpl;
 import ai.longrwkv.core.backend.cpu.CpuBackend;
 import ai.longrwkv.core.model.ModelConfig;
 import ai.longrwkv.core.model.ModelInit;
@@ -125,47 +126,117 @@ final class BenchCommand implements Runnable {
     }
 
     @Command(name = "wkv", mixinStandardHelpOptions = true,
-            description = "The WKV recurrence alone: forward and backward time for one layer's chunk.")
+            description = {"The WKV recurrence alone: forward, backward and forward+backward ms of one layer's chunk, for each "
+                    + "implementation side by side (the repetitions alternate between them).",
+                    "--heads, --head-size and --tokens take comma lists of one shape each (a single value is used for every shape)."})
     static final class Wkv implements Callable<Integer> {
-        @Option(names = "--heads", defaultValue = "12", description = "Heads H (default: ${DEFAULT-VALUE}).") int heads;
-        @Option(names = "--head-size", defaultValue = "64", description = "Head size N; the state is H x N x N (default: ${DEFAULT-VALUE}).") int headSize;
-        @Option(names = "--tokens", defaultValue = "1024", description = "Tokens in the chunk (default: ${DEFAULT-VALUE}).") int tokens;
+        @Option(names = "--heads", split = ",", defaultValue = "12,64", description = "Heads H per shape (default: ${DEFAULT-VALUE}).") int[] heads;
+        @Option(names = "--head-size", split = ",", defaultValue = "64", description = "Head size N per shape; the state is H x N x N (default: ${DEFAULT-VALUE}).") int[] headSize;
+        @Option(names = "--tokens", split = ",", defaultValue = "1024,4096", description = "Tokens T in the chunk per shape (default: ${DEFAULT-VALUE}).") int[] tokens;
+        @Option(names = "--impl", split = ",", defaultValue = "sequential,chunked",
+                description = "WKV implementations to compare: sequential, chunked, auto (default: ${DEFAULT-VALUE}).") String[] impl;
         @Option(names = "--reps", defaultValue = "7", description = "Timed repetitions; the median is reported (default: ${DEFAULT-VALUE}).") int reps;
 
         @Override
         public Integer call() {
-            Cli.range("--heads", heads, 1, 4096);
-            Cli.range("--head-size", headSize, 1, 4096);
-            Cli.range("--tokens", tokens, 1, Integer.MAX_VALUE);
-            Cli.range("--reps", reps, 1, 1_000_000);
-            Cli.fits("--tokens x --heads x --head-size", tokens, (long) heads * headSize);
-            Cli.fits("--heads x --head-size^2", heads, (long) headSize * headSize);
-            Random rnd = new Random(4);
-            int C = heads * headSize;
-            try (CpuBackend be = new CpuBackend();
-                 Tensor r = random(be, rnd, tokens, C); Tensor k = random(be, rnd, tokens, C); Tensor v = random(be, rnd, tokens, C);
-                 Tensor u = random(be, rnd, heads, headSize); Tensor w = be.zeros(heads, headSize); Tensor y = be.zeros(tokens, C);
-                 Tensor s0 = be.zeros(heads, headSize, headSize); Tensor s = be.zeros(heads, headSize, headSize);
-                 Tensor ds = be.zeros(heads, headSize, headSize); Tensor dr = be.zeros(tokens, C); Tensor dk = be.zeros(tokens, C);
-                 Tensor dv = be.zeros(tokens, C); Tensor dw = be.zeros(heads, headSize); Tensor du = be.zeros(heads, headSize)) {
-                be.fill(w, 0.9f);
-                double[] f = new double[reps], b = new double[reps];
-                for (int rep = -1; rep < reps; rep++) {
-                    be.copy(s0, s);
-                    long t0 = System.nanoTime();
-                    be.wkvForward(r, k, v, w, u, s, y);
-                    long t1 = System.nanoTime();
-                    be.fill(ds, 0f);
-                    be.wkvBackward(r, k, v, w, u, s0, y, ds, dr, dk, dv, dw, du);
-                    long t2 = System.nanoTime();
-                    if (rep >= 0) { f[rep] = (t1 - t0) / 1e6; b[rep] = (t2 - t1) / 1e6; }
+            int shapes = Math.max(heads.length, Math.max(headSize.length, tokens.length));
+            for (int[] list : new int[][]{heads, headSize, tokens}) {
+                if (list.length != 1 && list.length != shapes) {
+                    throw new CommandLine.ParameterException(new CommandLine(this), "--heads, --head-size and --tokens: expected lists of "
+                            + shapes + " values or a single value, found " + heads.length + ", " + headSize.length + " and " + tokens.length);
                 }
-                double elems = (double) tokens * heads * headSize * headSize;
-                System.out.printf("WKV H=%d N=%d T=%d: forward %.2f ms (%.2f ns per state element), backward %.2f ms (%.2f ns)%n",
-                        heads, headSize, tokens, median(f), median(f) * 1e6 / elems, median(b), median(b) * 1e6 / elems);
+            }
+            WkvImpl[] impls = new WkvImpl[impl.length];
+            for (int i = 0; i < impl.length; i++) {
+                try {
+                    impls[i] = WkvImpl.parse(impl[i]);
+                } catch (IllegalArgumentException e) {
+                    throw new CommandLine.ParameterException(new CommandLine(this), "--impl: expected sequential, chunked or auto, found '" + impl[i] + "'");
+                }
+            }
+            Cli.range("--reps", reps, 1, 1_000_000);
+            for (int sh = 0; sh < shapes; sh++) {
+                int hh = at(heads, sh), nn = at(headSize, sh), tt = at(tokens, sh);
+                Cli.range("--heads", hh, 1, 4096);
+                Cli.range("--head-size", nn, 1, 4096);
+                Cli.range("--tokens", tt, 1, Integer.MAX_VALUE);
+                Cli.fits("--tokens x --heads x --head-size", tt, (long) hh * nn);
+                Cli.fits("--heads x --head-size^2", hh, (long) nn * nn);
+            }
+            CpuBackend[] backends = new CpuBackend[impls.length];
+            String saved = System.getProperty(WkvImpl.PROPERTY);
+            try {
+                for (int i = 0; i < impls.length; i++) {
+                    System.setProperty(WkvImpl.PROPERTY, impls[i].label());   // a backend reads it once, when created
+                    backends[i] = new CpuBackend();
+                }
+            } finally {
+                if (saved == null) System.clearProperty(WkvImpl.PROPERTY);
+                else System.setProperty(WkvImpl.PROPERTY, saved);
+            }
+            try {
+                System.out.println("backend: " + backends[0].name());
+                System.out.printf("%-20s %-11s %12s %12s %12s %10s%n", "shape", "impl", "forward ms", "backward ms", "fwd+bwd ms", "vs first");
+                for (int sh = 0; sh < shapes; sh++) measure(backends, impls, at(heads, sh), at(headSize, sh), at(tokens, sh));
+            } finally {
+                for (CpuBackend be : backends) if (be != null) be.close();
             }
             return 0;
         }
+
+        private static int at(int[] list, int i) { return list.length == 1 ? list[0] : list[i]; }
+
+        private void measure(CpuBackend[] backends, WkvImpl[] impls, int heads, int headSize, int tokens) {
+            Random rnd = new Random(4);
+            int c = heads * headSize;
+            HostTensor[] host = {randomHost(rnd, tokens, c), randomHost(rnd, tokens, c), randomHost(rnd, tokens, c),
+                    randomHost(rnd, heads, headSize), randomHost(rnd, tokens, c)};
+            double[][] f = new double[impls.length][reps], b = new double[impls.length][reps], fb = new double[impls.length][reps];
+            Tensor[][] ts = new Tensor[impls.length][];
+            try {
+                for (int i = 0; i < impls.length; i++) {
+                    CpuBackend be = backends[i];
+                    ts[i] = new Tensor[]{be.upload(host[0]), be.upload(host[1]), be.upload(host[2]), be.upload(host[3]),
+                            be.zeros(heads, headSize), be.upload(host[4]), be.zeros(tokens, c), be.zeros(heads, headSize, headSize),
+                            be.zeros(heads, headSize, headSize), be.zeros(heads, headSize, headSize), be.zeros(tokens, c),
+                            be.zeros(tokens, c), be.zeros(tokens, c), be.zeros(heads, headSize), be.zeros(heads, headSize)};
+                    be.fill(ts[i][4], 0.9f);
+                }
+                for (int rep = -1; rep < reps; rep++) {
+                    for (int i = 0; i < impls.length; i++) {
+                        CpuBackend be = backends[i];
+                        Tensor[] t = ts[i];
+                        Tensor r = t[0], k = t[1], v = t[2], u = t[3], w = t[4], dy = t[5], y = t[6], s0 = t[7], s = t[8], ds = t[9];
+                        be.copy(s0, s);
+                        long t0 = System.nanoTime();
+                        be.wkvForward(r, k, v, w, u, s, y);
+                        long t1 = System.nanoTime();
+                        be.fill(ds, 0f);
+                        long t2 = System.nanoTime();
+                        be.wkvBackward(r, k, v, w, u, s0, dy, ds, t[10], t[11], t[12], t[13], t[14]);
+                        long t3 = System.nanoTime();
+                        if (rep >= 0) {
+                            f[i][rep] = (t1 - t0) / 1e6;
+                            b[i][rep] = (t3 - t2) / 1e6;
+                            fb[i][rep] = f[i][rep] + b[i][rep];
+                        }
+                    }
+                }
+            } finally {
+                for (Tensor[] t : ts) if (t != null) for (Tensor x : t) if (x != null) x.close();
+            }
+            String shape = "H=" + heads + " N=" + headSize + " T=" + tokens;
+            for (int i = 0; i < impls.length; i++) {
+                System.out.printf("%-20s %-11s %12.2f %12.2f %12.2f %9.2fx%n", shape, impls[i].label(), median(f[i]), median(b[i]),
+                        median(fb[i]), median(fb[0]) / median(fb[i]));
+            }
+        }
+    }
+
+    static HostTensor randomHost(Random rnd, int... shape) {
+        HostTensor h = HostTensor.zeros(shape);
+        for (int i = 0; i < h.size(); i++) h.data()[i] = (float) rnd.nextGaussian();
+        return h;
     }
 
     @Command(name = "model", mixinStandardHelpOptions = true,

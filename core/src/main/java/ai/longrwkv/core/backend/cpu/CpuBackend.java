@@ -2,6 +2,7 @@ package ai.longrwkv.core.backend.cpu;
 
 import ai.longrwkv.core.backend.Backend;
 import ai.longrwkv.core.backend.Tensor;
+import ai.longrwkv.core.backend.WkvImpl;
 import ai.longrwkv.core.tensor.HostTensor;
 import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.VectorOperators;
@@ -327,6 +328,9 @@ public final class CpuBackend implements Backend {
     }
 
     // ---------------------------------------------------------------- WKV
+    /** Sequential scan (WkvCpu, the reference) or chunked form (WkvChunkedCpu): -Dlongrwkv.wkv, chosen by T when auto. */
+    private final WkvImpl wkvImpl = WkvImpl.fromProperty();
+
     @Override
     public void decay(Tensor timeDecay, Tensor w) {
         FloatBuffer td = b(timeDecay), o = b(w);
@@ -345,8 +349,11 @@ public final class CpuBackend implements Backend {
     public void wkvForward(Tensor r, Tensor k, Tensor v, Tensor w, Tensor u, Tensor state, Tensor y) {
         int heads = w.dim(0), n = w.dim(1), steps = r.rows();
         checkWkv(r, k, v, w, u, state, y);
-        IntStream.range(0, heads).parallel().forEach(h ->
-                WkvCpu.forwardHead(h, n, r.cols(), steps, b(r), b(k), b(v), b(w), b(u), b(state), b(y)));
+        boolean chunked = wkvImpl.chunked(steps, WkvChunkedCpu.AUTO_MIN_STEPS);
+        IntStream.range(0, heads).parallel().forEach(h -> {
+            if (chunked) WkvChunkedCpu.forwardHead(h, n, r.cols(), steps, b(r), b(k), b(v), b(w), b(u), b(state), b(y));
+            else WkvCpu.forwardHead(h, n, r.cols(), steps, b(r), b(k), b(v), b(w), b(u), b(state), b(y));
+        });
     }
 
     @Override
@@ -354,9 +361,13 @@ public final class CpuBackend implements Backend {
                             Tensor dState, Tensor dr, Tensor dk, Tensor dv, Tensor dw, Tensor du) {
         int heads = w.dim(0), n = w.dim(1), steps = r.rows();
         checkWkv(r, k, v, w, u, state0, dy);
-        IntStream.range(0, heads).parallel().forEach(h ->
-                WkvCpu.backwardHead(h, n, r.cols(), steps, b(r), b(k), b(v), b(w), b(u), b(state0), b(dy),
-                        b(dState), b(dr), b(dk), b(dv), b(dw), b(du)));
+        boolean chunked = wkvImpl.chunked(steps, WkvChunkedCpu.AUTO_MIN_STEPS);
+        IntStream.range(0, heads).parallel().forEach(h -> {
+            if (chunked) WkvChunkedCpu.backwardHead(h, n, r.cols(), steps, b(r), b(k), b(v), b(w), b(u), b(state0), b(dy),
+                        b(dState), b(dr), b(dk), b(dv), b(dw), b(du));
+            else WkvCpu.backwardHead(h, n, r.cols(), steps, b(r), b(k), b(v), b(w), b(u), b(state0), b(dy),
+                        b(dState), b(dr), b(dk), b(dv), b(dw), b(du));
+        });
     }
 
     private static void checkWkv(Tensor r, Tensor k, Tensor v, Tensor w, Tensor u, Tensor state, Tensor y) {

@@ -2,6 +2,7 @@ package ai.longrwkv.core.backend.cuda;
 
 import ai.longrwkv.core.backend.Backend;
 import ai.longrwkv.core.backend.Tensor;
+import ai.longrwkv.core.backend.WkvImpl;
 import ai.longrwkv.core.tensor.HostTensor;
 import org.bytedeco.javacpp.DoublePointer;
 import org.bytedeco.javacpp.FloatPointer;
@@ -353,8 +354,24 @@ public final class CudaBackend implements Backend {
         int n = checkWkv(r, k, v, w, u, state, y);
         int steps = r.rows();
         if (steps == 0) return;
+        if (wkvImpl.chunked(steps, WKV_CHUNKED_MIN_STEPS)) {
+            k("wkv5_chunked", "wkv5c_forward_n" + n + "_f32").launch(w.dim(0) * wkvTiles(n), KernelSources.WKV_CHUNK_THREADS, 0,
+                    steps, r.cols(), t(r), t(k), t(v), t(w), t(u), t(state), t(y));
+            return;
+        }
         k("wkv5", "wkv5_forward_n" + n).launch(w.dim(0), n, 0, steps, r.cols(), t(r), t(k), t(v), t(w), t(u), t(state), t(y));
     }
+
+    /** Sequential scan (wkv5.cu) or chunked form (wkv5_chunked.cu): -Dlongrwkv.wkv, chosen by T when auto. */
+    private final WkvImpl wkvImpl = WkvImpl.fromProperty();
+    /**
+     * With -Dlongrwkv.wkv=auto the chunked kernels run from this many tokens on. Not measured on a GPU yet: one chunk
+     * (16 tokens) is where the chunked form starts to shorten the sequential depth.
+     */
+    static final int WKV_CHUNKED_MIN_STEPS = 2 * 16;
+
+    /** Blocks per head of the chunked kernels: one per tile of min(N, 16) value columns (Wkv5cTile in wkv5_chunked.cu). */
+    static int wkvTiles(int n) { return n / Math.min(n, 16); }
 
     @Override
     public void wkvBackward(Tensor r, Tensor k, Tensor v, Tensor w, Tensor u, Tensor state0, Tensor dy,
@@ -366,11 +383,37 @@ public final class CudaBackend implements Backend {
         sameSize(w, du, "wkvBackward du");
         int steps = r.rows(), heads = w.dim(0), c = r.cols();
         if (steps == 0) return;
+        if (wkvImpl.chunked(steps, WKV_CHUNKED_MIN_STEPS)) {
+            wkvBackwardChunked(n, steps, heads, c, r, k, v, w, u, state0, dy, dState, dr, dk, dv, dw, du);
+            return;
+        }
         // The state scan reads dState = dL/dS_T, so it runs before the reverse scan turns dState into dL/dS_0.
         k("wkv5", "wkv5_backward_state_scan_n" + n).launch(heads, n, 0, steps, c,
                 t(r), t(k), t(v), t(w), t(u), t(state0), t(dy), t(dState), t(dr), t(dw), t(du));
         k("wkv5", "wkv5_backward_reverse_scan_n" + n).launch(heads, 2 * n, 0, steps, c,
                 t(r), t(k), t(v), t(w), t(u), t(dy), t(dState), t(dk), t(dv));
+    }
+
+    /**
+     * Chunked backward: the state at every chunk's start, then the chunks in reverse per (head, value tile), then the
+     * per-tile parts of dr, dk, dw, du summed in tile order (deterministic: no atomics). Scratch: the states are N/16
+     * times one [T, C] activation and the parts 2 N/16 times (at N = 64: 4 and 8 activations, 6 GiB at T = 32768, C = 4096).
+     */
+    private void wkvBackwardChunked(int n, int steps, int heads, int c, Tensor r, Tensor k, Tensor v, Tensor w, Tensor u,
+                                    Tensor state0, Tensor dy, Tensor dState, Tensor dr, Tensor dk, Tensor dv, Tensor dw, Tensor du) {
+        int tiles = wkvTiles(n), chunks = (steps + KernelSources.WKV_CHUNK_LEN - 1) / KernelSources.WKV_CHUNK_LEN;
+        int blocks = heads * tiles, threads = KernelSources.WKV_CHUNK_THREADS;
+        try (Tensor states = new CudaTensor(this, new int[]{heads, chunks, n * n});
+             Tensor grp = new CudaTensor(this, new int[]{tiles, steps, c}); Tensor gkp = new CudaTensor(this, new int[]{tiles, steps, c});
+             Tensor dwp = new CudaTensor(this, new int[]{tiles, c}); Tensor dup = new CudaTensor(this, new int[]{tiles, c})) {
+            k("wkv5_chunked", "wkv5c_states_n" + n + "_f32").launch(blocks, threads, 0, steps, c, t(k), t(v), t(w), t(state0), t(states));
+            k("wkv5_chunked", "wkv5c_backward_n" + n + "_f32").launch(blocks, threads, 0, steps, c, t(r), t(k), t(v), t(w), t(u),
+                    t(dy), t(states), t(dState), t(dv), t(grp), t(gkp), t(dwp), t(dup));
+            long tc = (long) steps * c;
+            int grid = (int) Math.min((tc + THREADS - 1) / THREADS, 65535);
+            k("wkv5_chunked", "wkv5c_reduce").launch(grid, THREADS, 0, tiles, tc, c, t(grp), t(gkp), t(dwp), t(dup),
+                    t(dr), t(dk), t(dw), t(du));
+        }
     }
 
     // ---------------------------------------------------------------- elementwise

@@ -3,6 +3,7 @@ package ai.longrwkv.core.backend.cuda;
 import ai.longrwkv.core.backend.Backend;
 import ai.longrwkv.core.backend.Backends;
 import ai.longrwkv.core.backend.Tensor;
+import ai.longrwkv.core.backend.WkvImpl;
 import ai.longrwkv.core.model.ModelConfig;
 import ai.longrwkv.core.model.ModelWeights;
 import ai.longrwkv.core.model.ParamSet;
@@ -25,7 +26,8 @@ import java.util.SplittableRandom;
  * GPU benchmarks for scripts/gpu-check.sh, one "| name | value |" row per measurement on stdout (medians of several
  * runs after a warm-up, each timed up to a device synchronisation):
  * <ul>
- *   <li>{@code wkv}: the WKV forward and backward kernels at T=4096, H=64, N=64 (the 7B shape's heads), ms;</li>
+ *   <li>{@code wkv}: the WKV forward and backward kernels, sequential (wkv5.cu) and chunked (wkv5_chunked.cu) side by
+ *       side, at T=4096 and 32768, H=64, N=64 (the 7B shape's heads), ms;</li>
  *   <li>{@code gemm}: TFLOP/s of the matrix products of the L24-C1024 and L32-C4096 shapes for a 4096-token chunk
  *       (the r/k/v/g/o projections, the FFN's key and value, the head);</li>
  *   <li>{@code train}: a full-BPTT forward+backward step, tokens/s, at the L24-C1024 (ctx 16384, chunk 4096) and
@@ -65,8 +67,17 @@ public final class CudaBench {
             CudaBackend gpu = (CudaBackend) b;
             System.out.println("| device | " + gpu.device.description() + " |");
             if (what.contains("wkv")) {
-                if (quick) wkv(gpu, 64, 2, 64);
-                else wkv(gpu, 4096, 64, 64);
+                // the sequential and the chunked kernels side by side, each through a backend that forces it
+                CudaBackend sequential = forcing(gpu, WkvImpl.SEQUENTIAL), chunked = forcing(gpu, WkvImpl.CHUNKED);
+                for (int steps : quick ? new int[]{64, 100} : new int[]{4096, 32768}) {
+                    int heads = quick ? 2 : 64;
+                    double seq = wkv(sequential, steps, heads, 64, "sequential");
+                    sequential.trimPool();
+                    double chk = wkv(chunked, steps, heads, 64, "chunked");
+                    chunked.trimPool();
+                    System.out.printf("| wkv fwd+bwd T=%d H=%d N=64 chunked vs sequential | %.2fx faster (%.3f vs %.3f ms; target <= 15 ms at T=32768) |%n",
+                            steps, heads, seq / chk, chk * 1e3, seq * 1e3);
+                }
             }
             if (what.contains("gemm")) gemm(gpu);
             if (quick && (what.contains("train-l24") || what.contains("train-l32"))) {
@@ -125,7 +136,20 @@ public final class CudaBench {
         return s[reps / 2];
     }
 
-    static void wkv(CudaBackend be, int steps, int heads, int n) {
+    /** A second backend on gpu's device whose WKV is forced to impl (it shares the device, so it is never closed). */
+    static CudaBackend forcing(CudaBackend gpu, WkvImpl impl) {
+        String saved = System.getProperty(WkvImpl.PROPERTY);
+        System.setProperty(WkvImpl.PROPERTY, impl.label());
+        try {
+            return new CudaBackend(gpu.device);
+        } finally {
+            if (saved == null) System.clearProperty(WkvImpl.PROPERTY);
+            else System.setProperty(WkvImpl.PROPERTY, saved);
+        }
+    }
+
+    /** Forward and backward of one layer's WKV; returns the forward+backward seconds. */
+    static double wkv(CudaBackend be, int steps, int heads, int n, String impl) {
         SplittableRandom rnd = new SplittableRandom(1);
         int c = heads * n;
         List<Tensor> all = new ArrayList<>();
@@ -139,15 +163,17 @@ public final class CudaBench {
         be.copy(state, s0);
         double fwd = medianSeconds(() -> be.wkvForward(r, k, v, w, u, state, y), be, 5);
         double bwd = medianSeconds(() -> be.wkvBackward(r, k, v, w, u, s0, dy, dState, dr, dk, dv, dw, du), be, 5);
-        double act = (double) steps * c * 4;            // bytes of one [T, C] fp32 tensor
+        double act = (double) steps * c * 4;            // bytes of one [T, C] fp32 tensor (the same nominal traffic
+                                                        // for both implementations: an effective bandwidth)
         double fwdBytes = 4 * act;                      // r, k, v read, y written
         double bwdBytes = 11 * act;                     // state scan: r k v dy + dr; reverse scan: r k v dy + dk dv
-        String shape = "T=" + steps + " H=" + heads + " N=" + n + " (sequential kernels)";
+        String shape = "T=" + steps + " H=" + heads + " N=" + n + " (" + impl + " kernels)";
         System.out.printf("| wkv fwd %s | %.3f ms, %.1f GB/s |%n", shape, fwd * 1e3, fwdBytes / fwd / 1e9);
         System.out.printf("| wkv bwd %s | %.3f ms, %.1f GB/s |%n", shape, bwd * 1e3, bwdBytes / bwd / 1e9);
         System.out.printf("| wkv fwd+bwd %s | %.3f ms, %.1f GB/s, %.0f tokens/s |%n", shape, (fwd + bwd) * 1e3,
                 (fwdBytes + bwdBytes) / (fwd + bwd) / 1e9, steps / (fwd + bwd));
         for (Tensor t : all) t.close();
+        return fwd + bwd;
     }
 
     /** Random weights drawn fast (the x052 init's orthogonal matrices would take minutes on the host for V=65536). */

@@ -19,7 +19,7 @@ import java.util.regex.Pattern;
  */
 final class KernelSources {
     /** The kernel sources, each one CUDA module. */
-    static final List<String> MODULES = List.of("wkv5", "elementwise", "norm", "loss");
+    static final List<String> MODULES = List.of("wkv5", "wkv5_chunked", "elementwise", "norm", "loss");
     /** Headers the sources include (given to NVRTC by name, written next to the sources for g++ and nvcc). */
     static final List<String> HEADERS = List.of("launch_config.cuh");
 
@@ -36,6 +36,8 @@ final class KernelSources {
     static final int SUMSQ_MAX_BLOCKS = config("LONGRWKV_SUMSQ_MAX_BLOCKS");
     static final int NORM_MAX_THREADS = config("LONGRWKV_NORM_MAX_THREADS");
     static final int CE_THREADS = config("LONGRWKV_CE_THREADS");
+    static final int WKV_CHUNK_LEN = config("LONGRWKV_WKV_CHUNK_LEN");
+    static final int WKV_CHUNK_THREADS = config("LONGRWKV_WKV_CHUNK_THREADS");
 
     private KernelSources() { }
 

@@ -3,6 +3,7 @@ package ai.longrwkv.core.backend.cuda;
 import ai.longrwkv.core.backend.Backend;
 import ai.longrwkv.core.backend.Backends;
 import ai.longrwkv.core.backend.Tensor;
+import ai.longrwkv.core.backend.WkvImpl;
 import ai.longrwkv.core.backend.cpu.CpuBackend;
 import ai.longrwkv.core.model.ModelConfig;
 import ai.longrwkv.core.model.ParamSet;
@@ -44,6 +45,8 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 class CudaParityTest {
     static final double TOL = 1e-4;
     static Backend gpu, cpu;
+    /** The same device with the chunked WKV kernels (wkv5_chunked.cu); gpu runs the sequential ones (wkv5.cu). */
+    static Backend gpuChunked;
     static long seed;
     Random rnd;
     /** Largest relative error this test saw (printed as "PARITY name error" for scripts/gpu-check.sh's table). */
@@ -52,16 +55,20 @@ class CudaParityTest {
     @BeforeAll
     static void start() {
         seed = Long.getLong("longrwkv.parity.seed", System.nanoTime());
-        cpu = new CpuBackend();
+        // the references and the WKV kernels are forced (-Dlongrwkv.wkv): CPU sequential, the GPU's sequential and chunked
+        cpu = CudaChunkedWkvTest.withWkv(WkvImpl.SEQUENTIAL, CpuBackend::new);
         String device = System.getProperty("longrwkv.parity.device", "emulated");
-        gpu = Backends.create(device);   // a device that cannot start fails the suite: nothing is skipped
+        // a device that cannot start fails the suite: nothing is skipped
+        gpu = CudaChunkedWkvTest.withWkv(WkvImpl.SEQUENTIAL, () -> Backends.create(device));
         assertTrue(gpu instanceof CudaBackend, "the parity suite needs a CUDA backend, got " + gpu.name());
+        gpuChunked = CudaChunkedWkvTest.withWkv(WkvImpl.CHUNKED, () -> Backends.create(device));
         System.out.println("CudaParityTest on " + gpu.name() + ", seed " + seed);
     }
 
     @AfterAll
     static void stop() {
         if (gpu != null) gpu.close();
+        if (gpuChunked != null) gpuChunked.close();
         cpu.close();
     }
 
@@ -97,6 +104,10 @@ class CudaParityTest {
 
     /** The same host data on both backends: [cpu tensor, gpu tensor]. */
     static Tensor[] both(HostTensor h) {
+        return both(gpu, h);
+    }
+
+    static Tensor[] both(Backend gpu, HostTensor h) {
         return new Tensor[]{cpu.upload(h), gpu.upload(h)};
     }
 
@@ -117,6 +128,10 @@ class CudaParityTest {
     }
 
     void same(String what, Tensor[] pair) {
+        same(gpu, what, pair);
+    }
+
+    void same(Backend gpu, String what, Tensor[] pair) {
         same(what, cpu.download(pair[0]).data(), gpu.download(pair[1]).data());
     }
 
@@ -247,36 +262,37 @@ class CudaParityTest {
         for (int[] hn : new int[][]{{3, 8}, {2, 4}, {4, 64}, {2, 16}}) {
             int h = hn[0], n = hn[1];
             for (int steps : new int[]{1, 37, 300}) {
-                wkvCase(h, n, steps);
+                wkvCase(gpu, h, n, steps);
+                wkvCase(gpuChunked, h, n, steps);
             }
         }
     }
 
-    private void wkvCase(int h, int n, int steps) {
+    private void wkvCase(Backend gpu, int h, int n, int steps) {
         int c = h * n;
-        String tag = " H=" + h + " N=" + n + " T=" + steps;
-        Tensor[] r = both(rand(0.5, steps, c)), k = both(rand(0.5, steps, c)), v = both(rand(0.5, steps, c));
-        Tensor[] td = both(uniform(-3, 0.5, h, n)), w = both(rand(1, h, n)), u = both(rand(0.5, h, n));
+        String tag = " H=" + h + " N=" + n + " T=" + steps + (gpu == gpuChunked ? " chunked" : " sequential");
+        Tensor[] r = both(gpu, rand(0.5, steps, c)), k = both(gpu, rand(0.5, steps, c)), v = both(gpu, rand(0.5, steps, c));
+        Tensor[] td = both(gpu, uniform(-3, 0.5, h, n)), w = both(gpu, rand(1, h, n)), u = both(gpu, rand(0.5, h, n));
         cpu.decay(td[0], w[0]);
         gpu.decay(td[1], w[1]);
         HostTensor s0 = rand(0.5, h, n, n);
-        Tensor[] state = both(s0), y = both(rand(1, steps, c));
+        Tensor[] state = both(gpu, s0), y = both(gpu, rand(1, steps, c));
         cpu.wkvForward(r[0], k[0], v[0], w[0], u[0], state[0], y[0]);
         gpu.wkvForward(r[1], k[1], v[1], w[1], u[1], state[1], y[1]);
-        same("wkvForward y" + tag, y);
-        same("wkvForward final state" + tag, state);
-        Tensor[] st0 = both(s0), dy = both(rand(1, steps, c)), dState = both(rand(0.3, h, n, n));
-        Tensor[] dr = both(rand(1, steps, c)), dk = both(rand(1, steps, c)), dv = both(rand(1, steps, c));
-        Tensor[] dw = both(rand(1, h, n)), du = both(rand(1, h, n));
+        same(gpu, "wkvForward y" + tag, y);
+        same(gpu, "wkvForward final state" + tag, state);
+        Tensor[] st0 = both(gpu, s0), dy = both(gpu, rand(1, steps, c)), dState = both(gpu, rand(0.3, h, n, n));
+        Tensor[] dr = both(gpu, rand(1, steps, c)), dk = both(gpu, rand(1, steps, c)), dv = both(gpu, rand(1, steps, c));
+        Tensor[] dw = both(gpu, rand(1, h, n)), du = both(gpu, rand(1, h, n));
         cpu.wkvBackward(r[0], k[0], v[0], w[0], u[0], st0[0], dy[0], dState[0], dr[0], dk[0], dv[0], dw[0], du[0]);
         gpu.wkvBackward(r[1], k[1], v[1], w[1], u[1], st0[1], dy[1], dState[1], dr[1], dk[1], dv[1], dw[1], du[1]);
-        same("wkvBackward dr" + tag, dr);
-        same("wkvBackward dk" + tag, dk);
-        same("wkvBackward dv" + tag, dv);
-        same("wkvBackward dw (accumulated)" + tag, dw);
-        same("wkvBackward du (accumulated)" + tag, du);
-        same("wkvBackward dState0" + tag, dState);
-        same("wkvBackward leaves state0 unchanged" + tag, st0);
+        same(gpu, "wkvBackward dr" + tag, dr);
+        same(gpu, "wkvBackward dk" + tag, dk);
+        same(gpu, "wkvBackward dv" + tag, dv);
+        same(gpu, "wkvBackward dw (accumulated)" + tag, dw);
+        same(gpu, "wkvBackward du (accumulated)" + tag, du);
+        same(gpu, "wkvBackward dState0" + tag, dState);
+        same(gpu, "wkvBackward leaves state0 unchanged" + tag, st0);
         closeAll(r, k, v, td, w, u, state, y, st0, dy, dState, dr, dk, dv, dw, du);
     }
 
@@ -361,11 +377,14 @@ class CudaParityTest {
             TokenSequence seq = TokenSequence.nextToken(tokens);
             long stateSeed = rnd.nextLong();
             Run ref = run(cpu, cfg, weights, seq, chunk, stateSeed);
-            Run got = run(gpu, cfg, weights, seq, chunk, stateSeed);
-            String tag = " (" + cfg + ")";
-            sameScalar("model loss" + tag, ref.loss, got.loss);
-            assertEquals(ref.names, got.names);
-            for (int i = 0; i < ref.names.size(); i++) same(ref.names.get(i) + tag, ref.values.get(i), got.values.get(i));
+            // the chunked WKV on the N = 64 shape only (the emulated device is slow; CudaChunkedWkvTest covers other N)
+            for (Backend device : cfg.headSize() == 64 ? new Backend[]{gpu, gpuChunked} : new Backend[]{gpu}) {
+                Run got = run(device, cfg, weights, seq, chunk, stateSeed);
+                String tag = " (" + cfg + (device == gpuChunked ? ", chunked WKV)" : ", sequential WKV)");
+                sameScalar("model loss" + tag, ref.loss, got.loss);
+                assertEquals(ref.names, got.names);
+                for (int i = 0; i < ref.names.size(); i++) same(ref.names.get(i) + tag, ref.values.get(i), got.values.get(i));
+            }
         }
     }
 

@@ -89,6 +89,25 @@ class SanitizerReplayTest {
             Kernel reverse = new Kernel(be.device, be.device.function("wkv5", "wkv5_backward_reverse_scan_n" + n));
             reverse.launch(h, 2 * n, 0, 0, h * n, r, k, vv, w, u, r, s, r, r);
         }
+        // the chunked WKV kernels through a backend that forces them: 21 steps = a full 16-token chunk and a short one
+        String saved = System.getProperty(ai.longrwkv.core.backend.WkvImpl.PROPERTY);
+        System.setProperty(ai.longrwkv.core.backend.WkvImpl.PROPERTY, "chunked");
+        try {
+            CudaBackend chunked = new CudaBackend(be.device);   // shares be's device, so it is not closed here
+            for (int[] hn : new int[][]{{3, 8}, {1, 64}}) {
+                int h = hn[0], n = hn[1], steps = 21;
+                Tensor r = rand(chunked, rnd, steps, h * n), k = rand(chunked, rnd, steps, h * n), vv = rand(chunked, rnd, steps, h * n);
+                Tensor w = rand(chunked, rnd, h, n), u = rand(chunked, rnd, h, n), s = rand(chunked, rnd, h, n, n);
+                chunked.scale(w, 0.5f);
+                chunked.wkvForward(r, k, vv, w, u, s, rand(chunked, rnd, steps, h * n));
+                chunked.wkvBackward(r, k, vv, w, u, s, rand(chunked, rnd, steps, h * n), rand(chunked, rnd, h, n, n),
+                        rand(chunked, rnd, steps, h * n), rand(chunked, rnd, steps, h * n), rand(chunked, rnd, steps, h * n),
+                        rand(chunked, rnd, h, n), rand(chunked, rnd, h, n));
+            }
+        } finally {
+            if (saved == null) System.clearProperty(ai.longrwkv.core.backend.WkvImpl.PROPERTY);
+            else System.setProperty(ai.longrwkv.core.backend.WkvImpl.PROPERTY, saved);
+        }
         Tensor logits = rand(be, rnd, 3, 100);
         be.crossEntropy(logits, new int[]{4, -1, 99}, new float[]{1f, 1f, 0.5f}, 1e-4f, logits);
         return -1;

@@ -1,0 +1,445 @@
+package ai.longrwkv.core.backend.cpu;
+
+import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.VectorSpecies;
+
+import java.nio.FloatBuffer;
+
+/**
+ * The WKV5 recurrence in chunked form (rwkv5-spec.md §6), forward and backward, with the same contract as
+ * {@link WkvCpu} (initial state in, final state out, dL/dS_T in, dL/dS_0 out; dr, dk, dv overwritten, dw, du
+ * accumulated). Index convention: i = key channel, j = value channel, S[i][j] at i*N + j.
+ *
+ * <p>Inside a chunk of L tokens starting from state S (local times t, s = 0..L-1):
+ * <pre>
+ *   y_t   = (r_t (.) w^t)^T S  +  sum_{s<=t} A[t][s] v_s,     A[t][s] = sum_i r_t[i] k_s[i] w_i^(t-1-s)  (s < t)
+ *                                                               A[t][t] = sum_i r_t[i] u_i k_t[i]
+ *   S_L   = diag(w^L) S  +  sum_s (k_s (.) w^(L-1-s)) v_s^T
+ * </pre>
+ * so a chunk is a few small matrix products and only S passes from chunk to chunk. Every power of w that appears has
+ * an exponent in 0..L (and the derivative d w^d / dw = d w^(d-1) one in 0..L-1): nothing is divided by w, so decays
+ * from w ~ 1e-9 (time_decay +3) to w ~ 1 (time_decay -8) are all safe. The intra-chunk matrix A is built pair by pair
+ * from a table of powers instead of the factorised (r w^t)(k w^-s) form, whose w^-s overflows for fast decays
+ * (flash-linear-attention splits its chunk into sub-chunks for the same reason; at L = 16 the pairwise part is a small
+ * share of the work). Powers below the smallest normal float are flushed to zero: they multiply terms that are at
+ * least 1e38 times smaller than the leading ones, and subnormal arithmetic is slow.
+ *
+ * <p>All sums run in a fixed order in every code path (vector lanes only ever hold different output elements), so the
+ * results are bit-identical across runs, thread counts and JIT warm-up.
+ */
+final class WkvChunkedCpu {
+    private WkvChunkedCpu() { }
+
+    /**
+     * Tokens per chunk. Measured at N = 64, T = 1024, one head, best of 80 runs: backward 2.62 ms at 16, 2.88 at 32,
+     * 4.3 at 64 (the pairwise intra-chunk part grows with L, the state products do not).
+     */
+    static final int CHUNK = 16;
+
+    /** With -Dlongrwkv.wkv=auto the backend runs this form from this many tokens on (measured: see CpuBackend). */
+    static final int AUTO_MIN_STEPS = 64;
+
+    private static final VectorSpecies<Float> SPECIES = FloatVector.SPECIES_256;
+    private static final int LANES = SPECIES.length();
+
+    /** Decay powers of one head for chunks of at most {@code chunk} tokens; w is constant over time. */
+    static final class Powers {
+        final int n, chunk;
+        /** pow[d*n + i] = w_i^d, d = 0..chunk. */
+        final float[] pow;
+        /** dpow[d*n + i] = d w_i^(d-1) (the derivative of w_i^d), d = 0..chunk. */
+        final float[] dpow;
+        /** rev[i*revLd + x] = w_i^(chunk-1-x) for x < chunk, 0 for x >= chunk (so that A's upper triangle comes out 0). */
+        final float[] rev;
+        final int revLd;
+
+        Powers(float[] w, int n, int chunk) {
+            this.n = n;
+            this.chunk = chunk;
+            pow = new float[(chunk + 1) * n];
+            dpow = new float[(chunk + 1) * n];
+            revLd = chunk + LANES;
+            rev = new float[n * revLd];
+            for (int i = 0; i < n; i++) {
+                double p = 1.0, prev = 0.0;      // w^d and w^(d-1) in double: each table entry is one rounding
+                for (int d = 0; d <= chunk; d++) {
+                    pow[d * n + i] = normal(p);
+                    dpow[d * n + i] = normal(d * prev);
+                    if (d < chunk) rev[i * revLd + chunk - 1 - d] = normal(p);
+                    prev = p;
+                    p *= w[i];
+                }
+            }
+        }
+
+        private static float normal(double x) {
+            float f = (float) x;
+            return Math.abs(f) < Float.MIN_NORMAL ? 0f : f;
+        }
+    }
+
+    /** Scratch arrays for one head, sized for the longest chunk. */
+    private static final class Work {
+        final int n, chunk, ld;
+        final float[] rc, kc, vc, gy, yc, rt, kt, ktT, rtT, kT, att, attT, dA, vT, gyT, gT, hT, gv, gr, gk;
+        /** This chunk's parts of dw and du, summed in double: dw is a sum of many terms that largely cancel. */
+        final double[] dwChunk, duChunk;
+        final float[] dwRow = new float[LANES];
+
+        Work(int n, int chunk) {
+            this.n = n;
+            this.chunk = chunk;
+            ld = chunk + LANES;                          // row length of every [.][chunk] array, padded for vector reads
+            int ln = chunk * n;
+            rc = new float[ln]; kc = new float[ln]; vc = new float[ln]; gy = new float[ln]; yc = new float[ln];
+            rt = new float[ln]; kt = new float[ln]; gv = new float[ln];
+            gr = new float[ln]; gk = new float[ln];
+            ktT = new float[n * ld]; rtT = new float[n * ld]; kT = new float[n * ld]; vT = new float[n * ld];
+            gyT = new float[n * ld]; gT = new float[n * ld]; hT = new float[n * ld];
+            att = new float[chunk * ld]; attT = new float[chunk * ld]; dA = new float[chunk * ld];
+            dwChunk = new double[n]; duChunk = new double[n];
+        }
+
+        void load(FloatBuffer src, float[] dst, int t0, int len, int c, int col) {
+            for (int t = 0; t < len; t++) src.get((t0 + t) * c + col, dst, t * n, n);
+        }
+    }
+
+    static void forwardHead(int h, int n, int c, int steps, FloatBuffer r, FloatBuffer k, FloatBuffer v, FloatBuffer w,
+                            FloatBuffer u, FloatBuffer state, FloatBuffer y) {
+        forwardHead(h, n, c, steps, r, k, v, w, u, state, y, CHUNK);
+    }
+
+    static void forwardHead(int h, int n, int c, int steps, FloatBuffer r, FloatBuffer k, FloatBuffer v, FloatBuffer w,
+                            FloatBuffer u, FloatBuffer state, FloatBuffer y, int chunk) {
+        int nn = n * n, col = h * n;
+        float[] s = new float[nn];
+        state.get(h * nn, s, 0, nn);
+        float[] ww = new float[n], uu = new float[n];
+        w.get(col, ww, 0, n);
+        u.get(col, uu, 0, n);
+        Powers p = new Powers(ww, n, chunk);
+        Work wk = new Work(n, chunk);
+        for (int t0 = 0; t0 < steps; t0 += chunk) {
+            int len = Math.min(chunk, steps - t0);
+            wk.load(r, wk.rc, t0, len, c, col);
+            wk.load(k, wk.kc, t0, len, c, col);
+            wk.load(v, wk.vc, t0, len, c, col);
+            scaledInputs(wk, p, len);
+            attention(wk, p, uu, len);
+            java.util.Arrays.fill(wk.yc, 0, len * n, 0f);
+            gemmAcc(len, n, n, wk.rt, n, s, n, wk.yc, n);             // y  = (r (.) w^t) S
+            gemmAcc(len, n, len, wk.att, wk.ld, wk.vc, n, wk.yc, n);   // y += A v
+            for (int t = 0; t < len; t++) y.put((t0 + t) * c + col, wk.yc, t * n, n);
+            advanceState(wk, p, s, len);
+        }
+        state.put(h * nn, s, 0, nn);
+    }
+
+    static void backwardHead(int h, int n, int c, int steps, FloatBuffer r, FloatBuffer k, FloatBuffer v, FloatBuffer w,
+                             FloatBuffer u, FloatBuffer state0, FloatBuffer dy, FloatBuffer dState,
+                             FloatBuffer dr, FloatBuffer dk, FloatBuffer dv, FloatBuffer dw, FloatBuffer du) {
+        backwardHead(h, n, c, steps, r, k, v, w, u, state0, dy, dState, dr, dk, dv, dw, du, CHUNK);
+    }
+
+    static void backwardHead(int h, int n, int c, int steps, FloatBuffer r, FloatBuffer k, FloatBuffer v, FloatBuffer w,
+                             FloatBuffer u, FloatBuffer state0, FloatBuffer dy, FloatBuffer dState,
+                             FloatBuffer dr, FloatBuffer dk, FloatBuffer dv, FloatBuffer dw, FloatBuffer du, int chunk) {
+        int nn = n * n, col = h * n;
+        float[] ww = new float[n], uu = new float[n];
+        w.get(col, ww, 0, n);
+        u.get(col, uu, 0, n);
+        Powers p = new Powers(ww, n, chunk);
+        Work wk = new Work(n, chunk);
+        double[] dwAcc = new double[n], duAcc = new double[n];
+
+        // Pass 1: the state at the start of every chunk (T/L states of N*N floats: 16 MiB for T = 32768, N = 64).
+        int chunks = (steps + chunk - 1) / chunk;
+        float[] starts = new float[Math.max(chunks, 1) * nn];
+        float[] s = new float[nn];
+        state0.get(h * nn, s, 0, nn);
+        for (int ci = 0; ci < chunks; ci++) {
+            int t0 = ci * chunk, len = Math.min(chunk, steps - t0);
+            System.arraycopy(s, 0, starts, ci * nn, nn);
+            if (ci == chunks - 1) break;                     // the final state is not needed
+            wk.load(k, wk.kc, t0, len, c, col);
+            wk.load(v, wk.vc, t0, len, c, col);
+            scaledInputs(wk, p, len);
+            advanceState(wk, p, s, len);
+        }
+
+        // Pass 2: chunks in reverse; d = dL/dS at the end of the chunk on entry, at its start on exit.
+        float[] d = new float[nn];
+        dState.get(h * nn, d, 0, nn);
+        for (int ci = chunks - 1; ci >= 0; ci--) {
+            int t0 = ci * chunk, len = Math.min(chunk, steps - t0);
+            wk.load(r, wk.rc, t0, len, c, col);
+            wk.load(k, wk.kc, t0, len, c, col);
+            wk.load(v, wk.vc, t0, len, c, col);
+            wk.load(dy, wk.gy, t0, len, c, col);
+            System.arraycopy(starts, ci * nn, s, 0, nn);
+            chunkBackward(wk, p, uu, s, d, len);
+            for (int t = 0; t < len; t++) {
+                dr.put((t0 + t) * c + col, wk.gr, t * n, n);
+                dk.put((t0 + t) * c + col, wk.gk, t * n, n);
+                dv.put((t0 + t) * c + col, wk.gv, t * n, n);
+            }
+            for (int i = 0; i < n; i++) {
+                dwAcc[i] += wk.dwChunk[i];
+                duAcc[i] += wk.duChunk[i];
+            }
+        }
+        dState.put(h * nn, d, 0, nn);
+        for (int i = 0; i < n; i++) {
+            dw.put(col + i, dw.get(col + i) + (float) dwAcc[i]);
+            du.put(col + i, du.get(col + i) + (float) duAcc[i]);
+        }
+    }
+
+    /**
+     * Gradients of one chunk: gr, gk, gv (overwritten), dwChunk, duChunk (this chunk's parts), and d replaced by
+     * dL/dS at the chunk's start. s is the state at the chunk's start.
+     */
+    private static void chunkBackward(Work wk, Powers p, float[] uu, float[] s, float[] d, int len) {
+        int n = wk.n, ld = wk.ld;
+        float[] pow = p.pow, dpow = p.dpow;
+        scaledInputs(wk, p, len);
+        attention(wk, p, uu, len);
+        transpose(wk.vc, len, n, n, wk.vT, ld);
+        transpose(wk.gy, len, n, n, wk.gyT, ld);
+        transpose(wk.att, len, len, ld, wk.attT, ld);
+
+        // dA[t][s] = gy_t . v_s (only s <= t is read)
+        fillRows(wk.dA, len, len, ld);
+        gemmAcc(len, len, n, wk.gy, n, wk.vT, ld, wk.dA, ld);
+        // gT[i][t] = (S gy_t)[i],  hT[i][s] = (D v_s)[i]: S and D times the transposed chunk (cheaper to transpose
+        // than the N x N matrices)
+        fillRows(wk.gT, n, len, ld);
+        gemmAcc(n, len, n, s, n, wk.gyT, ld, wk.gT, ld);
+        fillRows(wk.hT, n, len, ld);
+        gemmAcc(n, len, n, d, n, wk.vT, ld, wk.hT, ld);
+        // gv = A^T gy + (k (.) w^(L-1-s)) D
+        java.util.Arrays.fill(wk.gv, 0, len * n, 0f);
+        gemmAcc(len, n, len, wk.attT, ld, wk.gy, n, wk.gv, n);
+        gemmAcc(len, n, n, wk.kt, n, d, n, wk.gv, n);
+
+        double[] dwc = wk.dwChunk, duc = wk.duChunk;
+        java.util.Arrays.fill(dwc, 0.0);
+        java.util.Arrays.fill(duc, 0.0);
+        // terms through the chunk-start state and the chunk-end state gradient
+        for (int i = 0; i < n; i++) {
+            double ds = 0;
+            for (int j = 0; j < n; j++) ds += (double) d[i * n + j] * s[i * n + j];
+            dwc[i] = dpow[len * n + i] * ds;                  // D (.) S through w^L
+        }
+        for (int t = 0; t < len; t++) {
+            float diag = wk.dA[t * ld + t];
+            int tr = t * n, pt = t * n, pe = (len - 1 - t) * n;
+            for (int i = 0; i < n; i++) {
+                float rti = wk.rc[tr + i], kti = wk.kc[tr + i], gti = wk.gT[i * ld + t], hti = wk.hT[i * ld + t];
+                wk.gr[tr + i] = Math.fma(pow[pt + i], gti, diag * uu[i] * kti);
+                wk.gk[tr + i] = Math.fma(pow[pe + i], hti, diag * uu[i] * rti);
+                duc[i] += (double) diag * rti * kti;
+                dwc[i] += (double) rti * dpow[pt + i] * gti;             // r_t w^t S: d/dw of w^t
+                dwc[i] += (double) kti * dpow[pe + i] * hti;             // k_t w^(L-1-t) into S_L
+            }
+        }
+        if (n % LANES == 0) intraVector(wk, p, len);
+        else intraScalar(wk, p, len);
+
+        // d <- diag(w^L) d + (r (.) w^t)^T gy
+        for (int i = 0; i < n; i++) {
+            float wl = pow[len * n + i];
+            for (int j = 0; j < n; j++) d[i * n + j] *= wl;
+        }
+        transpose(wk.rt, len, n, n, wk.rtT, ld);
+        gemmAcc(n, n, len, wk.rtT, ld, wk.gy, n, d, n);
+    }
+
+    /**
+     * The pairs s < t inside the chunk, with A's gradient dA[t][s]:
+     * gr_t += dA k_s (.) w^(t-1-s),  gk_s += dA r_t (.) w^(t-1-s),  dw += dA r_t (.) k_s (.) (t-1-s) w^(t-2-s).
+     */
+    private static void intraScalar(Work wk, Powers p, int len) {
+        int n = wk.n, ld = wk.ld;
+        for (int t = 1; t < len; t++) {
+            for (int s = 0; s < t; s++) {
+                float a = wk.dA[t * ld + s];
+                int pd = (t - 1 - s) * n;
+                for (int i = 0; i < n; i++) {
+                    float pw = p.pow[pd + i], rt = wk.rc[t * n + i], ks = wk.kc[s * n + i];
+                    wk.gr[t * n + i] = Math.fma(a, ks * pw, wk.gr[t * n + i]);
+                    wk.gk[s * n + i] = Math.fma(a, rt * pw, wk.gk[s * n + i]);
+                    wk.dwChunk[i] += (double) a * rt * ks * p.dpow[pd + i];
+                }
+            }
+        }
+    }
+
+    /**
+     * {@link #intraScalar} with the key channel in vector lanes; the dw terms of one t are summed in float lanes, then
+     * added in double.
+     */
+    private static void intraVector(Work wk, Powers p, int len) {
+        int n = wk.n;
+        for (int i = 0; i < n; i += LANES) intraLanes(wk, p, len, i);
+    }
+
+    private static void intraLanes(Work wk, Powers p, int len, int i) {
+        int n = wk.n, ld = wk.ld;
+        for (int t = 1; t < len; t++) {
+            FloatVector dwv = FloatVector.zero(SPECIES);
+            FloatVector rt = FloatVector.fromArray(SPECIES, wk.rc, t * n + i);
+            FloatVector gr = FloatVector.fromArray(SPECIES, wk.gr, t * n + i);
+            for (int s = 0; s < t; s++) {
+                FloatVector a = FloatVector.broadcast(SPECIES, wk.dA[t * ld + s]);
+                int pd = (t - 1 - s) * n + i;
+                FloatVector pw = FloatVector.fromArray(SPECIES, p.pow, pd);
+                FloatVector ks = FloatVector.fromArray(SPECIES, wk.kc, s * n + i);
+                gr = a.fma(ks.mul(pw), gr);
+                FloatVector gk = FloatVector.fromArray(SPECIES, wk.gk, s * n + i);
+                a.fma(rt.mul(pw), gk).intoArray(wk.gk, s * n + i);
+                dwv = a.mul(rt.mul(ks)).fma(FloatVector.fromArray(SPECIES, p.dpow, pd), dwv);
+            }
+            gr.intoArray(wk.gr, t * n + i);
+            dwv.intoArray(wk.dwRow, 0);
+            for (int l = 0; l < LANES; l++) wk.dwChunk[i + l] += wk.dwRow[l];
+        }
+    }
+
+    /** rt[t] = r_t (.) w^t and kt[s] = k_s (.) w^(L-1-s) (and ktT = kt transposed) for a chunk of len tokens. */
+    private static void scaledInputs(Work wk, Powers p, int len) {
+        int n = wk.n;
+        for (int t = 0; t < len; t++) {
+            int pt = t * n, pe = (len - 1 - t) * n;
+            for (int i = 0; i < n; i++) {
+                wk.rt[t * n + i] = wk.rc[t * n + i] * p.pow[pt + i];
+                float kti = wk.kc[t * n + i] * p.pow[pe + i];
+                wk.kt[t * n + i] = kti;
+                wk.ktT[i * wk.ld + t] = kti;
+            }
+        }
+    }
+
+    /**
+     * att[t][s] = A[t][s] for s <= t (0 above the diagonal, up to the padded row length): the strictly lower part
+     * with the time index s in vector lanes, reading the powers w^(t-1-s) from the reversed table, which is 0 where
+     * s >= t.
+     */
+    private static void attention(Work wk, Powers p, float[] uu, int len) {
+        int n = wk.n, ld = wk.ld, chunk = p.chunk;
+        transpose(wk.kc, len, n, n, wk.kT, ld);
+        for (int i = 0; i < n; i++) java.util.Arrays.fill(wk.kT, i * ld + len, i * ld + ld, 0f);
+        for (int t = 0; t < len; t++) {
+            java.util.Arrays.fill(wk.att, t * ld, t * ld + ld, 0f);
+            for (int sb = 0; sb < t; sb += LANES) attentionLanes(wk, p, t, sb, chunk - t + sb);
+            float diag = 0f;
+            for (int i = 0; i < n; i++) diag = Math.fma(wk.rc[t * n + i] * uu[i], wk.kc[t * n + i], diag);
+            wk.att[t * ld + t] = diag;
+        }
+    }
+
+    private static void attentionLanes(Work wk, Powers p, int t, int sb, int revOff) {
+        int n = wk.n, ld = wk.ld, revLd = p.revLd;
+        FloatVector acc = FloatVector.zero(SPECIES);
+        for (int i = 0; i < n; i++) {
+            FloatVector kw = FloatVector.fromArray(SPECIES, wk.kT, i * ld + sb)
+                    .mul(FloatVector.fromArray(SPECIES, p.rev, i * revLd + revOff));
+            acc = kw.fma(FloatVector.broadcast(SPECIES, wk.rc[t * n + i]), acc);
+        }
+        acc.intoArray(wk.att, t * ld + sb);
+    }
+
+    /** s = diag(w^len) s + kt^T v. */
+    private static void advanceState(Work wk, Powers p, float[] s, int len) {
+        int n = wk.n;
+        for (int i = 0; i < n; i++) {
+            float wl = p.pow[len * n + i];
+            for (int j = 0; j < n; j++) s[i * n + j] *= wl;
+        }
+        gemmAcc(n, n, len, wk.ktT, wk.ld, wk.vc, n, s, n);
+    }
+
+    private static void fillRows(float[] a, int rows, int cols, int ld) {
+        for (int m = 0; m < rows; m++) java.util.Arrays.fill(a, m * ld, m * ld + cols, 0f);
+    }
+
+    /** dst[c][r] = src[r][c] for a rows x cols block. */
+    private static void transpose(float[] src, int rows, int cols, int lds, float[] dst, int ldd) {
+        for (int r = 0; r < rows; r++) for (int c = 0; c < cols; c++) dst[c * ldd + r] = src[r * lds + c];
+    }
+
+    // ---------------------------------------------------------------- small matrix products
+    /**
+     * c[m][j] += sum_p a[m][p] b[p][j] (m < rows, j < cols, p < depth; row strides lda, ldb, ldc). Every element is
+     * one chain of fused multiply-adds in increasing p, starting from its old value, whichever path computes it.
+     */
+    static void gemmAcc(int rows, int cols, int depth, float[] a, int lda, float[] b, int ldb, float[] c, int ldc) {
+        int j = 0;
+        for (; j + 2 * LANES <= cols; j += 2 * LANES) {
+            int m = 0;
+            for (; m + 4 <= rows; m += 4) kernel4x2(depth, a, m * lda, lda, b, j, ldb, c, m * ldc + j, ldc);
+            for (; m < rows; m++) kernel1x2(depth, a, m * lda, b, j, ldb, c, m * ldc + j);
+        }
+        for (; j + LANES <= cols; j += LANES) {
+            for (int m = 0; m < rows; m++) kernel1x1(depth, a, m * lda, b, j, ldb, c, m * ldc + j);
+        }
+        for (; j < cols; j++) {
+            for (int m = 0; m < rows; m++) {
+                float acc = c[m * ldc + j];
+                for (int q = 0; q < depth; q++) acc = Math.fma(a[m * lda + q], b[q * ldb + j], acc);
+                c[m * ldc + j] = acc;
+            }
+        }
+    }
+
+    private static void kernel4x2(int depth, float[] a, int a0, int lda, float[] b, int b0, int ldb, float[] c, int c0, int ldc) {
+        FloatVector c00 = FloatVector.fromArray(SPECIES, c, c0), c01 = FloatVector.fromArray(SPECIES, c, c0 + LANES);
+        FloatVector c10 = FloatVector.fromArray(SPECIES, c, c0 + ldc), c11 = FloatVector.fromArray(SPECIES, c, c0 + ldc + LANES);
+        FloatVector c20 = FloatVector.fromArray(SPECIES, c, c0 + 2 * ldc), c21 = FloatVector.fromArray(SPECIES, c, c0 + 2 * ldc + LANES);
+        FloatVector c30 = FloatVector.fromArray(SPECIES, c, c0 + 3 * ldc), c31 = FloatVector.fromArray(SPECIES, c, c0 + 3 * ldc + LANES);
+        for (int q = 0; q < depth; q++) {
+            FloatVector b0v = FloatVector.fromArray(SPECIES, b, q * ldb + b0);
+            FloatVector b1v = FloatVector.fromArray(SPECIES, b, q * ldb + b0 + LANES);
+            FloatVector x0 = FloatVector.broadcast(SPECIES, a[a0 + q]);
+            c00 = x0.fma(b0v, c00);
+            c01 = x0.fma(b1v, c01);
+            FloatVector x1 = FloatVector.broadcast(SPECIES, a[a0 + lda + q]);
+            c10 = x1.fma(b0v, c10);
+            c11 = x1.fma(b1v, c11);
+            FloatVector x2 = FloatVector.broadcast(SPECIES, a[a0 + 2 * lda + q]);
+            c20 = x2.fma(b0v, c20);
+            c21 = x2.fma(b1v, c21);
+            FloatVector x3 = FloatVector.broadcast(SPECIES, a[a0 + 3 * lda + q]);
+            c30 = x3.fma(b0v, c30);
+            c31 = x3.fma(b1v, c31);
+        }
+        c00.intoArray(c, c0);
+        c01.intoArray(c, c0 + LANES);
+        c10.intoArray(c, c0 + ldc);
+        c11.intoArray(c, c0 + ldc + LANES);
+        c20.intoArray(c, c0 + 2 * ldc);
+        c21.intoArray(c, c0 + 2 * ldc + LANES);
+        c30.intoArray(c, c0 + 3 * ldc);
+        c31.intoArray(c, c0 + 3 * ldc + LANES);
+    }
+
+    private static void kernel1x2(int depth, float[] a, int a0, float[] b, int b0, int ldb, float[] c, int c0) {
+        FloatVector c00 = FloatVector.fromArray(SPECIES, c, c0), c01 = FloatVector.fromArray(SPECIES, c, c0 + LANES);
+        for (int q = 0; q < depth; q++) {
+            FloatVector x0 = FloatVector.broadcast(SPECIES, a[a0 + q]);
+            c00 = x0.fma(FloatVector.fromArray(SPECIES, b, q * ldb + b0), c00);
+            c01 = x0.fma(FloatVector.fromArray(SPECIES, b, q * ldb + b0 + LANES), c01);
+        }
+        c00.intoArray(c, c0);
+        c01.intoArray(c, c0 + LANES);
+    }
+
+    private static void kernel1x1(int depth, float[] a, int a0, float[] b, int b0, int ldb, float[] c, int c0) {
+        FloatVector c00 = FloatVector.fromArray(SPECIES, c, c0);
+        for (int q = 0; q < depth; q++) {
+            c00 = FloatVector.broadcast(SPECIES, a[a0 + q]).fma(FloatVector.fromArray(SPECIES, b, q * ldb + b0), c00);
+        }
+        c00.intoArray(c, c0);
+    }
+}
