@@ -349,7 +349,7 @@ public final class CpuBackend implements Backend {
     public void wkvForward(Tensor r, Tensor k, Tensor v, Tensor w, Tensor u, Tensor state, Tensor y) {
         int heads = w.dim(0), n = w.dim(1), steps = r.rows();
         checkWkv(r, k, v, w, u, state, y);
-        boolean chunked = wkvImpl.chunked(steps, WkvChunkedCpu.AUTO_MIN_STEPS);
+        boolean chunked = wkvImpl.chunked(steps, n, WkvChunkedCpu.AUTO_MIN_STEPS);
         IntStream.range(0, heads).parallel().forEach(h -> {
             if (chunked) WkvChunkedCpu.forwardHead(h, n, r.cols(), steps, b(r), b(k), b(v), b(w), b(u), b(state), b(y));
             else WkvCpu.forwardHead(h, n, r.cols(), steps, b(r), b(k), b(v), b(w), b(u), b(state), b(y));
@@ -361,7 +361,7 @@ public final class CpuBackend implements Backend {
                             Tensor dState, Tensor dr, Tensor dk, Tensor dv, Tensor dw, Tensor du) {
         int heads = w.dim(0), n = w.dim(1), steps = r.rows();
         checkWkv(r, k, v, w, u, state0, dy);
-        boolean chunked = wkvImpl.chunked(steps, WkvChunkedCpu.AUTO_MIN_STEPS);
+        boolean chunked = wkvImpl.chunked(steps, n, WkvChunkedCpu.AUTO_MIN_STEPS);
         IntStream.range(0, heads).parallel().forEach(h -> {
             if (chunked) WkvChunkedCpu.backwardHead(h, n, r.cols(), steps, b(r), b(k), b(v), b(w), b(u), b(state0), b(dy),
                         b(dState), b(dr), b(dk), b(dv), b(dw), b(du));

@@ -354,7 +354,7 @@ public final class CudaBackend implements Backend {
         int n = checkWkv(r, k, v, w, u, state, y);
         int steps = r.rows();
         if (steps == 0) return;
-        if (wkvImpl.chunked(steps, WKV_CHUNKED_MIN_STEPS)) {
+        if (wkvImpl.chunked(steps, n, WKV_CHUNKED_MIN_STEPS)) {
             k("wkv5_chunked", "wkv5c_forward_n" + n + "_f32").launch(w.dim(0) * wkvTiles(n), KernelSources.WKV_CHUNK_THREADS, 0,
                     steps, r.cols(), t(r), t(k), t(v), t(w), t(u), t(state), t(y));
             return;
@@ -383,7 +383,7 @@ public final class CudaBackend implements Backend {
         sameSize(w, du, "wkvBackward du");
         int steps = r.rows(), heads = w.dim(0), c = r.cols();
         if (steps == 0) return;
-        if (wkvImpl.chunked(steps, WKV_CHUNKED_MIN_STEPS)) {
+        if (wkvImpl.chunked(steps, n, WKV_CHUNKED_MIN_STEPS)) {
             wkvBackwardChunked(n, steps, heads, c, r, k, v, w, u, state0, dy, dState, dr, dk, dv, dw, du);
             return;
         }
