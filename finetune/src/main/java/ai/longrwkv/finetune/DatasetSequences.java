@@ -40,6 +40,11 @@ public final class DatasetSequences implements Trainer.SequenceSource, AutoClose
     private final int ctxLen;
     private final LengthSchedule schedule;
     private final int sequencesPerStep;
+    /** Documents longer than ctx-len are trained as consecutive pieces (for --carry-state), not refused. */
+    private final boolean pieces;
+    private long[] pieceStarts;   // this epoch: index of the first piece of the epoch order's j-th document
+    private long pieceEpoch = -1;
+    private long piecesPerEpoch;
     private final long seed;
     private final long[] docStarts;
     private final int vocabHint;
@@ -52,13 +57,14 @@ public final class DatasetSequences implements Trainer.SequenceSource, AutoClose
     private int vocab = -1;
 
     private DatasetSequences(Path prefix, BinIdxDataset data, PackedDataset packed, Sampling sampling, LengthSchedule schedule,
-                             int sequencesPerStep, long seed, int vocabHint, int[] eligible, String fingerprint) {
+                             int sequencesPerStep, boolean pieces, long seed, int vocabHint, int[] eligible, String fingerprint) {
         this.prefix = prefix;
         this.data = data;
         this.packed = packed;
         this.sampling = sampling;
         this.schedule = schedule;
         this.sequencesPerStep = sequencesPerStep;
+        this.pieces = pieces;
         this.ctxLen = schedule.longest();
         this.seed = seed;
         this.vocabHint = vocabHint;
@@ -80,14 +86,17 @@ public final class DatasetSequences implements Trainer.SequenceSource, AutoClose
      */
     public static DatasetSequences open(Path prefix, int ctxLen, long seed, Sampling sampling) {
         if (ctxLen < 1) throw new IllegalArgumentException("--ctx-len must be >= 1, got " + ctxLen);
-        return open(prefix, LengthSchedule.constant(ctxLen), 1, seed, sampling);
+        return open(prefix, LengthSchedule.constant(ctxLen), 1, false, seed, sampling);
     }
 
     /**
      * As above with a length schedule; {@code sequencesPerStep} (micro-batch x grad-accum) maps a sequence index to
-     * its step. Every check that concerns the length uses the schedule's longest.
+     * its step. Every check that concerns the length uses the schedule's longest. {@code pieces} (documents sampling,
+     * for --carry-state): a document longer than ctx-len is not refused but trained as consecutive pieces of ctx-len
+     * tokens, each piece one sequence that {@link #continuesPrevious continues} the one before (in the longest
+     * phase; shorter phases draw whole documents that fit).
      */
-    public static DatasetSequences open(Path prefix, LengthSchedule schedule, int sequencesPerStep, long seed, Sampling sampling) {
+    public static DatasetSequences open(Path prefix, LengthSchedule schedule, int sequencesPerStep, boolean pieces, long seed, Sampling sampling) {
         int ctxLen = schedule.longest();
         if (sequencesPerStep < 1) throw new IllegalArgumentException("sequences per step must be >= 1, got " + sequencesPerStep);
         Path metaFile = BinIdxFormat.meta(prefix), segFile = BinIdxFormat.segments(prefix);
@@ -151,7 +160,7 @@ public final class DatasetSequences implements Trainer.SequenceSource, AutoClose
                 int longest = 0;
                 for (int d = 0; d < data.documentCount(); d++) longest = Math.max(longest, data.documentLength(d));
                 // a document of ctx-len + 1 tokens (e.g. ctx-len tokens and the end-of-text 0) gives ctx-len predictions
-                if (longest > ctxLen + 1) {
+                if (longest > ctxLen + 1 && !pieces) {
                     throw new IllegalArgumentException(prefix + ": its longest " + (packed != null ? "sequence" : "document") + " has "
                             + longest + " tokens, more than --ctx-len " + ctxLen + " (raise --ctx-len, or use --sampling windows)");
                 }
@@ -168,8 +177,10 @@ public final class DatasetSequences implements Trainer.SequenceSource, AutoClose
             }
             String fp = contentFingerprint(prefix, data, packed) + " kind=" + kind + " tokens=" + data.tokenCount() + " docs=" + data.documentCount()
                     + " sampling=" + s + " ctx=" + ctxLen + " seed=" + seed
-                    + (schedule.varies() ? " schedule=" + schedule + " per_step=" + sequencesPerStep : "");
-            DatasetSequences ds = new DatasetSequences(prefix, data, packed, s, schedule, sequencesPerStep, seed, vocabHint, eligible, fp);
+                    + (schedule.varies() ? " schedule=" + schedule + " per_step=" + sequencesPerStep : "")
+                    + (pieces && s == Sampling.DOCUMENTS ? " pieces" : "");
+            DatasetSequences ds = new DatasetSequences(prefix, data, packed, s, schedule, sequencesPerStep, pieces && s == Sampling.DOCUMENTS,
+                    seed, vocabHint, eligible, fp);
             if (s == Sampling.DOCUMENTS) {   // every phase must find documents that fit it: refused now, not at its first step
                 for (LengthSchedule.Phase ph : schedule.phases()) if (ph.longest() < ctxLen) ds.fitting(ph.longest());
             }
@@ -311,9 +322,56 @@ public final class DatasetSequences implements Trainer.SequenceSource, AutoClose
         }
     }
 
+    @Override
+    public boolean continuesPrevious(long index) {
+        if (index == 0) return false;
+        if (sampling == Sampling.STREAM) return true;
+        return pieces && schedule.limitOf(index, sequencesPerStep) >= ctxLen && piece(index)[1] > 0;
+    }
+
+    /** Pieces of a document of {@code length} tokens: ctx-len predictions each (the last one fewer). */
+    private int pieceCount(int length) {
+        return length <= ctxLen + 1 ? 1 : (int) ((length - 1 + (long) ctxLen - 1) / ctxLen);
+    }
+
+    /** {document, piece} of sequence {@code index} when documents are cut into pieces: the epoch order, piece by piece. */
+    private long[] piece(long index) {
+        if (piecesPerEpoch == 0) for (int d : eligible) piecesPerEpoch += pieceCount(data.documentLength(d));
+        long epoch = index / piecesPerEpoch, pos = index % piecesPerEpoch;
+        int[] ord = order(epoch);
+        if (pieceEpoch != epoch) {
+            pieceStarts = new long[ord.length];
+            long sum = 0;
+            for (int j = 0; j < ord.length; j++) {
+                pieceStarts[j] = sum;
+                sum += pieceCount(data.documentLength(eligible[ord[j]]));
+            }
+            pieceEpoch = epoch;
+        }
+        int j = Arrays.binarySearch(pieceStarts, pos);
+        if (j < 0) j = -j - 2;
+        while (j + 1 < pieceStarts.length && pieceStarts[j + 1] == pos) j++;   // (no document has zero pieces; kept for safety)
+        return new long[]{eligible[ord[j]], pos - pieceStarts[j]};
+    }
+
     private TokenSequence document(long index) {
         int limit = schedule.limitOf(index, sequencesPerStep);
         int doc;
+        if (limit >= ctxLen && pieces && packed == null) {
+            long[] dp = piece(index);
+            doc = (int) dp[0];
+            int[] all = data.document(doc);
+            checkTokens(all, docStarts[doc], index);
+            byte[] allFlags = data.mask(doc);
+            int from = (int) dp[1] * ctxLen, to = Math.min(all.length, from + ctxLen + 1);
+            int[] tokens = Arrays.copyOfRange(all, from, to);
+            byte[] flags = Arrays.copyOfRange(allFlags, from, to);
+            if (tokens.length == ctxLen + 1) {
+                return BinIdxDataset.toTrainingSequence(Arrays.copyOf(tokens, ctxLen), Arrays.copyOf(flags, ctxLen))
+                        .withLastTarget(tokens[ctxLen], flags[ctxLen]);
+            }
+            return BinIdxDataset.toTrainingSequence(tokens, flags);
+        }
         if (limit >= ctxLen) {
             int n = eligible.length;
             long epoch = index / n;

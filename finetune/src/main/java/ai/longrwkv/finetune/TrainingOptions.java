@@ -41,6 +41,11 @@ public final class TrainingOptions {
                     + " within a step only, each step starting from the tuned state (default: ${DEFAULT-VALUE}).")
     public String carryState;
 
+    @Option(names = "--carry-across-documents", description = "With --carry-state: also start a new document from the state the one before left"
+            + " (Buitrago and Gu's state passing; default: only a later piece of the same document, or the next slice of --sampling stream,"
+            + " continues from it). Documents longer than --ctx-len are trained as consecutive pieces when the state is carried.")
+    public boolean carryAcrossDocuments;
+
     @Option(names = "--chunk-len", defaultValue = "1024", description = "Tokens per BPTT chunk; memory grows with this, not with --ctx-len (default: ${DEFAULT-VALUE}).")
     public int chunkLen;
 
@@ -141,6 +146,9 @@ public final class TrainingOptions {
             throw new IllegalArgumentException("--chunk-len " + chunkLen + " is longer than the --ctx-len phase of " + schedule().allLengths()[0]);
         }
         CarryState carry = CarryState.parse(carryState == null ? "off" : carryState);
+        if (carryAcrossDocuments && carry == CarryState.OFF) {
+            throw new IllegalArgumentException("--carry-across-documents needs --carry-state stop or flow");
+        }
         if (carry == CarryState.FLOW && BpttMode.parse(bptt) != BpttMode.FULL) {
             throw new IllegalArgumentException("--carry-state flow needs --bptt full (truncated BPTT stops the gradient at every chunk end); use --carry-state stop");
         }
@@ -208,11 +216,15 @@ public final class TrainingOptions {
         long w = warmup != null ? warmup : defaultWarmup;
         return new Trainer.Config(mode, chunkLen, BpttMode.parse(bptt), microBatch, gradAccum, total,
                 new LrSchedule(lr, lrFinal, Math.min(w, total), total, LrSchedule.Kind.parse(schedule)),
-                weightDecay, gradClip, !noL2wrap, skipNonFinite, CarryState.parse(carryState == null ? "off" : carryState));
+                weightDecay, gradClip, !noL2wrap, skipNonFinite, carry(), carryAcrossDocuments);
+    }
+
+    private CarryState carry() {
+        return CarryState.parse(carryState == null ? "off" : carryState);
     }
 
     /** The training data with this run's length schedule and sequences per step. */
     public DatasetSequences openData() {
-        return DatasetSequences.open(data, schedule(), microBatch * gradAccum, seed, DatasetSequences.parseSampling(sampling));
+        return DatasetSequences.open(data, schedule(), microBatch * gradAccum, carry() != CarryState.OFF, seed, DatasetSequences.parseSampling(sampling));
     }
 }

@@ -75,20 +75,20 @@ class LengthScheduleTest {
         int[] lengths = new int[40];
         for (int d = 0; d < lengths.length; d++) lengths[d] = d % 2 == 0 ? 17 : 65;   // 16 or 64 predictions
         Path p = dataset("mix", "synthetic", lengths);
-        try (DatasetSequences ds = DatasetSequences.open(p, LengthSchedule.parse("16:5,64"), 2, 1, null)) {
+        try (DatasetSequences ds = DatasetSequences.open(p, LengthSchedule.parse("16:5,64"), 2, false, 1, null)) {
             for (int i = 0; i < 10; i++) assertEquals(17, ds.sequence(i).length(), "phase 1 (steps 1..5): short documents only, index " + i);
             Set<Integer> later = new HashSet<>();
             for (int i = 10; i < 60; i++) later.add(ds.sequence(i).length());
             assertEquals(Set.of(17, 64), later, "then both (a document of ctx-len + 1 tokens gives ctx-len inputs and a last target)");
         }
-        assertTrue(assertThrows(IllegalArgumentException.class, () -> DatasetSequences.open(p, LengthSchedule.parse("8:5,64"), 1, 1, null))
+        assertTrue(assertThrows(IllegalArgumentException.class, () -> DatasetSequences.open(p, LengthSchedule.parse("8:5,64"), 1, false, 1, null))
                 .getMessage().contains("no document fits the --ctx-len 8:5,64 phase of length 8"));
     }
 
     @Test
     void streamSamplingCutsConsecutiveSlicesOfThePhaseLength() throws IOException {
         Path p = dataset("text", "documents", new int[]{1000, 1000});
-        try (DatasetSequences ds = DatasetSequences.open(p, LengthSchedule.parse("8:2,16"), 1, 1, DatasetSequences.Sampling.STREAM)) {
+        try (DatasetSequences ds = DatasetSequences.open(p, LengthSchedule.parse("8:2,16"), 1, false, 1, DatasetSequences.Sampling.STREAM)) {
             TokenSequence a = ds.sequence(0), b = ds.sequence(1), c = ds.sequence(2);
             assertEquals(8, a.length());
             assertEquals(16, c.length());
@@ -102,7 +102,30 @@ class LengthScheduleTest {
             assertEquals(33, ds.sequence(3).tokens()[0]);
         }
         assertTrue(assertThrows(IllegalArgumentException.class,
-                () -> DatasetSequences.open(p, LengthSchedule.parse("8/16"), 1, 1, DatasetSequences.Sampling.STREAM)).getMessage()
+                () -> DatasetSequences.open(p, LengthSchedule.parse("8/16"), 1, false, 1, DatasetSequences.Sampling.STREAM)).getMessage()
                 .contains("mixes lengths in a phase"));
+    }
+
+    @Test
+    void longDocumentsAreTrainedAsConsecutivePiecesWhenTheStateIsCarried() throws IOException {
+        // documents of 33 and 17 tokens with ctx-len 16: 2 pieces and 1
+        Path p = dataset("long", "synthetic", new int[]{33, 17});
+        assertTrue(assertThrows(IllegalArgumentException.class, () -> DatasetSequences.open(p, LengthSchedule.parse("16"), 1, false, 1, null))
+                .getMessage().contains("more than --ctx-len 16"), "without pieces a long document is refused");
+        try (DatasetSequences ds = DatasetSequences.open(p, LengthSchedule.parse("16"), 1, true, 1, null)) {
+            for (int i = 0; i < 6; i++) assertEquals(16, ds.sequence(i).length(), "32 predictions = two pieces of 16; 16 = one");
+            // the 33-token document is made of tokens 1; the 17-token one of tokens 2
+            int firstOfLong = -1;
+            for (int i = 0; i < 3; i++) {
+                if (ds.sequence(i).tokens()[0] == 1) { firstOfLong = i; break; }
+            }
+            assertTrue(firstOfLong >= 0 && firstOfLong < 2);
+            assertFalse(ds.continuesPrevious(firstOfLong));
+            assertTrue(ds.continuesPrevious(firstOfLong + 1), "the second piece continues the first");
+            assertEquals(1, ds.sequence(firstOfLong + 1).tokens()[0]);
+            assertEquals(1, ds.sequence(firstOfLong + 1).targets()[15], "the last piece ends with the document's last token as target");
+            assertFalse(ds.continuesPrevious(firstOfLong == 0 ? 2 : 0), "the short document is a new one");
+            assertEquals(1, ds.sequence(firstOfLong).targets()[15], "a first piece's last target is the next piece's first token");
+        }
     }
 }

@@ -44,6 +44,13 @@ public final class Trainer implements AutoCloseable {
 
         /** Identifies the data (file names, sizes) so that a resume on other data is refused. */
         String fingerprint();
+
+        /**
+         * Whether sequence {@code index} continues the text of sequence index - 1 (the next piece of the same document,
+         * the next slice of a stream): --carry-state then starts it from that one's final state; otherwise from the
+         * initial state, unless the state is carried across documents too.
+         */
+        default boolean continuesPrevious(long index) { return false; }
     }
 
     public enum Mode { FULL, LORA, STATE }
@@ -51,9 +58,12 @@ public final class Trainer implements AutoCloseable {
     /**
      * @param carry state passing between consecutive sequences ({@link CarryState}); in STATE mode the state is carried
      *              within a step only: each step's first sequence starts from the tuned state, which is what is trained
+     * @param carryAcrossDocuments carry also into a sequence that does not continue the one before (a new document):
+     *              Buitrago and Gu's state passing; false: only within a document stream ({@link SequenceSource#continuesPrevious})
      */
     public record Config(Mode mode, int chunkLen, BpttMode bptt, int microBatch, int gradAccum, long steps,
-                         LrSchedule lr, double weightDecay, double gradClip, boolean l2Wrap, int skipNonFinite, CarryState carry) {
+                         LrSchedule lr, double weightDecay, double gradClip, boolean l2Wrap, int skipNonFinite, CarryState carry,
+                         boolean carryAcrossDocuments) {
         public Config {
             if (microBatch < 1 || gradAccum < 1) throw new IllegalArgumentException("--micro-batch and --grad-accum must be >= 1");
             if (steps < 1) throw new IllegalArgumentException("--steps must be >= 1");
@@ -64,10 +74,16 @@ public final class Trainer implements AutoCloseable {
             }
         }
 
+        /** State passing across documents too (when carry is not OFF). */
+        public Config(Mode mode, int chunkLen, BpttMode bptt, int microBatch, int gradAccum, long steps,
+                      LrSchedule lr, double weightDecay, double gradClip, boolean l2Wrap, int skipNonFinite, CarryState carry) {
+            this(mode, chunkLen, bptt, microBatch, gradAccum, steps, lr, weightDecay, gradClip, l2Wrap, skipNonFinite, carry, true);
+        }
+
         /** Without state passing. */
         public Config(Mode mode, int chunkLen, BpttMode bptt, int microBatch, int gradAccum, long steps,
                       LrSchedule lr, double weightDecay, double gradClip, boolean l2Wrap, int skipNonFinite) {
-            this(mode, chunkLen, bptt, microBatch, gradAccum, steps, lr, weightDecay, gradClip, l2Wrap, skipNonFinite, CarryState.OFF);
+            this(mode, chunkLen, bptt, microBatch, gradAccum, steps, lr, weightDecay, gradClip, l2Wrap, skipNonFinite, CarryState.OFF, false);
         }
 
         /** Whether a state crosses from one step to the next (and so must be in a checkpoint). */
@@ -82,7 +98,7 @@ public final class Trainer implements AutoCloseable {
         String fingerprint() {
             return mode + " chunk=" + chunkLen + " bptt=" + bptt + " micro=" + microBatch + " accum=" + gradAccum
                     + " lr=" + lr.lrInit() + " lr_final=" + lr.lrFinal() + " warmup=" + lr.warmupSteps() + " schedule=" + lr.kind()
-                    + " wd=" + weightDecay + " clip=" + gradClip + " l2wrap=" + l2Wrap + (carry == CarryState.OFF ? "" : " carry=" + carry.cliName());
+                    + " wd=" + weightDecay + " clip=" + gradClip + " l2wrap=" + l2Wrap + (carry == CarryState.OFF ? "" : " carry=" + carry.cliName() + (carryAcrossDocuments ? "+documents" : ""));
         }
     }
 
@@ -249,7 +265,11 @@ public final class Trainer implements AutoCloseable {
                         + " --state-at-boundary reset): --carry-state passes the state from one sequence into the next, use a pack without resets or --carry-state off");
             }
         }
-        RwkvState start = carried != null && cfg.mode() != Mode.STATE ? carried : initialState();
+        // which sequences start from the state before them: within a document stream, or always (across documents)
+        boolean[] continues = new boolean[micro];
+        for (int i = 0; i < micro; i++) continues[i] = cfg.carryAcrossDocuments() || data.continuesPrevious(step * micro + i);
+        RwkvState start = carried != null && cfg.mode() != Mode.STATE && continues[0] ? carried : initialState();
+        if (carried != null && start != carried) carried.close();
         carried = null;
         double lossSum = 0;
         int used = 0;
@@ -258,7 +278,11 @@ public final class Trainer implements AutoCloseable {
         if (cfg.carry() == CarryState.STOP) {
             for (int i = 0; i < micro; i++) {
                 boolean trained = seqs[i].lossPositions() > 0;
-                ChunkedBptt.Result r = ChunkedBptt.run(model, seqs[i], start, trained ? grads : null, opt, trained && stateGrad && i == 0, null);
+                if (i > 0 && !continues[i]) {   // a new document: from the initial state
+                    start.close();
+                    start = initialState();
+                }
+                ChunkedBptt.Result r = ChunkedBptt.run(model, seqs[i], start, trained ? grads : null, opt, trained && stateGrad && (i == 0 || !continues[i]), null);
                 start.close();
                 start = r.finalState();
                 if (trained) {
@@ -278,14 +302,19 @@ public final class Trainer implements AutoCloseable {
         starts[0] = start;
         try {
             for (int i = 0; i < micro; i++) {
-                starts[i + 1] = ChunkedBptt.run(model, seqs[i], starts[i], null, opt, false, null).finalState();
+                RwkvState end = ChunkedBptt.run(model, seqs[i], starts[i], null, opt, false, null).finalState();
+                if (i + 1 < micro && !continues[i + 1]) {   // a new document: from the initial state
+                    end.close();
+                    end = initialState();
+                }
+                starts[i + 1] = end;
             }
             RwkvState dNext = null;   // gradient of the later sequences' losses w.r.t. the final state of sequence i
             for (int i = micro - 1; i >= 0; i--) {
                 boolean trained = seqs[i].lossPositions() > 0;
                 ChunkedBptt.Result r;
                 if (trained || dNext != null) {
-                    r = ChunkedBptt.run(model, seqs[i], starts[i], grads, opt, i > 0 || stateGrad, null, dNext);
+                    r = ChunkedBptt.run(model, seqs[i], starts[i], grads, opt, (i > 0 && continues[i]) || stateGrad, null, dNext);
                 } else {
                     r = new ChunkedBptt.Result(0, 0, null, null);   // nothing after it depends on it yet: no gradient
                 }
@@ -297,8 +326,10 @@ public final class Trainer implements AutoCloseable {
                     tokens += seqs[i].length();
                     lossSum += r.loss();
                 }
-                if (i > 0) {
+                if (i > 0 && continues[i]) {
                     dNext = r.initialStateGrad();
+                } else if (i > 0) {
+                    addTimeStateGrad(r.initialStateGrad());   // it started from the initial state: state tuning trains that
                 } else {
                     addTimeStateGrad(r.initialStateGrad());
                 }

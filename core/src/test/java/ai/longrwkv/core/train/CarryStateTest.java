@@ -93,6 +93,40 @@ class CarryStateTest {
         }
     }
 
+    @Test
+    void withinADocumentStreamTheStateIsCarriedOnlyIntoTheNextPieceOfTheSameDocument() {
+        ModelWeights w = TestModels.random(TINY, 84);
+        List<int[]> seqs = tokens(3, 8);
+        Trainer.SequenceSource pieces = new Trainer.SequenceSource() {   // 0 and 1 one document, 2 a new one
+            @Override public TokenSequence sequence(long index) { return TokenSequence.nextToken(seqs.get((int) index)); }
+            @Override public String fingerprint() { return "pieces"; }
+            @Override public boolean continuesPrevious(long index) { return index == 1; }
+        };
+        try (Backend be = new CpuBackend(); Rwkv5Model m = Rwkv5Model.load(be, w, TINY.groupNormEps())) {
+            double[] fromZeros = new double[3];
+            double carriedInto1 = Double.NaN;
+            try (RwkvState z = m.newState()) {
+                for (int i = 0; i < 3; i++) {
+                    ChunkedBptt.Result r = ChunkedBptt.run(m, TokenSequence.nextToken(seqs.get(i)), z, null, opts(), false, null);
+                    if (i == 0) {
+                        ChunkedBptt.Result r1 = ChunkedBptt.run(m, TokenSequence.nextToken(seqs.get(1)), r.finalState(), null, opts(), false, null);
+                        carriedInto1 = r1.loss();
+                        r1.finalState().close();
+                    }
+                    r.finalState().close();
+                    fromZeros[i] = r.loss();
+                }
+            }
+            for (CarryState carry : new CarryState[]{CarryState.STOP, CarryState.FLOW}) {
+                Trainer.Config c = new Trainer.Config(Trainer.Mode.FULL, CHUNK, BpttMode.FULL, 3, 1, 1,
+                        new LrSchedule(TINY_LR, TINY_LR, 0, 1, LrSchedule.Kind.CONSTANT), 0, 0, false, 0, carry, false);
+                try (Trainer t = new Trainer(m, c, pieces, null, Set.of())) {
+                    assertEquals((fromZeros[0] + carriedInto1 + fromZeros[2]) / 3, t.trainStep().loss(), 1e-12, carry.cliName());
+                }
+            }
+        }
+    }
+
     /** The parameter gradients a one-step trainer leaves in its trainables (clipping off, lr 0). */
     private static List<float[]> stepGradients(Backend be, Rwkv5Model m, CarryState carry, List<int[]> seqs) {
         try (Trainer t = new Trainer(m, config(carry, 2, 1, TINY_LR), source(seqs), null, Set.of())) {
