@@ -103,7 +103,11 @@ public final class Trainer implements AutoCloseable {
     }
 
     /** What one optimizer step did. */
-    public record StepResult(long step, double loss, double lr, double gradNorm, long tokens, double seconds, boolean skipped) { }
+    public record StepResult(long step, double loss, double lr, double gradNorm, long tokens, double seconds, boolean skipped, boolean stateOnly) {
+        public StepResult(long step, double loss, double lr, double gradNorm, long tokens, double seconds, boolean skipped) {
+            this(step, loss, lr, gradNorm, tokens, seconds, skipped, false);
+        }
+    }
 
     /**
      * A step whose loss or gradient is NaN or infinite. An IllegalArgumentException: like bad input, the command
@@ -216,6 +220,12 @@ public final class Trainer implements AutoCloseable {
             used = sl.used;
             tokens = sl.tokens;
         }
+        if (used == 0 && cfg.carry() != CarryState.OFF) {
+            // --carry-state: a step inside a long document's untrained part only carries the state on; no update
+            step++;
+            tokensSeen += tokens;
+            return new StepResult(step, 0, cfg.lr().at(step - 1), 0, tokens, (System.nanoTime() - t0) / 1e9, false, true);
+        }
         if (used == 0) {
             throw new IllegalArgumentException(String.format("step %d: none of its %d sequences (data indices %d..%d) has a trained target "
                     + "(all loss-mask flags 0): nothing to learn from", step + 1, micro, step * micro, step * micro + micro - 1));
@@ -282,7 +292,12 @@ public final class Trainer implements AutoCloseable {
                     start.close();
                     start = initialState();
                 }
-                ChunkedBptt.Result r = ChunkedBptt.run(model, seqs[i], start, trained ? grads : null, opt, trained && stateGrad && (i == 0 || !continues[i]), null);
+                if (!trained) {   // nothing to learn here: only the state moves on
+                    advance(seqs[i], start);
+                    tokens += seqs[i].length();
+                    continue;
+                }
+                ChunkedBptt.Result r = ChunkedBptt.run(model, seqs[i], start, grads, opt, stateGrad && (i == 0 || !continues[i]), null);
                 start.close();
                 start = r.finalState();
                 if (trained) {
@@ -302,7 +317,8 @@ public final class Trainer implements AutoCloseable {
         starts[0] = start;
         try {
             for (int i = 0; i < micro; i++) {
-                RwkvState end = ChunkedBptt.run(model, seqs[i], starts[i], null, opt, false, null).finalState();
+                RwkvState end = starts[i].copy(be);
+                advance(seqs[i], end);
                 if (i + 1 < micro && !continues[i + 1]) {   // a new document: from the initial state
                     end.close();
                     end = initialState();
@@ -321,9 +337,9 @@ public final class Trainer implements AutoCloseable {
                 if (r.finalState() != null) r.finalState().close();
                 if (dNext != null) dNext.close();
                 dNext = null;
+                tokens += seqs[i].length();
                 if (trained) {
                     used++;
-                    tokens += seqs[i].length();
                     lossSum += r.loss();
                 }
                 if (i > 0 && continues[i]) {
@@ -339,6 +355,21 @@ public final class Trainer implements AutoCloseable {
             return new StreamLoss(lossSum, used, tokens);
         } finally {
             for (RwkvState s : starts) if (s != null) s.close();
+        }
+    }
+
+    /** Chunks of at least this many tokens when the state only has to move on (no head, no loss, no gradient). */
+    static final int ADVANCE_CHUNK = 1024;
+
+    /**
+     * Runs a sequence's tokens through the model from {@code state}, updating it in place: no logits, no loss. For
+     * sequences that only pass their state on (a document's pieces before its trained part), at eval speed.
+     */
+    private void advance(TokenSequence seq, RwkvState state) {
+        int c = Math.max(cfg.chunkLen(), ADVANCE_CHUNK);
+        int[] t = seq.tokens();
+        for (int from = 0; from < t.length; from += c) {
+            model.forward(java.util.Arrays.copyOfRange(t, from, Math.min(t.length, from + c)), state, false, false).close();
         }
     }
 
