@@ -172,6 +172,13 @@ header() {   # header SUMMARY: the lengths, as 256 .. 128k
   for m in untrained truncated full; do row "$out/eval-$m/summary.csv" 4 '%7.2f' "$m: mean over depths" mean; done
   for m in untrained truncated full; do row "$out/eval-$m/summary.csv" 5 '%7.3f' "$m: answer loss" mean; done
   echo
+  far=$((32 * chunk))
+  for m in untrained truncated full; do   # goal 1: every trial in the training lengths whose key is at least 32 chunks before the question
+    awk -F, -v far="$far" -v m="$m" -v chunk="$chunk" 'NR > 1 && $6 >= far && $1 <= 2048 { ok += $3 * $4; n += $3 }
+      END { printf "%-30s%7.2f  (%d trials at lengths <= 2048 with the key >= %d tokens = 32 chunks of %d before the question)\n", m ": key >= 32 chunks back", n ? ok / n : 0, n, far, chunk }' \
+      "$out/eval-$m/summary.csv"
+  done
+  echo
   echo "needle in real text (licence filler, $trials keys x depths $eval_depths %)"
   header "$out/eval-haystack-full/summary.csv"
   for m in truncated full; do row "$out/eval-haystack-$m/summary.csv" 4 '%7.2f' "$m: worst depth" min; done
