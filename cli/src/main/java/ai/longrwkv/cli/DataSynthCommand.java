@@ -51,13 +51,17 @@ final class DataSynthCommand implements Callable<Integer> {
     @Option(names = "--needles", defaultValue = "4", description = "Needles per multikey sample (default: ${DEFAULT-VALUE}).")
     int needles;
 
+    @Option(names = "--vary", description = "passkey: each sample draws its needle wording (5 variants, the Landmark one among them) and its key's"
+            + " number of digits (1..5); the question stays the eval's. For other fillers give --haystack.")
+    boolean vary;
+
     @Override
     public Integer call() {
         Tokenizer tokenizer = Tokenizers.parse(tokenizerSpec);
         List<Integer> lengthList = Lengths.parseList("--lengths", lengths);
         double[] depthList = parseDepths(depths);
         Haystack hay = haystack == null ? Haystack.synthetic(tokenizer) : Haystack.fromFile(haystack, tokenizer);
-        SynthTask synthTask = SynthTasks.create(task, tokenizer, hay, needles);
+        SynthTask synthTask = SynthTasks.create(task, tokenizer, hay, needles, vary);
         SynthDatasetWriter.Report r = SynthDatasetWriter.write(synthTask, tokenizer, tokenizerSpec.strip(), hay.name(), lengthList, count,
                 seed, depthList, out);
         System.out.printf("wrote %s.{bin,idx,mask,meta.json,samples.jsonl}: %,d %s samples, %,d tokens%n", r.prefix(), r.samples(),
