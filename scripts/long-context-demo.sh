@@ -20,7 +20,8 @@
 # 5. needle in real text: eval passkey --haystack (GPL-3, Apache-2.0, MPL-2.0, GFDL-1.3 from /usr/share/common-licenses)
 # 6. position loss on held-out licences of byte LMs trained (full vs truncated) on the other licences
 #
-# No downloads, no GPU. DEMO_* variables change the sizes; LONGRWKV may name another longrwkv command.
+# No downloads, no GPU. DEMO_* variables change the sizes; DEMO_REUSE=1 keeps trained models already in OUT_DIR
+# (to redo the evaluations); LONGRWKV may name another longrwkv command.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -36,10 +37,10 @@ short_steps="${DEMO_SHORT_STEPS:-10000}"
 stream_steps="${DEMO_STREAM_STEPS:-1500}"            # stage 3b (0 = skip)
 lr="${DEMO_LR:-1e-3}"
 stream_lr="${DEMO_STREAM_LR:-5e-4}"
-eval_lengths="${DEMO_EVAL_LENGTHS:-256,512,...,131072}"
+eval_lengths="${DEMO_EVAL_LENGTHS:-256,512,1k,2k,4k,8k,16k,32k,64k,128k}"
 eval_depths="${DEMO_EVAL_DEPTHS:-0,25,50,75,100}"
 trials="${DEMO_TRIALS:-4}"
-hay_lengths="${DEMO_HAY_LENGTHS:-512,1024,2048,4096,8192,32768,131072}"
+hay_lengths="${DEMO_HAY_LENGTHS:-512,1k,2k,4k,8k,32k,128k}"
 lm_steps="${DEMO_LM_STEPS:-1000}"
 lm_ctx="${DEMO_LM_CTX:-1024}"
 pl_ctx="${DEMO_PL_CTX:-8192}"
@@ -60,6 +61,10 @@ one_core() {   # a training run on one core (two go side by side)
 side_by_side() {   # side_by_side NAME CMD...: runs CMD with MODE=full and MODE=truncated at once, logs in NAME-MODE.log
   local name="$1"; shift
   local pids=() mode
+  if [ -n "${DEMO_REUSE:-}" ] && [ -f "$out/$name-full/rwkv-final.pth" ] && [ -f "$out/$name-truncated/rwkv-final.pth" ]; then
+    echo "   DEMO_REUSE: keeping $out/$name-{full,truncated}/rwkv-final.pth"
+    return
+  fi
   set -m
   for mode in full truncated; do
     ( MODE=$mode; eval "one_core $*" > "$out/$name-$mode.log" 2>&1 ) & pids+=($!)
