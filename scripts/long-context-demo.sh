@@ -117,6 +117,7 @@ say "4/6 eval passkey on new keys (seed $((seed + 1000))): lengths $eval_lengths
 evaluate() {   # evaluate NAME MODEL LABEL [extra eval options]
   local name="$1" model="$2" label="$3"; shift 3
   echo "-- $label"
+  if [ -n "${DEMO_REUSE:-}" ] && [ -f "$out/eval-$name/summary.csv" ]; then echo "   DEMO_REUSE: keeping $out/eval-$name"; return; fi
   run eval passkey --model "$model" --label "$label" --lengths "$eval_lengths" --depths "$eval_depths" --trials "$trials" \
       --seed "$((seed + 1000))" --chunk-len 1024 --out "$out/eval-$name" "$@"
 }
@@ -131,6 +132,7 @@ cat "$licenses/GPL-3" "$licenses/Apache-2.0" "$licenses/MPL-2.0" "$licenses/GFDL
 for m in full truncated; do
   model="$final_full"; [ $m = truncated ] && model="$final_truncated"
   echo "-- $m BPTT, licence haystack"
+  if [ -n "${DEMO_REUSE:-}" ] && [ -f "$out/eval-haystack-$m/summary.csv" ]; then echo "   DEMO_REUSE: keeping $out/eval-haystack-$m"; continue; fi
   run eval passkey --model "$model" --label "$m BPTT, licence haystack" --haystack "$out/data/haystack-licenses.txt" \
       --lengths "$hay_lengths" --depths "$eval_depths" --trials "$trials" --seed "$((seed + 2000))" --chunk-len 1024 --out "$out/eval-haystack-$m"
 done
@@ -150,6 +152,7 @@ run init --layers 2 --embd 64 --head-size 16 --vocab 256 --seed "$seed" --memory
     --memory-decay "$memory_decay" --out "$out/lm-init.safetensors"
 side_by_side lm finetune --model "$out/lm-init.safetensors" --data "$out/data/licenses-train" --ctx-len "$lm_ctx" --chunk-len "$chunk" \
     --bptt '$MODE' --steps "$lm_steps" --lr "$lr" --seed "$seed" --dtype fp32 --out "$out/lm-\$MODE"
+[ -n "${DEMO_REUSE:-}" ] && [ -f "$out/position-loss/position-loss.csv" ] && echo "   DEMO_REUSE: keeping $out/position-loss" || \
 run eval position-loss --data "$out/data/licenses-test" --ctx-len "$pl_ctx" --docs 4 --chunk-len 1024 --out "$out/position-loss" \
     --model "$out/lm-init.safetensors" --label untrained --model "$out/lm-truncated/rwkv-final.pth" --label "truncated BPTT" \
     --model "$out/lm-full/rwkv-final.pth" --label "full BPTT"
