@@ -61,6 +61,10 @@ final class DataSynthCommand implements Callable<Integer> {
     @Option(names = "--filler-chats", paramLabel = "FILE", description = "persona: filler exchanges from this chat or PIPPA jsonl file (default: generated small talk).")
     Path fillerChats;
 
+    @Option(names = "--vary", description = "passkey: each sample draws its needle wording (5 variants, the Landmark one among them) and its key's"
+            + " number of digits (1..5); the question stays the eval's. For other fillers give --haystack.")
+    boolean vary;
+
     @Override
     public Integer call() {
         Tokenizer tokenizer = Tokenizers.parse(tokenizerSpec);
@@ -71,6 +75,7 @@ final class DataSynthCommand implements Callable<Integer> {
             throw new IllegalArgumentException("--template, --facts and --filler-chats are options of the persona task, not of " + task);
         }
         if (persona && haystack != null) throw new IllegalArgumentException("--haystack is for passkey, niah and multikey; persona takes --filler-chats");
+        if (persona && vary) throw new IllegalArgumentException("--vary is an option of the passkey task, not of persona");
         SynthTask synthTask;
         String fillerName;
         if (persona) {
@@ -81,7 +86,7 @@ final class DataSynthCommand implements Callable<Integer> {
             fillerName = filler.name();
         } else {
             Haystack hay = haystack == null ? Haystack.synthetic(tokenizer) : Haystack.fromFile(haystack, tokenizer);
-            synthTask = SynthTasks.create(task, tokenizer, hay, needles);
+            synthTask = SynthTasks.create(task, tokenizer, hay, needles, vary);
             fillerName = hay.name();
         }
         SynthDatasetWriter.Report r = SynthDatasetWriter.write(synthTask, tokenizer, tokenizerSpec.strip(), fillerName, lengthList, count,

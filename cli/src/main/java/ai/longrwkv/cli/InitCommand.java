@@ -26,6 +26,10 @@ final class InitCommand implements Callable<Integer> {
     @Option(names = "--vocab", defaultValue = "65536", description = "Vocabulary size V (default: ${DEFAULT-VALUE}; 256 for bytes).") int vocab;
     @Option(names = "--seed", defaultValue = "1", description = "Random seed (default: ${DEFAULT-VALUE}).") long seed;
     @Option(names = "--out", required = true, description = "Output model: .safetensors (F32) or .pth / .pt (torch zip, --dtype), by extension; written atomically.") Path out;
+    @Option(names = "--memory-channels", defaultValue = "0", paramLabel = "K",
+            description = "Long-memory channels: the first K key channels of every head get time_decay --memory-decay (default: ${DEFAULT-VALUE} = x052 as is).") int memoryChannels;
+    @Option(names = "--memory-decay", defaultValue = "-16", paramLabel = "D",
+            description = "time_decay of the long-memory channels; the decay per token is exp(-exp(D)): -16 keeps 98.6% after 128k tokens (default: ${DEFAULT-VALUE}).") double memoryDecay;
     @Option(names = "--dtype", defaultValue = "bf16", description = "bf16 | fp16 | fp32 for .pth output (default: ${DEFAULT-VALUE}; safetensors output is F32).") String dtype;
 
     @Override
@@ -40,7 +44,14 @@ final class InitCommand implements Callable<Integer> {
         if (embd > (1 << 24)) throw new IllegalArgumentException("--embd " + embd + " is absurdly large (at most " + (1 << 24) + ")");
         ModelConfig cfg = ModelConfig.forInit(layers, embd, headSize, vocab);
         checkFits(cfg);
+        if (memoryChannels < 0 || memoryChannels > headSize) {
+            throw new IllegalArgumentException("--memory-channels must be 0.." + headSize + " (the head size), got " + memoryChannels);
+        }
+        if (!Double.isFinite(memoryDecay) || memoryDecay > 0) {
+            throw new IllegalArgumentException("--memory-decay must be a finite number <= 0 (decay per token exp(-exp(D))), got " + memoryDecay);
+        }
         ModelWeights w = ModelInit.x052(cfg, seed);
+        if (memoryChannels > 0) ModelInit.setMemoryChannels(w, cfg, memoryChannels, memoryDecay);
         if (format == ModelFiles.OutputFormat.PTH) {
             PthWriter.write(out, w, pthDtype, null);
         } else {

@@ -41,6 +41,9 @@ final class InspectCommand implements Callable<Integer> {
     @Option(names = "--tensors", description = "Also list every tensor with its shape and dtype.")
     boolean listTensors;
 
+    @Option(names = "--decay", description = "Also show each head's time_decay as memory lengths: 1/(1 - w) tokens per key channel, w = exp(-exp(time_decay)) the decay per token (reads the values).")
+    boolean decay;
+
     @Spec
     CommandSpec spec;
 
@@ -97,6 +100,7 @@ final class InspectCommand implements Callable<Integer> {
                 out.printf(Locale.ROOT, "  %-" + width + "s  %-20s %s%n", e.getKey(), Arrays.toString(e.getValue().shape()), e.getValue().dtype());
             }
         }
+        if (decay) printDecay(out, ModelFiles.load(file));
         out.flush();
         return 0;
     }
@@ -169,6 +173,45 @@ final class InspectCommand implements Callable<Integer> {
 
     private static String withoutSource(String message, String source) {
         return message.startsWith(source + ": ") ? message.substring(source.length() + 2) : message;
+    }
+
+    /**
+     * Per layer and head, the key channels' memory 1/(1 - w) in tokens, longest first: what a channel keeps of a value
+     * written that long ago is 1/e. Channels over 100k tokens are the ones that can carry a pass key across 128k.
+     */
+    static void printDecay(PrintWriter out, ModelWeights w) {
+        out.println("time_decay as memory (tokens until 1/e; w = exp(-exp(time_decay)) per token), channels longest first:");
+        for (int l = 0; ; l++) {
+            String key = "blocks." + l + ".att.time_decay";
+            if (!w.keys().contains(key)) {
+                if (l == 0) out.println("  (no blocks.0.att.time_decay: not an x052 model)");
+                break;
+            }
+            HostTensor t = w.get(key);
+            int heads = t.shape().length == 2 ? t.dim(0) : 1;
+            int n = t.size() / heads;
+            for (int h = 0; h < heads; h++) {
+                double[] mem = new double[n];
+                for (int i = 0; i < n; i++) {
+                    double rate = Math.exp(t.data()[h * n + i]);   // -ln w
+                    mem[i] = 1 / -Math.expm1(-rate);
+                }
+                Arrays.sort(mem);
+                StringBuilder b = new StringBuilder();
+                int longMemory = 0;
+                for (int i = n - 1; i >= 0; i--) {
+                    b.append(' ').append(memory(mem[i]));
+                    if (mem[i] > 1e5) longMemory++;
+                }
+                out.printf(Locale.ROOT, "  layer %d head %d (%d of %d over 100k):%s%n", l, h, longMemory, n, b);
+            }
+        }
+    }
+
+    private static String memory(double tokens) {
+        if (tokens >= 1e6) return String.format(Locale.ROOT, "%.0fM", tokens / 1e6);
+        if (tokens >= 1e3) return String.format(Locale.ROOT, "%.0fk", tokens / 1e3);
+        return String.format(Locale.ROOT, "%.0f", tokens);
     }
 
     private static String describe(ModelFiles.Format f) {

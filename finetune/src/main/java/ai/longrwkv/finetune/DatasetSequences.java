@@ -24,16 +24,27 @@ import java.util.SplittableRandom;
  *   <li>{@code documents} (default for {@code data pack} and {@code data synth} output): each document or packed
  *   sequence is one training sequence, in a shuffled order per epoch; packed sequences made with
  *   {@code --state-at-boundary reset} reset the state at each document start.</li>
+ *   <li>{@code stream}: consecutive ctx-len slices of the flat token stream, in order (wrapping around at its end):
+ *   with {@code --carry-state} each sequence continues the text, and the state, where the one before stopped.</li>
  * </ul>
+ * A {@link LengthSchedule} (--ctx-len 512:2000,2048) changes the length by step: windows and stream cut sequences of
+ * the phase's length; documents draws only documents that fit the phase's longest length.
  */
 public final class DatasetSequences implements Trainer.SequenceSource, AutoCloseable {
-    public enum Sampling { WINDOWS, DOCUMENTS }
+    public enum Sampling { WINDOWS, DOCUMENTS, STREAM }
 
     private final Path prefix;
     private final BinIdxDataset data;
     private final PackedDataset packed;
     private final Sampling sampling;
     private final int ctxLen;
+    private final LengthSchedule schedule;
+    private final int sequencesPerStep;
+    /** Documents longer than ctx-len are trained as consecutive pieces (for --carry-state), not refused. */
+    private final boolean pieces;
+    private long[] pieceStarts;   // this epoch: index of the first piece of the epoch order's j-th document
+    private long pieceEpoch = -1;
+    private long piecesPerEpoch;
     private final long seed;
     private final long[] docStarts;
     private final int vocabHint;
@@ -45,13 +56,16 @@ public final class DatasetSequences implements Trainer.SequenceSource, AutoClose
     private final String fingerprint;
     private int vocab = -1;
 
-    private DatasetSequences(Path prefix, BinIdxDataset data, PackedDataset packed, Sampling sampling, int ctxLen, long seed, int vocabHint,
-                             int[] eligible, String fingerprint) {
+    private DatasetSequences(Path prefix, BinIdxDataset data, PackedDataset packed, Sampling sampling, LengthSchedule schedule,
+                             int sequencesPerStep, boolean pieces, long seed, int vocabHint, int[] eligible, String fingerprint) {
         this.prefix = prefix;
         this.data = data;
         this.packed = packed;
         this.sampling = sampling;
-        this.ctxLen = ctxLen;
+        this.schedule = schedule;
+        this.sequencesPerStep = sequencesPerStep;
+        this.pieces = pieces;
+        this.ctxLen = schedule.longest();
         this.seed = seed;
         this.vocabHint = vocabHint;
         this.eligible = eligible;
@@ -72,6 +86,19 @@ public final class DatasetSequences implements Trainer.SequenceSource, AutoClose
      */
     public static DatasetSequences open(Path prefix, int ctxLen, long seed, Sampling sampling) {
         if (ctxLen < 1) throw new IllegalArgumentException("--ctx-len must be >= 1, got " + ctxLen);
+        return open(prefix, LengthSchedule.constant(ctxLen), 1, false, seed, sampling);
+    }
+
+    /**
+     * As above with a length schedule; {@code sequencesPerStep} (micro-batch x grad-accum) maps a sequence index to
+     * its step. Every check that concerns the length uses the schedule's longest. {@code pieces} (documents sampling,
+     * for --carry-state): a document longer than ctx-len is not refused but trained as consecutive pieces of ctx-len
+     * tokens, each piece one sequence that {@link #continuesPrevious continues} the one before (in the longest
+     * phase; shorter phases draw whole documents that fit).
+     */
+    public static DatasetSequences open(Path prefix, LengthSchedule schedule, int sequencesPerStep, boolean pieces, long seed, Sampling sampling) {
+        int ctxLen = schedule.longest();
+        if (sequencesPerStep < 1) throw new IllegalArgumentException("sequences per step must be >= 1, got " + sequencesPerStep);
         Path metaFile = BinIdxFormat.meta(prefix), segFile = BinIdxFormat.segments(prefix);
         Path samplesFile = BinIdxFormat.sibling(prefix, ".samples.jsonl");
         JsonObject meta = DatasetMeta.read(prefix);   // refuses a metadata file that is there but unusable
@@ -96,7 +123,15 @@ public final class DatasetSequences implements Trainer.SequenceSource, AutoClose
         BinIdxDataset data = packed != null ? packed.binIdx() : BinIdxDataset.open(prefix);
         try {
             Sampling s = sampling != null ? sampling : kind.equals("documents") ? Sampling.WINDOWS : Sampling.DOCUMENTS;
-            if (packed != null && s == Sampling.WINDOWS) {
+            if (s == Sampling.STREAM) {
+                for (LengthSchedule.Phase ph : schedule.phases()) {
+                    if (ph.lengths().length > 1) {
+                        throw new IllegalArgumentException("--sampling stream cuts consecutive slices of one length per phase: --ctx-len " + schedule
+                                + " mixes lengths in a phase (use windows or documents sampling for that)");
+                    }
+                }
+            }
+            if (packed != null && s != Sampling.DOCUMENTS) {
                 throw new IllegalArgumentException(prefix + " is a packed dataset: train on its sequences (--sampling documents)");
             }
             if (!data.hasMask()) {
@@ -115,7 +150,7 @@ public final class DatasetSequences implements Trainer.SequenceSource, AutoClose
                         + " nothing to learn. Chat data trains the assistant turns (roles assistant, gpt, model, bot, char);"
                         + " `data build --train-on all` trains every token");
             }
-            if (s == Sampling.WINDOWS && data.tokenCount() < ctxLen + 1L) {
+            if (s != Sampling.DOCUMENTS && data.tokenCount() < ctxLen + 1L) {
                 throw new IllegalArgumentException(prefix + " has " + data.tokenCount() + " tokens, fewer than --ctx-len + 1 = " + (ctxLen + 1)
                         + ": use a smaller --ctx-len or more data");
             }
@@ -125,7 +160,7 @@ public final class DatasetSequences implements Trainer.SequenceSource, AutoClose
                 int longest = 0;
                 for (int d = 0; d < data.documentCount(); d++) longest = Math.max(longest, data.documentLength(d));
                 // a document of ctx-len + 1 tokens (e.g. ctx-len tokens and the end-of-text 0) gives ctx-len predictions
-                if (longest > ctxLen + 1) {
+                if (longest > ctxLen + 1 && !pieces) {
                     throw new IllegalArgumentException(prefix + ": its longest " + (packed != null ? "sequence" : "document") + " has "
                             + longest + " tokens, more than --ctx-len " + ctxLen + " (raise --ctx-len, or use --sampling windows)");
                 }
@@ -141,8 +176,15 @@ public final class DatasetSequences implements Trainer.SequenceSource, AutoClose
                 }
             }
             String fp = contentFingerprint(prefix, data, packed) + " kind=" + kind + " tokens=" + data.tokenCount() + " docs=" + data.documentCount()
-                    + " sampling=" + s + " ctx=" + ctxLen + " seed=" + seed;
-            return new DatasetSequences(prefix, data, packed, s, ctxLen, seed, vocabHint, eligible, fp);
+                    + " sampling=" + s + " ctx=" + ctxLen + " seed=" + seed
+                    + (schedule.varies() ? " schedule=" + schedule + " per_step=" + sequencesPerStep : "")
+                    + (pieces && s == Sampling.DOCUMENTS ? " pieces" : "");
+            DatasetSequences ds = new DatasetSequences(prefix, data, packed, s, schedule, sequencesPerStep, pieces && s == Sampling.DOCUMENTS,
+                    seed, vocabHint, eligible, fp);
+            if (s == Sampling.DOCUMENTS) {   // every phase must find documents that fit it: refused now, not at its first step
+                for (LengthSchedule.Phase ph : schedule.phases()) if (ph.longest() < ctxLen) ds.fitting(ph.longest());
+            }
+            return ds;
         } catch (RuntimeException e) {
             if (packed != null) packed.close(); else data.close();
             throw e;
@@ -196,7 +238,8 @@ public final class DatasetSequences implements Trainer.SequenceSource, AutoClose
         return switch (s.toLowerCase(Locale.ROOT)) {
             case "windows" -> Sampling.WINDOWS;
             case "documents" -> Sampling.DOCUMENTS;
-            default -> throw new IllegalArgumentException("--sampling must be windows or documents, got '" + s + "'");
+            case "stream" -> Sampling.STREAM;
+            default -> throw new IllegalArgumentException("--sampling must be windows, documents or stream, got '" + s + "'");
         };
     }
 
@@ -209,7 +252,39 @@ public final class DatasetSequences implements Trainer.SequenceSource, AutoClose
 
     @Override
     public TokenSequence sequence(long index) {
-        return sampling == Sampling.WINDOWS ? window(index) : document(index);
+        return switch (sampling) {
+            case WINDOWS -> window(index);
+            case DOCUMENTS -> document(index);
+            case STREAM -> streamSlice(index);
+        };
+    }
+
+    /** The length schedule (a single length unless --ctx-len gave phases). */
+    public LengthSchedule schedule() { return schedule; }
+
+    /**
+     * Sequence {@code index} of the stream: the slice that starts where sequence index - 1 ended (the sum of the
+     * lengths before it), taken modulo the room for a slice of its length; with its next token as the last target.
+     */
+    private TokenSequence streamSlice(long index) {
+        int len = schedule.lengthOf(index, sequencesPerStep, seed);
+        long before = 0;
+        long remaining = index;
+        for (LengthSchedule.Phase ph : schedule.phases()) {
+            long n = ph.steps() == Long.MAX_VALUE ? Long.MAX_VALUE : ph.steps() * sequencesPerStep;
+            long here = Math.min(remaining, n);
+            before += here * ph.lengths()[0];
+            remaining -= here;
+            if (remaining == 0) break;
+        }
+        before += remaining * len;   // past the schedule: its last phase goes on
+        long room = data.tokenCount() - len;   // a slice needs len + 1 tokens: inputs and the last target
+        long start = Math.floorMod(before, room);
+        int[] tokens = new int[len + 1];
+        data.readTokens(start, tokens, 0, len + 1);
+        checkTokens(tokens, start, index);
+        byte[] flags = flatFlags(start, len + 1);
+        return BinIdxDataset.toTrainingSequence(Arrays.copyOf(tokens, len), Arrays.copyOf(flags, len)).withLastTarget(tokens[len], flags[len]);
     }
 
     /** Windows drawn for one index before giving up on finding a trained target in one. */
@@ -217,17 +292,18 @@ public final class DatasetSequences implements Trainer.SequenceSource, AutoClose
 
     private TokenSequence window(long index) {
         SplittableRandom rnd = new SplittableRandom(seed * 0x9E3779B97F4A7C15L + index);
+        int len = schedule.lengthOf(index, sequencesPerStep, seed);
         for (int attempt = 0; attempt < WINDOW_TRIES; attempt++) {
-            long start = rnd.nextLong(data.tokenCount() - ctxLen);
-            int[] tokens = new int[ctxLen + 1];
-            data.readTokens(start, tokens, 0, ctxLen + 1);
+            long start = rnd.nextLong(data.tokenCount() - len);
+            int[] tokens = new int[len + 1];
+            data.readTokens(start, tokens, 0, len + 1);
             checkTokens(tokens, start, index);
-            byte[] flags = flatFlags(start, ctxLen + 1);
-            TokenSequence seq = BinIdxDataset.toTrainingSequence(Arrays.copyOf(tokens, ctxLen), Arrays.copyOf(flags, ctxLen))
-                    .withLastTarget(tokens[ctxLen], flags[ctxLen]);
+            byte[] flags = flatFlags(start, len + 1);
+            TokenSequence seq = BinIdxDataset.toTrainingSequence(Arrays.copyOf(tokens, len), Arrays.copyOf(flags, len))
+                    .withLastTarget(tokens[len], flags[len]);
             if (seq.lossPositions() > 0) return seq;   // else draw again: a window with no target would train on L2Wrap alone
         }
-        throw new IllegalArgumentException(prefix + ": " + WINDOW_TRIES + " random windows of " + (ctxLen + 1) + " tokens in a row have no trained"
+        throw new IllegalArgumentException(prefix + ": " + WINDOW_TRIES + " random windows of " + (len + 1) + " tokens in a row have no trained"
                 + " token (training sequence " + index + "): the trained tokens are too sparse for windows; use --sampling documents");
     }
 
@@ -246,10 +322,66 @@ public final class DatasetSequences implements Trainer.SequenceSource, AutoClose
         }
     }
 
+    @Override
+    public boolean continuesPrevious(long index) {
+        if (index == 0) return false;
+        if (sampling == Sampling.STREAM) return true;
+        return pieces && schedule.limitOf(index, sequencesPerStep) >= ctxLen && piece(index)[1] > 0;
+    }
+
+    /** Pieces of a document of {@code length} tokens: ctx-len predictions each (the last one fewer). */
+    private int pieceCount(int length) {
+        return length <= ctxLen + 1 ? 1 : (int) ((length - 1 + (long) ctxLen - 1) / ctxLen);
+    }
+
+    /** {document, piece} of sequence {@code index} when documents are cut into pieces: the epoch order, piece by piece. */
+    private long[] piece(long index) {
+        if (piecesPerEpoch == 0) for (int d : eligible) piecesPerEpoch += pieceCount(data.documentLength(d));
+        long epoch = index / piecesPerEpoch, pos = index % piecesPerEpoch;
+        int[] ord = order(epoch);
+        if (pieceEpoch != epoch) {
+            pieceStarts = new long[ord.length];
+            long sum = 0;
+            for (int j = 0; j < ord.length; j++) {
+                pieceStarts[j] = sum;
+                sum += pieceCount(data.documentLength(eligible[ord[j]]));
+            }
+            pieceEpoch = epoch;
+        }
+        int j = Arrays.binarySearch(pieceStarts, pos);
+        if (j < 0) j = -j - 2;
+        while (j + 1 < pieceStarts.length && pieceStarts[j + 1] == pos) j++;   // (no document has zero pieces; kept for safety)
+        return new long[]{eligible[ord[j]], pos - pieceStarts[j]};
+    }
+
     private TokenSequence document(long index) {
-        int n = eligible.length;
-        long epoch = index / n;
-        int doc = eligible[order(epoch)[(int) (index % n)]];
+        int limit = schedule.limitOf(index, sequencesPerStep);
+        int doc;
+        if (limit >= ctxLen && pieces && packed == null) {
+            long[] dp = piece(index);
+            doc = (int) dp[0];
+            int[] all = data.document(doc);
+            checkTokens(all, docStarts[doc], index);
+            byte[] allFlags = data.mask(doc);
+            int from = (int) dp[1] * ctxLen, to = Math.min(all.length, from + ctxLen + 1);
+            int[] tokens = Arrays.copyOfRange(all, from, to);
+            byte[] flags = Arrays.copyOfRange(allFlags, from, to);
+            if (tokens.length == ctxLen + 1) {
+                return BinIdxDataset.toTrainingSequence(Arrays.copyOf(tokens, ctxLen), Arrays.copyOf(flags, ctxLen))
+                        .withLastTarget(tokens[ctxLen], flags[ctxLen]);
+            }
+            return BinIdxDataset.toTrainingSequence(tokens, flags);
+        }
+        if (limit >= ctxLen) {
+            int n = eligible.length;
+            long epoch = index / n;
+            doc = eligible[order(epoch)[(int) (index % n)]];
+        } else {
+            // an earlier, shorter phase: only the documents that fit it, in their own shuffled order per epoch
+            int[] fit = fitting(limit);
+            int n = fit.length;
+            doc = fit[permutation(n, seed * 31 + index / n + 0x51ED27L * limit)[(int) (index % n)]];
+        }
         if (packed != null) {
             PackedDataset.Sequence s = packed.sequence(doc);
             checkTokens(s.tokens(), docStarts[doc], index);
@@ -272,20 +404,38 @@ public final class DatasetSequences implements Trainer.SequenceSource, AutoClose
     /** A permutation of the documents for an epoch (Fisher-Yates from a seed per epoch). */
     private int[] order(long epoch) {
         if (epoch != cachedEpoch) {
-            int n = eligible.length;
-            int[] p = new int[n];
-            for (int i = 0; i < n; i++) p[i] = i;
-            SplittableRandom rnd = new SplittableRandom(seed * 31 + epoch);
-            for (int i = n - 1; i > 0; i--) {
-                int j = rnd.nextInt(i + 1);
-                int t = p[i];
-                p[i] = p[j];
-                p[j] = t;
-            }
-            cachedOrder = p;
+            cachedOrder = permutation(eligible.length, seed * 31 + epoch);
             cachedEpoch = epoch;
         }
         return cachedOrder;
+    }
+
+    private static int[] permutation(int n, long seed) {
+        int[] p = new int[n];
+        for (int i = 0; i < n; i++) p[i] = i;
+        SplittableRandom rnd = new SplittableRandom(seed);
+        for (int i = n - 1; i > 0; i--) {
+            int j = rnd.nextInt(i + 1);
+            int t = p[i];
+            p[i] = p[j];
+            p[j] = t;
+        }
+        return p;
+    }
+
+    private final java.util.Map<Integer, int[]> fittingCache = new java.util.HashMap<>();
+
+    /** The eligible documents of at most limit + 1 tokens (limit predictions); refused if there are none. */
+    private int[] fitting(int limit) {
+        int[] cached = fittingCache.get(limit);
+        if (cached != null) return cached;
+        int[] out = Arrays.stream(eligible).filter(d -> data.documentLength(d) <= limit + 1).toArray();
+        if (out.length == 0) {
+            throw new IllegalArgumentException(prefix + ": no document fits the --ctx-len " + schedule + " phase of length " + limit
+                    + " (each document is one training sequence with documents sampling): make shorter ones, e.g. data synth --lengths " + limit);
+        }
+        fittingCache.put(limit, out);
+        return out;
     }
 
     /** Loss flags of tokens [start, start + length) of the flat stream. */

@@ -65,7 +65,7 @@ public final class FinetuneCommand implements Callable<Integer> {
         ModelWeights weights = TrainingRun.loadOrInit(model, init, train.seed);
         Path dir = train.createOutDir();
         try (Backend be = TrainingRun.backend(train.device);
-             DatasetSequences data = DatasetSequences.open(train.data, train.ctxLen, train.seed, DatasetSequences.parseSampling(train.sampling));
+             DatasetSequences data = train.openData();
              Rwkv5Model rm = Rwkv5Model.load(be, weights, TrainingRun.groupNormEps(weights, train.gnEps))) {
             ModelConfig cfg = rm.config();
             TrainingRun.checkVocab(data, cfg, train.data);
@@ -84,9 +84,9 @@ public final class FinetuneCommand implements Callable<Integer> {
             rm.setLora(lora);
             String fingerprint = TrainingRun.runFingerprint(TrainingRun.modelIdentity(model, init, train.seed), cfg, "mode=" + mode
                     + (lora != null ? " r=" + loraR + " alpha=" + loraAlpha + " targets=" + loraTargets + " extra=" + extra : ""));
-            System.out.printf("finetune (%s) %s: %s, %,d params; data %s (%,d tokens, %s); ctx %d, chunk %d, bptt %s, %d steps%n",
+            System.out.printf("finetune (%s) %s: %s, %,d params; data %s (%,d tokens, %s); ctx %s, chunk %d, bptt %s, %d steps%n",
                     mode, weights.source(), cfg, cfg.parameterCount(), train.data, data.tokenCount(), data.sampling().name().toLowerCase(),
-                    train.ctxLen, train.chunkLen, train.bptt, train.totalSteps());
+                    train.schedule(), train.chunkLen, train.bptt, train.totalSteps());
             try (Trainer trainer = new Trainer(rm, train.trainerConfig(m, lr, finalLr, 0), data, lora, extra)) {
                 TrainingRun.run(trainer, train, fingerprint);
                 if (m == Trainer.Mode.FULL) {

@@ -1,6 +1,7 @@
 package ai.longrwkv.finetune;
 
 import ai.longrwkv.core.train.BpttMode;
+import ai.longrwkv.core.train.CarryState;
 import ai.longrwkv.core.train.LrSchedule;
 import ai.longrwkv.core.train.Trainer;
 import picocli.CommandLine.Option;
@@ -15,8 +16,35 @@ public final class TrainingOptions {
     @Option(names = "--data", required = true, description = "Dataset prefix from `longrwkv data build | pack | synth` (PREFIX.bin/.idx[/.mask]).")
     public Path data;
 
-    @Option(names = "--ctx-len", required = true, description = "Tokens per training sequence (e.g. 131072).")
+    /** The longest training sequence (the whole run's length unless --ctx-len is a schedule). */
     public int ctxLen;
+
+    /** --ctx-len as given; null: ctxLen for the whole run. */
+    public LengthSchedule ctxSchedule;
+
+    @Option(names = "--ctx-len", required = true, paramLabel = "L|L:STEPS,...",
+            description = "Tokens per training sequence (e.g. 131072), or a length curriculum: 512:2000,1k/2k:1000,2k = 512 for 2000 steps, "
+                    + "then 1k or 2k drawn per sequence for 1000 steps, then 2k (with documents sampling: documents of at most that length).")
+    void ctxLen(String spec) {
+        ctxSchedule = LengthSchedule.parse(spec);
+        ctxLen = ctxSchedule.longest();
+    }
+
+    /** The length schedule: --ctx-len's, or ctxLen throughout. */
+    public LengthSchedule schedule() {
+        return ctxSchedule != null && ctxSchedule.longest() == ctxLen ? ctxSchedule : LengthSchedule.constant(ctxLen);
+    }
+
+    @Option(names = "--carry-state", defaultValue = "off", paramLabel = "off|stop|flow",
+            description = "State passing: each sequence starts from the final state of the one before it (use --sampling stream for consecutive text)."
+                    + " stop: no gradient crosses; flow: within a step the gradient flows back across (needs --bptt full). State tuning carries"
+                    + " within a step only, each step starting from the tuned state (default: ${DEFAULT-VALUE}).")
+    public String carryState;
+
+    @Option(names = "--carry-across-documents", description = "With --carry-state: also start a new document from the state the one before left"
+            + " (Buitrago and Gu's state passing; default: only a later piece of the same document, or the next slice of --sampling stream,"
+            + " continues from it). Documents longer than --ctx-len are trained as consecutive pieces when the state is carried.")
+    public boolean carryAcrossDocuments;
 
     @Option(names = "--chunk-len", defaultValue = "1024", description = "Tokens per BPTT chunk; memory grows with this, not with --ctx-len (default: ${DEFAULT-VALUE}).")
     public int chunkLen;
@@ -24,7 +52,7 @@ public final class TrainingOptions {
     @Option(names = "--bptt", defaultValue = "full", description = "full (exact gradient across chunks) | truncated (default: ${DEFAULT-VALUE}).")
     public String bptt;
 
-    @Option(names = "--sampling", description = "windows (random ctx-len windows of the token stream) | documents (one document or packed sequence per step); default by dataset kind.")
+    @Option(names = "--sampling", description = "windows (random ctx-len windows of the token stream) | documents (one document or packed sequence per step) | stream (consecutive ctx-len slices, in order); default by dataset kind.")
     public String sampling;
 
     @Option(names = "--micro-batch", defaultValue = "1", description = "Sequences per micro-batch (default: ${DEFAULT-VALUE}).")
@@ -108,9 +136,21 @@ public final class TrainingOptions {
         if (ctxLen < 1) throw new IllegalArgumentException("--ctx-len must be >= 1, got " + ctxLen);
         if (chunkLen < 1) throw new IllegalArgumentException("--chunk-len must be >= 1, got " + chunkLen);
         if (chunkLen > ctxLen) throw new IllegalArgumentException("--chunk-len " + chunkLen + " is longer than --ctx-len " + ctxLen);
-        if (ctxLen % chunkLen != 0) {
-            throw new IllegalArgumentException("--ctx-len " + ctxLen + " is not a multiple of --chunk-len " + chunkLen
-                    + " (the last chunk would be " + (ctxLen % chunkLen) + " tokens); try --chunk-len " + largestDivisorAtMost(ctxLen, chunkLen));
+        for (int len : schedule().allLengths()) {
+            if (len % chunkLen != 0) {
+                throw new IllegalArgumentException("--ctx-len " + len + " is not a multiple of --chunk-len " + chunkLen
+                        + " (the last chunk would be " + (len % chunkLen) + " tokens); try --chunk-len " + largestDivisorAtMost(len, chunkLen));
+            }
+        }
+        if (chunkLen > schedule().allLengths()[0]) {
+            throw new IllegalArgumentException("--chunk-len " + chunkLen + " is longer than the --ctx-len phase of " + schedule().allLengths()[0]);
+        }
+        CarryState carry = CarryState.parse(carryState == null ? "off" : carryState);
+        if (carryAcrossDocuments && carry == CarryState.OFF) {
+            throw new IllegalArgumentException("--carry-across-documents needs --carry-state stop or flow");
+        }
+        if (carry == CarryState.FLOW && BpttMode.parse(bptt) != BpttMode.FULL) {
+            throw new IllegalArgumentException("--carry-state flow needs --bptt full (truncated BPTT stops the gradient at every chunk end); use --carry-state stop");
         }
         if ((steps == null) == (tokens == null)) throw new IllegalArgumentException("give exactly one of --steps or --tokens");
         if (steps != null && steps < 1) throw new IllegalArgumentException("--steps must be >= 1, got " + steps);
@@ -176,6 +216,15 @@ public final class TrainingOptions {
         long w = warmup != null ? warmup : defaultWarmup;
         return new Trainer.Config(mode, chunkLen, BpttMode.parse(bptt), microBatch, gradAccum, total,
                 new LrSchedule(lr, lrFinal, Math.min(w, total), total, LrSchedule.Kind.parse(schedule)),
-                weightDecay, gradClip, !noL2wrap, skipNonFinite);
+                weightDecay, gradClip, !noL2wrap, skipNonFinite, carry(), carryAcrossDocuments);
+    }
+
+    private CarryState carry() {
+        return CarryState.parse(carryState == null ? "off" : carryState);
+    }
+
+    /** The training data with this run's length schedule and sequences per step. */
+    public DatasetSequences openData() {
+        return DatasetSequences.open(data, schedule(), microBatch * gradAccum, carry() != CarryState.OFF, seed, DatasetSequences.parseSampling(sampling));
     }
 }

@@ -48,15 +48,15 @@ public final class StateTuneCommand implements Callable<Integer> {
         ModelWeights weights = ModelFiles.load(model);
         Path dir = train.createOutDir();
         try (Backend be = TrainingRun.backend(train.device);
-             DatasetSequences data = DatasetSequences.open(train.data, train.ctxLen, train.seed, DatasetSequences.parseSampling(train.sampling));
+             DatasetSequences data = train.openData();
              Rwkv5Model rm = Rwkv5Model.load(be, weights, TrainingRun.groupNormEps(weights, train.gnEps))) {
             ModelConfig cfg = rm.config();
             TrainingRun.checkVocab(data, cfg, train.data);
             TrainingRun.checkTrainingMemory("state-tune of " + cfg, cfg, (long) cfg.nLayer() * cfg.nHead() * cfg.headSize() * cfg.headSize(), train.chunkLen);
             String fingerprint = TrainingRun.runFingerprint(TrainingRun.modelIdentity(model, null, train.seed), cfg, "mode=state");
-            System.out.printf("state-tune %s: %s; %d trainable values; data %s (%,d tokens); ctx %d, chunk %d, bptt %s, %d steps%n",
+            System.out.printf("state-tune %s: %s; %d trainable values; data %s (%,d tokens); ctx %s, chunk %d, bptt %s, %d steps%n",
                     weights.source(), cfg, (long) cfg.nLayer() * cfg.nHead() * cfg.headSize() * cfg.headSize(), train.data,
-                    data.tokenCount(), train.ctxLen, train.chunkLen, train.bptt, train.totalSteps());
+                    data.tokenCount(), train.schedule(), train.chunkLen, train.bptt, train.totalSteps());
             try (Trainer trainer = new Trainer(rm, train.trainerConfig(Trainer.Mode.STATE, lr, finalLr, 10), data, null, Set.of())) {
                 TrainingRun.run(trainer, train, fingerprint);
                 HostTensor[] states = new HostTensor[cfg.nLayer()];

@@ -136,7 +136,9 @@ final class Checkpoints {
         if (step != dirStep) throw new IllegalArgumentException(json + " says step " + step + " but its directory is " + name);
         JsonElement files = meta.get("files");
         if (files == null || !files.isJsonObject()) throw new IllegalArgumentException(json + ": no 'files' checksums");
-        for (String f : Trainer.CHECKPOINT_FILES) {
+        List<String> toCheck = new ArrayList<>(List.of(Trainer.CHECKPOINT_FILES));
+        if (files.getAsJsonObject().has(Trainer.CARRY_FILE)) toCheck.add(Trainer.CARRY_FILE);   // written by --carry-state runs
+        for (String f : toCheck) {
             Path file = ck.resolve(f);
             JsonElement e = files.getAsJsonObject().get(f);
             if (e == null || !e.isJsonObject()) throw new IllegalArgumentException(json + ": no checksum for " + f);

@@ -51,6 +51,21 @@ public final class ChunkedBptt {
      */
     public static Result run(Rwkv5Model model, TokenSequence seq, RwkvState initialState, ParamSet grads,
                              Options opt, boolean wantInitialStateGrad, LogitsSink sink) {
+        return run(model, seq, initialState, grads, opt, wantInitialStateGrad, sink, null);
+    }
+
+    /**
+     * As above, with {@code finalStateGrad}: the gradient of a later loss with respect to this sequence's final state
+     * (a sequence after this one that started from that state, {@code --carry-state flow}); null = zero, as when
+     * nothing depends on the final state. It enters the reverse sweep at the last chunk, so the parameter gradients
+     * and the initial-state gradient are those of (this loss + the later one). FULL mode only: truncated BPTT stops
+     * the gradient at every chunk end, so a gradient at the sequence end could only reach its last chunk.
+     */
+    public static Result run(Rwkv5Model model, TokenSequence seq, RwkvState initialState, ParamSet grads,
+                             Options opt, boolean wantInitialStateGrad, LogitsSink sink, RwkvState finalStateGrad) {
+        if (finalStateGrad != null && (grads == null || opt.mode() != BpttMode.FULL)) {
+            throw new IllegalArgumentException("a final-state gradient needs full BPTT with parameter gradients");
+        }
         Backend be = model.backend();
         seq.checkVocabulary(model.config().vocabSize());
         float[] weights = seq.lossWeights();
@@ -62,7 +77,8 @@ public final class ChunkedBptt {
             int from = starts[i], to = i + 1 < starts.length ? starts[i + 1] : seq.length();
             Segment segment = new Segment(Arrays.copyOfRange(seq.tokens(), from, to), Arrays.copyOfRange(seq.targets(), from, to),
                     Arrays.copyOfRange(weights, from, to), from);
-            Result r = runSegment(model, segment, initialState, grads, opt, l2, wantInitialStateGrad, sink);
+            boolean last = i + 1 == starts.length;
+            Result r = runSegment(model, segment, initialState, grads, opt, l2, wantInitialStateGrad, sink, last ? finalStateGrad : null);
             loss += r.loss();
             if (finalState != null) finalState.close();
             finalState = r.finalState();
@@ -92,7 +108,7 @@ public final class ChunkedBptt {
     }
 
     private static Result runSegment(Rwkv5Model model, Segment seg, RwkvState initialState, ParamSet grads, Options opt,
-                                     float l2, boolean wantInitialStateGrad, LogitsSink sink) {
+                                     float l2, boolean wantInitialStateGrad, LogitsSink sink, RwkvState finalStateGrad) {
         Backend be = model.backend();
         int c = opt.chunkLen();
         int chunks = (seg.length() + c - 1) / c;
@@ -115,7 +131,7 @@ public final class ChunkedBptt {
             // ---- reverse sweep: recompute each chunk, backprop with the carried state gradient
             double loss = 0;
             RwkvState finalState = null;
-            RwkvState dState = RwkvState.zeros(be, model.config());
+            RwkvState dState = finalStateGrad != null ? finalStateGrad.copy(be) : RwkvState.zeros(be, model.config());
             for (int k = chunks - 1; k >= 0; k--) {
                 RwkvState st = boundary[k];
                 boundary[k] = null;

@@ -44,16 +44,50 @@ public final class Trainer implements AutoCloseable {
 
         /** Identifies the data (file names, sizes) so that a resume on other data is refused. */
         String fingerprint();
+
+        /**
+         * Whether sequence {@code index} continues the text of sequence index - 1 (the next piece of the same document,
+         * the next slice of a stream): --carry-state then starts it from that one's final state; otherwise from the
+         * initial state, unless the state is carried across documents too.
+         */
+        default boolean continuesPrevious(long index) { return false; }
     }
 
     public enum Mode { FULL, LORA, STATE }
 
+    /**
+     * @param carry state passing between consecutive sequences ({@link CarryState}); in STATE mode the state is carried
+     *              within a step only: each step's first sequence starts from the tuned state, which is what is trained
+     * @param carryAcrossDocuments carry also into a sequence that does not continue the one before (a new document):
+     *              Buitrago and Gu's state passing; false: only within a document stream ({@link SequenceSource#continuesPrevious})
+     */
     public record Config(Mode mode, int chunkLen, BpttMode bptt, int microBatch, int gradAccum, long steps,
-                         LrSchedule lr, double weightDecay, double gradClip, boolean l2Wrap, int skipNonFinite) {
+                         LrSchedule lr, double weightDecay, double gradClip, boolean l2Wrap, int skipNonFinite, CarryState carry,
+                         boolean carryAcrossDocuments) {
         public Config {
             if (microBatch < 1 || gradAccum < 1) throw new IllegalArgumentException("--micro-batch and --grad-accum must be >= 1");
             if (steps < 1) throw new IllegalArgumentException("--steps must be >= 1");
+            if (carry == null) carry = CarryState.OFF;
+            if (carry == CarryState.FLOW && bptt != BpttMode.FULL) {
+                throw new IllegalArgumentException("--carry-state flow needs --bptt full (truncated BPTT stops the gradient at every chunk end,"
+                        + " so none could cross a sequence boundary); use --carry-state stop");
+            }
         }
+
+        /** State passing across documents too (when carry is not OFF). */
+        public Config(Mode mode, int chunkLen, BpttMode bptt, int microBatch, int gradAccum, long steps,
+                      LrSchedule lr, double weightDecay, double gradClip, boolean l2Wrap, int skipNonFinite, CarryState carry) {
+            this(mode, chunkLen, bptt, microBatch, gradAccum, steps, lr, weightDecay, gradClip, l2Wrap, skipNonFinite, carry, true);
+        }
+
+        /** Without state passing. */
+        public Config(Mode mode, int chunkLen, BpttMode bptt, int microBatch, int gradAccum, long steps,
+                      LrSchedule lr, double weightDecay, double gradClip, boolean l2Wrap, int skipNonFinite) {
+            this(mode, chunkLen, bptt, microBatch, gradAccum, steps, lr, weightDecay, gradClip, l2Wrap, skipNonFinite, CarryState.OFF, false);
+        }
+
+        /** Whether a state crosses from one step to the next (and so must be in a checkpoint). */
+        boolean carriesAcrossSteps() { return carry != CarryState.OFF && mode != Mode.STATE; }
 
         int microSteps() { return microBatch * gradAccum; }
 
@@ -64,12 +98,16 @@ public final class Trainer implements AutoCloseable {
         String fingerprint() {
             return mode + " chunk=" + chunkLen + " bptt=" + bptt + " micro=" + microBatch + " accum=" + gradAccum
                     + " lr=" + lr.lrInit() + " lr_final=" + lr.lrFinal() + " warmup=" + lr.warmupSteps() + " schedule=" + lr.kind()
-                    + " wd=" + weightDecay + " clip=" + gradClip + " l2wrap=" + l2Wrap;
+                    + " wd=" + weightDecay + " clip=" + gradClip + " l2wrap=" + l2Wrap + (carry == CarryState.OFF ? "" : " carry=" + carry.cliName() + (carryAcrossDocuments ? "+documents" : ""));
         }
     }
 
     /** What one optimizer step did. */
-    public record StepResult(long step, double loss, double lr, double gradNorm, long tokens, double seconds, boolean skipped) { }
+    public record StepResult(long step, double loss, double lr, double gradNorm, long tokens, double seconds, boolean skipped, boolean stateOnly) {
+        public StepResult(long step, double loss, double lr, double gradNorm, long tokens, double seconds, boolean skipped) {
+            this(step, loss, lr, gradNorm, tokens, seconds, skipped, false);
+        }
+    }
 
     /**
      * A step whose loss or gradient is NaN or infinite. An IllegalArgumentException: like bad input, the command
@@ -88,6 +126,8 @@ public final class Trainer implements AutoCloseable {
     /** State tuning: the trained initial WKV state per layer, [H, N(key), N(value)], and its gradient. */
     private final Tensor[] timeState, timeStateGrad;
     private final AdamW optimizer;
+    /** --carry-state: the final state of the last sequence trained, the next sequence's initial state (null: none yet). */
+    private RwkvState carried;
     private long step;
     private long tokensSeen;
     private int nonFiniteSkipped;
@@ -159,22 +199,32 @@ public final class Trainer implements AutoCloseable {
         double lossSum = 0;
         long tokens = 0;
         int used = 0;
-        for (int i = 0; i < micro; i++) {
-            TokenSequence seq = data.sequence(step * micro + i);
-            // a sequence with no trained target has no loss: training on it would move every weight through L2Wrap alone
-            if (seq.lossPositions() == 0) continue;
-            used++;
-            tokens += seq.length();
-            try (RwkvState s0 = initialState()) {
-                ChunkedBptt.Result r = ChunkedBptt.run(model, seq, s0, grads,
-                        new ChunkedBptt.Options(cfg.chunkLen(), cfg.bptt(), cfg.l2Wrap()), cfg.mode() == Mode.STATE, null);
-                r.finalState().close();
-                if (r.initialStateGrad() != null) {
-                    for (int l = 0; l < timeStateGrad.length; l++) be.add(timeStateGrad[l], r.initialStateGrad().wkv[l], timeStateGrad[l]);
-                    r.initialStateGrad().close();
+        if (cfg.carry() == CarryState.OFF) {
+            for (int i = 0; i < micro; i++) {
+                TokenSequence seq = data.sequence(step * micro + i);
+                // a sequence with no trained target has no loss: training on it would move every weight through L2Wrap alone
+                if (seq.lossPositions() == 0) continue;
+                used++;
+                tokens += seq.length();
+                try (RwkvState s0 = initialState()) {
+                    ChunkedBptt.Result r = ChunkedBptt.run(model, seq, s0, grads,
+                            new ChunkedBptt.Options(cfg.chunkLen(), cfg.bptt(), cfg.l2Wrap()), cfg.mode() == Mode.STATE, null);
+                    r.finalState().close();
+                    addTimeStateGrad(r.initialStateGrad());
+                    lossSum += r.loss();
                 }
-                lossSum += r.loss();
             }
+        } else {
+            StreamLoss sl = carriedStream(micro);
+            lossSum = sl.lossSum;
+            used = sl.used;
+            tokens = sl.tokens;
+        }
+        if (used == 0 && cfg.carry() != CarryState.OFF) {
+            // --carry-state: a step inside a long document's untrained part only carries the state on; no update
+            step++;
+            tokensSeen += tokens;
+            return new StepResult(step, 0, cfg.lr().at(step - 1), 0, tokens, (System.nanoTime() - t0) / 1e9, false, true);
         }
         if (used == 0) {
             throw new IllegalArgumentException(String.format("step %d: none of its %d sequences (data indices %d..%d) has a trained target "
@@ -206,6 +256,132 @@ public final class Trainer implements AutoCloseable {
         return new StepResult(step, loss, lr, norm, tokens, (System.nanoTime() - t0) / 1e9, false);
     }
 
+    private record StreamLoss(double lossSum, int used, long tokens) { }
+
+    /**
+     * --carry-state: the step's sequences as one stream, each starting from the final state of the one before (the
+     * first from the state the previous step left, or the initial state). A sequence with no trained target still
+     * passes its state on. FLOW: a forward pass finds each sequence's initial state, then the sequences are trained
+     * last to first, the initial-state gradient of each entering the one before as its final-state gradient.
+     */
+    private StreamLoss carriedStream(int micro) {
+        ChunkedBptt.Options opt = new ChunkedBptt.Options(cfg.chunkLen(), cfg.bptt(), cfg.l2Wrap());
+        TokenSequence[] seqs = new TokenSequence[micro];
+        for (int i = 0; i < micro; i++) {
+            seqs[i] = data.sequence(step * micro + i);
+            if (seqs[i].resets().length > 0) {
+                throw new IllegalArgumentException("training sequence " + (step * micro + i) + " resets the state at document starts (a pack made with"
+                        + " --state-at-boundary reset): --carry-state passes the state from one sequence into the next, use a pack without resets or --carry-state off");
+            }
+        }
+        // which sequences start from the state before them: within a document stream, or always (across documents)
+        boolean[] continues = new boolean[micro];
+        for (int i = 0; i < micro; i++) continues[i] = cfg.carryAcrossDocuments() || data.continuesPrevious(step * micro + i);
+        RwkvState start = carried != null && cfg.mode() != Mode.STATE && continues[0] ? carried : initialState();
+        if (carried != null && start != carried) carried.close();
+        carried = null;
+        double lossSum = 0;
+        int used = 0;
+        long tokens = 0;
+        boolean stateGrad = cfg.mode() == Mode.STATE;
+        if (cfg.carry() == CarryState.STOP) {
+            for (int i = 0; i < micro; i++) {
+                boolean trained = seqs[i].lossPositions() > 0;
+                if (i > 0 && !continues[i]) {   // a new document: from the initial state
+                    start.close();
+                    start = initialState();
+                }
+                if (!trained) {   // nothing to learn here: only the state moves on
+                    advance(seqs[i], start);
+                    tokens += seqs[i].length();
+                    continue;
+                }
+                ChunkedBptt.Result r = ChunkedBptt.run(model, seqs[i], start, grads, opt, stateGrad && (i == 0 || !continues[i]), null);
+                start.close();
+                start = r.finalState();
+                if (trained) {
+                    used++;
+                    tokens += seqs[i].length();
+                    lossSum += r.loss();
+                    addTimeStateGrad(r.initialStateGrad());
+                } else if (r.initialStateGrad() != null) {
+                    r.initialStateGrad().close();
+                }
+            }
+            carried = start;
+            return new StreamLoss(lossSum, used, tokens);
+        }
+        // FLOW: initial states by a forward pass, then backward through the stream
+        RwkvState[] starts = new RwkvState[micro + 1];
+        starts[0] = start;
+        try {
+            for (int i = 0; i < micro; i++) {
+                RwkvState end = starts[i].copy(be);
+                advance(seqs[i], end);
+                if (i + 1 < micro && !continues[i + 1]) {   // a new document: from the initial state
+                    end.close();
+                    end = initialState();
+                }
+                starts[i + 1] = end;
+            }
+            RwkvState dNext = null;   // gradient of the later sequences' losses w.r.t. the final state of sequence i
+            for (int i = micro - 1; i >= 0; i--) {
+                boolean trained = seqs[i].lossPositions() > 0;
+                ChunkedBptt.Result r;
+                if (trained || dNext != null) {
+                    r = ChunkedBptt.run(model, seqs[i], starts[i], grads, opt, (i > 0 && continues[i]) || stateGrad, null, dNext);
+                } else {
+                    r = new ChunkedBptt.Result(0, 0, null, null);   // nothing after it depends on it yet: no gradient
+                }
+                if (r.finalState() != null) r.finalState().close();
+                if (dNext != null) dNext.close();
+                dNext = null;
+                tokens += seqs[i].length();
+                if (trained) {
+                    used++;
+                    lossSum += r.loss();
+                }
+                if (i > 0 && continues[i]) {
+                    dNext = r.initialStateGrad();
+                } else if (i > 0) {
+                    addTimeStateGrad(r.initialStateGrad());   // it started from the initial state: state tuning trains that
+                } else {
+                    addTimeStateGrad(r.initialStateGrad());
+                }
+            }
+            carried = starts[micro];
+            starts[micro] = null;
+            return new StreamLoss(lossSum, used, tokens);
+        } finally {
+            for (RwkvState s : starts) if (s != null) s.close();
+        }
+    }
+
+    /** Chunks of at least this many tokens when the state only has to move on (no head, no loss, no gradient). */
+    static final int ADVANCE_CHUNK = 1024;
+
+    /**
+     * Runs a sequence's tokens through the model from {@code state}, updating it in place: no logits, no loss. For
+     * sequences that only pass their state on (a document's pieces before its trained part), at eval speed.
+     */
+    private void advance(TokenSequence seq, RwkvState state) {
+        int c = Math.max(cfg.chunkLen(), ADVANCE_CHUNK);
+        int[] t = seq.tokens();
+        for (int from = 0; from < t.length; from += c) {
+            model.forward(java.util.Arrays.copyOfRange(t, from, Math.min(t.length, from + c)), state, false, false).close();
+        }
+    }
+
+    /** Adds an initial-state gradient into the tuned state's gradient (STATE mode) and closes it; null: nothing. */
+    private void addTimeStateGrad(RwkvState g) {
+        if (g == null) return;
+        if (timeStateGrad != null) for (int l = 0; l < timeStateGrad.length; l++) be.add(timeStateGrad[l], g.wkv[l], timeStateGrad[l]);
+        g.close();
+    }
+
+    /** The state the next training sequence starts from under --carry-state (null before the first step, or when none is carried). */
+    public RwkvState carriedState() { return carried; }
+
     private RwkvState initialState() {
         RwkvState s = model.newState();
         if (timeState != null) for (int l = 0; l < timeState.length; l++) be.copy(timeState[l], s.wkv[l]);
@@ -224,6 +400,8 @@ public final class Trainer implements AutoCloseable {
     /** Version of the checkpoint layout: 2 = trainer.json carries the SHA-256 of every file and of itself. */
     static final int CHECKPOINT_FORMAT = 2;
     static final String[] CHECKPOINT_FILES = {"trainable.safetensors", "optimizer.safetensors"};
+    /** --carry-state: the state the next step starts from, so that a resumed run continues the same stream of states. */
+    static final String CARRY_FILE = "carry.safetensors";
 
     /**
      * Writes a checkpoint into {@code dir/step-NNNNNNNN} atomically: everything goes into a temporary directory that
@@ -240,6 +418,11 @@ public final class Trainer implements AutoCloseable {
             Map<String, String> stepMeta = Map.of("step", Long.toString(step));
             Safetensors.write(tmp.resolve(CHECKPOINT_FILES[0]), trainablesToHost(), stepMeta);
             Safetensors.write(tmp.resolve(CHECKPOINT_FILES[1]), optimizer.stateToHost(), stepMeta);
+            List<String> written = new ArrayList<>(List.of(CHECKPOINT_FILES));
+            if (cfg.carriesAcrossSteps() && carried != null) {
+                Safetensors.write(tmp.resolve(CARRY_FILE), carried.toHost(be, "carry."), stepMeta);
+                written.add(CARRY_FILE);
+            }
             JsonObject meta = new JsonObject();
             meta.addProperty("format", CHECKPOINT_FORMAT);
             meta.addProperty("step", step);
@@ -250,7 +433,7 @@ public final class Trainer implements AutoCloseable {
             meta.addProperty("config", cfg.fingerprint());
             meta.addProperty("data", data.fingerprint());
             JsonObject files = new JsonObject();
-            for (String f : CHECKPOINT_FILES) {
+            for (String f : written) {
                 JsonObject o = new JsonObject();
                 o.addProperty("bytes", Files.size(tmp.resolve(f)));
                 o.addProperty("sha256", ContentFingerprint.sha256(tmp.resolve(f)));
@@ -308,7 +491,37 @@ public final class Trainer implements AutoCloseable {
             System.err.printf("note: the run had %d steps, now %d: the learning-rate schedule is recomputed for %d from step %d on%n",
                     savedTotal, cfg.steps(), cfg.steps(), savedStep);
         }
+        RwkvState carriedState = null;
+        if (cfg.carriesAcrossSteps() && savedStep > 0) {
+            if (!ck.meta().getAsJsonObject("files").has(CARRY_FILE)) {
+                throw new IllegalArgumentException("checkpoint " + ck.dir() + " has no " + CARRY_FILE + ": a --carry-state run cannot continue its stream of states without it");
+            }
+            Map<String, HostTensor> c = Safetensors.readTensors(ck.dir().resolve(CARRY_FILE));
+            carriedState = model.newState();
+            try {
+                Map<String, HostTensor> shapes = carriedState.toHost(be, "carry.");
+                for (int l = 0; l < carriedState.attX.length; l++) {
+                    Tensor[][] parts = {carriedState.attX, carriedState.ffnX, carriedState.wkv};
+                    String[] names = {".att_x", ".ffn_x", ".wkv"};
+                    for (int p = 0; p < 3; p++) {
+                        String key = "carry." + l + names[p];
+                        HostTensor h = c.get(key);
+                        if (h == null || h.size() != shapes.get(key).size()) {
+                            throw new IllegalArgumentException(ck.dir().resolve(CARRY_FILE) + " lacks or misshapes '" + key + "'");
+                        }
+                        try (Tensor u = be.upload(h)) {
+                            be.copy(u, parts[p][l]);
+                        }
+                    }
+                }
+            } catch (RuntimeException e) {
+                carriedState.close();
+                throw e;
+            }
+        }
         // everything checked: now change the trainer
+        if (carried != null) carried.close();
+        carried = carriedState;
         optimizer.loadState(moments, savedStep - skipped);
         for (Trainable t : optimizer.trainables()) {
             try (Tensor u = be.upload(saved.get(t.key()))) {
@@ -338,6 +551,7 @@ public final class Trainer implements AutoCloseable {
 
     @Override
     public void close() {
+        if (carried != null) carried.close();
         optimizer.close();
         grads.close();
         if (timeState != null) {

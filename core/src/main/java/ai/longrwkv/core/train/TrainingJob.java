@@ -78,6 +78,7 @@ public final class TrainingJob {
                     m.addProperty("tokens_per_sec", tps);
                     m.addProperty("elapsed", elapsed);
                     if (r.skipped()) m.addProperty("skipped_nonfinite", true);
+                    if (r.stateOnly()) m.addProperty("state_only", true);   // --carry-state: no trained token, no update
                     metrics.write(m + "\n");
                     metrics.flush();
                     // RWKV-LM's train_log.txt: epoch avg_loss ppl lr datetime epoch (here per step)
@@ -149,6 +150,7 @@ public final class TrainingJob {
         for (String line : Files.readAllLines(outDir.resolve("metrics.jsonl"), StandardCharsets.UTF_8)) {
             if (line.isBlank()) continue;
             JsonObject o = com.google.gson.JsonParser.parseString(line).getAsJsonObject();
+            if (o.has("state_only")) continue;
             points.add(new double[]{o.get("step").getAsDouble(), o.get("loss").getAsDouble()});
         }
         Charts.lines(outDir.resolve("loss.png"), "training loss", "step", "loss (nats)", Map.of("loss", points), false);

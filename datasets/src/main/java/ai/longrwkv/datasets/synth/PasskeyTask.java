@@ -23,12 +23,36 @@ public final class PasskeyTask implements SynthTask {
     public static final String QUESTION = "\nWhat is the pass key? The pass key is";
     public static final int MAX_KEY = 50000;
 
+    /**
+     * Needle wordings of {@code --vary} samples ({K} is the key); the first is the Landmark needle the eval uses. The
+     * question stays the eval's, so a model trained on these still answers the standard prompt, but it cannot lean on
+     * one template (the key's position in the needle, how often it is said).
+     */
+    static final String[] NEEDLE_VARIANTS = {
+        "\nThe pass key is {K}. Remember it. {K} is the pass key.\n",
+        "\nThe pass key is {K}.\n",
+        "\nRemember this: the pass key is {K}.\n",
+        "\n{K} is the pass key. The pass key is {K}. Remember {K}.\n",
+        "\nHere is the pass key: {K}. Keep it in mind.\n",
+    };
+
     private final Tokenizer tokenizer;
     private final Haystack haystack;
+    private final boolean varied;
 
     public PasskeyTask(Tokenizer tokenizer, Haystack haystack) {
+        this(tokenizer, haystack, false);
+    }
+
+    /**
+     * @param varied each sample draws its needle wording from {@link #NEEDLE_VARIANTS} and its key's number of digits
+     *               (1..5) uniformly, then the key (at most {@link #MAX_KEY}); false: the Landmark needle, keys uniform in
+     *               1..50000 (so mostly 5 digits), as the eval
+     */
+    public PasskeyTask(Tokenizer tokenizer, Haystack haystack, boolean varied) {
         this.tokenizer = tokenizer;
         this.haystack = haystack;
+        this.varied = varied;
     }
 
     /** With the synthetic filler. */
@@ -53,9 +77,19 @@ public final class PasskeyTask implements SynthTask {
     @Override
     public Sample generate(int lengthTokens, double depth, SplittableRandom rng) {
         checkDepth(depth);
-        int passKey = rng.nextInt(1, MAX_KEY + 1);
+        int passKey;
+        String text;
+        if (varied) {
+            int digits = rng.nextInt(1, 6);
+            int low = digits == 1 ? 1 : (int) Math.pow(10, digits - 1), high = Math.min(MAX_KEY, (int) Math.pow(10, digits) - 1);
+            passKey = rng.nextInt(low, high + 1);
+            text = NEEDLE_VARIANTS[rng.nextInt(NEEDLE_VARIANTS.length)].replace("{K}", Integer.toString(passKey));
+        } else {
+            passKey = rng.nextInt(1, MAX_KEY + 1);
+            text = needleText(passKey);
+        }
         String k = Integer.toString(passKey);
-        List<PromptAssembler.NeedleSpec> needle = List.of(new PromptAssembler.NeedleSpec(needleText(passKey), k, k, depth, true));
+        List<PromptAssembler.NeedleSpec> needle = List.of(new PromptAssembler.NeedleSpec(text, k, k, depth, true));
         return PromptAssembler.assemble(name(), tokenizer, haystack, lengthTokens, INTRO, needle, QUESTION, k, k, rng);
     }
 

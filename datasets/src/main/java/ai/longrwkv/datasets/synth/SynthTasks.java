@@ -17,8 +17,15 @@ public final class SynthTasks {
 
     /** passkey, niah or multikey (with `needles` needles; ignored by the others). */
     public static SynthTask create(String name, Tokenizer tokenizer, Haystack haystack, int needles) {
-        return switch (name.strip().toLowerCase(java.util.Locale.ROOT)) {
-            case "passkey" -> new PasskeyTask(tokenizer, haystack);
+        return create(name, tokenizer, haystack, needles, false);
+    }
+
+    /** As above; {@code varied}: passkey samples with varied needle wordings and key lengths (see {@link PasskeyTask}). */
+    public static SynthTask create(String name, Tokenizer tokenizer, Haystack haystack, int needles, boolean varied) {
+        String task = name.strip().toLowerCase(java.util.Locale.ROOT);
+        if (varied && !task.equals("passkey")) throw new IllegalArgumentException("--vary is for the passkey task, not " + task);
+        return switch (task) {
+            case "passkey" -> new PasskeyTask(tokenizer, haystack, varied);
             case "niah" -> new NeedleTask(tokenizer, haystack, 1);
             case "multikey" -> {
                 if (needles < 2) throw new IllegalArgumentException("multikey needs at least 2 needles, got " + needles);

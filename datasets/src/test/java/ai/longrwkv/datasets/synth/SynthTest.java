@@ -69,6 +69,29 @@ class SynthTest {
         }
     }
 
+    @Test
+    void variedPasskeysDrawEveryWordingAndKeyLengthAndKeepTheEvalQuestion() {
+        Tokenizer t = TestSupport.bytes();
+        PasskeyTask task = new PasskeyTask(t, Haystack.synthetic(t), true);
+        java.util.Set<Integer> digits = new java.util.HashSet<>();
+        java.util.Set<String> wordings = new java.util.HashSet<>();
+        for (int i = 0; i < 200; i++) {
+            Sample s = task.generate(600, 0.5, new SplittableRandom(i));
+            checkSample(t, s, 600);   // intro first, the eval's question last, the needle holds the key
+            int k = Integer.parseInt(s.key());
+            assertTrue(k >= 1 && k <= PasskeyTask.MAX_KEY, "key " + k);
+            digits.add(s.key().length());
+            String needle = text(t, s.tokens(), s.queriedNeedle().start(), s.queriedNeedle().start() + s.queriedNeedle().length());
+            wordings.add(needle.replace(s.key(), "{K}"));
+        }
+        assertEquals(java.util.Set.of(1, 2, 3, 4, 5), digits, "every key length 1..5 digits");
+        assertEquals(java.util.Set.of(PasskeyTask.NEEDLE_VARIANTS), wordings, "every wording, the Landmark one among them");
+        // not varied: the Landmark needle only, as the eval
+        Sample plain = new PasskeyTask(t).generate(600, 0.5, new SplittableRandom(3));
+        assertEquals(PasskeyTask.needleText(Integer.parseInt(plain.key())),
+                text(t, plain.tokens(), plain.queriedNeedle().start(), plain.queriedNeedle().start() + plain.queriedNeedle().length()));
+    }
+
     /** Tokens that are neither intro, needle, question nor answer (byte tokenizer: characters). */
     private static int countFiller(Sample s) {
         int fixed = PasskeyTask.INTRO.length() + PasskeyTask.QUESTION.length() + s.answerTokens().length;

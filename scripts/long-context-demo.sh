@@ -1,0 +1,204 @@
+#!/usr/bin/env bash
+# LongRWKV long-context demo: a tiny byte-level RWKV-5 trained from scratch on CPU on passkey prompts of at most 2048
+# tokens, then evaluated with `eval passkey` on new keys at 256 .. 131072 tokens, at every depth, next to the same
+# model trained with truncated BPTT (same data, steps and seed) and the untrained model. Then the same models on a
+# needle in real English text (licences Debian installs), and a position-loss curve of small language models trained
+# on that text with full and truncated BPTT.
+#
+#   scripts/long-context-demo.sh [OUT_DIR]        (default ./long-context-demo-out)
+#
+# Stages (timings of the committed configuration are in README.md, "Long context in miniature"):
+# 1. init an L2-C64 byte model whose first 4 key channels per head have time_decay -16 (w = 1 - 1.1e-7 per token:
+#    98.6% of a value survives 128k tokens); x052's own init forgets everything within a few hundred tokens
+# 2. passkey data: prompts of 256..2048 tokens (the Landmark-attention wording and filler, the key at a random depth),
+#    and prompts of 1k..16k tokens that are trained as consecutive 2048-token pieces with the state carried
+# 3. train full and truncated BPTT side by side (chunks of 32 tokens, one core each):
+#      a. a length curriculum: prompts of <= 512 tokens, then <= 2048 (--ctx-len 512:N,2048)
+#      b. a document stream: the long prompts cut into 2048-token pieces, each piece starting from the state the
+#         piece before left (--carry-state stop; the gradient stops there, so no backward pass is longer than 2048)
+# 4. eval passkey, lengths 256..128k x depths 0..100%, untrained / truncated / full: table and heatmaps
+# 5. needle in real text: eval passkey --haystack (GPL-3, Apache-2.0, MPL-2.0, GFDL-1.3 from /usr/share/common-licenses)
+# 6. position loss on held-out licences of byte LMs trained (full vs truncated) on the other licences
+#
+# No downloads, no GPU. DEMO_* variables change the sizes; DEMO_REUSE=1 keeps trained models already in OUT_DIR
+# (to redo the evaluations); LONGRWKV may name another longrwkv command.
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+out="${1:-./long-context-demo-out}"
+longrwkv="${LONGRWKV:-$root/scripts/longrwkv}"
+
+memory_channels="${DEMO_MEMORY_CHANNELS:-4}"     # per head, of 16
+memory_decay="${DEMO_MEMORY_DECAY:--16}"
+chunk="${DEMO_CHUNK:-32}"
+seed="${DEMO_SEED:-1}"
+curriculum_steps="${DEMO_CURRICULUM_STEPS:-12000}"   # stage 3a: the first DEMO_SHORT_STEPS on <= 512 tokens
+short_steps="${DEMO_SHORT_STEPS:-10000}"
+stream_steps="${DEMO_STREAM_STEPS:-1500}"            # stage 3b (0 = skip)
+lr="${DEMO_LR:-1e-3}"
+stream_lr="${DEMO_STREAM_LR:-5e-4}"
+eval_lengths="${DEMO_EVAL_LENGTHS:-256,512,1k,2k,4k,8k,16k,32k,64k,128k}"
+eval_depths="${DEMO_EVAL_DEPTHS:-0,25,50,75,100}"
+trials="${DEMO_TRIALS:-4}"
+hay_lengths="${DEMO_HAY_LENGTHS:-512,1k,2k,4k,8k,32k,128k}"
+lm_steps="${DEMO_LM_STEPS:-1000}"
+lm_ctx="${DEMO_LM_CTX:-1024}"
+pl_ctx="${DEMO_PL_CTX:-8192}"
+licenses="${DEMO_LICENSES:-/usr/share/common-licenses}"
+
+mkdir -p "$out"
+out="$(cd "$out" && pwd)"
+export LONGRWKV_NO_PROGRESS="${LONGRWKV_NO_PROGRESS:-1}"
+start=$SECONDS
+phase_start=$SECONDS
+
+say() { printf '\n== %s\n' "$*"; }
+took() { printf '   (%ds)\n' $((SECONDS - phase_start)); phase_start=$SECONDS; }
+run() { "$longrwkv" "$@"; }
+one_core() {   # a training run on one core (two go side by side)
+  OPENBLAS_NUM_THREADS=1 LONGRWKV_JAVA_OPTS="${LONGRWKV_JAVA_OPTS:-} -Djava.util.concurrent.ForkJoinPool.common.parallelism=1" run "$@"
+}
+side_by_side() {   # side_by_side NAME CMD...: runs CMD with MODE=full and MODE=truncated at once, logs in NAME-MODE.log
+  local name="$1"; shift
+  local pids=() mode
+  if [ -n "${DEMO_REUSE:-}" ] && [ -f "$out/$name-full/rwkv-final.pth" ] && [ -f "$out/$name-truncated/rwkv-final.pth" ]; then
+    echo "   DEMO_REUSE: keeping $out/$name-{full,truncated}/rwkv-final.pth"
+    return
+  fi
+  set -m
+  for mode in full truncated; do
+    ( MODE=$mode; eval "one_core $*" > "$out/$name-$mode.log" 2>&1 ) & pids+=($!)
+  done
+  set +m
+  trap 'kill -TERM -- -${pids[0]} -${pids[1]} 2>/dev/null; exit 130' INT TERM
+  local i=0
+  for mode in full truncated; do
+    if ! wait "${pids[$i]}"; then
+      echo "$name ($mode) failed; the end of $out/$name-$mode.log:" >&2
+      tail -n 20 "$out/$name-$mode.log" >&2
+      exit 1
+    fi
+    grep -E '^trained' "$out/$name-$mode.log" | sed "s/^/   $name $mode: /"
+    i=$((i + 1))
+  done
+  trap - INT TERM
+}
+
+say "1/6 build; a tiny byte-level model with $memory_channels long-memory channels per head (time_decay $memory_decay)"
+run --version
+run init --layers 2 --embd 64 --head-size 16 --vocab 256 --seed "$seed" --memory-channels "$memory_channels" \
+    --memory-decay "$memory_decay" --out "$out/init.safetensors"
+took
+
+say "2/6 passkey data: prompts of 256..2048 tokens, and of 1k..16k tokens for the document stream"
+run data synth passkey --tokenizer bytes --lengths 256,320,384,512,768,1024,1536,2048 --count 2000 --seed "$seed" --out "$out/data/passkey"
+run data synth passkey --tokenizer bytes --lengths 1024,2048,4096,8192,16384 --count 150 --seed "$((seed + 1))" --out "$out/data/passkey-long"
+# train on every token, not only the answer (as scripts/demo.sh): without a mask file every token is trained
+rm -f "$out/data/passkey.mask" "$out/data/passkey-long.mask"
+took
+
+say "3a/6 training full and truncated BPTT side by side: $curriculum_steps steps, prompts <= 512 tokens for $short_steps, then <= 2048"
+side_by_side curriculum finetune --model "$out/init.safetensors" --data "$out/data/passkey" --ctx-len "512:$short_steps,2048" \
+    --chunk-len "$chunk" --bptt '$MODE' --steps "$curriculum_steps" --lr "$lr" --seed "$seed" --dtype fp32 --out "$out/curriculum-\$MODE"
+took
+final_full="$out/curriculum-full/rwkv-final.pth"
+final_truncated="$out/curriculum-truncated/rwkv-final.pth"
+if [ "$stream_steps" -gt 0 ]; then
+  say "3b/6 document stream: $stream_steps pieces of <= 2048 tokens of prompts up to 16k, the state carried from piece to piece"
+  side_by_side stream finetune --model "$out/curriculum-\$MODE/rwkv-final.pth" --data "$out/data/passkey-long" --ctx-len 2048 \
+      --carry-state stop --chunk-len "$chunk" --bptt '$MODE' --steps "$stream_steps" --lr "$stream_lr" --seed "$seed" --dtype fp32 \
+      --out "$out/stream-\$MODE"
+  final_full="$out/stream-full/rwkv-final.pth"
+  final_truncated="$out/stream-truncated/rwkv-final.pth"
+  took
+fi
+
+say "4/6 eval passkey on new keys (seed $((seed + 1000))): lengths $eval_lengths, depths $eval_depths %, $trials trials per cell"
+evaluate() {   # evaluate NAME MODEL LABEL [extra eval options]
+  local name="$1" model="$2" label="$3"; shift 3
+  echo "-- $label"
+  if [ -n "${DEMO_REUSE:-}" ] && [ -f "$out/eval-$name/summary.csv" ]; then echo "   DEMO_REUSE: keeping $out/eval-$name"; return; fi
+  run eval passkey --model "$model" --label "$label" --lengths "$eval_lengths" --depths "$eval_depths" --trials "$trials" \
+      --seed "$((seed + 1000))" --chunk-len 1024 --out "$out/eval-$name" "$@"
+}
+evaluate untrained "$out/init.safetensors" "untrained model"
+evaluate truncated "$final_truncated" "truncated BPTT"
+evaluate full "$final_full" "full BPTT"
+run inspect --decay "$final_full" | sed -n '/^time_decay/,$p' > "$out/decay-full.txt"
+took
+
+say "5/6 needle in real text: the same prompt, filler from $licenses/{GPL-3,Apache-2.0,MPL-2.0,GFDL-1.3}"
+cat "$licenses/GPL-3" "$licenses/Apache-2.0" "$licenses/MPL-2.0" "$licenses/GFDL-1.3" > "$out/data/haystack-licenses.txt"
+for m in full truncated; do
+  model="$final_full"; [ $m = truncated ] && model="$final_truncated"
+  echo "-- $m BPTT, licence haystack"
+  if [ -n "${DEMO_REUSE:-}" ] && [ -f "$out/eval-haystack-$m/summary.csv" ]; then echo "   DEMO_REUSE: keeping $out/eval-haystack-$m"; continue; fi
+  run eval passkey --model "$model" --label "$m BPTT, licence haystack" --haystack "$out/data/haystack-licenses.txt" \
+      --lengths "$hay_lengths" --depths "$eval_depths" --trials "$trials" --seed "$((seed + 2000))" --chunk-len 1024 --out "$out/eval-haystack-$m"
+done
+took
+
+say "6/6 position loss on real text: byte LMs trained on 8 licences ($lm_steps steps of $lm_ctx tokens), held-out 4"
+mkdir -p "$out/licenses"
+for f in GPL-2 LGPL-2.1 GFDL-1.2 MPL-1.1 Artistic LGPL-3 BSD CC0-1.0 GPL-3 GFDL-1.3 MPL-2.0 Apache-2.0; do
+  cp "$licenses/$f" "$out/licenses/$f.txt"
+done
+train_inputs=() test_inputs=()
+for f in GPL-2 LGPL-2.1 GFDL-1.2 MPL-1.1 Artistic LGPL-3 BSD CC0-1.0; do train_inputs+=(--input "$out/licenses/$f.txt"); done
+for f in GPL-3 GFDL-1.3 MPL-2.0 Apache-2.0; do test_inputs+=(--input "$out/licenses/$f.txt"); done
+run data build --format text --tokenizer bytes "${train_inputs[@]}" --out "$out/data/licenses-train"
+run data build --format text --tokenizer bytes "${test_inputs[@]}" --out "$out/data/licenses-test"
+run init --layers 2 --embd 64 --head-size 16 --vocab 256 --seed "$seed" --memory-channels "$memory_channels" \
+    --memory-decay "$memory_decay" --out "$out/lm-init.safetensors"
+side_by_side lm finetune --model "$out/lm-init.safetensors" --data "$out/data/licenses-train" --ctx-len "$lm_ctx" --chunk-len "$chunk" \
+    --bptt '$MODE' --steps "$lm_steps" --lr "$lr" --seed "$seed" --dtype fp32 --out "$out/lm-\$MODE"
+[ -n "${DEMO_REUSE:-}" ] && [ -f "$out/position-loss/position-loss.csv" ] && echo "   DEMO_REUSE: keeping $out/position-loss" || \
+run eval position-loss --data "$out/data/licenses-test" --ctx-len "$pl_ctx" --docs 4 --chunk-len 1024 --out "$out/position-loss" \
+    --model "$out/lm-init.safetensors" --label untrained --model "$out/lm-truncated/rwkv-final.pth" --label "truncated BPTT" \
+    --model "$out/lm-full/rwkv-final.pth" --label "full BPTT"
+took
+
+# The comparison, from each summary.csv (length,depth_pct,trials,accuracy,answer_loss,distance): per length the
+# accuracy at the worst depth and averaged over depths.
+row() {   # row SUMMARY COLUMN FORMAT LABEL AGG(min|mean)
+  awk -F, -v col="$2" -v fmt="$3" -v label="$4" -v agg="$5" 'NR > 1 {
+      v = $col + 0; sum[$1] += v; n[$1]++
+      if (!($1 in lo) || v < lo[$1]) lo[$1] = v
+      if (!($1 in seen)) { seen[$1] = 1; order[++k] = $1 } }
+    END { line = sprintf("%-30s", label); for (i = 1; i <= k; i++) { x = agg == "min" ? lo[order[i]] : sum[order[i]] / n[order[i]]; line = line sprintf(fmt, x) } print line }' "$1"
+}
+header() {   # header SUMMARY: the lengths, as 256 .. 128k
+  awk -F, 'NR > 1 && !($1 in seen) { seen[$1] = 1; order[++k] = $1 }
+    END { line = sprintf("%-30s", "length (tokens)"); for (i = 1; i <= k; i++) { l = order[i]; s = l >= 1024 && l % 1024 == 0 ? (l / 1024) "k" : l; line = line sprintf("%7s", s) } print line }' "$1"
+}
+{
+  echo
+  echo "passkey retrieval (eval passkey, $trials new keys x depths $eval_depths % per length), L2-C64 bytes model"
+  echo "trained on prompts of <= 2048 tokens in chunks of $chunk: $curriculum_steps curriculum steps + $stream_steps document-stream pieces"
+  header "$out/eval-full/summary.csv"
+  for m in untrained truncated full; do row "$out/eval-$m/summary.csv" 4 '%7.2f' "$m: worst depth" min; done
+  for m in untrained truncated full; do row "$out/eval-$m/summary.csv" 4 '%7.2f' "$m: mean over depths" mean; done
+  for m in untrained truncated full; do row "$out/eval-$m/summary.csv" 5 '%7.3f' "$m: answer loss" mean; done
+  echo
+  far=$((32 * chunk))
+  for m in untrained truncated full; do   # goal 1: every trial in the training lengths whose key is at least 32 chunks before the question
+    awk -F, -v far="$far" -v m="$m" -v chunk="$chunk" 'NR > 1 && $6 >= far && $1 <= 2048 { ok += $3 * $4; n += $3 }
+      END { printf "%-30s%7.2f  (%d trials at lengths <= 2048 with the key >= %d tokens = 32 chunks of %d before the question)\n", m ": key >= 32 chunks back", n ? ok / n : 0, n, far, chunk }' \
+      "$out/eval-$m/summary.csv"
+  done
+  echo
+  echo "needle in real text (licence filler, $trials keys x depths $eval_depths %)"
+  header "$out/eval-haystack-full/summary.csv"
+  for m in truncated full; do row "$out/eval-haystack-$m/summary.csv" 4 '%7.2f' "$m: worst depth" min; done
+  for m in truncated full; do row "$out/eval-haystack-$m/summary.csv" 4 '%7.2f' "$m: mean over depths" mean; done
+  echo
+  echo "accuracy: the first integer of 10 greedy tokens is the key; answer loss: nats per answer token (uniform digits 2.30)"
+} | tee "$out/comparison.txt"
+
+printf '\ndone in %dm%02ds. Outputs in %s:\n' $(((SECONDS - start) / 60)) $(((SECONDS - start) % 60)) "$out"
+echo "  comparison.txt                                 the tables above"
+echo "  eval-{untrained,truncated,full}/heatmap.png    passkey accuracy by length x depth (summary.csv, trials.jsonl)"
+echo "  eval-haystack-{full,truncated}/heatmap.png     the same on licence text"
+echo "  position-loss/position-loss.png, .csv          loss by position on held-out licences"
+echo "  decay-full.txt                                 the full model's time_decay as memory lengths"
+echo "  curriculum-*/, stream-*/, lm-*/                training runs (metrics.jsonl, loss.png, rwkv-final.pth)"
