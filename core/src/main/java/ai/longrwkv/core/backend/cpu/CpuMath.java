@@ -25,10 +25,11 @@ final class CpuMath {
     private CpuMath() { }
 
     /**
-     * The one vector shape of the CPU backend (WkvCpu uses the same). One shape, not the CPU's preferred one: the JDK's
-     * shared FloatVector methods (intoArray, fromArray) collect one type profile for all callers, and with 256- and
-     * 512-bit vectors both in use C2 stopped intrinsifying the store in the exp loop, which then ran 8x slower than
-     * scalar code inside the model (found with JFR and -XX:+PrintInlining). 256 bits is native on AVX2 and AVX-512.
+     * The one vector shape of the CPU backend (WkvCpu and WkvChunkedCpu take it from here). One shape, not the CPU's
+     * preferred one: the JDK's shared FloatVector methods (intoArray, fromArray) collect one type profile for all
+     * callers, and with 256- and 512-bit vectors both in use C2 stopped intrinsifying the store in the exp loop, which
+     * then ran 8x slower than scalar code inside the model (found with JFR and -XX:+PrintInlining). 256 bits is native
+     * on AVX2 and AVX-512.
      */
     static final VectorSpecies<Float> SPECIES = FloatVector.SPECIES_256;
 

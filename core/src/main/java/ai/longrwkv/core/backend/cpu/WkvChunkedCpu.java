@@ -39,7 +39,7 @@ final class WkvChunkedCpu {
     /** With -Dlongrwkv.wkv=auto the backend runs this form from this many tokens on (measured: see CpuBackend). */
     static final int AUTO_MIN_STEPS = 64;
 
-    private static final VectorSpecies<Float> SPECIES = FloatVector.SPECIES_256;
+    private static final VectorSpecies<Float> SPECIES = CpuMath.SPECIES;   // the backend's one vector shape (see there)
     private static final int LANES = SPECIES.length();
 
     /** Decay powers of one head for chunks of at most {@code chunk} tokens; w is constant over time. */

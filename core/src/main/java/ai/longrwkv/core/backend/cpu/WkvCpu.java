@@ -20,7 +20,7 @@ final class WkvCpu {
     static final int BLOCK = 32;
 
     /** 8 lanes covers the oracle's N = 8 in one vector and N = 64 in eight; wider species would leave N = 8 scalar. */
-    private static final VectorSpecies<Float> SPECIES = FloatVector.SPECIES_256;
+    private static final VectorSpecies<Float> SPECIES = CpuMath.SPECIES;   // the backend's one vector shape (see there)
 
     static void forwardHead(int h, int n, int c, int steps, FloatBuffer r, FloatBuffer k, FloatBuffer v, FloatBuffer w,
                             FloatBuffer u, FloatBuffer state, FloatBuffer y) {
