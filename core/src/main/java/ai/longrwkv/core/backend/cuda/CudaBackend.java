@@ -3,6 +3,7 @@ package ai.longrwkv.core.backend.cuda;
 import ai.longrwkv.core.backend.Backend;
 import ai.longrwkv.core.backend.Tensor;
 import ai.longrwkv.core.backend.WkvImpl;
+import ai.longrwkv.core.tensor.DType;
 import ai.longrwkv.core.tensor.HostTensor;
 import org.bytedeco.javacpp.DoublePointer;
 import org.bytedeco.javacpp.FloatPointer;
@@ -115,6 +116,23 @@ public final class CudaBackend implements Backend {
     }
 
     // ---------------------------------------------------------------- memory
+    @Override
+    public Tensor zeros(DType dtype, int... shape) {
+        if (dtype != DType.F32) throw new IllegalArgumentException("the CUDA backend has no " + dtype.label() + " tensors yet");
+        return zeros(shape);
+    }
+
+    @Override
+    public Tensor upload(HostTensor host, DType dtype) {
+        if (dtype != DType.F32) throw new IllegalArgumentException("the CUDA backend has no " + dtype.label() + " tensors yet");
+        return upload(host);
+    }
+
+    @Override
+    public Tensor rows(Tensor x, int first, int count) {
+        throw new IllegalArgumentException("the CUDA backend has no row views yet");
+    }
+
     @Override
     public Tensor zeros(int... shape) {
         CudaTensor c = new CudaTensor(this, shape);
