@@ -130,7 +130,11 @@ public final class CudaBackend implements Backend {
 
     @Override
     public Tensor rows(Tensor x, int first, int count) {
-        throw new IllegalArgumentException("the CUDA backend has no row views yet");
+        int rows = x.rows(), cols = x.cols();
+        if (first < 0 || count < 0 || first + count > rows) {
+            throw new IllegalArgumentException("rows " + first + ".." + (first + count) + " of a tensor with " + rows + " rows " + x.describe());
+        }
+        return t(x).view((long) first * cols, new int[]{count, cols});
     }
 
     @Override
