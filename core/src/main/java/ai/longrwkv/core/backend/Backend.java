@@ -54,6 +54,9 @@ public interface Backend extends AutoCloseable {
 
     void resetPeakBytes();
 
+    /** Memory the backend's tensors can use in all (a GPU's total memory), or -1 when it is the host's (the CPU). */
+    default long memoryCapacity() { return -1; }
+
     // ---------------------------------------------------------------- linear algebra
     /**
      * c = alpha * op(a) @ op(b) + beta * c for 2-D views (a [M,K] or, transposed, [K,M]; b [K,N] or [N,K]).

@@ -184,6 +184,7 @@ public final class Trainer implements AutoCloseable {
     }
 
     public long step() { return step; }
+    public Rwkv5Model model() { return model; }
     public long tokensSeen() { return tokensSeen; }
     public boolean done() { return step >= cfg.steps(); }
     public List<Trainable> trainables() { return optimizer.trainables(); }

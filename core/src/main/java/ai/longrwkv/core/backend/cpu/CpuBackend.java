@@ -151,7 +151,7 @@ public final class CpuBackend implements Backend {
      * Elements of a bf16 operand widened to fp32 per sgemm call: 16 MiB of workspace, and at least 1024 rows of a
      * 4096-wide weight, so the sgemm calls stay large enough to run at full speed.
      */
-    static final int BF16_BLOCK_ELEMENTS = 4 << 20;
+    public static final int BF16_BLOCK_ELEMENTS = 4 << 20;
 
     /**
      * fp32 sgemm. A bf16 operand is widened to fp32 on the way in (exact; OpenBLAS 0.3.31 as bytedeco ships it has no

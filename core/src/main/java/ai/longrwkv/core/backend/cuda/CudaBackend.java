@@ -51,6 +51,9 @@ public final class CudaBackend implements Backend {
     }
 
     @Override
+    public long memoryCapacity() { return device.totalMemory(); }
+
+    @Override
     public String name() {
         return "cuda (" + device.description() + ", kernels " + device.moduleOrigins() + ")";
     }
