@@ -22,8 +22,10 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  */
 class MemoryPlanTest {
 
+    private static final java.util.Map<ModelConfig, ModelWeights> WEIGHTS = new java.util.HashMap<>();
+
     private static long measuredPeak(ModelConfig cfg, MemoryPlan.Spec s) {
-        ModelWeights w = ModelInit.x052(cfg, 3);
+        ModelWeights w = WEIGHTS.computeIfAbsent(cfg, c -> ModelInit.x052(c, 3));
         try (CpuBackend be = new CpuBackend()) {
             Trainer.Mode mode = Trainer.Mode.valueOf(s.mode().name());
             DType load = s.mode() == MemoryPlan.Mode.FULL ? DType.F32 : s.precision();
@@ -64,7 +66,7 @@ class MemoryPlanTest {
             for (MemoryPlan.Mode mode : MemoryPlan.Mode.values()) {
                 for (DType precision : DType.values()) {
                     for (boolean cp : new boolean[]{false, true}) {
-                        MemoryPlan.Spec s = new MemoryPlan.Spec(cfg, mode, precision, cp, 96, 32, BpttMode.FULL, 4, 8);
+                        MemoryPlan.Spec s = new MemoryPlan.Spec(cfg, mode, precision, cp, 64, 16, BpttMode.FULL, 4, 8);
                         long predicted = MemoryPlan.of(s).peakBytes(), measured = measuredPeak(cfg, s);
                         double err = (predicted - measured) / (double) measured;
                         String line = String.format("%s %s %s grad-cp=%s: predicted %,d measured %,d (%+.1f%%)", cfg, mode, precision, cp,
