@@ -78,7 +78,7 @@ class PlanCommandTest {
         assertEquals(2, r.exitCode(), r.out() + r.err());
         String err = r.err().strip();
         assertEquals(1, err.lines().count(), err);
-        assertTrue(err.contains("needs about") && err.contains("--device-memory is 1.2 MiB") && err.contains("use --"), err);
+        assertTrue(err.contains("needs about") && err.contains("--device-memory is 1.2 MiB") && err.contains("--grad-cp"), err);
         assertTrue(!Files.exists(out.resolve("checkpoints")), "nothing was trained");
     }
 

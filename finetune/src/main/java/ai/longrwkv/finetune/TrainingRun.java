@@ -81,7 +81,9 @@ public final class TrainingRun {
     public static MemoryPlan checkPlan(String what, MemoryPlan.Spec spec, Backend be, TrainingOptions o) {
         MemoryPlan plan = MemoryPlan.of(spec);
         long capacity = capacity(be, o);
-        String advice = capacity > 0 ? plan.advice(capacity) : null;
+        // on the CPU the tensors share the machine with the Java heap
+        long forTensors = be.memoryCapacity() > 0 ? capacity : capacity - plan.hostHeapBytes();
+        String advice = capacity > 0 ? plan.advice(forTensors) : null;
         if (advice != null) {
             throw new IllegalArgumentException(what + " needs about " + MemoryPlan.human(plan.peakBytes()) + " per step (" + summary(plan)
                     + ") but " + (o.deviceMemory != null ? "--device-memory is " : be.memoryCapacity() > 0 ? "the GPU has " : "this machine has ")

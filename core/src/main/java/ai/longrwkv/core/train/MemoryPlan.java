@@ -129,6 +129,22 @@ public final class MemoryPlan {
         return n;
     }
 
+    /**
+     * Java heap a CPU run needs beside its tensors: a model is loaded one tensor at a time through an fp32 host copy,
+     * and the JVM keeps about two of the largest alive before it collects them, plus ~512 MiB of its own (classes,
+     * code, buffers). On a GPU this is host memory, not device memory.
+     */
+    public long hostHeapBytes() {
+        long largest = 0;
+        for (ParamSpec p : ParamSpec.all(spec.cfg())) largest = Math.max(largest, numel(p.shape()));
+        return 2 * 4 * largest + (512L << 20);
+    }
+
+    /** What a CPU run's process holds at its peak: the tensors and the heap. */
+    public long cpuProcessBytes() {
+        return peakBytes() + hostHeapBytes();
+    }
+
     /** FLOPs of one training sequence of ctx-len tokens. */
     public double flopsPerSequence() { return flopsPerStepToken * spec.ctxLen(); }
 
@@ -177,7 +193,9 @@ public final class MemoryPlan {
     public String table(long capacity) {
         StringBuilder sb = new StringBuilder();
         for (Term t : terms) sb.append(String.format(Locale.ROOT, "  %-20s %10s   %s%n", t.name(), human(t.bytes()), t.detail()));
-        sb.append(String.format(Locale.ROOT, "  %-20s %10s%n", "peak", human(peakBytes())));
+        sb.append(String.format(Locale.ROOT, "  %-20s %10s   the tensors at the step's peak (a GPU's memory, or native memory on the CPU)%n", "peak", human(peakBytes())));
+        sb.append(String.format(Locale.ROOT, "  %-20s %10s   on the CPU backend: the peak + %s of Java heap (two of the largest tensors"
+                + " in fp32 while loading, + 512 MiB)%n", "cpu process", human(cpuProcessBytes()), human(hostHeapBytes())));
         sb.append(String.format(Locale.ROOT, "  %-20s %10s   per %d-token sequence (%.2f TFLOP)%n", "compute", "", spec.ctxLen(), flopsPerSequence() / 1e12));
         if (capacity > 0) {
             String a = advice(capacity);
