@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Mutation check of the CUDA kernels: injects one single-line bug at a time into the real .cu sources (a removed
 # barrier, a barrier inside a branch, a transposed index, an off-by-one bound, a missing term, ...) and runs the
-# emulated suite against it: CudaParityTest and CudaBf16Test on the emulated device first, then, for a mutant they
-# did not catch, the ThreadSanitizer replay. Prints one line per mutant and "caught K of N" last; exit code 0 only
-# when all are caught.
+# emulated suite against it: CudaParityTest, CudaBf16Test and Bf16RoundingTest on the emulated device first, then,
+# for a mutant they did not catch, the ThreadSanitizer replay. Prints one line per mutant and "caught K of N" last;
+# exit code 0 only when all are caught.
 # Takes about a minute per mutant on 2 cores. Not part of CI (it rebuilds the core module once per mutant).
 #   scripts/kernel-mutants.sh [FILTER]      only the mutants whose id contains FILTER
 set -uo pipefail
@@ -62,8 +62,8 @@ open(p, "w").write(s.replace(a, b))
 PY
   then printf '%-28s %-16s %s\n' "$id" "$file" "NOT APPLIED (source changed?)"; continue; fi
   by=""
-  (cd "$root" && mvn -o -q -B -ntp test -pl core -Dtest='CudaParityTest,CudaBf16Test' -Dsurefire.failIfNoSpecifiedTests=false) > "$log/$id.parity.txt" 2>&1 \
-    || by="parity suite: $(grep -oE '(CudaParityTest|CudaBf16Test)\.[a-z][A-Za-z0-9]+:' "$log/$id.parity.txt" | grep -v 'Test\.java:' | sort -u | sed 's/^Cuda[A-Za-z0-9]*Test\.//; s/://' | paste -sd, -)"
+  (cd "$root" && mvn -o -q -B -ntp test -pl core -Dtest='CudaParityTest,CudaBf16Test,Bf16RoundingTest' -Dsurefire.failIfNoSpecifiedTests=false) > "$log/$id.parity.txt" 2>&1 \
+    || by="parity suite: $(grep -oE '(CudaParityTest|CudaBf16Test|Bf16RoundingTest)\.[a-z][A-Za-z0-9]+:' "$log/$id.parity.txt" | grep -v 'Test\.java:' | sort -u | sed 's/^[A-Za-z0-9]*Test\.//; s/://' | paste -sd, -)"
   if grep -q 'The forked VM terminated' "$log/$id.parity.txt"; then by="parity suite: the JVM crashed (an out-of-bounds access outside the guard zones)"; fi
   if [ -z "$by" ]; then
     (cd "$root" && mvn -o -q -B -ntp test -pl core -Dtest='SanitizerReplayTest#threadSanitizerReportsNothing' -Dsurefire.failIfNoSpecifiedTests=false) > "$log/$id.tsan.txt" 2>&1 \
