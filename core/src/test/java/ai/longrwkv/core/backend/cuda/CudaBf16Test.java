@@ -203,6 +203,8 @@ class CudaBf16Test {
                 assertEquals(dt, v.dtype());
                 float[] all = gpu.download(t).data(), part = gpu.download(v).data();
                 for (int i = 0; i < part.length; i++) assertEquals(all[21 + i], part[i]);
+                float[] inner = gpu.download(gpu.rows(v, 1, 2)).data();   // a view of a view: rows 4 and 5
+                for (int i = 0; i < inner.length; i++) assertEquals(all[28 + i], inner[i]);
                 long live = gpu.liveBytes();
                 v.close();
                 assertEquals(live, gpu.liveBytes(), "closing a view frees nothing");
@@ -307,7 +309,7 @@ class CudaBf16Test {
                 }
             }
         }
-        System.out.printf("PARITY matmulBf16VsExactRounded %.3g of the bound%n", maxRatio);
+        System.out.printf("bf16 matmul vs the exact product of the rounded values: largest error %.3g of its bound%n", maxRatio);
     }
 
     /**
@@ -342,7 +344,7 @@ class CudaBf16Test {
                 }
             }
         }
-        System.out.printf("PARITY matmulBf16VsCpu %.3g of the bound%n", maxRatio);
+        System.out.printf("bf16 matmul vs the CPU backend: largest error %.3g of its bound%n", maxRatio);
     }
 
     /** A bf16 operand that is a row view (an address 2 mod 4) multiplies like the same rows as a tensor of their own. */
