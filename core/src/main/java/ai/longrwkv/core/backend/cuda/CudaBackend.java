@@ -19,8 +19,9 @@ import java.util.concurrent.atomic.AtomicLong;
  * The {@link Backend} on one CUDA device: fp32 and bf16 tensors in device memory, matrix products through the
  * device's GEMM (fp32 operands: cuBLAS sgemm, fp32 math, no TF32, so results stay within 1e-4 of the CPU backend;
  * a bf16 operand: cublasGemmEx on tensor cores, see {@link #matmul}), every other op a kernel from this package's
- * {@code .cu} sources (fp32 only, except the conversions and the embedding gather of bf16.cu). The device is a real GPU ({@link DriverDevice}) or the emulated one
- * ({@link EmulatedDevice}); this class is the same code above both. All work runs in call order on one stream, so a
+ * {@code .cu} sources (fp32 only, except the conversions and the embedding gather of bf16.cu; an op given a bf16
+ * tensor it does not take says so, naming itself). The device is a real GPU ({@link DriverDevice}) or the emulated
+ * one ({@link EmulatedDevice}); this class is the same code above both. All work runs in call order on one stream, so a
  * download sees every earlier write.
  *
  * <p>Create it through {@link ai.longrwkv.core.backend.Backends}, never directly from code that must also run on
@@ -187,10 +188,12 @@ public final class CudaBackend implements Backend {
                 h.get(data);
             }
         } else if (data.length > 0) {
+            short[] bits = new short[data.length];
             try (ShortPointer h = new ShortPointer(data.length)) {
                 device.copyDtoH(h, src.ptr(), data.length * 2L);
-                for (int i = 0; i < data.length; i++) data[i] = Float.intBitsToFloat(h.get(i) << 16);
+                h.get(bits);
             }
+            for (int i = 0; i < data.length; i++) data[i] = Float.intBitsToFloat(bits[i] << 16);
         }
         return new HostTensor(x.shape(), data);
     }
