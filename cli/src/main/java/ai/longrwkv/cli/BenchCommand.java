@@ -17,6 +17,7 @@ import ai.longrwkv.core.train.ChunkedBptt;
 import ai.longrwkv.core.train.TokenSequence;
 import ai.longrwkv.core.train.Trainer;
 import ai.longrwkv.core.train.LrSchedule;
+import ai.longrwkv.core.train.MemoryPlan;
 import org.bytedeco.javacpp.FloatPointer;
 import org.bytedeco.openblas.global.openblas;
 import picocli.CommandLine;
@@ -353,6 +354,12 @@ final class BenchCommand implements Runnable {
                     }
                 }
                 System.out.printf("median %.1f tok/s per training step%n", median(tps));
+                MemoryPlan plan = MemoryPlan.of(new MemoryPlan.Spec(cfg, MemoryPlan.Mode.valueOf(m.name()), dtype, gradCp, ctxLen,
+                        Math.min(chunkLen, ctxLen), BpttMode.parse(bptt), 0, 0));
+                System.out.printf("peak tensor memory %s, plan %s (%+.1f%%); process peak RSS %s, plan %s (%+.1f%%)%n",
+                        MemoryPlan.human(cpu.peakBytes()), MemoryPlan.human(plan.peakBytes()), 100.0 * (plan.peakBytes() - cpu.peakBytes()) / cpu.peakBytes(),
+                        MemoryPlan.human(peakRssBytes()), MemoryPlan.human(plan.cpuProcessBytes()),
+                        100.0 * (plan.cpuProcessBytes() - peakRssBytes()) / peakRssBytes());
                 if (profile) {
                     System.out.println("backend time by operation over the timed steps:");
                     profiler.report().forEach(line -> System.out.println("  " + line));

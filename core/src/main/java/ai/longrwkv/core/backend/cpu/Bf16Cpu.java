@@ -43,6 +43,26 @@ final class Bf16Cpu {
         });
     }
 
+    /** dst[i] = round(src[i]) for i < n, from a Java array. */
+    static void narrow(float[] src, ShortBuffer dst, long n) {
+        Blocks.parallelFor(blocks(n), blk -> {
+            short[] s = SHORTS.get();
+            int off = blk * BLOCK, len = (int) Math.min(BLOCK, n - off);
+            for (int i = 0; i < len; i++) s[i] = Float16.floatToBf16(src[off + i]);
+            dst.put(off, s, 0, len);
+        });
+    }
+
+    /** dst[i] = widen(src[i]) for i < n, into a Java array. */
+    static void widen(ShortBuffer src, float[] dst, long n) {
+        Blocks.parallelFor(blocks(n), blk -> {
+            short[] s = SHORTS.get();
+            int off = blk * BLOCK, len = (int) Math.min(BLOCK, n - off);
+            src.get(off, s, 0, len);
+            for (int i = 0; i < len; i++) dst[off + i] = Float.intBitsToFloat(s[i] << 16);
+        });
+    }
+
     static void widen(short[] s, float[] f, int n) {
         for (int i = 0; i < n; i++) f[i] = Float.intBitsToFloat(s[i] << 16);
     }

@@ -10,6 +10,7 @@ import ai.longrwkv.core.model.ParamSet;
 import ai.longrwkv.core.model.Rwkv5Model;
 import ai.longrwkv.core.model.RwkvState;
 import ai.longrwkv.core.model.ModelWeights;
+import ai.longrwkv.core.tensor.DType;
 import ai.longrwkv.core.tensor.HostTensor;
 import ai.longrwkv.core.testing.TestModels;
 import ai.longrwkv.core.train.BpttMode;
@@ -388,14 +389,52 @@ class CudaParityTest {
         }
     }
 
+    /**
+     * The memory-saving paths on the device: --grad-cp in fp32 within TOL of the CPU's plain run, and bf16 weight
+     * matrices against the CPU's bf16 run. The CPU widens bf16 weights exactly and multiplies fp32 activations; the
+     * device rounds the activations to bf16 too (cublasGemmEx takes one type): each product's inputs then differ by at
+     * most 2^-8 relative, and to first order a logit by (8L + 2) 2^-8 of its scale over the 8L + 2 matrices on its
+     * path; the loss by the same relative amount, gradients (products of two perturbed factors) by twice that, in L2.
+     */
+    @Test
+    void wholeModelWithGradCheckpointingAndBf16Weights() {
+        Random rnd = new Random(seed + 7);
+        ModelConfig cfg = new ModelConfig(2, 32, 4, 8, 64, 97, ModelConfig.OFFICIAL_GROUP_NORM_EPS);
+        ModelWeights weights = TestModels.random(cfg, rnd.nextLong());
+        int[] tokens = new int[40];
+        for (int t = 0; t < tokens.length; t++) tokens[t] = rnd.nextInt(cfg.vocabSize());
+        TokenSequence seq = TokenSequence.nextToken(tokens);
+        long stateSeed = rnd.nextLong();
+        Run ref = run(cpu, cfg, weights, seq, 16, stateSeed, DType.F32, false);
+        Run cp = run(gpu, cfg, weights, seq, 16, stateSeed, DType.F32, true);
+        sameScalar("model loss (--grad-cp)", ref.loss, cp.loss);
+        for (int i = 0; i < ref.names.size(); i++) same(ref.names.get(i) + " (--grad-cp)", ref.values.get(i), cp.values.get(i));
+        double bound = (8 * cfg.nLayer() + 2) * Math.pow(2, -8);
+        Run cpuBf = run(cpu, cfg, weights, seq, 16, stateSeed, DType.BF16, false);
+        Run gpuBf = run(gpu, cfg, weights, seq, 16, stateSeed, DType.BF16, true);
+        assertTrue(Math.abs(cpuBf.loss - gpuBf.loss) <= bound * Math.abs(cpuBf.loss), "bf16 loss " + gpuBf.loss + " vs " + cpuBf.loss);
+        for (int i = 0; i < cpuBf.names.size(); i++) {
+            float[] a = cpuBf.values.get(i), b = gpuBf.values.get(i);
+            double diff = 0, norm = 0;
+            for (int j = 0; j < a.length; j++) { diff += (a[j] - b[j]) * (double) (a[j] - b[j]); norm += a[j] * (double) a[j]; }
+            assertTrue(Math.sqrt(diff) <= 2 * bound * Math.sqrt(norm) + 1e-30, "bf16 " + cpuBf.names.get(i) + ": relative L2 error " + Math.sqrt(diff / norm));
+        }
+    }
+
     private record Run(double loss, List<String> names, List<float[]> values) { }
 
     private static Run run(Backend be, ModelConfig cfg, ModelWeights weights, TokenSequence seq, int chunk, long stateSeed) {
+        return run(be, cfg, weights, seq, chunk, stateSeed, DType.F32, false);
+    }
+
+    private static Run run(Backend be, ModelConfig cfg, ModelWeights weights, TokenSequence seq, int chunk, long stateSeed,
+                           DType matrices, boolean gradCp) {
         List<String> names = new ArrayList<>();
         List<float[]> values = new ArrayList<>();
-        try (Rwkv5Model model = Rwkv5Model.load(be, weights, cfg.groupNormEps());
+        try (Rwkv5Model model = Rwkv5Model.load(be, weights, cfg.groupNormEps(), matrices);
              RwkvState s0 = TestModels.randomState(be, cfg, stateSeed);
              ParamSet grads = ParamSet.zeros(be, cfg)) {
+            model.setRecompute(gradCp);
             ChunkedBptt.Result r = ChunkedBptt.run(model, seq, s0, grads, new ChunkedBptt.Options(chunk, BpttMode.FULL, true), true, null);
             try (RwkvState fin = r.finalState(); RwkvState dS0 = r.initialStateGrad()) {
                 for (String k : grads.keys()) {
