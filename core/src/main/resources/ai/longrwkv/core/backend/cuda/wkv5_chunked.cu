@@ -12,10 +12,12 @@
 // The key-side sums of the backward (dr, dk, dw, du sum over all value columns) are computed per tile into partial
 // buffers and summed over tiles in a fixed order by wkv5c_reduce, so results do not depend on scheduling.
 //
-// Products run on CUDA cores in fp32 FMA, not on tensor cores: every operand of the intra-chunk products is an fp32
-// value (decay-weighted r or k, the fp32 state, the attention matrix), and tf32 (10-bit mantissa) or bf16 operands would
-// make the error ~1e-3 relative where the fp32 path must stay within 1e-5 of the sequential reference; with bf16
-// inputs the products are still formed in fp32 so that the only error is the rounding of the inputs themselves.
+// The wkv5c_* kernels run their products on CUDA cores in fp32 FMA: every operand of the intra-chunk products is an
+// fp32 value (decay-weighted r or k, the fp32 state, the attention matrix), and tf32 (10-bit mantissa) or bf16
+// operands would make the error ~1e-3 relative where the fp32 path must stay within 1e-5 of the sequential reference;
+// with bf16 inputs they still form the products in fp32, so that the only error is the rounding of the inputs. They are
+// the reference path. The wkv5t_* forward (bf16 inputs only, below) runs the products on tensor cores with bf16
+// operands and fp32 accumulation and an fp32 state, with the error budget derived there.
 //
 // Input types: float, or bf16 passed as its 16-bit pattern (unsigned short; bf16 -> fp32 is a shift, so no header is
 // needed under NVRTC). w is always fp32 (it is exp(-exp(time_decay)); RWKV-LM's kernels also keep it in fp32).
@@ -267,6 +269,156 @@ extern "C" __global__ void wkv5c_reduce(int tiles, long long tc, int C, const fl
     }
 }
 
+// ------------------------------------------------------------------ tensor cores (bf16 inputs)
+// The forward on tensor cores: mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 (sm_80 and later; inline PTX, so
+// NVRTC needs no header; the emulated device provides the same instruction, see cuda_emu.h). Per chunk and tile:
+//   y    = bf16(r (.) w^t) . bf16(S)  +  bf16(A) . v             (16 x N . N x 16, then 16 x 16 . 16 x 16)
+//   S_L  = w^L (.) S  +  bf16(k (.) w^(L-1-s))^T . v              (N x 16 . 16 x 16, accumulated onto the fp32 S)
+// The state S stays in fp32: each warp holds 16 of its rows as mma accumulators in registers from the first chunk to the
+// last (scaled by w^L in fp32 before each update), and only a bf16 copy of it is an mma operand (for y). A is built in
+// fp32 as in the FMA kernel (wkv5c_attention: its decay sits inside the contraction over key channels, so it is not
+// one product) and rounded to bf16 once. Errors, relative to the same computation in exact arithmetic on the same bf16
+// inputs, per term of the output: y's intra-chunk terms (through bf16(A)) one rounding of 2^-8, y's terms through the
+// state three (bf16(k w^..) when the token entered the state, bf16(S), bf16(r w^t)), the final state's one (bf16(k
+// w^..)); fp32 accumulation adds only fp32-sized errors. CudaTensorCoreWkvTest checks exactly that bound.
+// Needs N a multiple of 16 with N / 16 <= the block's warps (the state rows) and L = 16 (one mma k-step).
+
+__device__ __forceinline__ unsigned short wkv5t_bf16(float x) {          // round to nearest, ties to even (finite x)
+    unsigned b = __float_as_uint(x);
+    b += 0x7fffu + ((b >> 16) & 1u);
+    return (unsigned short)(b >> 16);
+}
+__device__ __forceinline__ unsigned wkv5t_pack(unsigned short lo, unsigned short hi) { return (unsigned)lo | ((unsigned)hi << 16); }
+
+// One lane's registers of an m16n8k16 product, in the PTX ISA's fragment layout (g = lane / 4, q = lane % 4):
+// A 16x16: register j holds a(2j), a(2j+1) at row g + 8 (j & 1), cols 2q + 8 (j >> 1) and the next one;
+// B 16x8: register j holds b(2j), b(2j+1) at rows 2q + 8 j and the next one, col g;
+// C, D 16x8: c_i at row g + 8 (i >> 1), col 2q + (i & 1).
+struct Wkv5tA { unsigned x[4]; };
+struct Wkv5tB { unsigned x[2]; };
+struct Wkv5tC { float x[4]; };
+
+// Element (row, col) of a bf16 matrix is m[row * rs + col * cs]: row-major with leading dimension ld is rs = ld,
+// cs = 1; column-major is rs = 1, cs = ld. The same for the fp32 C and D.
+__device__ __forceinline__ void wkv5t_load_a(Wkv5tA& a, const unsigned short* m, int rs, int cs) {
+    const int lane = threadIdx.x & 31, g = lane >> 2, q = lane & 3;
+    for (int j = 0; j < 4; j++) {
+        const int row = g + 8 * (j & 1), col = 2 * q + 8 * (j >> 1);
+        a.x[j] = wkv5t_pack(m[row * rs + col * cs], m[row * rs + (col + 1) * cs]);
+    }
+}
+__device__ __forceinline__ void wkv5t_load_b(Wkv5tB& b, const unsigned short* m, int rs, int cs) {
+    const int lane = threadIdx.x & 31, g = lane >> 2, q = lane & 3;
+    for (int j = 0; j < 2; j++) {
+        const int row = 2 * q + 8 * j;
+        b.x[j] = wkv5t_pack(m[row * rs + g * cs], m[(row + 1) * rs + g * cs]);
+    }
+}
+__device__ __forceinline__ int wkv5t_c_row(int i) { return ((threadIdx.x & 31) >> 2) + 8 * (i >> 1); }
+__device__ __forceinline__ int wkv5t_c_col(int i) { return 2 * (threadIdx.x & 3) + (i & 1); }
+
+#ifdef LONGRWKV_EMULATED_DEVICE
+#define wkv5t_mma(d, a, b, c) emu_mma_m16n8k16_bf16((d).x, (a).x, (b).x, (c).x)
+#else
+__device__ __forceinline__ void wkv5t_mma_ptx(Wkv5tC& d, const Wkv5tA& a, const Wkv5tB& b, const Wkv5tC& c) {
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%10,%11,%12,%13};\n"
+                 : "=f"(d.x[0]), "=f"(d.x[1]), "=f"(d.x[2]), "=f"(d.x[3])
+                 : "r"(a.x[0]), "r"(a.x[1]), "r"(a.x[2]), "r"(a.x[3]), "r"(b.x[0]), "r"(b.x[1]),
+                   "f"(c.x[0]), "f"(c.x[1]), "f"(c.x[2]), "f"(c.x[3]));
+}
+#define wkv5t_mma(d, a, b, c) wkv5t_mma_ptx(d, a, b, c)
+#endif
+
+// One warp: D = A B + C with each matrix read and written through its own strides (the test of the fragment layout and
+// of the emulation against a scalar reference, on the emulated device and on a GPU alike). Launch with 32 threads.
+extern "C" __global__ void __launch_bounds__(32) wkv5t_mma_probe(const unsigned short* a, int ars, int acs,
+        const unsigned short* b, int brs, int bcs, const float* c, int crs, int ccs, float* d, int drs, int dcs) {
+    Wkv5tA fa;
+    Wkv5tB fb;
+    Wkv5tC fc, fd;
+    wkv5t_load_a(fa, a, ars, acs);
+    wkv5t_load_b(fb, b, brs, bcs);
+    for (int i = 0; i < 4; i++) fc.x[i] = c[wkv5t_c_row(i) * crs + wkv5t_c_col(i) * ccs];
+    wkv5t_mma(fd, fa, fb, fc);
+    for (int i = 0; i < 4; i++) d[wkv5t_c_row(i) * drs + wkv5t_c_col(i) * dcs] = fd.x[i];
+}
+
+template <int N, int L>
+__device__ void wkv5t_forward_impl(int T, int C, const unsigned short* __restrict__ r, const unsigned short* __restrict__ k,
+                                   const unsigned short* __restrict__ v, const float* __restrict__ w,
+                                   const unsigned short* __restrict__ u, float* __restrict__ state, float* __restrict__ y) {
+    static_assert(L == 16 && N % 16 == 0 && N / 16 <= WKV5C_THREADS / 32, "tensor-core WKV: L = 16, N = 16..64 by 16");
+    constexpr int VT = 16, TILES = N / 16, LDN = N + 8, LDT = 16 + 8;   // padded rows (fewer shared-memory bank conflicts)
+    const int h = blockIdx.x / TILES, j0 = (blockIdx.x % TILES) * VT, tid = threadIdx.x, warp = tid >> 5;
+    __shared__ float sr[L][N], sk[L][N], pw[L + 1][N], su[N], sa[L][L], sv[L][VT];
+    __shared__ unsigned short brw[L][LDN], bkw[L][LDN], ba[L][LDT], bv[L][LDT], bs[N][LDT];
+    float* st = state + (size_t)h * N * N;
+    wkv5c_powers<N, L>(w + h * N, pw, nullptr);
+    for (int i = tid; i < N; i += blockDim.x) su[i] = wkv5c_in(u[h * N + i]);
+    // warp m < N / 16 owns state rows 16m..16m+15 of this tile, as two 16x8 accumulators (value columns 0..7, 8..15)
+    const bool owns = warp < N / 16;
+    Wkv5tC S[2];
+    for (int n = 0; n < 2; n++) for (int i = 0; i < 4; i++) {
+        S[n].x[i] = owns ? st[(size_t)(16 * warp + wkv5t_c_row(i)) * N + j0 + 8 * n + wkv5t_c_col(i)] : 0.f;
+    }
+    for (int t0 = 0; t0 < T; t0 += L) {
+        const int len = T - t0 < L ? T - t0 : L;
+        __syncthreads();                               // the previous chunk is done with every shared array
+        wkv5c_load<N, L, unsigned short>(t0, len, C, h, j0, r, k, v, sr, sk, sv);
+        if (owns) for (int n = 0; n < 2; n++) for (int i = 0; i < 4; i++) {
+            bs[16 * warp + wkv5t_c_row(i)][8 * n + wkv5t_c_col(i)] = wkv5t_bf16(S[n].x[i]);
+        }
+        __syncthreads();
+        wkv5c_attention<N, L>(len, sr, sk, su, pw, sa);
+        for (int e = tid; e < L * N; e += blockDim.x) {
+            const int t = e / N, i = e % N;
+            brw[t][i] = wkv5t_bf16(sr[t][i] * pw[t][i]);                               // 0 past len (sr is)
+            bkw[t][i] = t < len ? wkv5t_bf16(sk[t][i] * pw[len - 1 - t][i]) : (unsigned short)0;
+        }
+        for (int e = tid; e < L * VT; e += blockDim.x) bv[e / VT][e % VT] = wkv5t_bf16(sv[e / VT][e % VT]);   // exact
+        __syncthreads();
+        for (int e = tid; e < L * L; e += blockDim.x) ba[e / L][e % L] = wkv5t_bf16(sa[e / L][e % L]);
+        __syncthreads();
+        if (warp < 2) {                                // y, value columns 8 warp .. 8 warp + 7
+            Wkv5tA fa;
+            Wkv5tB fb;
+            Wkv5tC acc = {{0.f, 0.f, 0.f, 0.f}};
+            for (int kk = 0; kk < N; kk += 16) {
+                wkv5t_load_a(fa, &brw[0][kk], LDN, 1);
+                wkv5t_load_b(fb, &bs[kk][8 * warp], LDT, 1);
+                wkv5t_mma(acc, fa, fb, acc);
+            }
+            wkv5t_load_a(fa, &ba[0][0], LDT, 1);
+            wkv5t_load_b(fb, &bv[0][8 * warp], LDT, 1);
+            wkv5t_mma(acc, fa, fb, acc);
+            for (int i = 0; i < 4; i++) {
+                const int t = wkv5t_c_row(i);
+                if (t < len) y[(size_t)(t0 + t) * C + h * N + j0 + 8 * warp + wkv5t_c_col(i)] = acc.x[i];
+            }
+        }
+        if (owns) {                                    // S <- w^len (.) S + (k (.) w^(len-1-s))^T v on rows 16 warp..
+            Wkv5tA fa;
+            Wkv5tB fb;
+            wkv5t_load_a(fa, &bkw[0][16 * warp], 1, LDN);   // A[i][s] = bkw[s][16 warp + i]: column-major
+            for (int n = 0; n < 2; n++) {
+                for (int i = 0; i < 4; i++) S[n].x[i] *= pw[len][16 * warp + wkv5t_c_row(i)];
+                wkv5t_load_b(fb, &bv[0][8 * n], LDT, 1);
+                wkv5t_mma(S[n], fa, fb, S[n]);
+            }
+        }
+    }
+    if (owns) for (int n = 0; n < 2; n++) for (int i = 0; i < 4; i++) {
+        st[(size_t)(16 * warp + wkv5t_c_row(i)) * N + j0 + 8 * n + wkv5t_c_col(i)] = S[n].x[i];
+    }
+}
+
+#define WKV5T_INSTANTIATE(N)                                                                                           \
+extern "C" __global__ void __launch_bounds__(WKV5C_THREADS) wkv5t_forward_n##N##_bf16(int T, int C,                    \
+        const unsigned short* r, const unsigned short* k, const unsigned short* v, const float* w,                     \
+        const unsigned short* u, float* state, float* y) {                                                             \
+    wkv5t_forward_impl<N, WKV5C_L>(T, C, r, k, v, w, u, state, y);                                                     \
+}
+
 #define WKV5C_INSTANTIATE(N, TIN, SUFFIX)                                                                              \
 extern "C" __global__ void __launch_bounds__(WKV5C_THREADS) wkv5c_forward_n##N##_##SUFFIX(int T, int C, const TIN* r, \
         const TIN* k, const TIN* v, const float* w, const TIN* u, float* state, float* y) {                           \
@@ -292,3 +444,7 @@ WKV5C_INSTANTIATE(32, float, f32)
 WKV5C_INSTANTIATE(64, float, f32)
 WKV5C_INSTANTIATE(8, unsigned short, bf16)
 WKV5C_INSTANTIATE(64, unsigned short, bf16)
+
+// The tensor-core forward (bf16 inputs; the backward of these inputs is wkv5c_backward_n*_bf16).
+WKV5T_INSTANTIATE(32)
+WKV5T_INSTANTIATE(64)
