@@ -63,7 +63,8 @@ timeout 180 "$java" "${opts[@]}" -jar "$b/lib/junit-platform-console-standalone.
     --disable-banner --details=tree --details-theme=unicode --reports-dir="$work/reports" \
     --class-path "$b/longrwkv.jar:$b/lib/longrwkv-core-tests.jar" \
     --select-class ai.longrwkv.core.backend.cuda.CudaParityTest \
-    --select-class ai.longrwkv.core.backend.cuda.CudaChunkedWkvTest > "$work/parity.txt" 2>&1
+    --select-class ai.longrwkv.core.backend.cuda.CudaChunkedWkvTest \
+    --select-class ai.longrwkv.core.backend.cuda.CudaTensorCoreWkvTest > "$work/parity.txt" 2>&1
 parity_rc=$?
 grep -v '^WARNING: Using incubator' "$work/parity.txt" | tail -60
 
