@@ -381,6 +381,12 @@ public final class CudaBackend implements Backend {
         return "wkv5c_forward_n" + n + (bf16Inputs ? "_bf16" : "_f32");
     }
 
+    /** The chunked backward kernel, chosen as {@link #wkvForwardKernel} is (the states and reduce kernels are shared). */
+    static String wkvBackwardKernel(int n, boolean bf16Inputs) {
+        if (bf16Inputs && (n == 32 || n == 64)) return "wkv5t_backward_n" + n + "_bf16";
+        return "wkv5c_backward_n" + n + (bf16Inputs ? "_bf16" : "_f32");
+    }
+
     /** Blocks per head of the chunked kernels: one per tile of min(N, 16) value columns (Wkv5cTile in wkv5_chunked.cu). */
     static int wkvTiles(int n) { return n / Math.min(n, 16); }
 
@@ -418,7 +424,7 @@ public final class CudaBackend implements Backend {
              Tensor grp = new CudaTensor(this, new int[]{tiles, steps, c}); Tensor gkp = new CudaTensor(this, new int[]{tiles, steps, c});
              Tensor dwp = new CudaTensor(this, new int[]{tiles, c}); Tensor dup = new CudaTensor(this, new int[]{tiles, c})) {
             k("wkv5_chunked", "wkv5c_states_n" + n + "_f32").launch(blocks, threads, 0, steps, c, t(k), t(v), t(w), t(state0), t(states));
-            k("wkv5_chunked", "wkv5c_backward_n" + n + "_f32").launch(blocks, threads, 0, steps, c, t(r), t(k), t(v), t(w), t(u),
+            k("wkv5_chunked", wkvBackwardKernel(n, false)).launch(blocks, threads, 0, steps, c, t(r), t(k), t(v), t(w), t(u),
                     t(dy), t(states), t(dState), t(dv), t(grp), t(gkp), t(dwp), t(dup));
             long tc = (long) steps * c;
             int grid = (int) Math.min((tc + THREADS - 1) / THREADS, 65535);

@@ -18,11 +18,12 @@ import static ai.longrwkv.core.backend.cuda.CudaChunkedWkvTest.with;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 /**
- * The tensor-core WKV forward (wkv5t_* in wkv5_chunked.cu, mma.sync m16n8k16 with bf16 operands and fp32 accumulate)
+ * The tensor-core WKV kernels (wkv5t_* in wkv5_chunked.cu, mma.sync m16n8k16 with bf16 operands and fp32 accumulate)
  * on the device -Dlongrwkv.parity.device names (default emulated), fresh seed each run (-Dlongrwkv.parity.seed=S):
  * first the fragment layout and the product itself (wkv5t_mma_probe) against a scalar reference, with matrices read
- * and written row- and column-major at leading dimensions other than the matrix's width; then the forward against the
- * sequential CPU reference within the error budget derived in the kernel's comment and in {@link #bound}.
+ * and written row- and column-major at leading dimensions other than the matrix's width; then the forward and backward
+ * against the sequential CPU reference (extreme decays, T = 1, T below, at and not a multiple of the 16-token chunk,
+ * nonzero initial state and dL/dS_T) within the error budget derived in the kernels' comments and in {@link #bound}.
  */
 class CudaTensorCoreWkvTest {
     static CudaBackend gpu;
@@ -109,72 +110,91 @@ class CudaTensorCoreWkvTest {
     }
 
     // ---------------------------------------------------------------- the forward
-    /** y and the final state of the tensor-core forward on p's r, k, v, u rounded to bf16 (p.s0 is the initial state). */
+    /**
+     * The tensor-core kernels on p's r, k, v, u rounded to bf16: y, final state, dr, dk, dv, dw, du, dS0 (dw and du
+     * accumulated from zero), through the backend's own choice of kernel names for bf16 inputs; the chunk-start
+     * states and the tile reduction are the kernels the fp32 path shares.
+     */
     static float[][] runTensorCore(Problem p) {
-        int c = p.h * p.n;
+        int n = p.n, h = p.h, c = h * n, steps = p.t;
+        int tiles = CudaBackend.wkvTiles(n), blocks = h * tiles, threads = KernelSources.WKV_CHUNK_THREADS;
+        int chunks = (steps + KernelSources.WKV_CHUNK_LEN - 1) / KernelSources.WKV_CHUNK_LEN;
+        java.util.function.Function<String, Kernel> kern = name -> new Kernel(gpu.device, gpu.device.function("wkv5_chunked", name));
         java.util.function.DoubleUnaryOperator round = x -> bf16((float) x);
         try (Tensor r = gpu.upload(packBf16(CudaChunkedWkvTest.map(p.r, round))); Tensor k = gpu.upload(packBf16(CudaChunkedWkvTest.map(p.k, round)));
              Tensor v = gpu.upload(packBf16(CudaChunkedWkvTest.map(p.v, round))); Tensor u = gpu.upload(packBf16(CudaChunkedWkvTest.map(p.u, round)));
-             Tensor w = gpu.upload(p.w); Tensor s = gpu.upload(p.s0); Tensor y = gpu.zeros(p.t, c)) {
-            new Kernel(gpu.device, gpu.device.function("wkv5_chunked", CudaBackend.wkvForwardKernel(p.n, true)))
-                    .launch(p.h * CudaBackend.wkvTiles(p.n), KernelSources.WKV_CHUNK_THREADS, 0, p.t, c, r, k, v, w, u, s, y);
-            return new float[][]{gpu.download(y).data(), gpu.download(s).data()};
+             Tensor w = gpu.upload(p.w); Tensor s = gpu.upload(p.s0); Tensor s0 = gpu.upload(p.s0); Tensor y = gpu.zeros(steps, c);
+             Tensor dy = gpu.upload(p.dy); Tensor ds = gpu.upload(p.dsT); Tensor dr = gpu.zeros(steps, c); Tensor dk = gpu.zeros(steps, c);
+             Tensor dv = gpu.zeros(steps, c); Tensor dw = gpu.zeros(h, n); Tensor du = gpu.zeros(h, n);
+             Tensor states = gpu.zeros(h, chunks, n * n); Tensor grp = gpu.zeros(tiles, steps, c); Tensor gkp = gpu.zeros(tiles, steps, c);
+             Tensor dwp = gpu.zeros(tiles, c); Tensor dup = gpu.zeros(tiles, c)) {
+            kern.apply(CudaBackend.wkvForwardKernel(n, true)).launch(blocks, threads, 0, steps, c, r, k, v, w, u, s, y);
+            kern.apply("wkv5c_states_n" + n + "_bf16").launch(blocks, threads, 0, steps, c, k, v, w, s0, states);
+            kern.apply(CudaBackend.wkvBackwardKernel(n, true)).launch(blocks, threads, 0, steps, c, r, k, v, w, u, dy, states, ds, dv,
+                    grp, gkp, dwp, dup);
+            long tc = (long) steps * c;
+            kern.apply("wkv5c_reduce").launch((int) ((tc + 255) / 256), 256, 0, tiles, tc, c, grp, gkp, dwp, dup, dr, dk, dw, du);
+            return new float[][]{gpu.download(y).data(), gpu.download(s).data(), gpu.download(dr).data(), gpu.download(dk).data(),
+                    gpu.download(dv).data(), gpu.download(dw).data(), gpu.download(du).data(), gpu.download(ds).data()};
         }
     }
 
-    static float[][] forward(Problem p) {
-        try (Tensor r = cpu.upload(p.r); Tensor k = cpu.upload(p.k); Tensor v = cpu.upload(p.v); Tensor w = cpu.upload(p.w);
-             Tensor u = cpu.upload(p.u); Tensor s = cpu.upload(p.s0); Tensor y = cpu.zeros(p.t, p.h * p.n)) {
-            cpu.wkvForward(r, k, v, w, u, s, y);
-            return new float[][]{cpu.download(y).data(), cpu.download(s).data()};
-        }
-    }
+    /** The CPU's sequential reference: y, final state, dr, dk, dv, dw, du, dS0. */
+    static float[][] reference(Problem p) { return CudaChunkedWkvTest.run(cpu, p); }
 
     /**
      * The bound of one output element: ((1 + 2^-8)^m - 1) * mag + 1e-5 * max|ref|, mag = the same output computed on
-     * absolute values (every term of the sum with its magnitude), 2^-8 = bf16's unit roundoff (8 significant bits,
-     * round to nearest). m = the most bf16 roundings any term of the output passes through. Against the fp32
-     * reference on the same bf16 inputs: y m = 3 (a term r_t k_s w^.. v_s of an earlier chunk is rounded as
-     * bf16(k_s w^..) when it enters the state, then as part of bf16(S) and of bf16(r_t w^t); an intra-chunk term once,
-     * in bf16(A)), the final state m = 1 (bf16(k_s w^..); the fp32 state is never rounded to bf16 on its way from chunk
-     * to chunk, and w^L S is fp32). Against the reference on the unrounded fp32 inputs add the inputs' own roundings:
-     * y's terms r u k v and r k v have up to 4 bf16 inputs (m = 7), the final state's k v 2 (m = 3). The 1e-5 of the
-     * largest element is the fp32 slack every fp32 path gets (summation order).
+     * absolute values (every term of the sum with its magnitude: the sequential reference run on |inputs|), 2^-8 =
+     * bf16's unit roundoff (8 significant bits, round to nearest). m = the most bf16 roundings any term of the output
+     * passes through, beyond those of the inputs (the kernels' comments in wkv5_chunked.cu list them):
+     * <ul>
+     * <li>y 3: a term r_t k_s w^.. v_s of an earlier chunk is rounded in bf16(k_s w^..) when it enters the fp32 state,
+     *     then as part of bf16(S) and of bf16(r_t w^t); an intra-chunk term once, in bf16(A);
+     * <li>final state 1: bf16(k_s w^..) (the fp32 state is never rounded on its way from chunk to chunk);
+     * <li>dr 2: bf16(S) and bf16(gy) in S gy (the chunk-start states come from the fp32 state kernel), or bf16(gy) in dA;
+     * <li>dk 3: a term of D entered through bf16(r w^t) and bf16(gy), then bf16(D) in D v;
+     * <li>dv 4: bf16(k w^..) and bf16(D) times D's two; dw 3 (through D v); du 1 (dA); dL/dS_0 2 (D's entry).
+     * </ul>
+     * Against the reference on the unrounded fp32 inputs add the inputs' own roundings (CudaChunkedWkvTest's counts:
+     * y 4, final state 2, dr dk dv dw du 3, dS0 1). The 1e-5 of the largest element is the fp32 slack every fp32 path
+     * gets (summation order).
      */
     static double bound(int m, double mag, double maxRef) { return (Math.pow(1 + Math.pow(2, -8), m) - 1) * mag + 1e-5 * maxRef; }
 
-    static final String[] OUTPUTS = {"y", "final state"};
-
     @Test
-    void tensorCoreForwardStaysWithinItsDerivedBound() {
+    void tensorCoreKernelsStayWithinTheirDerivedBound() {
         Random rnd = new Random(seed + 1);
-        int[] mRounded = {3, 1}, mFp32 = {7, 3};
-        double worstRounded = 0, worstFp32 = 0;
+        String[] names = CudaChunkedWkvTest.NAMES;
+        int[] mRounded = {3, 1, 2, 3, 4, 3, 1, 2}, mInputs = {4, 2, 3, 3, 3, 3, 3, 1};
+        double[] worstRounded = new double[names.length], worstFp32 = new double[names.length];
         for (int[] hn : new int[][]{{2, 64}, {3, 32}}) {
             for (int steps : new int[]{1, 5, 16, 17, 40, 77}) {
                 Problem p = new Problem(rnd, hn[0], hn[1], steps);
-                Problem rounded = with(p, x -> bf16((float) x), x -> x);
+                Problem exactIn = with(p, x -> x, x -> x), rounded = with(p, x -> bf16((float) x), x -> x);
                 Problem absRounded = with(p, x -> Math.abs(bf16((float) x)), Math::abs), abs = with(p, Math::abs, Math::abs);
-                float[][] onRounded = forward(rounded), exact = forward(p), magRounded = forward(absRounded), mag = forward(abs);
+                float[][] onRounded = reference(rounded), exact = reference(exactIn), magRounded = reference(absRounded), mag = reference(abs);
                 float[][] got = runTensorCore(p);
                 String tag = " H=" + hn[0] + " N=" + hn[1] + " T=" + steps + " (seed " + seed + ")";
-                for (int o = 0; o < OUTPUTS.length; o++) {
+                for (int o = 0; o < names.length; o++) {
                     double maxR = maxAbs(onRounded[o]), maxE = maxAbs(exact[o]);
                     for (int i = 0; i < got[o].length; i++) {
                         double g = got[o][i];
                         double e1 = Math.abs(g - onRounded[o][i]), b1 = bound(mRounded[o], magRounded[o][i], maxR);
-                        assertTrue(e1 <= b1, "tensor-core " + OUTPUTS[o] + "[" + i + "] = " + g + " vs " + onRounded[o][i]
+                        assertTrue(e1 <= b1, "tensor-core " + names[o] + "[" + i + "] = " + g + " vs " + onRounded[o][i]
                                 + " (fp32 reference on the same bf16 inputs): off " + e1 + " > " + b1 + tag);
-                        double e2 = Math.abs(g - exact[o][i]), b2 = bound(mFp32[o], mag[o][i], maxE);
-                        assertTrue(e2 <= b2, "tensor-core " + OUTPUTS[o] + "[" + i + "] = " + g + " vs " + exact[o][i]
+                        double e2 = Math.abs(g - exact[o][i]), b2 = bound(mRounded[o] + mInputs[o], mag[o][i], maxE);
+                        assertTrue(e2 <= b2, "tensor-core " + names[o] + "[" + i + "] = " + g + " vs " + exact[o][i]
                                 + " (fp32 reference on the fp32 inputs): off " + e2 + " > " + b2 + tag);
-                        worstRounded = Math.max(worstRounded, e1 / b1);
-                        worstFp32 = Math.max(worstFp32, e2 / b2);
+                        worstRounded[o] = Math.max(worstRounded[o], e1 / b1);
+                        worstFp32[o] = Math.max(worstFp32[o], e2 / b2);
                     }
                 }
             }
         }
-        System.out.printf("tensor-core forward: error/bound worst %.3f (same bf16 inputs), %.3f (fp32 inputs)%n", worstRounded, worstFp32);
+        for (int o = 0; o < names.length; o++) {
+            System.out.printf("tensor-core %-18s error/bound worst %.3f (same bf16 inputs, m = %d), %.3f (fp32 inputs, m = %d)%n",
+                    names[o], worstRounded[o], mRounded[o], worstFp32[o], mRounded[o] + mInputs[o]);
+        }
     }
 
     static double maxAbs(float[] x) {
