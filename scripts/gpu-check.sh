@@ -92,7 +92,7 @@ bench() {   # name timeout args...
   [ $rc = 0 ] || echo "| bench $name | FAILED (exit $rc): $(grep -m1 -E 'Exception|error' "$work/bench-$name.err") |" >> "$work/bench-$name.txt"
 }
 quick=(--full); [ $device = emulated ] && quick=(--quick)
-bench wkv 90 wkv "${quick[@]}"   # sequential vs chunked WKV at T=4096 and 32768 (H=64 N=64): 2 kernel modules to build
+bench wkv 90 wkv "${quick[@]}"   # sequential, chunked and tensor-core WKV at T=4096 and 32768 (H=64 N=64): 2 kernel modules to build
 bench gemm 40 gemm "${quick[@]}"
 bench train-l24 50 train-l24 "${quick[@]}"
 [ $device = cuda ] && bench train-l32 100 train-l32
