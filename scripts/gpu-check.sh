@@ -63,6 +63,7 @@ timeout 180 "$java" "${opts[@]}" -jar "$b/lib/junit-platform-console-standalone.
     --disable-banner --details=tree --details-theme=unicode --reports-dir="$work/reports" \
     --class-path "$b/longrwkv.jar:$b/lib/longrwkv-core-tests.jar" \
     --select-class ai.longrwkv.core.backend.cuda.CudaParityTest \
+    --select-class ai.longrwkv.core.backend.cuda.CudaBf16Test \
     --select-class ai.longrwkv.core.backend.cuda.CudaChunkedWkvTest \
     --select-class ai.longrwkv.core.backend.cuda.CudaTensorCoreWkvTest > "$work/parity.txt" 2>&1
 parity_rc=$?

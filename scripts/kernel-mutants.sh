@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Mutation check of the CUDA kernels: injects one single-line bug at a time into the real .cu sources (a removed
 # barrier, a barrier inside a branch, a transposed index, an off-by-one bound, a missing term, ...) and runs the
-# emulated suite against it: CudaParityTest on the emulated device first, then, for a mutant it did not catch, the
-# ThreadSanitizer replay. Prints one line per mutant and "caught K of N" last; exit code 0 only when all are caught.
+# emulated suite against it: CudaParityTest, CudaBf16Test and Bf16RoundingTest on the emulated device first, then,
+# for a mutant they did not catch, the ThreadSanitizer replay. Prints one line per mutant and "caught K of N" last;
+# exit code 0 only when all are caught.
 # Takes about a minute per mutant on 2 cores. Not part of CI (it rebuilds the core module once per mutant).
 #   scripts/kernel-mutants.sh [FILTER]      only the mutants whose id contains FILTER
 set -uo pipefail
@@ -44,6 +45,11 @@ wkvt-bwd-sg-transposed|wkv5_chunked.cu|                wkv5t_load_b(fb, &bgy[8 *
 wkvt-bwd-no-barrier-before-sums|wkv5_chunked.cu|        __syncthreads();\n        if (tid < N) {\n            const int i = tid;\n            float dwc = 0.f, duc = 0.f, dsum = 0.f;\n            for (int jj = 0; jj < VT; jj++) dsum = fmaf(sd[i][jj], sc[i * N + j0 + jj], dsum);|        if (tid < N) {\n            const int i = tid;\n            float dwc = 0.f, duc = 0.f, dsum = 0.f;\n            for (int jj = 0; jj < VT; jj++) dsum = fmaf(sd[i][jj], sc[i * N + j0 + jj], dsum);
 wkvc-reduce-one-tile|wkv5_chunked.cu|        for (int p = 0; p < tiles; p++) { a += grp[p * tc + x]; b += gkp[p * tc + x]; }|        for (int p = 0; p < 1; p++) { a += grp[p * tc + x]; b += gkp[p * tc + x]; }
 loss-missing-l2wrap|loss.cu|            if (l2WrapFactor > 0.f && i == argmax) g += l2;|            (void)l2;
+bf16-round-truncates|bf16.cu|    return (unsigned short)((x + 0x7fffu + ((x >> 16) & 1u)) >> 16);|    return (unsigned short)(x >> 16);
+bf16-round-ties-away|bf16.cu|    return (unsigned short)((x + 0x7fffu + ((x >> 16) & 1u)) >> 16);|    return (unsigned short)((x + 0x8000u) >> 16);
+bf16-nan-to-infinity|bf16.cu|    if ((x & 0x7fffffffu) > 0x7f800000u) return 0x7fffu;           // NaN|    // (NaN check removed)
+bf16-widen-wrong-shift|bf16.cu|__device__ __forceinline__ float bf16_widen(unsigned short b) { return __uint_as_float(((unsigned)b) << 16); }|__device__ __forceinline__ float bf16_widen(unsigned short b) { return __uint_as_float(((unsigned)b) << 15); }
+bf16-embedding-wrong-row|bf16.cu|        out[i] = bf16_widen(table[(long long)ids[t] * C + c]);|        out[i] = bf16_widen(table[(long long)t * C + c]);
 LIST
 )
 
@@ -64,10 +70,10 @@ open(p, "w").write(s.replace(a, b))
 PY
   then printf '%-28s %-16s %s\n' "$id" "$file" "NOT APPLIED (source changed?)"; continue; fi
   by=""
-  # the tensor-core kernels (wkv5t_*) take bf16 inputs, which the backend's fp32 seam never passes: their own test
-  tests=CudaParityTest; [[ "$id" == wkvt-* ]] && tests=CudaTensorCoreWkvTest
-  (cd "$root" && mvn -o -q -B -ntp test -pl core -Dtest=$tests -Dsurefire.failIfNoSpecifiedTests=false) > "$log/$id.parity.txt" 2>&1 \
-    || by="parity suite: $(grep -oE "$tests\.[a-z][A-Za-z0-9]+:" "$log/$id.parity.txt" | grep -v "^$tests.java" | sort -u | sed "s/$tests\.//; s/://" | paste -sd, -)"
+  # the tensor-core kernels (wkv5t_*) take bf16 inputs, which the backend's fp32 WKV seam never passes: their own test
+  tests='CudaParityTest,CudaBf16Test,Bf16RoundingTest'; [[ "$id" == wkvt-* ]] && tests=CudaTensorCoreWkvTest
+  (cd "$root" && mvn -o -q -B -ntp test -pl core -Dtest="$tests" -Dsurefire.failIfNoSpecifiedTests=false) > "$log/$id.parity.txt" 2>&1 \
+    || by="parity suite: $(grep -oE '(CudaParityTest|CudaBf16Test|Bf16RoundingTest|CudaTensorCoreWkvTest)\.[a-z][A-Za-z0-9]+:' "$log/$id.parity.txt" | grep -v 'Test\.java:' | sort -u | sed 's/^[A-Za-z0-9]*Test\.//; s/://' | paste -sd, -)"
   if grep -q 'The forked VM terminated' "$log/$id.parity.txt"; then by="parity suite: the JVM crashed (an out-of-bounds access outside the guard zones)"; fi
   if [ -z "$by" ]; then
     (cd "$root" && mvn -o -q -B -ntp test -pl core -Dtest='SanitizerReplayTest#threadSanitizerReportsNothing' -Dsurefire.failIfNoSpecifiedTests=false) > "$log/$id.tsan.txt" 2>&1 \

@@ -10,6 +10,7 @@ import ai.longrwkv.core.model.ModelInit;
 import ai.longrwkv.core.model.ParamSet;
 import ai.longrwkv.core.model.Rwkv5Model;
 import ai.longrwkv.core.model.RwkvState;
+import ai.longrwkv.core.tensor.DType;
 import ai.longrwkv.core.tensor.HostTensor;
 import ai.longrwkv.core.train.BpttMode;
 import ai.longrwkv.core.train.ChunkedBptt;
@@ -307,10 +308,14 @@ final class BenchCommand implements Runnable {
         @Option(names = "--mode", defaultValue = "full", description = "full (all weights) | state (state tuning) (default: ${DEFAULT-VALUE}).") String mode;
         @Option(names = "--reps", defaultValue = "5", description = "Timed steps after one warm-up step; the median is reported (default: ${DEFAULT-VALUE}).") int reps;
         @Option(names = "--profile", description = "Also time every backend operation of the timed steps and print where the time goes.") boolean profile;
+        @Option(names = "--precision", defaultValue = "fp32", paramLabel = "fp32|bf16", description = "Weight matrices in fp32, or bf16 (state: stored bf16;"
+                + " full: fp32 master + bf16 working copy) (default: ${DEFAULT-VALUE}).") String precision;
+        @Option(names = "--grad-cp", description = "Per-layer recomputation in backward (as finetune --grad-cp).") boolean gradCp;
 
         @Override
         public Integer call() {
             Cli.modelShape(layers, embd, headSize, vocab);
+            DType dtype = Cli.precision(precision);
             Cli.range("--ctx-len", ctxLen, 1, Integer.MAX_VALUE);
             Cli.range("--chunk-len", chunkLen, 1, Integer.MAX_VALUE);
             Cli.range("--reps", reps, 1, 1_000_000);
@@ -333,11 +338,11 @@ final class BenchCommand implements Runnable {
             };
             OpProfiler profiler = new OpProfiler();
             try (CpuBackend cpu = new CpuBackend(); Backend be = profile ? profiler.wrap(cpu) : cpu;
-                 Rwkv5Model model = new Rwkv5Model(be, cfg, ParamSet.upload(be, cfg, ModelInit.x052(cfg, 1)));
-                 Trainer t = new Trainer(model, new Trainer.Config(m, chunkLen, BpttMode.parse(bptt), 1, 1, reps + 1,
-                         new LrSchedule(1e-4, 1e-5, 0, reps + 1, LrSchedule.Kind.COSINE), 0, 1.0, true, 0), data, null, java.util.Set.of())) {
-                System.out.printf("train step (%s, bptt %s): model %s, %,d params, ctx %d, chunk %d, backend %s%n",
-                        mode, bptt, cfg, cfg.parameterCount(), ctxLen, chunkLen, be.name());
+                 Rwkv5Model model = new Rwkv5Model(be, cfg, ParamSet.upload(be, cfg, ModelInit.x052(cfg, 1), m == Trainer.Mode.FULL ? DType.F32 : dtype));
+                 Trainer t = newTrainer(model, m, dtype, gradCp, new Trainer.Config(m, chunkLen, BpttMode.parse(bptt), 1, 1, reps + 1,
+                         new LrSchedule(1e-4, 1e-5, 0, reps + 1, LrSchedule.Kind.COSINE), 0, 1.0, true, 0), data)) {
+                System.out.printf("train step (%s, bptt %s, %s%s): model %s, %,d params, ctx %d, chunk %d, backend %s%n",
+                        mode, bptt, dtype.label(), gradCp ? ", grad-cp" : "", cfg, cfg.parameterCount(), ctxLen, chunkLen, be.name());
                 double[] tps = new double[reps];
                 for (int r = -1; r < reps; r++) {
                     Trainer.StepResult res = t.trainStep();
@@ -355,6 +360,14 @@ final class BenchCommand implements Runnable {
             }
             return 0;
         }
+    }
+
+    /** A trainer on a model set to the precision and --grad-cp as the training commands set them. */
+    private static Trainer newTrainer(Rwkv5Model model, Trainer.Mode m, DType dtype, boolean gradCp, Trainer.Config cfg,
+                                      Trainer.SequenceSource data) {
+        if (m == Trainer.Mode.FULL && dtype == DType.BF16) model.useWorkingCopy(DType.BF16);
+        model.setRecompute(gradCp);
+        return new Trainer(model, cfg, data, null, java.util.Set.of());
     }
 
     @Command(name = "memory", mixinStandardHelpOptions = true,

@@ -37,6 +37,10 @@ final class EvalModelOptions {
     @Option(names = "--device", defaultValue = "cpu", description = "cpu | cuda | auto | emulated (the CUDA kernels run on the CPU, for testing) (default: ${DEFAULT-VALUE}).")
     String device;
 
+    @Option(names = "--precision", defaultValue = "fp32", paramLabel = "fp32|bf16",
+            description = "Weight matrices in fp32 or bf16 (half the memory; fp32 accumulation; states and norms stay fp32) (default: ${DEFAULT-VALUE}).")
+    String precision;
+
     @Option(names = "--label", description = "Name of what is evaluated, in tables and chart titles (default: the model and state file names).")
     String label;
 
@@ -72,7 +76,7 @@ final class EvalModelOptions {
         Rwkv5Model m = null;
         RwkvState s0 = null;
         try {
-            m = Rwkv5Model.load(be, w, Cli.groupNormEps(w, gnEps));
+            m = Rwkv5Model.load(be, w, Cli.groupNormEps(w, gnEps), Cli.precision(precision));
             Tokenizer tok = tokenizerFor(tokenizer, m.config().vocabSize());
             s0 = Cli.initialState(m, w, state);
             return new Loaded(be, m, s0, tok, label != null ? label : label(model, state));

@@ -45,6 +45,10 @@ final class ForwardCommand implements Callable<Integer> {
     @Option(names = "--state", paramLabel = "FILE|zeros", description = "FILE | zeros: start from the tuned state in this state file (from state-tune), or from zeros. Default: the tuned state stored in the model file (blocks.*.att.time_state) if it has one, else zeros.")
     Path state;
 
+    @Option(names = "--precision", defaultValue = "fp32", paramLabel = "fp32|bf16",
+            description = "Weight matrices in fp32 or bf16 (half the memory; fp32 accumulation; states and norms stay fp32) (default: ${DEFAULT-VALUE}).")
+    String precision;
+
     @Option(names = "--gn-eps", description = "ln_x GroupNorm eps (default: 1e-5 for rwkv.cpp files, else 64e-5).")
     Double gnEps;
 
@@ -64,7 +68,7 @@ final class ForwardCommand implements Callable<Integer> {
         }
         ModelWeights w = Cli.load(model);
         double eps = Cli.groupNormEps(w, gnEps);
-        try (Backend be = Backends.create(device); Rwkv5Model m = Rwkv5Model.load(be, w, eps);
+        try (Backend be = Backends.create(device); Rwkv5Model m = Rwkv5Model.load(be, w, eps, Cli.precision(precision));
              RwkvState s0 = Cli.initialState(m, w, state)) {
             int v = m.config().vocabSize();
             int[] ids;

@@ -30,6 +30,9 @@ final class InitCommand implements Callable<Integer> {
             description = "Long-memory channels: the first K key channels of every head get time_decay --memory-decay (default: ${DEFAULT-VALUE} = x052 as is).") int memoryChannels;
     @Option(names = "--memory-decay", defaultValue = "-16", paramLabel = "D",
             description = "time_decay of the long-memory channels; the decay per token is exp(-exp(D)): -16 keeps 98.6% after 128k tokens (default: ${DEFAULT-VALUE}).") double memoryDecay;
+    @Option(names = "--matrices", defaultValue = "orthogonal", paramLabel = "orthogonal|gaussian",
+            description = "orthogonal (RWKV-LM's init) | gaussian (the same scale without the QR factorisations, which take tens of minutes"
+                    + " for a 7B shape on a small machine: for memory and speed tests of large shapes) (default: ${DEFAULT-VALUE}).") String matrices;
     @Option(names = "--dtype", defaultValue = "bf16", description = "bf16 | fp16 | fp32 for .pth output (default: ${DEFAULT-VALUE}; safetensors output is F32).") String dtype;
 
     @Override
@@ -50,10 +53,15 @@ final class InitCommand implements Callable<Integer> {
         if (!Double.isFinite(memoryDecay) || memoryDecay > 0) {
             throw new IllegalArgumentException("--memory-decay must be a finite number <= 0 (decay per token exp(-exp(D))), got " + memoryDecay);
         }
-        ModelWeights w = ModelInit.x052(cfg, seed);
-        if (memoryChannels > 0) ModelInit.setMemoryChannels(w, cfg, memoryChannels, memoryDecay);
+        if (!matrices.equals("orthogonal") && !matrices.equals("gaussian")) {
+            throw new IllegalArgumentException("--matrices must be orthogonal or gaussian, got '" + matrices + "'");
+        }
+        // made one tensor at a time as the writer reads it (safetensors writes from memory: its header needs every tensor first)
+        ModelWeights w = ModelInit.x052Lazy(cfg, seed, memoryChannels, memoryDecay, matrices.equals("gaussian"));
         if (format == ModelFiles.OutputFormat.PTH) {
-            PthWriter.write(out, w, pthDtype, null);
+            try (me.tongfei.progressbar.ProgressBar bar = ai.longrwkv.core.util.Progress.bar("init " + out.getFileName(), w.keys().size(), "tensors")) {
+                PthWriter.write(out, w, pthDtype, (done, total, key, bytes, totalBytes) -> bar.stepTo(done));
+            }
         } else {
             Safetensors.write(out, w.tensors(), Map.of(Safetensors.GROUP_NORM_EPS_KEY, Double.toString(cfg.groupNormEps()),
                     "format", "pt", "source", w.source()));
@@ -82,7 +90,9 @@ final class InitCommand implements Callable<Integer> {
                         + "more than one Java array can (%,d)", layers, embd, vocab, p.key(), java.util.Arrays.toString(p.shape()), n, Integer.MAX_VALUE - 8));
             }
         }
-        long needed = 4 * (params + largest) + (64L << 20);
+        // .pth output makes one tensor at a time (the largest twice over, for its QR); safetensors holds them all
+        boolean streamed = ModelFiles.outputFormat(out, "--out") == ModelFiles.OutputFormat.PTH;
+        long needed = 4 * ((streamed ? largest : params) + largest) + (64L << 20);
         long heap = Runtime.getRuntime().maxMemory();
         if (needed > heap) {
             throw new IllegalArgumentException(String.format(Locale.ROOT, "--layers %d --embd %d --vocab %d: the model has %,d parameters and needs "

@@ -35,7 +35,7 @@ import java.util.stream.Collectors;
         subcommands = {ForwardCommand.class, InitCommand.class, InspectCommand.class, ConvertCommand.class, TokenizeCommand.class,
                 DataCommand.class, FinetuneCommand.class, LoraCommand.class, StateTuneCommand.class,
                 EvalCommand.class, GenerateCommand.class, ChatCommand.class,
-                DebugCommand.class, BenchCommand.class,
+                DebugCommand.class, BenchCommand.class, PlanCommand.class,
                 CommandLine.HelpCommand.class})
 public final class LongRwkv implements Runnable {
 

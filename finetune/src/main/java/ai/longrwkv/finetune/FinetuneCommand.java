@@ -7,6 +7,7 @@ import ai.longrwkv.core.model.ModelConfig;
 import ai.longrwkv.core.model.ModelWeights;
 import ai.longrwkv.core.model.Rwkv5Model;
 import ai.longrwkv.core.tensor.HostTensor;
+import ai.longrwkv.core.train.MemoryPlan;
 import ai.longrwkv.core.train.Trainer;
 import com.google.gson.GsonBuilder;
 import com.google.gson.JsonObject;
@@ -64,46 +65,49 @@ public final class FinetuneCommand implements Callable<Integer> {
         for (String e : extra) if (!e.equals("time") && !e.equals("ln")) throw new IllegalArgumentException("--train-extra takes time and/or ln, got '" + e + "'");
         ModelWeights weights = TrainingRun.loadOrInit(model, init, train.seed);
         Path dir = train.createOutDir();
+        double gnEps = TrainingRun.groupNormEps(weights, train.gnEps);
+        ModelConfig cfg = ModelConfig.fromWeights(weights, gnEps);
+        if (m == Trainer.Mode.LORA && loraR > cfg.nEmbd()) {
+            // the rank of B A ([out, r] x [r, in]) is at most min(out, in): a larger r only costs memory (C for every target here)
+            throw new IllegalArgumentException("--lora-r " + loraR + " is above the model's embedding size " + cfg.nEmbd()
+                    + ": the adapter's rank cannot exceed min(out, in) = " + cfg.nEmbd() + ", so --lora-r must be 1.." + cfg.nEmbd());
+        }
+        String what = "finetune --mode " + mode + (m == Trainer.Mode.LORA ? " --lora-r " + loraR : "") + " of " + cfg;
         try (Backend be = TrainingRun.backend(train.device);
-             DatasetSequences data = train.openData();
-             Rwkv5Model rm = Rwkv5Model.load(be, weights, TrainingRun.groupNormEps(weights, train.gnEps))) {
-            ModelConfig cfg = rm.config();
+             DatasetSequences data = train.openData()) {
             TrainingRun.checkVocab(data, cfg, train.data);
-            long trainable = cfg.parameterCount();
-            if (m == Trainer.Mode.LORA) {
-                // the rank of B A ([out, r] x [r, in]) is at most min(out, in): a larger r only costs memory (C for every target here)
-                if (loraR > cfg.nEmbd()) {
-                    throw new IllegalArgumentException("--lora-r " + loraR + " is above the model's embedding size " + cfg.nEmbd()
-                            + ": the adapter's rank cannot exceed min(out, in) = " + cfg.nEmbd() + ", so --lora-r must be 1.." + cfg.nEmbd());
+            int targets = loraTargets.contains("all") ? 8 : loraTargets.size();
+            MemoryPlan plan = TrainingRun.checkPlan(what, train.planSpec(cfg, m, loraR, targets), be, train);
+            try (Rwkv5Model rm = Rwkv5Model.load(be, weights, gnEps, train.loadDtype(m))) {
+                train.configure(rm, m);
+                LoraSet lora = m == Trainer.Mode.LORA ? LoraSet.create(be, cfg, loraTargets, loraR, loraAlpha, train.seed) : null;
+                rm.setLora(lora);
+                String fingerprint = TrainingRun.runFingerprint(TrainingRun.modelIdentity(model, init, train.seed), cfg, "mode=" + mode
+                        + (lora != null ? " r=" + loraR + " alpha=" + loraAlpha + " targets=" + loraTargets + " extra=" + extra : ""));
+                System.out.printf("finetune (%s) %s: %s, %,d params, %s%s; data %s (%,d tokens, %s); ctx %s, chunk %d, bptt %s, %d steps; plan %s per step%n",
+                        mode, weights.source(), cfg, cfg.parameterCount(), train.precision().label(), train.gradCp ? ", grad-cp" : "", train.data,
+                        data.tokenCount(), data.sampling().name().toLowerCase(), train.schedule(), train.chunkLen, train.bptt, train.totalSteps(),
+                        MemoryPlan.human(plan.peakBytes()));
+                try (Trainer trainer = new Trainer(rm, train.trainerConfig(m, lr, finalLr, 0), data, lora, extra)) {
+                    TrainingRun.run(trainer, train, fingerprint);
+                    if (m == Trainer.Mode.FULL) {
+                        Path out = dir.resolve("rwkv-final.pth");
+                        PthWriter.write(out, rm.toWeights(out.toString()), outType, null);
+                        System.out.println("wrote " + out + " (" + outType + ")");
+                    } else {
+                        Path out = dir.resolve("lora-final.pth");
+                        Map<String, HostTensor> adapter = new LinkedHashMap<>(lora.toHost());
+                        trainer.trainables().stream().filter(t -> !t.key().contains(".lora_"))
+                                .forEach(t -> adapter.put(t.key(), be.download(t.param())));
+                        PthWriter.write(out, adapter, outType);
+                        writeAdapterInfo(dir.resolve("lora-final.json"), lora, loraTargets, extra);
+                        System.out.println("wrote " + out + " (" + adapter.size() + " tensors, " + outType + "); merge with `longrwkv lora merge`");
+                    }
+                } finally {
+                    if (lora != null) lora.close();
                 }
-                trainable = (long) cfg.nLayer() * (loraTargets.contains("all") ? 8 : loraTargets.size()) * loraR * (cfg.nEmbd() + cfg.dimFfn());
-            }
-            TrainingRun.checkTrainingMemory("finetune --mode " + mode + (m == Trainer.Mode.LORA ? " --lora-r " + loraR : "") + " of " + cfg,
-                    cfg, trainable, train.chunkLen);
-            LoraSet lora = m == Trainer.Mode.LORA ? LoraSet.create(be, cfg, loraTargets, loraR, loraAlpha, train.seed) : null;
-            rm.setLora(lora);
-            String fingerprint = TrainingRun.runFingerprint(TrainingRun.modelIdentity(model, init, train.seed), cfg, "mode=" + mode
-                    + (lora != null ? " r=" + loraR + " alpha=" + loraAlpha + " targets=" + loraTargets + " extra=" + extra : ""));
-            System.out.printf("finetune (%s) %s: %s, %,d params; data %s (%,d tokens, %s); ctx %s, chunk %d, bptt %s, %d steps%n",
-                    mode, weights.source(), cfg, cfg.parameterCount(), train.data, data.tokenCount(), data.sampling().name().toLowerCase(),
-                    train.schedule(), train.chunkLen, train.bptt, train.totalSteps());
-            try (Trainer trainer = new Trainer(rm, train.trainerConfig(m, lr, finalLr, 0), data, lora, extra)) {
-                TrainingRun.run(trainer, train, fingerprint);
-                if (m == Trainer.Mode.FULL) {
-                    Path out = dir.resolve("rwkv-final.pth");
-                    PthWriter.write(out, rm.toWeights(out.toString()), outType, null);
-                    System.out.println("wrote " + out + " (" + outType + ")");
-                } else {
-                    Path out = dir.resolve("lora-final.pth");
-                    Map<String, HostTensor> adapter = new LinkedHashMap<>(lora.toHost());
-                    trainer.trainables().stream().filter(t -> !t.key().contains(".lora_"))
-                            .forEach(t -> adapter.put(t.key(), be.download(t.param())));
-                    PthWriter.write(out, adapter, outType);
-                    writeAdapterInfo(dir.resolve("lora-final.json"), lora, loraTargets, extra);
-                    System.out.println("wrote " + out + " (" + adapter.size() + " tensors, " + outType + "); merge with `longrwkv lora merge`");
-                }
-            } finally {
-                if (lora != null) lora.close();
+            } catch (OutOfMemoryError e) {
+                throw TrainingRun.outOfMemory(what, plan, be, train, e);
             }
         }
         return 0;

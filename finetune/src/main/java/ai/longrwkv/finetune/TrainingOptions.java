@@ -1,5 +1,7 @@
 package ai.longrwkv.finetune;
 
+import ai.longrwkv.core.model.Rwkv5Model;
+import ai.longrwkv.core.tensor.DType;
 import ai.longrwkv.core.train.BpttMode;
 import ai.longrwkv.core.train.CarryState;
 import ai.longrwkv.core.train.LrSchedule;
@@ -54,6 +56,20 @@ public final class TrainingOptions {
 
     @Option(names = "--sampling", description = "windows (random ctx-len windows of the token stream) | documents (one document or packed sequence per step) | stream (consecutive ctx-len slices, in order); default by dataset kind.")
     public String sampling;
+
+    @Option(names = "--precision", defaultValue = "fp32", paramLabel = "fp32|bf16",
+            description = "Arithmetic of the weight matrices: bf16 stores frozen weights in bf16 (LoRA, state tuning: half the memory) and, for full"
+                    + " finetuning, keeps an fp32 master copy with a bf16 working copy for the matrix products; states, norms, losses and optimizer"
+                    + " stay fp32 (default: ${DEFAULT-VALUE}).")
+    public String precision;
+
+    @Option(names = "--grad-cp", description = "Per-layer recomputation: keep only each layer's input for a chunk and recompute the layer in backward"
+            + " (about 1/3 more compute; activation memory of one layer instead of all; RWKV-LM's name). `longrwkv plan` shows when it is needed.")
+    public boolean gradCp;
+
+    @Option(names = "--device-memory", paramLabel = "SIZE", description = "Memory the run may use, e.g. 80GiB (default: the GPU's memory, or what this"
+            + " machine has available); the run stops before allocating, with the --chunk-len or options that fit, when its plan does not.")
+    public String deviceMemory;
 
     @Option(names = "--micro-batch", defaultValue = "1", description = "Sequences per micro-batch (default: ${DEFAULT-VALUE}).")
     public int microBatch;
@@ -167,8 +183,36 @@ public final class TrainingOptions {
         if (saveEvery < 0) throw new IllegalArgumentException("--save-every must be >= 0 steps (0 = only at the end), got " + saveEvery);
         if (gnEps != null && !(gnEps > 0 && Double.isFinite(gnEps))) throw new IllegalArgumentException("--gn-eps must be a finite number > 0, got " + gnEps);
         BpttMode.parse(bptt);
+        precision();
+        if (deviceMemory != null) ai.longrwkv.core.train.MemoryPlan.parseSize("--device-memory", deviceMemory);
         LrSchedule.Kind.parse(schedule);
         DatasetSequences.parseSampling(sampling);
+    }
+
+    /** --precision as a dtype (fp32 or bf16). */
+    public DType precision() {
+        try {
+            return DType.parse(precision == null ? "fp32" : precision);
+        } catch (IllegalArgumentException e) {
+            throw new IllegalArgumentException("--precision must be fp32 or bf16, got '" + precision + "'");
+        }
+    }
+
+    /** The dtype the weight matrices are loaded in: bf16 only where they are frozen (full finetuning loads the fp32 master). */
+    public DType loadDtype(Trainer.Mode mode) {
+        return mode == Trainer.Mode.FULL ? DType.F32 : precision();
+    }
+
+    /** The memory plan's description of this run. */
+    public ai.longrwkv.core.train.MemoryPlan.Spec planSpec(ai.longrwkv.core.model.ModelConfig cfg, Trainer.Mode mode, int loraRank, int loraTargets) {
+        return new ai.longrwkv.core.train.MemoryPlan.Spec(cfg, ai.longrwkv.core.train.MemoryPlan.Mode.valueOf(mode.name()), precision(), gradCp,
+                ctxLen, chunkLen, BpttMode.parse(bptt), loraRank, loraTargets);
+    }
+
+    /** Applies --precision (the bf16 working copy of full finetuning) and --grad-cp to a loaded model. */
+    public void configure(Rwkv5Model model, Trainer.Mode mode) {
+        if (mode == Trainer.Mode.FULL && precision() == DType.BF16) model.useWorkingCopy(DType.BF16);
+        model.setRecompute(gradCp);
     }
 
     /** An integer option in [min, max]. */

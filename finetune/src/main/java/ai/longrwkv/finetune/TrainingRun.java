@@ -8,6 +8,7 @@ import ai.longrwkv.core.model.ModelInit;
 import ai.longrwkv.core.model.ModelWeights;
 import ai.longrwkv.core.model.Rwkv5Model;
 import ai.longrwkv.core.train.ContentFingerprint;
+import ai.longrwkv.core.train.MemoryPlan;
 import ai.longrwkv.core.train.Trainer;
 import ai.longrwkv.core.train.TrainingJob;
 
@@ -72,13 +73,54 @@ public final class TrainingRun {
     }
 
     /**
-     * The memory check for a training run of this model: each trainable value needs a gradient and two Adam moments
-     * (native, fp32), and a checkpoint holds host copies of the two moments (8 bytes per value on the heap).
+     * The memory check of a training run, before the model is loaded: the {@link MemoryPlan} of the step against the
+     * backend's memory (a GPU's, or what this machine has available; --device-memory overrides), with the chunk
+     * length or options that would fit when it does not; and the host copies a checkpoint makes of the two Adam
+     * moments (8 bytes per trained value) against the Java heap.
      */
-    public static void checkTrainingMemory(String what, ModelConfig cfg, long trainableValues, int chunkLen) {
-        long weights = 4 * cfg.parameterCount();
-        long activations = 4L * chunkLen * (2L * cfg.vocabSize() + 24L * cfg.nEmbd() * cfg.nLayer());
-        checkMemory(what, weights + 12 * trainableValues + activations, 8 * trainableValues);
+    public static MemoryPlan checkPlan(String what, MemoryPlan.Spec spec, Backend be, TrainingOptions o) {
+        MemoryPlan plan = MemoryPlan.of(spec);
+        long capacity = capacity(be, o);
+        // on the CPU the tensors share the machine with the Java heap
+        long forTensors = be.memoryCapacity() > 0 ? capacity : capacity - plan.hostHeapBytes();
+        String advice = capacity > 0 ? plan.advice(forTensors) : null;
+        if (advice != null) {
+            throw new IllegalArgumentException(what + " needs about " + MemoryPlan.human(plan.peakBytes()) + " per step (" + summary(plan)
+                    + ") but " + (o.deviceMemory != null ? "--device-memory is " : be.memoryCapacity() > 0 ? "the GPU has " : "this machine has ")
+                    + MemoryPlan.human(capacity) + (o.deviceMemory != null || be.memoryCapacity() > 0 ? "" : " available") + ": " + advice
+                    + "; `longrwkv plan` prints every term");
+        }
+        long trained = plan.terms().stream().filter(t -> t.name().equals("gradients")).mapToLong(MemoryPlan.Term::bytes).sum() / 4;
+        long heap = Runtime.getRuntime().maxMemory();
+        if (8 * trained > heap * 0.9) {
+            throw new IllegalArgumentException(what + " needs about " + gb(8 * trained) + " of Java heap for its checkpoints but it is limited to "
+                    + gb(heap) + " (raise it with LONGRWKV_JAVA_OPTS=-Xmx...)");
+        }
+        return plan;
+    }
+
+    /** --device-memory, else the backend's memory, else what this machine has available (-1: unknown). */
+    public static long capacity(Backend be, TrainingOptions o) {
+        if (o.deviceMemory != null) return MemoryPlan.parseSize("--device-memory", o.deviceMemory);
+        return be.memoryCapacity() > 0 ? be.memoryCapacity() : MemoryPlan.availableMemory();
+    }
+
+    /** The three largest terms, for one-line messages. */
+    static String summary(MemoryPlan plan) {
+        return plan.terms().stream().sorted((a, b) -> Long.compare(b.bytes(), a.bytes())).limit(3)
+                .map(t -> t.name() + " " + MemoryPlan.human(t.bytes())).collect(java.util.stream.Collectors.joining(", "));
+    }
+
+    /**
+     * An out-of-memory error that the plan did not foresee (other processes took memory, fragmentation): one line with
+     * the plan's total and the chunk length that fits in what is available now.
+     */
+    public static IllegalStateException outOfMemory(String what, MemoryPlan plan, Backend be, TrainingOptions o, Throwable cause) {
+        long capacity = capacity(be, o);
+        int fits = capacity > 0 ? MemoryPlan.largestFittingChunk(plan.spec(), capacity / 10 * 9) : 0;
+        return new IllegalStateException(what + " ran out of memory (" + cause.getMessage() + "); the plan predicted "
+                + MemoryPlan.human(plan.peakBytes()) + " (" + summary(plan) + ") with " + MemoryPlan.human(capacity) + " available now"
+                + (fits > 0 && fits < plan.spec().chunkLen() ? ": try --chunk-len " + fits : ": try --grad-cp, --precision bf16 or a smaller --chunk-len"), cause);
     }
 
     private static long physicalMemory() {
@@ -147,8 +189,9 @@ public final class TrainingRun {
             Trainer.StepResult last = results.get(results.size() - 1);
             double secs = results.stream().mapToDouble(Trainer.StepResult::seconds).sum();
             long toks = results.stream().mapToLong(Trainer.StepResult::tokens).sum();
-            System.out.printf("trained %d steps to step %d: last loss %.4f, %.0f tokens/s; logs in %s%n",
-                    results.size(), last.step(), last.loss(), toks / Math.max(secs, 1e-9), dir);
+            System.out.printf("trained %d steps to step %d: last loss %.4f, %.0f tokens/s, peak tensor memory %s; logs in %s%n",
+                    results.size(), last.step(), last.loss(), toks / Math.max(secs, 1e-9),
+                    MemoryPlan.human(trainer.model().backend().peakBytes()), dir);
         }
         return results;
     }

@@ -8,6 +8,7 @@ import ai.longrwkv.core.model.ModelWeights;
 import ai.longrwkv.core.model.Rwkv5Model;
 import ai.longrwkv.core.tensor.HostTensor;
 import ai.longrwkv.core.train.StateFile;
+import ai.longrwkv.core.train.MemoryPlan;
 import ai.longrwkv.core.train.Trainer;
 import ai.longrwkv.finetune.DatasetSequences;
 import ai.longrwkv.finetune.TrainingOptions;
@@ -47,37 +48,49 @@ public final class StateTuneCommand implements Callable<Integer> {
         if (!mergeDtype.equalsIgnoreCase("model")) PthWriter.Dtype.parse(mergeDtype);   // a typo fails before training, not after
         ModelWeights weights = ModelFiles.load(model);
         Path dir = train.createOutDir();
+        double gnEps = TrainingRun.groupNormEps(weights, train.gnEps);
+        ModelConfig cfg = ModelConfig.fromWeights(weights, gnEps);
+        String what = "state-tune of " + cfg;
         try (Backend be = TrainingRun.backend(train.device);
-             DatasetSequences data = train.openData();
-             Rwkv5Model rm = Rwkv5Model.load(be, weights, TrainingRun.groupNormEps(weights, train.gnEps))) {
-            ModelConfig cfg = rm.config();
+             DatasetSequences data = train.openData()) {
             TrainingRun.checkVocab(data, cfg, train.data);
-            TrainingRun.checkTrainingMemory("state-tune of " + cfg, cfg, (long) cfg.nLayer() * cfg.nHead() * cfg.headSize() * cfg.headSize(), train.chunkLen);
-            String fingerprint = TrainingRun.runFingerprint(TrainingRun.modelIdentity(model, null, train.seed), cfg, "mode=state");
-            System.out.printf("state-tune %s: %s; %d trainable values; data %s (%,d tokens); ctx %s, chunk %d, bptt %s, %d steps%n",
-                    weights.source(), cfg, (long) cfg.nLayer() * cfg.nHead() * cfg.headSize() * cfg.headSize(), train.data,
-                    data.tokenCount(), train.schedule(), train.chunkLen, train.bptt, train.totalSteps());
-            try (Trainer trainer = new Trainer(rm, train.trainerConfig(Trainer.Mode.STATE, lr, finalLr, 10), data, null, Set.of())) {
-                TrainingRun.run(trainer, train, fingerprint);
-                HostTensor[] states = new HostTensor[cfg.nLayer()];
-                for (int l = 0; l < states.length; l++) states[l] = be.download(trainer.timeState()[l]);
-                Path out = dir.resolve("state-final.pth");
-                StateFile.save(out, states, outType);
-                System.out.println("wrote " + out + " (" + outType + ", layout [head][value][key])");
-                if (mergeInto != null) {
-                    ModelWeights base = ModelFiles.load(mergeInto);
-                    ModelConfig.fromWeights(base, ModelFiles.defaultGroupNormEps(base));
-                    Map<String, ModelWeights.Entry> entries = new LinkedHashMap<>(base.entries());
-                    StateFile.toFileTensors(states).forEach((k, v) -> entries.put(k, new ModelWeights.InMemory(v)));
-                    String name = mergeInto.getFileName().toString().replaceFirst("\\.[^.]+$", "");
-                    Path merged = dir.resolve(name + "-with-state.pth");
-                    PthWriter.Dtype mergedType = mergeDtype.equalsIgnoreCase("model") ? modelDtype(base) : PthWriter.Dtype.parse(mergeDtype);
-                    PthWriter.write(merged, ModelWeights.lazy(entries, merged.toString(), base.impliedGroupNormEps()), mergedType, null);
-                    System.out.println("wrote " + merged + " (model + time_state keys, " + mergedType + ")");
-                }
+            MemoryPlan plan = TrainingRun.checkPlan(what, train.planSpec(cfg, Trainer.Mode.STATE, 0, 0), be, train);
+            try (Rwkv5Model rm = Rwkv5Model.load(be, weights, gnEps, train.loadDtype(Trainer.Mode.STATE))) {
+                train.configure(rm, Trainer.Mode.STATE);
+                run(rm, be, data, cfg, weights, dir, finalLr, outType, plan);
+            } catch (OutOfMemoryError e) {
+                throw TrainingRun.outOfMemory(what, plan, be, train, e);
             }
         }
         return 0;
+    }
+
+    private void run(Rwkv5Model rm, Backend be, DatasetSequences data, ModelConfig cfg, ModelWeights weights, Path dir, double finalLr,
+                     PthWriter.Dtype outType, MemoryPlan plan) {
+        String fingerprint = TrainingRun.runFingerprint(TrainingRun.modelIdentity(model, null, train.seed), cfg, "mode=state");
+        System.out.printf("state-tune %s: %s, %s%s; %d trainable values; data %s (%,d tokens); ctx %s, chunk %d, bptt %s, %d steps; plan %s per step%n",
+                weights.source(), cfg, train.precision().label(), train.gradCp ? ", grad-cp" : "",
+                (long) cfg.nLayer() * cfg.nHead() * cfg.headSize() * cfg.headSize(), train.data,
+                data.tokenCount(), train.schedule(), train.chunkLen, train.bptt, train.totalSteps(), MemoryPlan.human(plan.peakBytes()));
+        try (Trainer trainer = new Trainer(rm, train.trainerConfig(Trainer.Mode.STATE, lr, finalLr, 10), data, null, Set.of())) {
+            TrainingRun.run(trainer, train, fingerprint);
+            HostTensor[] states = new HostTensor[cfg.nLayer()];
+            for (int l = 0; l < states.length; l++) states[l] = be.download(trainer.timeState()[l]);
+            Path out = dir.resolve("state-final.pth");
+            StateFile.save(out, states, outType);
+            System.out.println("wrote " + out + " (" + outType + ", layout [head][value][key])");
+            if (mergeInto != null) {
+                ModelWeights base = ModelFiles.load(mergeInto);
+                ModelConfig.fromWeights(base, ModelFiles.defaultGroupNormEps(base));
+                Map<String, ModelWeights.Entry> entries = new LinkedHashMap<>(base.entries());
+                StateFile.toFileTensors(states).forEach((k, v) -> entries.put(k, new ModelWeights.InMemory(v)));
+                String name = mergeInto.getFileName().toString().replaceFirst("\\.[^.]+$", "");
+                Path merged = dir.resolve(name + "-with-state.pth");
+                PthWriter.Dtype mergedType = mergeDtype.equalsIgnoreCase("model") ? modelDtype(base) : PthWriter.Dtype.parse(mergeDtype);
+                PthWriter.write(merged, ModelWeights.lazy(entries, merged.toString(), base.impliedGroupNormEps()), mergedType, null);
+                System.out.println("wrote " + merged + " (model + time_state keys, " + mergedType + ")");
+            }
+        }
     }
 
     /** The dtype a model's tensors are stored in (the widest when they differ: fp32 over fp16/bf16), so a merge keeps it. */

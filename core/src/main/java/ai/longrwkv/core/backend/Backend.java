@@ -1,5 +1,6 @@
 package ai.longrwkv.core.backend;
 
+import ai.longrwkv.core.tensor.DType;
 import ai.longrwkv.core.tensor.HostTensor;
 
 /**
@@ -9,19 +10,39 @@ import ai.longrwkv.core.tensor.HostTensor;
  * <p>Conventions: tensors are row-major; an op that works on "rows" sees a tensor as [size / lastDim, lastDim].
  * Ops whose doc says "accumulates" add into their output (gradients are summed over chunks and over uses); all
  * others overwrite. WKV states are [H, N(key), N(value)]: S[h][i][j] at h*N*N + i*N + j.
+ *
+ * <p>Dtypes: every op takes and gives float32 tensors, except where its doc says otherwise: {@link #matmul} and
+ * {@link #embedding} also read bf16 inputs (weights; fp32 accumulation, fp32 output), and {@link #copy},
+ * {@link #upload} and {@link #download} convert. An op given a dtype it does not take throws, naming the op and the
+ * tensor. (The model's choice of which tensors are bf16: {@link ai.longrwkv.core.model.Precision}.)
  */
 public interface Backend extends AutoCloseable {
 
     String name();
 
     // ---------------------------------------------------------------- memory
-    Tensor zeros(int... shape);
+    /** A float32 tensor of zeros. */
+    default Tensor zeros(int... shape) { return zeros(DType.F32, shape); }
 
-    Tensor upload(HostTensor host);
+    Tensor zeros(DType dtype, int... shape);
 
+    /** A float32 copy of host data. */
+    default Tensor upload(HostTensor host) { return upload(host, DType.F32); }
+
+    /** A copy of host data in the given dtype (bf16: each value rounded to nearest even). */
+    Tensor upload(HostTensor host, DType dtype);
+
+    /** The tensor's values as float32 (bf16 widens exactly). */
     HostTensor download(Tensor t);
 
+    /** dst = src, element by element; the sizes must match, the dtypes may differ (fp32 to bf16 rounds to nearest even). */
     void copy(Tensor src, Tensor dst);
+
+    /**
+     * A view of rows [first, first + count) of t seen as [rows, cols]: shape [count, cols], same dtype, sharing t's
+     * memory (writes go to t). Closing it frees nothing; it must not be used after t is closed.
+     */
+    Tensor rows(Tensor t, int first, int count);
 
     void fill(Tensor t, float value);
 
@@ -33,15 +54,20 @@ public interface Backend extends AutoCloseable {
 
     void resetPeakBytes();
 
+    /** Memory the backend's tensors can use in all (a GPU's total memory), or -1 when it is the host's (the CPU). */
+    default long memoryCapacity() { return -1; }
+
     // ---------------------------------------------------------------- linear algebra
     /**
      * c = alpha * op(a) @ op(b) + beta * c for 2-D views (a [M,K] or, transposed, [K,M]; b [K,N] or [N,K]).
-     * A Linear layer y = x W^T is matmul(x, false, W, true, y, 1, 0).
+     * A Linear layer y = x W^T is matmul(x, false, W, true, y, 1, 0). a and b may be fp32 or bf16 (each
+     * independently), c is fp32; products accumulate in fp32 at least. With a bf16 operand a backend may also round
+     * the other operand to bf16 (tensor cores take both in one type), so a bf16 product is accurate to bf16 inputs.
      */
     void matmul(Tensor a, boolean transA, Tensor b, boolean transB, Tensor c, float alpha, float beta);
 
     // ---------------------------------------------------------------- embedding
-    /** out[t] = table[ids[t]]. */
+    /** out[t] = table[ids[t]]; the table may be fp32 or bf16, out is fp32. */
     void embedding(Tensor table, int[] ids, Tensor out);
 
     /** dTable[ids[t]] += dOut[t]; accumulates. */

@@ -15,40 +15,75 @@ public final class ModelInit {
     private ModelInit() { }
 
     public static ModelWeights x052(ModelConfig cfg, long seed) {
-        int L = cfg.nLayer(), C = cfg.nEmbd(), V = cfg.vocabSize();
         Map<String, HostTensor> out = new LinkedHashMap<>();
-        for (ParamSpec p : ParamSpec.all(cfg)) {
-            HostTensor t = HostTensor.zeros(p.shape());
-            float[] d = t.data();
-            Random rnd = new Random(seed * 0x9E3779B97F4A7C15L ^ p.key().hashCode());
-            int l = p.layer();
-            // ratio_0_to_1 = l/(L-1) (RWKV-LM divides by zero for L = 1; we take 0) and ratio_1_to_almost0 = 1 - l/L
-            double r0 = L > 1 && l >= 0 ? (double) l / (L - 1) : 0.0;
-            double r1 = l >= 0 ? 1.0 - (double) l / L : 1.0;
-            switch (p.kind()) {
-                case ATT_MIX_K, FFN_MIX_K, FFN_MIX_R -> fillDdd(d, C, r1, 0.0);
-                case ATT_MIX_V -> fillDdd(d, C, r1, 0.3 * r0);
-                case ATT_MIX_R, ATT_MIX_G -> fillDdd(d, C, 0.5 * r1, 0.0);
-                case ATT_DECAY -> {
-                    for (int n = 0; n < C; n++) d[n] = (float) (-6 + 5 * Math.pow(n / (double) (C - 1), 0.7 + 1.3 * r0));
-                }
-                case ATT_FAAAA -> {
-                    for (int n = 0; n < C; n++) d[n] = (float) (r0 * (1 - n / (double) (C - 1)) + ((n + 1) % 3 - 1) * 0.1);
-                }
-                case LN0_W, LN1_W, LN2_W, LN_OUT_W -> java.util.Arrays.fill(d, 1f);
-                case ATT_LNX_W -> java.util.Arrays.fill(d, (float) Math.pow((1.0 + l) / L, 0.7));
-                case LN0_B, LN1_B, LN2_B, LN_OUT_B, ATT_LNX_B -> { }
-                case EMB -> {
-                    for (int i = 0; i < d.length; i++) d[i] = (float) (rnd.nextDouble() * 2e-4 - 1e-4);
-                }
-                case HEAD -> orthogonal(t, V > C ? 0.5 * Math.sqrt((double) V / C) : 0.5, rnd);
-                case ATT_R, ATT_V, FFN_K -> orthogonal(t, 1.0, rnd);
-                case ATT_K, ATT_G -> orthogonal(t, 0.1, rnd);
-                case ATT_O, FFN_V, FFN_R -> { }   // zeros
-            }
-            out.put(p.key(), t);
-        }
+        for (ParamSpec p : ParamSpec.all(cfg)) out.put(p.key(), tensor(cfg, p, seed, false));
         return new ModelWeights(out, "init(x052, seed=" + seed + ")", cfg.groupNormEps());
+    }
+
+    /**
+     * The same initialisation, made one tensor at a time when read (a writer streams it to a file, so a 7.5B model is
+     * never in memory whole), with the long-memory channels of {@link #setMemoryChannels} applied (0: none).
+     * {@code gaussianMatrices}: the orthogonal matrices replaced by Gaussian ones of the same scale (each value
+     * N(0, gain^2 / max(out, in)), the variance of an orthogonal matrix's entries): the QR factorisations of a 7B
+     * shape take tens of minutes on a small machine, and a shape test does not need orthogonality.
+     */
+    public static ModelWeights x052Lazy(ModelConfig cfg, long seed, int memoryChannels, double memoryDecay, boolean gaussianMatrices) {
+        Map<String, ModelWeights.Entry> entries = new LinkedHashMap<>();
+        for (ParamSpec p : ParamSpec.all(cfg)) {
+            entries.put(p.key(), new ModelWeights.Entry() {
+                @Override public int[] shape() { return p.shape(); }
+                @Override public String dtype() { return "F32"; }
+                @Override public HostTensor load() {
+                    HostTensor t = tensor(cfg, p, seed, gaussianMatrices);
+                    if (p.kind() == ParamSpec.Kind.ATT_DECAY && memoryChannels > 0) memoryChannels(t, cfg, memoryChannels, memoryDecay);
+                    return t;
+                }
+            });
+        }
+        return ModelWeights.lazy(entries, "init(x052" + (gaussianMatrices ? ", gaussian matrices" : "") + ", seed=" + seed + ")", cfg.groupNormEps());
+    }
+
+    private static HostTensor tensor(ModelConfig cfg, ParamSpec p, long seed, boolean gaussianMatrices) {
+        int L = cfg.nLayer(), C = cfg.nEmbd(), V = cfg.vocabSize();
+        HostTensor t = HostTensor.zeros(p.shape());
+        float[] d = t.data();
+        Random rnd = new Random(seed * 0x9E3779B97F4A7C15L ^ p.key().hashCode());
+        int l = p.layer();
+        // ratio_0_to_1 = l/(L-1) (RWKV-LM divides by zero for L = 1; we take 0) and ratio_1_to_almost0 = 1 - l/L
+        double r0 = L > 1 && l >= 0 ? (double) l / (L - 1) : 0.0;
+        double r1 = l >= 0 ? 1.0 - (double) l / L : 1.0;
+        switch (p.kind()) {
+            case ATT_MIX_K, FFN_MIX_K, FFN_MIX_R -> fillDdd(d, C, r1, 0.0);
+            case ATT_MIX_V -> fillDdd(d, C, r1, 0.3 * r0);
+            case ATT_MIX_R, ATT_MIX_G -> fillDdd(d, C, 0.5 * r1, 0.0);
+            case ATT_DECAY -> {
+                for (int n = 0; n < C; n++) d[n] = (float) (-6 + 5 * Math.pow(n / (double) (C - 1), 0.7 + 1.3 * r0));
+            }
+            case ATT_FAAAA -> {
+                for (int n = 0; n < C; n++) d[n] = (float) (r0 * (1 - n / (double) (C - 1)) + ((n + 1) % 3 - 1) * 0.1);
+            }
+            case LN0_W, LN1_W, LN2_W, LN_OUT_W -> java.util.Arrays.fill(d, 1f);
+            case ATT_LNX_W -> java.util.Arrays.fill(d, (float) Math.pow((1.0 + l) / L, 0.7));
+            case LN0_B, LN1_B, LN2_B, LN_OUT_B, ATT_LNX_B -> { }
+            case EMB -> {
+                for (int i = 0; i < d.length; i++) d[i] = (float) (rnd.nextDouble() * 2e-4 - 1e-4);
+            }
+            case HEAD -> matrix(t, V > C ? 0.5 * Math.sqrt((double) V / C) : 0.5, rnd, gaussianMatrices);
+            case ATT_R, ATT_V, FFN_K -> matrix(t, 1.0, rnd, gaussianMatrices);
+            case ATT_K, ATT_G -> matrix(t, 0.1, rnd, gaussianMatrices);
+            case ATT_O, FFN_V, FFN_R -> { }   // zeros
+        }
+        return t;
+    }
+
+    private static void matrix(HostTensor t, double gain, Random rnd, boolean gaussian) {
+        if (!gaussian) {
+            orthogonal(t, gain, rnd);
+            return;
+        }
+        double sd = gain / Math.sqrt(Math.max(t.dim(0), t.dim(1)));
+        float[] d = t.data();
+        for (int i = 0; i < d.length; i++) d[i] = (float) (rnd.nextGaussian() * sd);
     }
 
     /**
@@ -62,14 +97,18 @@ public final class ModelInit {
             throw new IllegalArgumentException("memory channels must be 0.." + cfg.headSize() + " (the head size), got " + channels);
         }
         if (!Double.isFinite(decay)) throw new IllegalArgumentException("memory decay must be a finite number, got " + decay);
-        int n = cfg.headSize();
         for (int l = 0; l < cfg.nLayer(); l++) {
             HostTensor t = w.tensors().get("blocks." + l + ".att.time_decay");
             if (t == null) throw new IllegalArgumentException("the model has no blocks." + l + ".att.time_decay");
-            float[] d = t.data();
-            for (int h = 0; h < cfg.nHead(); h++) {
-                for (int i = 0; i < channels; i++) d[h * n + i] = (float) decay;
-            }
+            memoryChannels(t, cfg, channels, decay);
+        }
+    }
+
+    private static void memoryChannels(HostTensor timeDecay, ModelConfig cfg, int channels, double decay) {
+        int n = cfg.headSize();
+        float[] d = timeDecay.data();
+        for (int h = 0; h < cfg.nHead(); h++) {
+            for (int i = 0; i < channels; i++) d[h * n + i] = (float) decay;
         }
     }
 

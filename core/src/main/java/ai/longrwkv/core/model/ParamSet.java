@@ -2,6 +2,7 @@ package ai.longrwkv.core.model;
 
 import ai.longrwkv.core.backend.Backend;
 import ai.longrwkv.core.backend.Tensor;
+import ai.longrwkv.core.tensor.DType;
 import ai.longrwkv.core.tensor.HostTensor;
 
 import java.util.Collections;
@@ -25,6 +26,8 @@ public final class ParamSet implements AutoCloseable {
 
     private final ModelConfig config;
     private final LinkedHashMap<String, Tensor> byKey = new LinkedHashMap<>();
+    /** Keys whose tensor belongs to another set (a working copy shares the master's small parameters). */
+    private final java.util.Set<String> borrowed = new java.util.HashSet<>();
     public Tensor emb, ln0W, ln0B, lnOutW, lnOutB, head;
     public final Layer[] layers;
 
@@ -34,11 +37,57 @@ public final class ParamSet implements AutoCloseable {
         for (int l = 0; l < layers.length; l++) layers[l] = new Layer();
     }
 
-    /** Uploads weights (already validated by {@link ModelConfig#fromWeights}). */
+    /** Uploads weights (already validated by {@link ModelConfig#fromWeights}) in fp32. */
     public static ParamSet upload(Backend be, ModelConfig config, ModelWeights weights) {
+        return upload(be, config, weights, DType.F32);
+    }
+
+    /**
+     * Uploads weights with the weight matrices in {@code matrices} (fp32 or bf16) and the rest in fp32
+     * ({@link Precision}), one tensor at a time, so a lazily read 15 GB checkpoint never sits in memory whole.
+     */
+    public static ParamSet upload(Backend be, ModelConfig config, ModelWeights weights, DType matrices) {
         ParamSet p = new ParamSet(config);
-        for (ParamSpec spec : ParamSpec.all(config)) p.put(spec, be.upload(weights.get(spec.key())));
+        try {
+            for (ParamSpec spec : ParamSpec.all(config)) p.put(spec, be.upload(weights.get(spec.key()), Precision.storage(spec, matrices)));
+        } catch (RuntimeException | Error e) {
+            p.close();
+            throw e;
+        }
         return p;
+    }
+
+    /**
+     * A working copy of an fp32 master for mixed-precision training: the weight matrices copied into new tensors of
+     * {@code matrices} dtype, every other parameter the master's own tensor (shared, not copied; fp32 either way).
+     * {@link #refreshFrom} brings it up to date after an optimizer step; closing it frees only its own copies.
+     */
+    public static ParamSet workingCopy(Backend be, ParamSet master, DType matrices) {
+        ParamSet p = new ParamSet(master.config);
+        for (ParamSpec spec : ParamSpec.all(master.config)) {
+            Tensor m = master.get(spec.key());
+            if (Precision.isMatrix(spec)) {
+                Tensor t = be.zeros(matrices, spec.shape());
+                be.copy(m, t);
+                p.put(spec, t);
+            } else {
+                p.put(spec, m);
+                p.borrowed.add(spec.key());
+            }
+        }
+        return p;
+    }
+
+    /** Copies (rounding) the master's values of every tensor this set owns; see {@link #workingCopy}. */
+    public void refreshFrom(Backend be, ParamSet master) {
+        for (Map.Entry<String, Tensor> e : byKey.entrySet()) {
+            if (!borrowed.contains(e.getKey())) be.copy(master.get(e.getKey()), e.getValue());
+        }
+    }
+
+    /** The dtype of the weight matrices (the head's, which every model has). */
+    public DType matrixDtype() {
+        return head.dtype();
     }
 
     /** A zero tensor for every parameter (gradient accumulators). */
@@ -116,8 +165,15 @@ public final class ParamSet implements AutoCloseable {
         for (Tensor t : byKey.values()) be.fill(t, 0f);
     }
 
+    /** Bytes of the tensors this set owns. */
+    public long bytes() {
+        long n = 0;
+        for (Map.Entry<String, Tensor> e : byKey.entrySet()) if (!borrowed.contains(e.getKey())) n += e.getValue().bytes();
+        return n;
+    }
+
     @Override
     public void close() {
-        for (Tensor t : byKey.values()) t.close();
+        for (Map.Entry<String, Tensor> e : byKey.entrySet()) if (!borrowed.contains(e.getKey())) e.getValue().close();
     }
 }

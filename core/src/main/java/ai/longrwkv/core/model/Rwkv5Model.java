@@ -2,6 +2,7 @@ package ai.longrwkv.core.model;
 
 import ai.longrwkv.core.backend.Backend;
 import ai.longrwkv.core.backend.Tensor;
+import ai.longrwkv.core.tensor.DType;
 
 /**
  * The RWKV-5.2 (x052) model: forward over a chunk of T tokens from a given state, and its hand-written backward
@@ -21,27 +22,78 @@ import ai.longrwkv.core.backend.Tensor;
 public final class Rwkv5Model implements AutoCloseable {
     private static final float LN_EPS = (float) ModelConfig.LAYER_NORM_EPS;
 
+    /**
+     * Rows of logits computed at a time by the sliced head and loss: [rows, V] fp32 is at most this many elements
+     * (64 MiB), so that a chunk's [T, V] logits (1 GiB at T = 4096, V = 65536) never exist whole in training.
+     */
+    public static final int HEAD_SLICE_ELEMENTS = 16 << 20;
+
     private final Backend be;
     private final ModelConfig cfg;
+    /** The parameters: what is saved and what the optimizer updates (the fp32 master in mixed precision). */
     private final ParamSet p;
+    /** What forward and backward read: p itself, or a bf16 working copy of p's matrices ({@link #useWorkingCopy}). */
+    private ParamSet w;
     /** LoRA adapters applied on top of the weights, or null. */
     private LoraSet lora;
+    /** --grad-cp: keep only each layer's input for backward and recompute the layer there. */
+    private boolean recompute;
+    private int headSliceRows;
 
     public Rwkv5Model(Backend be, ModelConfig cfg, ParamSet params) {
         this.be = be;
         this.cfg = cfg;
         this.p = params;
+        this.w = params;
     }
 
-    /** Validates the weights, derives the config and uploads the parameters. */
+    /** Validates the weights, derives the config and uploads the parameters in fp32. */
     public static Rwkv5Model load(Backend be, ModelWeights weights, double groupNormEps) {
+        return load(be, weights, groupNormEps, DType.F32);
+    }
+
+    /** As {@link #load(Backend, ModelWeights, double)} with the weight matrices stored in {@code matrices} ({@link Precision}). */
+    public static Rwkv5Model load(Backend be, ModelWeights weights, double groupNormEps, DType matrices) {
         ModelConfig cfg = ModelConfig.fromWeights(weights, groupNormEps);
-        return new Rwkv5Model(be, cfg, ParamSet.upload(be, cfg, weights));
+        return new Rwkv5Model(be, cfg, ParamSet.upload(be, cfg, weights, matrices));
     }
 
     public ModelConfig config() { return cfg; }
     public Backend backend() { return be; }
     public ParamSet params() { return p; }
+
+    /**
+     * Mixed precision: from now on forward and backward read a copy of the matrices in {@code dtype}, made from the
+     * (fp32) parameters now and refreshed by {@link #refreshWorkingCopy} after each optimizer step.
+     */
+    public void useWorkingCopy(DType dtype) {
+        if (w != p) w.close();
+        w = dtype == p.matrixDtype() ? p : ParamSet.workingCopy(be, p, dtype);
+    }
+
+    /** Copies the parameters into the working copy (after the optimizer changed them); nothing without one. */
+    public void refreshWorkingCopy() {
+        if (w != p) w.refreshFrom(be, p);
+    }
+
+    /** The dtype the matrix products read the weights in. */
+    public DType computeDtype() { return w.matrixDtype(); }
+
+    /** --grad-cp: recompute each layer in backward from its input instead of keeping its activations. */
+    public void setRecompute(boolean on) { this.recompute = on; }
+
+    public boolean recompute() { return recompute; }
+
+    /** Rows per slice of the sliced head and loss: {@link #HEAD_SLICE_ELEMENTS} / V unless set. */
+    public int headSliceRows() {
+        return headSliceRows > 0 ? headSliceRows : Math.max(1, HEAD_SLICE_ELEMENTS / cfg.vocabSize());
+    }
+
+    /** Sets the rows per head slice (0: the default); results do not depend on it beyond fp32 summation order. */
+    public void setHeadSliceRows(int rows) {
+        if (rows < 0) throw new IllegalArgumentException("head slice rows must be >= 0, got " + rows);
+        this.headSliceRows = rows;
+    }
 
     public RwkvState newState() { return RwkvState.zeros(be, cfg); }
 
@@ -54,11 +106,16 @@ public final class Rwkv5Model implements AutoCloseable {
 
     /** Saved values of one block for one chunk. */
     static final class LayerActs implements AutoCloseable {
-        final Tensor xIn, xx1, mean1, rstd1, r, k, v, gPre, y, x1, xx2, mean2, rstd2, kPre, rPre, vOut;
+        /** The block's input: owned, or (with --grad-cp) one of the per-layer inputs the chunk keeps, set per layer. */
+        Tensor xIn;
+        private final boolean ownsInput;
+        final Tensor xx1, mean1, rstd1, r, k, v, gPre, y, x1, xx2, mean2, rstd2, kPre, rPre, vOut;
 
-        LayerActs(Backend be, int T, ModelConfig c) {
+        LayerActs(Backend be, int T, ModelConfig c, boolean ownsInput) {
             int C = c.nEmbd(), F = c.dimFfn();
-            xIn = be.zeros(T, C); xx1 = be.zeros(T, C); mean1 = be.zeros(T); rstd1 = be.zeros(T);
+            this.ownsInput = ownsInput;
+            xIn = ownsInput ? be.zeros(T, C) : null;
+            xx1 = be.zeros(T, C); mean1 = be.zeros(T); rstd1 = be.zeros(T);
             r = be.zeros(T, C); k = be.zeros(T, C); v = be.zeros(T, C); gPre = be.zeros(T, C); y = be.zeros(T, C);
             x1 = be.zeros(T, C); xx2 = be.zeros(T, C); mean2 = be.zeros(T); rstd2 = be.zeros(T);
             kPre = be.zeros(T, F); rPre = be.zeros(T, C); vOut = be.zeros(T, C);
@@ -66,7 +123,8 @@ public final class Rwkv5Model implements AutoCloseable {
 
         @Override
         public void close() {
-            for (Tensor t : new Tensor[]{xIn, xx1, mean1, rstd1, r, k, v, gPre, y, x1, xx2, mean2, rstd2, kPre, rPre, vOut}) t.close();
+            if (ownsInput) xIn.close();
+            for (Tensor t : new Tensor[]{xx1, mean1, rstd1, r, k, v, gPre, y, x1, xx2, mean2, rstd2, kPre, rPre, vOut}) t.close();
         }
     }
 
@@ -110,21 +168,32 @@ public final class Rwkv5Model implements AutoCloseable {
     public final class Activations implements AutoCloseable {
         final int[] tokens;
         final boolean kept;
+        /** --grad-cp: layers holds one working set, and inputs[l] is layer l's input. */
+        final boolean recomputed;
         final RwkvState start;
         final Tensor embRows, ln0Mean, ln0Rstd, xFinal, lnOut, lnOutMean, lnOutRstd;
         final LayerActs[] layers;
+        final Tensor[] inputs;
         Tensor logits;
 
-        private Activations(int[] tokens, boolean keep, RwkvState state) {
+        private Activations(int[] tokens, boolean keep, boolean recompute, RwkvState state) {
             int T = tokens.length, C = cfg.nEmbd();
             this.tokens = tokens.clone();
             this.kept = keep;
+            this.recomputed = keep && recompute;
             this.start = keep ? state.copy(be) : null;
             embRows = be.zeros(T, C); ln0Mean = be.zeros(T); ln0Rstd = be.zeros(T);
             xFinal = be.zeros(T, C); lnOut = be.zeros(T, C); lnOutMean = be.zeros(T); lnOutRstd = be.zeros(T);
-            // Without backward two sets are enough: block l reads one and writes its output into the other's xIn.
-            layers = new LayerActs[keep ? cfg.nLayer() : Math.min(2, cfg.nLayer())];
-            for (int i = 0; i < layers.length; i++) layers[i] = new LayerActs(be, T, cfg);
+            if (recomputed) {
+                inputs = new Tensor[cfg.nLayer()];
+                for (int l = 0; l < inputs.length; l++) inputs[l] = be.zeros(T, C);
+                layers = new LayerActs[]{new LayerActs(be, T, cfg, false)};
+            } else {
+                inputs = null;
+                // Without backward two sets are enough: block l reads one and writes its output into the other's xIn.
+                layers = new LayerActs[keep ? cfg.nLayer() : Math.min(2, cfg.nLayer())];
+                for (int i = 0; i < layers.length; i++) layers[i] = new LayerActs(be, T, cfg, true);
+            }
         }
 
         public int length() { return tokens.length; }
@@ -132,7 +201,20 @@ public final class Rwkv5Model implements AutoCloseable {
         /** Logits [T, V], or null if the forward pass was asked not to compute them. Owned by this object. */
         public Tensor logits() { return logits; }
 
-        LayerActs layer(int l) { return layers[l % layers.length]; }
+        /** Layer l's activations (with --grad-cp: the one working set, its input pointed at layer l's). */
+        LayerActs layer(int l) {
+            if (recomputed) {
+                layers[0].xIn = inputs[l];
+                return layers[0];
+            }
+            return layers[l % layers.length];
+        }
+
+        /** Where layer l's output goes: the next layer's input, or xFinal. */
+        Tensor output(int l) {
+            if (l + 1 == cfg.nLayer()) return xFinal;
+            return recomputed ? inputs[l + 1] : layers[(l + 1) % layers.length].xIn;
+        }
 
         @Override
         public void close() {
@@ -141,6 +223,7 @@ public final class Rwkv5Model implements AutoCloseable {
                 if (t != null) t.close();
             }
             for (LayerActs a : layers) a.close();
+            if (inputs != null) for (Tensor t : inputs) t.close();
         }
     }
 
@@ -159,18 +242,19 @@ public final class Rwkv5Model implements AutoCloseable {
             }
         }
         int T = tokens.length;
-        Activations acts = new Activations(tokens, keepForBackward, state);
+        Activations acts = new Activations(tokens, keepForBackward, recompute, state);
         try (Scratch s = new Scratch(be, T, cfg, false)) {
-            be.embedding(p.emb, tokens, acts.embRows);
-            be.norm(acts.embRows, p.ln0W, p.ln0B, 1, LN_EPS, acts.layer(0).xIn, acts.ln0Mean, acts.ln0Rstd);
+            be.embedding(w.emb, tokens, acts.embRows);
+            be.norm(acts.embRows, w.ln0W, w.ln0B, 1, LN_EPS, acts.layer(0).xIn, acts.ln0Mean, acts.ln0Rstd);
             for (int l = 0; l < cfg.nLayer(); l++) {
-                Tensor out = l + 1 < cfg.nLayer() ? acts.layer(l + 1).xIn : acts.xFinal;
-                forwardBlock(l, acts.layer(l), out, state, s);
+                LayerActs a = acts.layer(l);
+                forwardBlock(l, a, acts.output(l), state.attX[l], state.ffnX[l], state.wkv[l], s);
             }
+            // always (it costs one [T, C] norm): the sliced head and loss of backward and of loss() read it
+            be.norm(acts.xFinal, w.lnOutW, w.lnOutB, 1, LN_EPS, acts.lnOut, acts.lnOutMean, acts.lnOutRstd);
             if (computeLogits) {
-                be.norm(acts.xFinal, p.lnOutW, p.lnOutB, 1, LN_EPS, acts.lnOut, acts.lnOutMean, acts.lnOutRstd);
                 acts.logits = be.zeros(T, cfg.vocabSize());
-                be.matmul(acts.lnOut, false, p.head, true, acts.logits, 1f, 0f);
+                be.matmul(acts.lnOut, false, w.head, true, acts.logits, 1f, 0f);
             }
         } catch (RuntimeException e) {
             acts.close();
@@ -186,19 +270,20 @@ public final class Rwkv5Model implements AutoCloseable {
         }
     }
 
-    private void forwardBlock(int l, LayerActs a, Tensor xOut, RwkvState st, Scratch s) {
-        ParamSet.Layer P = p.layers[l];
+    /** Block l from its input a.xIn into xOut, advancing the layer's state (attX, ffnX, wkv) in place. */
+    private void forwardBlock(int l, LayerActs a, Tensor xOut, Tensor attX, Tensor ffnX, Tensor wkv, Scratch s) {
+        ParamSet.Layer P = w.layers[l];
         int T = a.xIn.rows();
         // ---- time mix
         be.norm(a.xIn, P.ln1W, P.ln1B, 1, LN_EPS, a.xx1, a.mean1, a.rstd1);
         String blk = "blocks." + l + ".";
-        linearOfMix(a.xx1, st.attX[l], P.attMixR, P.attR, blk + "att.receptance.weight", a.r, s.mixC);
-        linearOfMix(a.xx1, st.attX[l], P.attMixK, P.attK, blk + "att.key.weight", a.k, s.mixC);
-        linearOfMix(a.xx1, st.attX[l], P.attMixV, P.attV, blk + "att.value.weight", a.v, s.mixC);
-        linearOfMix(a.xx1, st.attX[l], P.attMixG, P.attG, blk + "att.gate.weight", a.gPre, s.mixC);
-        be.copyRow(a.xx1, T - 1, st.attX[l]);
+        linearOfMix(a.xx1, attX, P.attMixR, P.attR, blk + "att.receptance.weight", a.r, s.mixC);
+        linearOfMix(a.xx1, attX, P.attMixK, P.attK, blk + "att.key.weight", a.k, s.mixC);
+        linearOfMix(a.xx1, attX, P.attMixV, P.attV, blk + "att.value.weight", a.v, s.mixC);
+        linearOfMix(a.xx1, attX, P.attMixG, P.attG, blk + "att.gate.weight", a.gPre, s.mixC);
+        be.copyRow(a.xx1, T - 1, attX);
         be.decay(P.timeDecay, s.w);
-        be.wkvForward(a.r, a.k, a.v, s.w, P.timeFaaaa, st.wkv[l], a.y);
+        be.wkvForward(a.r, a.k, a.v, s.w, P.timeFaaaa, wkv, a.y);
         be.norm(a.y, P.lnxW, P.lnxB, cfg.nHead(), (float) cfg.groupNormEps(), s.yn, s.gnMean, s.gnRstd);
         be.silu(a.gPre, s.g);
         be.mul(s.yn, s.g, s.z);
@@ -206,9 +291,9 @@ public final class Rwkv5Model implements AutoCloseable {
         be.add(a.x1, a.xIn, a.x1);
         // ---- channel mix
         be.norm(a.x1, P.ln2W, P.ln2B, 1, LN_EPS, a.xx2, a.mean2, a.rstd2);
-        linearOfMix(a.xx2, st.ffnX[l], P.ffnMixK, P.ffnK, blk + "ffn.key.weight", a.kPre, s.mixC);
-        linearOfMix(a.xx2, st.ffnX[l], P.ffnMixR, P.ffnR, blk + "ffn.receptance.weight", a.rPre, s.mixC);
-        be.copyRow(a.xx2, T - 1, st.ffnX[l]);
+        linearOfMix(a.xx2, ffnX, P.ffnMixK, P.ffnK, blk + "ffn.key.weight", a.kPre, s.mixC);
+        linearOfMix(a.xx2, ffnX, P.ffnMixR, P.ffnR, blk + "ffn.receptance.weight", a.rPre, s.mixC);
+        be.copyRow(a.xx2, T - 1, ffnX);
         be.reluSquare(a.kPre, s.kAct);
         linear(s.kAct, P.ffnV, blk + "ffn.value.weight", a.vOut);
         be.sigmoid(a.rPre, s.rSig);
@@ -266,33 +351,122 @@ public final class Rwkv5Model implements AutoCloseable {
      * stopped there) and dL/d(state before the chunk) on return. Parameter gradients accumulate into {@code grads}.
      */
     public void backward(Activations acts, Tensor dLogits, RwkvState dState, ParamSet grads) {
+        backward(acts, dState, grads, (s, dLnOut) -> {
+            if (dLogits == null) return false;
+            // logits = lnOut head^T
+            if (grads.head != null) be.matmul(dLogits, true, acts.lnOut, false, grads.head, 1f, 1f);
+            be.matmul(dLogits, false, w.head, false, dLnOut, 1f, 0f);
+            return true;
+        });
+    }
+
+    /** What a chunk's loss is measured against: per position a target (negative: none) and a weight. */
+    public record Targets(int[] targets, float[] weights, float l2WrapFactor) { }
+
+    /** Receives a slice of a chunk's logits: rows [first, first + logits.rows()) (a view, valid during the call). */
+    public interface LogitsSlices {
+        void accept(int first, Tensor logits);
+    }
+
+    /**
+     * Backward through one chunk with its loss: the head and the cross-entropy (with L2Wrap) run in slices of
+     * {@link #headSliceRows} rows, each slice's logits turned into their gradient in place and backpropagated at once,
+     * so the chunk's [T, V] logits never exist whole. Returns the loss (sum over positions of weight * -log p).
+     * Otherwise as {@link #backward(Activations, Tensor, RwkvState, ParamSet)}. {@code slices}, if not null, sees
+     * each slice's logits before they become gradients.
+     */
+    public double backward(Activations acts, Targets loss, RwkvState dState, ParamSet grads, LogitsSlices slices) {
+        double[] sum = {0};
+        backward(acts, dState, grads, (s, dLnOut) -> {
+            sum[0] = headAndLoss(acts, loss, slices, grads.head, dLnOut);
+            return true;
+        });
+        return sum[0];
+    }
+
+    /**
+     * The loss of a chunk run forward with keepForBackward (the head applied in slices; no gradient): the same
+     * numbers as the loss {@link #backward(Activations, Targets, RwkvState, ParamSet, LogitsSlices)} returns.
+     */
+    public double loss(Activations acts, Targets loss, LogitsSlices slices) {
+        return headAndLoss(acts, loss, slices, null, null);
+    }
+
+    private double headAndLoss(Activations acts, Targets loss, LogitsSlices slices, Tensor gradHead, Tensor dLnOut) {
+        int T = acts.length(), rows = Math.min(T, headSliceRows());
+        double sum = 0;
+        try (Tensor buf = be.zeros(rows, cfg.vocabSize())) {
+            for (int r0 = 0; r0 < T; r0 += rows) {
+                int n = Math.min(rows, T - r0);
+                Tensor logits = n == rows ? buf : be.rows(buf, 0, n);
+                Tensor x = be.rows(acts.lnOut, r0, n);
+                be.matmul(x, false, w.head, true, logits, 1f, 0f);
+                if (slices != null) slices.accept(r0, logits);
+                sum += be.crossEntropy(logits, java.util.Arrays.copyOfRange(loss.targets(), r0, r0 + n),
+                        java.util.Arrays.copyOfRange(loss.weights(), r0, r0 + n), loss.l2WrapFactor(), dLnOut == null ? null : logits);
+                if (dLnOut != null) {
+                    if (gradHead != null) be.matmul(logits, true, x, false, gradHead, 1f, 1f);
+                    be.matmul(logits, false, w.head, false, be.rows(dLnOut, r0, n), 1f, 0f);
+                }
+            }
+        }
+        return sum;
+    }
+
+    /** Fills dLnOut [T, C] with dL/d(ln_out output); returns false when the chunk has no loss. */
+    private interface HeadBackward {
+        boolean run(Scratch s, Tensor dLnOut);
+    }
+
+    private void backward(Activations acts, RwkvState dState, ParamSet grads, HeadBackward head) {
         if (!acts.kept) throw new IllegalStateException("forward was run without keepForBackward");
         int T = acts.length();
         try (Scratch s = new Scratch(be, T, cfg, true); Tensor dx = be.zeros(T, cfg.nEmbd())) {
-            if (dLogits != null) {
-                // logits = lnOut head^T
-                if (grads.head != null) be.matmul(dLogits, true, acts.lnOut, false, grads.head, 1f, 1f);
-                be.matmul(dLogits, false, p.head, false, s.dC1, 1f, 0f);
-                be.normBackward(s.dC1, acts.xFinal, p.lnOutW, 1, acts.lnOutMean, acts.lnOutRstd, dx,
+            if (head.run(s, s.dC1)) {
+                be.normBackward(s.dC1, acts.xFinal, w.lnOutW, 1, acts.lnOutMean, acts.lnOutRstd, dx,
                         orSink(grads.lnOutW, s.sinkA), orSink(grads.lnOutB, s.sinkB));
             }
-            for (int l = cfg.nLayer() - 1; l >= 0; l--) {
-                backwardChannelMix(l, acts.layer(l), dx, acts.start, dState, grads, s);
-                backwardTimeMix(l, acts.layer(l), dx, acts.start, dState, grads, s);
+            if (acts.recomputed) {
+                backwardRecomputed(acts, dx, dState, grads, s);
+            } else {
+                for (int l = cfg.nLayer() - 1; l >= 0; l--) {
+                    backwardChannelMix(l, acts.layer(l), dx, acts.start, dState, grads, s);
+                    backwardTimeMix(l, acts.layer(l), dx, acts.start, dState, grads, s);
+                }
             }
             // dx is now dL/d(LN0 output)
             be.fill(s.dC1, 0f);
             if (grads.emb != null || grads.ln0W != null || grads.ln0B != null) {
-                be.normBackward(dx, acts.embRows, p.ln0W, 1, acts.ln0Mean, acts.ln0Rstd, s.dC1,
+                be.normBackward(dx, acts.embRows, w.ln0W, 1, acts.ln0Mean, acts.ln0Rstd, s.dC1,
                         orSink(grads.ln0W, s.sinkA), orSink(grads.ln0B, s.sinkB));
                 if (grads.emb != null) be.embeddingBackward(s.dC1, acts.tokens, grads.emb);
             }
         }
     }
 
+    /**
+     * --grad-cp: each layer, last to first, is run forward again from its kept input and the layer's state at the
+     * chunk start (the same ops on the same values, so the same activations as a kept forward), then backpropagated.
+     */
+    private void backwardRecomputed(Activations acts, Tensor dx, RwkvState dState, ParamSet grads, Scratch s) {
+        int T = acts.length(), C = cfg.nEmbd();
+        try (Tensor attX = be.zeros(C); Tensor ffnX = be.zeros(C); Tensor wkv = be.zeros(cfg.nHead(), cfg.headSize(), cfg.headSize());
+             Tensor out = be.zeros(T, C)) {
+            for (int l = cfg.nLayer() - 1; l >= 0; l--) {
+                be.copy(acts.start.attX[l], attX);
+                be.copy(acts.start.ffnX[l], ffnX);
+                be.copy(acts.start.wkv[l], wkv);
+                LayerActs a = acts.layer(l);
+                forwardBlock(l, a, out, attX, ffnX, wkv, s);
+                backwardChannelMix(l, a, dx, acts.start, dState, grads, s);
+                backwardTimeMix(l, a, dx, acts.start, dState, grads, s);
+            }
+        }
+    }
+
     /** dx: dL/d(block output) on entry, dL/d(x1) on return. */
     private void backwardChannelMix(int l, LayerActs a, Tensor dx, RwkvState start, RwkvState dState, ParamSet grads, Scratch s) {
-        ParamSet.Layer P = p.layers[l], G = grads.layers[l];
+        ParamSet.Layer P = w.layers[l], G = grads.layers[l];
         int T = a.xIn.rows();
         Tensor prev = start.ffnX[l];
         // out = sigmoid(rPre) * vOut
@@ -316,7 +490,7 @@ public final class Rwkv5Model implements AutoCloseable {
 
     /** dx: dL/d(x1) on entry, dL/d(block input) on return. */
     private void backwardTimeMix(int l, LayerActs a, Tensor dx, RwkvState start, RwkvState dState, ParamSet grads, Scratch s) {
-        ParamSet.Layer P = p.layers[l], G = grads.layers[l];
+        ParamSet.Layer P = w.layers[l], G = grads.layers[l];
         int T = a.xIn.rows();
         Tensor prev = start.attX[l];
         // recompute z = GroupNorm(y) * silu(gPre)
@@ -366,6 +540,7 @@ public final class Rwkv5Model implements AutoCloseable {
 
     @Override
     public void close() {
+        if (w != p) w.close();
         p.close();
     }
 }

@@ -135,9 +135,8 @@ public final class ChunkedBptt {
             for (int k = chunks - 1; k >= 0; k--) {
                 RwkvState st = boundary[k];
                 boundary[k] = null;
-                try (Rwkv5Model.Activations acts = model.forward(slice(seg.tokens(), k, c), st, true, true)) {
-                    loss += lossAndGrad(be, acts, seg, k, c, l2, sink);
-                    model.backward(acts, acts.logits(), dState, grads);
+                try (Rwkv5Model.Activations acts = model.forward(slice(seg.tokens(), k, c), st, true, false)) {
+                    loss += model.backward(acts, targets(seg, k, c, acts.length(), l2), dState, grads, slices(be, sink, seg, k, c, acts.length()));
                 }
                 if (k == chunks - 1) finalState = st; else st.close();
             }
@@ -158,10 +157,9 @@ public final class ChunkedBptt {
         RwkvState initGrad = null;
         double loss = 0;
         for (int k = 0; k < chunks; k++) {
-            try (Rwkv5Model.Activations acts = model.forward(slice(seg.tokens(), k, c), state, true, true)) {
-                loss += lossAndGrad(be, acts, seg, k, c, l2, sink);
+            try (Rwkv5Model.Activations acts = model.forward(slice(seg.tokens(), k, c), state, true, false)) {
                 RwkvState dState = RwkvState.zeros(be, model.config());  // gradient stopped at the chunk end
-                model.backward(acts, acts.logits(), dState, grads);
+                loss += model.backward(acts, targets(seg, k, c, acts.length(), l2), dState, grads, slices(be, sink, seg, k, c, acts.length()));
                 if (k == 0 && wantInitialStateGrad) initGrad = dState; else dState.close();
             }
         }
@@ -173,22 +171,34 @@ public final class ChunkedBptt {
         RwkvState state = initialState.copy(be);
         double loss = 0;
         for (int k = 0; k < chunks; k++) {
-            try (Rwkv5Model.Activations acts = model.forward(slice(seg.tokens(), k, c), state, false, true)) {
-                int from = k * c, to = from + acts.length();
-                if (sink != null) sink.accept(seg.offset() + from, be.download(acts.logits()));
-                loss += be.crossEntropy(acts.logits(), Arrays.copyOfRange(seg.targets(), from, to),
-                        Arrays.copyOfRange(seg.weights(), from, to), 0f, null);
+            try (Rwkv5Model.Activations acts = model.forward(slice(seg.tokens(), k, c), state, false, false)) {
+                loss += model.loss(acts, targets(seg, k, c, acts.length(), 0f), slices(be, sink, seg, k, c, acts.length()));
             }
         }
         return new Result(loss, 0, state, null);
     }
 
-    /** Chunk loss (weighted so that chunks sum to the sequence mean); turns the logits into their gradient in place. */
-    private static double lossAndGrad(Backend be, Rwkv5Model.Activations acts, Segment seg, int k, int c, float l2, LogitsSink sink) {
-        int from = k * c, to = from + acts.length();
-        if (sink != null) sink.accept(seg.offset() + from, be.download(acts.logits()));
-        return be.crossEntropy(acts.logits(), Arrays.copyOfRange(seg.targets(), from, to),
-                Arrays.copyOfRange(seg.weights(), from, to), l2, acts.logits());
+    /** Chunk k's targets and loss weights (weighted so that chunks sum to the sequence mean). */
+    private static Rwkv5Model.Targets targets(Segment seg, int k, int c, int len, float l2) {
+        int from = k * c, to = from + len;
+        return new Rwkv5Model.Targets(Arrays.copyOfRange(seg.targets(), from, to), Arrays.copyOfRange(seg.weights(), from, to), l2);
+    }
+
+    /**
+     * The sink's view of chunk k: its logits slices assembled on the host into one [len, V] tensor, handed over when
+     * the last slice arrives (a sink is for tests and small evals; training passes none and never holds [len, V]).
+     */
+    private static Rwkv5Model.LogitsSlices slices(Backend be, LogitsSink sink, Segment seg, int k, int c, int len) {
+        if (sink == null) return null;
+        int[] filled = {0};
+        HostTensor[] whole = {null};
+        return (first, logits) -> {
+            HostTensor part = be.download(logits);
+            if (whole[0] == null) whole[0] = HostTensor.zeros(len, part.dim(1));
+            System.arraycopy(part.data(), 0, whole[0].data(), first * part.dim(1), part.size());
+            filled[0] += part.dim(0);
+            if (filled[0] == len) sink.accept(seg.offset() + k * c, whole[0]);
+        };
     }
 
     static int[] slice(int[] tokens, int k, int c) {

@@ -184,6 +184,7 @@ public final class Trainer implements AutoCloseable {
     }
 
     public long step() { return step; }
+    public Rwkv5Model model() { return model; }
     public long tokensSeen() { return tokensSeen; }
     public boolean done() { return step >= cfg.steps(); }
     public List<Trainable> trainables() { return optimizer.trainables(); }
@@ -246,6 +247,7 @@ public final class Trainer implements AutoCloseable {
         }
         double norm = AdamW.gradNorm(squares);
         String overflowed = optimizer.update(lr, AdamW.clipFactor(cfg.gradClip(), norm));
+        model.refreshWorkingCopy();   // mixed precision: the bf16 matrices the next step reads, from the updated fp32 master
         // a finite gradient with a huge learning rate can still overflow the weights: stop at this step, naming them
         if (overflowed != null) {
             throw new NonFiniteException(String.format("step %d: the update made %s non-finite (lr %s, gradient norm %s); stopping"

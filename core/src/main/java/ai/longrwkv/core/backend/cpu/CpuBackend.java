@@ -3,6 +3,7 @@ package ai.longrwkv.core.backend.cpu;
 import ai.longrwkv.core.backend.Backend;
 import ai.longrwkv.core.backend.Tensor;
 import ai.longrwkv.core.backend.WkvImpl;
+import ai.longrwkv.core.tensor.DType;
 import ai.longrwkv.core.tensor.HostTensor;
 import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.VectorOperators;
@@ -82,26 +83,58 @@ public final class CpuBackend implements Backend {
     }
 
     // ---------------------------------------------------------------- memory
-    @Override public Tensor zeros(int... shape) { return new CpuTensor(this, shape); }
+    @Override public Tensor zeros(DType dtype, int... shape) { return new CpuTensor(this, dtype, shape); }
 
     @Override
-    public Tensor upload(HostTensor host) {
-        CpuTensor c = new CpuTensor(this, host.shape());
-        c.buf().put(0, host.data(), 0, host.size());
+    public Tensor upload(HostTensor host, DType dtype) {
+        CpuTensor c = new CpuTensor(this, dtype, host.shape());
+        if (dtype == DType.F32) {
+            c.buf().put(0, host.data(), 0, host.size());
+        } else {
+            try (CpuTensor f = new CpuTensor(this, DType.F32, host.shape())) {
+                f.buf().put(0, host.data(), 0, host.size());
+                copy(f, c);
+            }
+        }
         return c;
     }
 
     @Override
     public HostTensor download(Tensor x) {
         float[] data = new float[(int) x.size()];
-        b(x).get(0, data, 0, data.length);
+        if (x.dtype() == DType.F32) {
+            b(x).get(0, data, 0, data.length);
+        } else {
+            try (CpuTensor f = new CpuTensor(this, DType.F32, x.shape())) {
+                copy(x, f);
+                f.buf().get(0, data, 0, data.length);
+            }
+        }
         return new HostTensor(x.shape(), data);
     }
 
     @Override
     public void copy(Tensor src, Tensor dst) {
         sameSize(src, dst, "copy");
-        org.bytedeco.javacpp.Pointer.memcpy(t(dst).ptr(), t(src).ptr(), src.size() * 4L);
+        DType from = src.dtype(), to = dst.dtype();
+        if (from == DType.F32 && to == DType.F32) {
+            org.bytedeco.javacpp.Pointer.memcpy(t(dst).ptr(), t(src).ptr(), src.size() * 4L);
+        } else if (from == DType.BF16 && to == DType.BF16) {
+            t(dst).bf16().put(0, t(src).bf16(), 0, (int) src.size());
+        } else if (from == DType.F32) {
+            Bf16Cpu.narrow(b(src), 0, t(dst).bf16(), 0, src.size());
+        } else {
+            Bf16Cpu.widen(t(src).bf16(), 0, b(dst), 0, src.size());
+        }
+    }
+
+    @Override
+    public Tensor rows(Tensor x, int first, int count) {
+        int rows = x.rows(), cols = x.cols();
+        if (first < 0 || count < 0 || first + count > rows) {
+            throw new IllegalArgumentException("rows " + first + ".." + (first + count) + " of a tensor with " + rows + " rows " + x.describe());
+        }
+        return t(x).view((long) first * cols, new int[]{count, cols});
     }
 
     @Override
@@ -114,6 +147,17 @@ public final class CpuBackend implements Backend {
     }
 
     // ---------------------------------------------------------------- linear algebra
+    /**
+     * Elements of a bf16 operand widened to fp32 per sgemm call: 16 MiB of workspace, and at least 1024 rows of a
+     * 4096-wide weight, so the sgemm calls stay large enough to run at full speed.
+     */
+    public static final int BF16_BLOCK_ELEMENTS = 4 << 20;
+
+    /**
+     * fp32 sgemm. A bf16 operand is widened to fp32 on the way in (exact; OpenBLAS 0.3.31 as bytedeco ships it has no
+     * bf16 GEMM entry point, see README "CPU and bf16"): a bf16 a as a whole (an activation: small), a bf16 b (a
+     * weight: up to 65536 x 4096) in blocks of {@link #BF16_BLOCK_ELEMENTS} so that it never exists in fp32 whole.
+     */
     @Override
     public void matmul(Tensor a, boolean transA, Tensor bm, boolean transB, Tensor c, float alpha, float beta) {
         int aRows = a.rows(), aCols = a.cols(), bRows = bm.rows(), bCols = bm.cols();
@@ -123,20 +167,51 @@ public final class CpuBackend implements Backend {
             throw new IllegalArgumentException("matmul shapes: a" + a.shapeString() + (transA ? "^T" : "") + " @ b"
                     + bm.shapeString() + (transB ? "^T" : "") + " -> c" + c.shapeString());
         }
-        openblas.cblas_sgemm(openblas.CblasRowMajor, transA ? openblas.CblasTrans : openblas.CblasNoTrans,
-                transB ? openblas.CblasTrans : openblas.CblasNoTrans, m, n, k, alpha,
-                t(a).ptr(), aCols, t(bm).ptr(), bCols, beta, t(c).ptr(), n);
+        if (a.dtype() == DType.BF16) {
+            try (CpuTensor a32 = new CpuTensor(this, DType.F32, a.shape())) {
+                copy(a, a32);
+                matmul(a32, transA, bm, transB, c, alpha, beta);
+            }
+            return;
+        }
+        FloatPointer pa = t(a).ptr(), pc = t(c).ptr();
+        int ta = transA ? openblas.CblasTrans : openblas.CblasNoTrans, tb = transB ? openblas.CblasTrans : openblas.CblasNoTrans;
+        if (bm.dtype() == DType.F32) {
+            openblas.cblas_sgemm(openblas.CblasRowMajor, ta, tb, m, n, k, alpha, pa, aCols, t(bm).ptr(), bCols, beta, pc, n);
+            return;
+        }
+        // b is stored [bRows, bCols]; widen it a block of whole stored rows at a time
+        int blockRows = Math.max(1, Math.min(bRows, BF16_BLOCK_ELEMENTS / Math.max(1, bCols)));
+        java.nio.ShortBuffer bits = t(bm).bf16();
+        try (CpuTensor blk = new CpuTensor(this, DType.F32, new int[]{blockRows, bCols})) {
+            for (int r0 = 0; r0 < bRows; r0 += blockRows) {
+                int rb = Math.min(blockRows, bRows - r0);
+                Bf16Cpu.widen(bits, (long) r0 * bCols, blk.buf(), 0, (long) rb * bCols);
+                if (transB) {
+                    // b^T's columns r0..r0+rb are c's columns r0..r0+rb
+                    openblas.cblas_sgemm(openblas.CblasRowMajor, ta, tb, m, rb, k, alpha, pa, aCols, blk.ptr(), bCols,
+                            beta, pc.getPointer(r0), n);
+                } else {
+                    // b's rows r0..r0+rb meet a's columns (or, transposed, rows) r0..r0+rb; accumulate over blocks
+                    FloatPointer aPart = transA ? pa.getPointer((long) r0 * aCols) : pa.getPointer(r0);
+                    openblas.cblas_sgemm(openblas.CblasRowMajor, ta, tb, m, n, rb, alpha, aPart, aCols, blk.ptr(), bCols,
+                            r0 == 0 ? beta : 1f, pc, n);
+                }
+            }
+        }
     }
 
     // ---------------------------------------------------------------- embedding
     @Override
     public void embedding(Tensor table, int[] ids, Tensor out) {
         int c = table.cols(), v = table.rows();
-        FloatBuffer src = b(table), dst = b(out);
+        FloatBuffer dst = b(out);
+        boolean bf16 = table.dtype() == DType.BF16;
         for (int t = 0; t < ids.length; t++) {
             int id = ids[t];
             if (id < 0 || id >= v) throw new IllegalArgumentException("token id " + id + " at position " + t + " is outside the vocabulary 0.." + (v - 1));
-            dst.put(t * c, src, id * c, c);
+            if (bf16) Bf16Cpu.widen(t(table).bf16(), (long) id * c, dst, (long) t * c, c);
+            else dst.put(t * c, b(table), id * c, c);
         }
     }
 

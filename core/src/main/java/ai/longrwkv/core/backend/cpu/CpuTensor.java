@@ -1,63 +1,142 @@
 package ai.longrwkv.core.backend.cpu;
 
 import ai.longrwkv.core.backend.Tensor;
+import ai.longrwkv.core.tensor.DType;
 import ai.longrwkv.core.tensor.HostTensor;
 import org.bytedeco.javacpp.FloatPointer;
 import org.bytedeco.javacpp.Pointer;
 
+import java.nio.ByteOrder;
 import java.nio.FloatBuffer;
+import java.nio.ShortBuffer;
 
 /**
  * CPU tensor in native (off-heap) memory. Off-heap because OpenBLAS must see the data without a copy: passing Java
  * arrays through JNI copies them on every call, which measured 4x slower for a 1024x768x768 sgemm on this machine.
- * Java loops reach the same memory through a direct {@link FloatBuffer}.
+ * Java loops reach the same memory through a direct {@link FloatBuffer} (fp32) or {@link ShortBuffer} (bf16 bits).
+ *
+ * <p>Memory comes from the backend's pool in float-sized units whatever the dtype (a bf16 tensor of n elements takes
+ * ceil(n / 2) floats), so one pool serves both. A view ({@link #view}) points into its parent and owns nothing.
  */
 final class CpuTensor implements Tensor {
     private final int[] shape;
     private final long size;
+    private final DType dtype;
     private final CpuBackend owner;
-    FloatPointer pointer;
-    FloatBuffer buf;
+    /** The pooled allocation this tensor owns; null for a view. */
+    private FloatPointer owned;
+    /** The parent of a view (kept so that a view of a closed tensor is caught); null for an owner. */
+    private final CpuTensor parent;
+    private FloatPointer pointer;
+    private FloatBuffer buf;
+    private ShortBuffer bf16;
 
-    CpuTensor(CpuBackend owner, int[] shape) {
+    CpuTensor(CpuBackend owner, DType dtype, int[] shape) {
         long n = HostTensor.numel(shape);
-        if (n > Integer.MAX_VALUE / 4) {
-            throw new IllegalArgumentException("tensor " + HostTensor.shapeString(shape) + " exceeds 2 GiB, the CPU backend's limit per tensor");
+        if (n * dtype.bytes() > Integer.MAX_VALUE) {
+            throw new IllegalArgumentException("tensor " + HostTensor.shapeString(shape) + " " + dtype.label()
+                    + " exceeds 2 GiB, the CPU backend's limit per tensor");
         }
         this.owner = owner;
         this.shape = shape.clone();
         this.size = n;
-        this.pointer = owner.acquire(Math.max(n, 1));
-        Pointer.memset(pointer, 0, Math.max(n, 1) * 4L);
-        this.buf = pointer.asBuffer();
-        owner.track(size * 4L);
+        this.dtype = dtype;
+        this.parent = null;
+        long floats = Math.max((n * dtype.bytes() + 3) / 4, 1);
+        this.owned = owner.acquire(floats);
+        Pointer.memset(owned, 0, floats * 4L);
+        bind(owned);
+        owner.track(bytes());
+    }
+
+    /** A view of {@code count} elements of parent from element {@code offset}, with the given shape. */
+    private CpuTensor(CpuTensor parent, long offset, int[] shape) {
+        this.owner = parent.owner;
+        this.shape = shape.clone();
+        this.size = HostTensor.numel(shape);
+        this.dtype = parent.dtype;
+        this.parent = parent;
+        if (dtype == DType.F32) {
+            bind(parent.ptr().getPointer(offset));
+        } else {
+            // a bf16 view may start mid-float: address it through the parent's 16-bit buffer only
+            this.pointer = null;
+            this.bf16 = parent.bf16().slice((int) offset, (int) size);
+        }
+    }
+
+    private void bind(FloatPointer p) {
+        this.pointer = p;
+        long bytes = Math.max(size * dtype.bytes(), 1);
+        p.capacity((bytes + 3) / 4).limit((bytes + 3) / 4);
+        if (dtype == DType.F32) {
+            this.buf = p.asBuffer();
+        } else {
+            this.bf16 = p.asByteBuffer().order(ByteOrder.nativeOrder()).asShortBuffer();
+        }
+    }
+
+    CpuTensor view(long offset, int[] viewShape) {
+        return new CpuTensor(this, offset, viewShape);
     }
 
     @Override public int[] shape() { return shape.clone(); }
     @Override public long size() { return size; }
+    @Override public DType dtype() { return dtype; }
 
+    private void checkOpen() {
+        if (closed()) throw new IllegalStateException("tensor " + describe() + " used after close()");
+    }
+
+    private boolean closed() {
+        return parent != null ? parent.closed() : owned == null;
+    }
+
+    /** The float32 data; any other dtype is an op that does not take it. */
     FloatBuffer buf() {
-        if (buf == null) throw new IllegalStateException("tensor " + shapeString() + " used after close()");
+        checkOpen();
+        if (dtype != DType.F32) throw wrongDtype();
         return buf;
     }
 
     FloatPointer ptr() {
-        if (pointer == null) throw new IllegalStateException("tensor " + shapeString() + " used after close()");
+        checkOpen();
+        if (dtype != DType.F32) throw wrongDtype();
         return pointer;
+    }
+
+    /** The bf16 bits (bf16 tensors only). */
+    ShortBuffer bf16() {
+        checkOpen();
+        if (dtype != DType.BF16) throw new IllegalArgumentException("expected a bf16 tensor, got " + describe());
+        return bf16;
+    }
+
+    private IllegalArgumentException wrongDtype() {
+        // name the Backend op the caller called: the outermost CpuBackend frame of the innermost run of them
+        String op = "this op";
+        boolean inside = false;
+        for (StackTraceElement e : Thread.currentThread().getStackTrace()) {
+            boolean backend = e.getClassName().equals(CpuBackend.class.getName());
+            if (backend) { op = e.getMethodName(); inside = true; } else if (inside) break;
+        }
+        return new IllegalArgumentException(op + " takes fp32 tensors, got " + describe());
     }
 
     @Override
     public void close() {
-        if (pointer != null) {
-            owner.release(pointer);
+        if (owned != null) {
+            owner.release(owned);
+            owned = null;
             pointer = null;
             buf = null;
-            owner.track(-size * 4L);
+            bf16 = null;
+            owner.track(-bytes());
         }
     }
 
     @Override
     public String toString() {
-        return "CpuTensor" + shapeString();
+        return "CpuTensor" + describe();
     }
 }

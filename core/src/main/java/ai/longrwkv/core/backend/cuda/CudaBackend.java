@@ -3,10 +3,12 @@ package ai.longrwkv.core.backend.cuda;
 import ai.longrwkv.core.backend.Backend;
 import ai.longrwkv.core.backend.Tensor;
 import ai.longrwkv.core.backend.WkvImpl;
+import ai.longrwkv.core.tensor.DType;
 import ai.longrwkv.core.tensor.HostTensor;
 import org.bytedeco.javacpp.DoublePointer;
 import org.bytedeco.javacpp.FloatPointer;
 import org.bytedeco.javacpp.IntPointer;
+import org.bytedeco.javacpp.ShortPointer;
 
 import java.util.HashMap;
 import java.util.Map;
@@ -14,10 +16,12 @@ import java.util.Set;
 import java.util.concurrent.atomic.AtomicLong;
 
 /**
- * The {@link Backend} on one CUDA device: fp32 tensors in device memory, matrix products through the device's GEMM
- * (cuBLAS sgemm on a GPU: fp32 math, no TF32, so results stay within 1e-4 of the CPU backend), every other op a
- * kernel from this package's {@code .cu} sources. The device is a real GPU ({@link DriverDevice}) or the emulated one
- * ({@link EmulatedDevice}); this class is the same code above both. All work runs in call order on one stream, so a
+ * The {@link Backend} on one CUDA device: fp32 and bf16 tensors in device memory, matrix products through the
+ * device's GEMM (fp32 operands: cuBLAS sgemm, fp32 math, no TF32, so results stay within 1e-4 of the CPU backend;
+ * a bf16 operand: cublasGemmEx on tensor cores, see {@link #matmul}), every other op a kernel from this package's
+ * {@code .cu} sources (fp32 only, except the conversions and the embedding gather of bf16.cu; an op given a bf16
+ * tensor it does not take says so, naming itself). The device is a real GPU ({@link DriverDevice}) or the emulated
+ * one ({@link EmulatedDevice}); this class is the same code above both. All work runs in call order on one stream, so a
  * download sees every earlier write.
  *
  * <p>Create it through {@link ai.longrwkv.core.backend.Backends}, never directly from code that must also run on
@@ -50,6 +54,9 @@ public final class CudaBackend implements Backend {
     }
 
     @Override
+    public long memoryCapacity() { return device.totalMemory(); }
+
+    @Override
     public String name() {
         return "cuda (" + device.description() + ", kernels " + device.moduleOrigins() + ")";
     }
@@ -80,9 +87,29 @@ public final class CudaBackend implements Backend {
         device.close();
     }
 
+    /** x as an fp32 CUDA tensor: what every op takes except the few that say otherwise (they use {@link #anyDtype}). */
     private static CudaTensor t(Tensor x) {
+        CudaTensor c = anyDtype(x);
+        if (c.dtype() != DType.F32) throw new IllegalArgumentException(callerOp() + " takes fp32 tensors, got " + x.describe());
+        return c;
+    }
+
+    private static CudaTensor anyDtype(Tensor x) {
         if (!(x instanceof CudaTensor c)) throw new IllegalArgumentException("not a CUDA tensor: " + x);
         return c;
+    }
+
+    /** The Backend op the caller called (for messages): the outermost frame of the innermost run of this class's frames. */
+    private static String callerOp() {
+        return StackWalker.getInstance().walk(frames -> {
+            String op = "this op";
+            boolean inside = false;
+            for (StackWalker.StackFrame f : (Iterable<StackWalker.StackFrame>) frames::iterator) {
+                boolean here = f.getClassName().equals(CudaBackend.class.getName());
+                if (here) { op = f.getMethodName(); inside = true; } else if (inside) break;
+            }
+            return op;
+        });
     }
 
     private static void sameSize(Tensor a, Tensor b, String op) {
@@ -115,36 +142,88 @@ public final class CudaBackend implements Backend {
     }
 
     // ---------------------------------------------------------------- memory
+    /**
+     * Elements converted per step when a bf16 tensor is uploaded: the fp32 staging buffer on the device is at most
+     * 16 MiB, whatever the tensor's size (a [65536, 4096] embedding would otherwise need a 1 GiB fp32 copy).
+     */
+    static final int UPLOAD_BLOCK_ELEMENTS = 4 << 20;
+
     @Override
-    public Tensor zeros(int... shape) {
-        CudaTensor c = new CudaTensor(this, shape);
-        if (c.size() > 0) device.memsetD32(c.ptr(), 0, c.size());
+    public Tensor zeros(DType dtype, int... shape) {
+        CudaTensor c = new CudaTensor(this, dtype, shape);
+        if (c.size() > 0) {
+            if (dtype == DType.F32) device.memsetD32(c.ptr(), 0, c.size());
+            else device.memsetD16(c.ptr(), (short) 0, c.size());
+        }
         return c;
     }
 
+    /** fp32: copied as it is; bf16: staged through the device in blocks and rounded there by f32_to_bf16 (bf16.cu). */
     @Override
-    public Tensor upload(HostTensor host) {
-        CudaTensor c = new CudaTensor(this, host.shape());
-        uploadFloats(host.data(), 0, Math.toIntExact(host.size()), c.ptr());
+    public Tensor upload(HostTensor host, DType dtype) {
+        CudaTensor c = new CudaTensor(this, dtype, host.shape());
+        int n = Math.toIntExact(host.size());
+        if (dtype == DType.F32) {
+            uploadFloats(host.data(), 0, n, c.ptr());
+            return c;
+        }
+        try (CudaTensor stage = new CudaTensor(this, new int[]{Math.max(1, Math.min(n, UPLOAD_BLOCK_ELEMENTS))})) {
+            for (int off = 0; off < n; off += UPLOAD_BLOCK_ELEMENTS) {
+                int len = Math.min(UPLOAD_BLOCK_ELEMENTS, n - off);
+                uploadFloats(host.data(), off, len, stage.ptr());
+                k("bf16", "f32_to_bf16").launch(blocks(len), THREADS, 0, stage, c.ptr(off), (long) len);
+            }
+        } catch (RuntimeException e) {
+            c.close();
+            throw e;
+        }
         return c;
     }
 
+    /** fp32 values; a bf16 tensor's bits are copied to the host and widened there (exact, half the transfer). */
     @Override
     public HostTensor download(Tensor x) {
+        CudaTensor src = anyDtype(x);
         float[] data = new float[Math.toIntExact(x.size())];
-        if (data.length > 0) {
+        if (data.length > 0 && src.dtype() == DType.F32) {
             try (FloatPointer h = new FloatPointer(data.length)) {
-                device.copyDtoH(h, t(x).ptr(), data.length * 4L);
+                device.copyDtoH(h, src.ptr(), data.length * 4L);
                 h.get(data);
             }
+        } else if (data.length > 0) {
+            short[] bits = new short[data.length];
+            try (ShortPointer h = new ShortPointer(data.length)) {
+                device.copyDtoH(h, src.ptr(), data.length * 2L);
+                h.get(bits);
+            }
+            for (int i = 0; i < data.length; i++) data[i] = Float.intBitsToFloat(bits[i] << 16);
         }
         return new HostTensor(x.shape(), data);
     }
 
+    /** Same dtypes: a device copy; fp32 -> bf16 rounds to nearest even and bf16 -> fp32 widens (bf16.cu). */
     @Override
     public void copy(Tensor src, Tensor dst) {
         sameSize(src, dst, "copy");
-        if (src.size() > 0) device.copyDtoD(t(dst).ptr(), t(src).ptr(), src.size() * 4L);
+        CudaTensor s = anyDtype(src), d = anyDtype(dst);
+        long n = src.size();
+        if (n == 0) return;
+        if (s.dtype() == d.dtype()) {
+            device.copyDtoD(d.ptr(), s.ptr(), s.bytes());
+        } else if (s.dtype() == DType.F32) {
+            k("bf16", "f32_to_bf16").launch(blocks(n), THREADS, 0, s, d, n);
+        } else {
+            k("bf16", "bf16_to_f32").launch(blocks(n), THREADS, 0, s, d, n);
+        }
+    }
+
+    @Override
+    public Tensor rows(Tensor x, int first, int count) {
+        int rows = x.rows(), cols = x.cols();
+        if (first < 0 || count < 0 || first + count > rows) {
+            throw new IllegalArgumentException("rows " + first + ".." + (first + count) + " of a tensor with " + rows + " rows " + x.describe());
+        }
+        return anyDtype(x).view((long) first * cols, new int[]{count, cols});
     }
 
     @Override
@@ -185,9 +264,15 @@ public final class CudaBackend implements Backend {
     /**
      * Row-major C[m,n] = op(A) op(B) is column-major C^T = op(B)^T op(A)^T: a row-major matrix with leading dimension
      * cols is, read column-major, its own transpose. So B goes first with its own transpose flag, then A.
+     *
+     * <p>fp32 a and b: sgemm. A bf16 operand: cublasGemmEx with bf16 A and B, fp32 C and fp32 accumulation (tensor
+     * cores). cuBLAS takes A and B only of one type, so an fp32 operand next to a bf16 one is first rounded to nearest
+     * even into a bf16 workspace of its size (counted in the live bytes while it exists): the product is then exactly
+     * that of bf16 inputs, as {@link Backend#matmul} allows.
      */
     @Override
     public synchronized void matmul(Tensor a, boolean transA, Tensor bm, boolean transB, Tensor c, float alpha, float beta) {
+        CudaTensor ta = anyDtype(a), tb = anyDtype(bm), tc = t(c);
         int aRows = a.rows(), aCols = a.cols(), bRows = bm.rows(), bCols = bm.cols();
         int m = transA ? aCols : aRows, kk = transA ? aRows : aCols;
         int kb = transB ? bCols : bRows, n = transB ? bRows : bCols;
@@ -201,8 +286,28 @@ public final class CudaBackend implements Backend {
             else scale(c, beta);
             return;
         }
-        long pa = t(a).ptr(), pb = t(bm).ptr(), pc = t(c).ptr();
-        if (!memory.retryAfterTrim(() -> device.sgemm(transB, transA, n, m, kk, alpha, pb, bCols, pa, aCols, beta, pc, n))) {
+        if (ta.dtype() == DType.F32 && tb.dtype() == DType.F32) {
+            long pa = ta.ptr(), pb = tb.ptr(), pc = tc.ptr();
+            gemmOrFail(() -> device.sgemm(transB, transA, n, m, kk, alpha, pb, bCols, pa, aCols, beta, pc, n), m, kk, n);
+            return;
+        }
+        try (CudaTensor a16 = asBf16(ta); CudaTensor b16 = asBf16(tb)) {
+            long pa = (a16 != null ? a16 : ta).ptr(), pb = (b16 != null ? b16 : tb).ptr(), pc = tc.ptr();
+            gemmOrFail(() -> device.gemmEx(transB, transA, n, m, kk, alpha, pb, DType.BF16, bCols, pa, DType.BF16, aCols,
+                    beta, pc, n), m, kk, n);
+        }
+    }
+
+    /** A bf16 copy of an fp32 matmul operand (the caller closes it), or null when x is bf16 already. */
+    private CudaTensor asBf16(CudaTensor x) {
+        if (x.dtype() == DType.BF16) return null;
+        CudaTensor r = new CudaTensor(this, DType.BF16, x.shape());
+        copy(x, r);
+        return r;
+    }
+
+    private void gemmOrFail(java.util.function.BooleanSupplier gemm, int m, int kk, int n) {
+        if (!memory.retryAfterTrim(gemm)) {
             throw new IllegalStateException("CUDA out of memory: cuBLAS could not allocate its workspace for a " + m + " x " + kk
                     + " x " + n + " product (" + memory.allocatedBytes() + " bytes allocated by this backend)");
         }
@@ -211,6 +316,7 @@ public final class CudaBackend implements Backend {
     // ---------------------------------------------------------------- embedding
     @Override
     public void embedding(Tensor table, int[] ids, Tensor out) {
+        CudaTensor tab = anyDtype(table), o = t(out);
         int c = table.cols(), v = table.rows();
         for (int t = 0; t < ids.length; t++) {
             int id = ids[t];
@@ -220,7 +326,11 @@ public final class CudaBackend implements Backend {
         if (ids.length == 0) return;
         long dIds = uploadInts(ids);
         try {
-            k("elementwise", "embedding_f32").launch(blocks((long) ids.length * c), THREADS, 0, t(table), dIds, t(out), ids.length, c);
+            if (tab.dtype() == DType.F32) {
+                k("elementwise", "embedding_f32").launch(blocks((long) ids.length * c), THREADS, 0, tab, dIds, o, ids.length, c);
+            } else {
+                k("bf16", "embedding_bf16").launch(blocks((long) ids.length * c), THREADS, 0, tab, dIds, o, ids.length, c);
+            }
         } finally {
             memory.free(dIds, Math.max(ids.length, 1) * 4L);
         }

@@ -10,6 +10,7 @@ import ai.longrwkv.core.model.ParamSet;
 import ai.longrwkv.core.model.ParamSpec;
 import ai.longrwkv.core.model.Rwkv5Model;
 import ai.longrwkv.core.model.RwkvState;
+import ai.longrwkv.core.tensor.DType;
 import ai.longrwkv.core.tensor.HostTensor;
 import ai.longrwkv.core.train.BpttMode;
 import ai.longrwkv.core.train.ChunkedBptt;
@@ -30,7 +31,8 @@ import java.util.SplittableRandom;
  *       cores (wkv5_chunked.cu; bf16 inputs, launched directly) side by side, at T=4096 and 32768, H=64, N=64 (the 7B
  *       shape's heads), ms;</li>
  *   <li>{@code gemm}: TFLOP/s of the matrix products of the L24-C1024 and L32-C4096 shapes for a 4096-token chunk
- *       (the r/k/v/g/o projections, the FFN's key and value, the head);</li>
+ *       (the r/k/v/g/o projections, the FFN's key and value, the head), fp32 (sgemm) and with bf16 weights
+ *       (cublasGemmEx; fp32 activations rounded per call, and bf16 activations) side by side;</li>
  *   <li>{@code train}: a full-BPTT forward+backward step, tokens/s, at the L24-C1024 (ctx 16384, chunk 4096) and
  *       L32-C4096 (ctx 4096, chunk 2048) shapes with random weights, and the peak device memory.</li>
  * </ul>
@@ -112,9 +114,19 @@ public final class CudaBench {
                     {"ffn value [T,F]x[C,F]^T", c, f}, {"head [T,C]x[V,C]^T", v, c}};
             for (Object[] p : products) {
                 int n = (Integer) p[1], k = (Integer) p[2];
-                try (Tensor x = random(be, rnd, 1, t, k); Tensor w = random(be, rnd, 0.02, n, k); Tensor y = be.zeros(t, n)) {
+                try (Tensor x = random(be, rnd, 1, t, k); Tensor w = random(be, rnd, 0.02, n, k); Tensor y = be.zeros(t, n);
+                     Tensor w16 = be.zeros(DType.BF16, n, k); Tensor x16 = be.zeros(DType.BF16, t, k)) {
+                    be.copy(w, w16);
+                    be.copy(x, x16);
+                    double flops = 2.0 * t * n * k;
                     double sec = medianSeconds(() -> be.matmul(x, false, w, true, y, 1f, 0f), be, 5);
-                    System.out.printf("| gemm C=%d %s T=%d | %.3f ms, %.1f TFLOP/s |%n", c, p[0], t, sec * 1e3, 2.0 * t * n * k / sec / 1e12);
+                    System.out.printf("| gemm C=%d %s T=%d | %.3f ms, %.1f TFLOP/s |%n", c, p[0], t, sec * 1e3, flops / sec / 1e12);
+                    // bf16 weights as the model keeps them: the fp32 activations are rounded into a workspace per call
+                    double mixed = medianSeconds(() -> be.matmul(x, false, w16, true, y, 1f, 0f), be, 5);
+                    double both = medianSeconds(() -> be.matmul(x16, false, w16, true, y, 1f, 0f), be, 5);
+                    System.out.printf("| gemm C=%d %s T=%d, bf16 weights (fp32 x rounded per call / bf16 x) | %.3f / %.3f ms, "
+                                    + "%.1f / %.1f TFLOP/s, %.2fx / %.2fx the fp32 rate |%n", c, p[0], t, mixed * 1e3, both * 1e3,
+                            flops / mixed / 1e12, flops / both / 1e12, sec / mixed, sec / both);
                 }
             }
         }

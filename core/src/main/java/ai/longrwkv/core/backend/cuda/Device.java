@@ -1,5 +1,6 @@
 package ai.longrwkv.core.backend.cuda;
 
+import ai.longrwkv.core.tensor.DType;
 import org.bytedeco.javacpp.Pointer;
 
 import java.util.Map;
@@ -21,9 +22,9 @@ interface Device extends AutoCloseable {
     long totalMemory();
 
     /**
-     * Bytes that allocation sizes are rounded up to, so that nearby sizes share pool entries: 256 on a GPU; 4 on the
-     * emulated device, where every allocation ends exactly where its tensor ends so that a write one element past
-     * the end hits the guard zone.
+     * Bytes that allocation sizes are rounded up to, so that nearby sizes share pool entries: 256 on a GPU; 2 on the
+     * emulated device (the size of a bf16 element), where every allocation ends exactly where its tensor ends so that
+     * a write one element past the end hits the guard zone.
      */
     default long allocationGranularity() { return 256; }
 
@@ -41,6 +42,9 @@ interface Device extends AutoCloseable {
 
     /** Sets count 32-bit words at dst to value. */
     void memsetD32(long dst, int value, long count);
+
+    /** Sets count 16-bit words at dst to value (dst 2-byte aligned): zeros for bf16 tensors of any length. */
+    void memsetD16(long dst, short value, long count);
 
     /** Waits for all queued work; surfaces the errors of earlier asynchronous launches, naming {@code after}. */
     void synchronize(String after);
@@ -61,6 +65,16 @@ interface Device extends AutoCloseable {
      */
     boolean sgemm(boolean transA, boolean transB, int m, int n, int k, float alpha, long a, int lda, long b, int ldb,
                   float beta, long c, int ldc);
+
+    /**
+     * C = alpha op(A) op(B) + beta C, column-major, as cublasGemmEx documents it: A of type {@code aType} and B of type
+     * {@code bType} (cuBLAS takes them only of one type: a pair that differs is CUBLAS_STATUS_NOT_SUPPORTED), C fp32
+     * (CUDA_R_32F), compute type CUBLAS_COMPUTE_32F: the products of bf16 inputs are exact in fp32 and are summed in
+     * fp32 (on tensor cores on a GPU). Leading dimensions and transposes as in {@link #sgemm}, in elements of each
+     * operand's own type. Returns false when the library could not allocate its workspace; throws on any other error.
+     */
+    boolean gemmEx(boolean transA, boolean transB, int m, int n, int k, float alpha, long a, DType aType, int lda,
+                   long b, DType bType, int ldb, float beta, long c, int ldc);
 
     /** How each loaded module was obtained (prebuilt, cache, nvrtc, g++), for the backend's description. */
     Map<String, String> moduleOrigins();

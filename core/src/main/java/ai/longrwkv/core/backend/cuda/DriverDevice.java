@@ -1,5 +1,6 @@
 package ai.longrwkv.core.backend.cuda;
 
+import ai.longrwkv.core.tensor.DType;
 import org.bytedeco.cuda.cublas.cublasContext;
 import org.bytedeco.cuda.cudart.CUctx_st;
 import org.bytedeco.cuda.cudart.CUfunc_st;
@@ -29,7 +30,8 @@ import static org.bytedeco.cuda.global.cudart.*;
 /**
  * A real NVIDIA GPU through the driver API: its primary context (made current on every calling thread before each
  * driver call, see {@link ContextBinding}), kernels from NVRTC, prebuilt fatbins or the on-disk cache (see
- * {@link #function}), and cuBLAS for GEMM (pedantic fp32: no TF32, so results stay within 1e-4 of the CPU backend).
+ * {@link #function}), and cuBLAS for GEMM (fp32 sgemm in pedantic math: no TF32, so results stay within 1e-4 of the
+ * CPU backend; bf16 operands through cublasGemmEx on tensor cores with fp32 accumulation, see {@link #gemmEx}).
  * All work goes to the legacy default stream, so operations run in call order.
  *
  * <p>Only this class and {@link Nvrtc} touch {@code org.bytedeco.cuda}; everything else reaches them through
@@ -175,6 +177,12 @@ final class DriverDevice implements Device {
     }
 
     @Override
+    public void memsetD16(long dst, short value, long count) {
+        binding.bind();
+        check(cuMemsetD16(dst, value, count), "cuMemsetD16");
+    }
+
+    @Override
     public void synchronize(String after) {
         binding.bind();
         check(cuCtxSynchronize(), "cuCtxSynchronize after " + after);
@@ -306,6 +314,43 @@ final class DriverDevice implements Device {
         if (st == CUBLAS_STATUS_ALLOC_FAILED) return false;
         checkBlas(st, "cublasSgemm");
         return true;
+    }
+
+    /**
+     * cublasGemmEx with CUBLAS_COMPUTE_32F and CUBLAS_GEMM_DEFAULT, under CUBLAS_DEFAULT_MATH for this call only. The
+     * handle otherwise stays in pedantic math (fp32 sgemm without TF32); pedantic math would also hold a bf16 product
+     * to CUBLAS_COMPUTE_32F_PEDANTIC, which keeps it off the tensor cores. With the default math mode and bf16 A and B,
+     * cuBLAS runs the product on tensor cores: each bf16 x bf16 product is exact in fp32 and the sums are fp32. The
+     * algorithm is CUBLAS_GEMM_DEFAULT and not the deprecated CUBLAS_GEMM_DEFAULT_TENSOR_OP, whose one difference is
+     * that it also allows the reduced-precision CUBLAS_COMPUTE_32F_FAST_16F kernels.
+     */
+    @Override
+    public synchronized boolean gemmEx(boolean transA, boolean transB, int m, int n, int k, float alpha, long a, DType aType,
+                                       int lda, long b, DType bType, int ldb, float beta, long c, int ldc) {
+        checkOpen();
+        binding.bind();
+        alphaCell.put(0, alpha);
+        betaCell.put(0, beta);
+        checkBlas(cublasSetMathMode(blas, CUBLAS_DEFAULT_MATH), "cublasSetMathMode(default)");
+        int st;
+        try {
+            st = cublasGemmEx(blas, transA ? CUBLAS_OP_T : CUBLAS_OP_N, transB ? CUBLAS_OP_T : CUBLAS_OP_N, m, n, k,
+                    alphaCell, new DeviceFloats(a), cudaType(aType), lda, new DeviceFloats(b), cudaType(bType), ldb,
+                    betaCell, new DeviceFloats(c), CUDA_R_32F, ldc, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+        } finally {
+            checkBlas(cublasSetMathMode(blas, CUBLAS_PEDANTIC_MATH), "cublasSetMathMode(pedantic)");
+        }
+        if (st == CUBLAS_STATUS_ALLOC_FAILED) return false;
+        checkBlas(st, "cublasGemmEx(" + aType.label() + " x " + bType.label() + " -> fp32)");
+        return true;
+    }
+
+    /** The cudaDataType of a dtype (library_types.h: CUDA_R_32F = 0, CUDA_R_16BF = 14). */
+    static int cudaType(DType t) {
+        return switch (t) {
+            case F32 -> CUDA_R_32F;
+            case BF16 -> CUDA_R_16BF;
+        };
     }
 
     /** A JavaCPP pointer object that holds a device address, for cuBLAS's typed pointers. */

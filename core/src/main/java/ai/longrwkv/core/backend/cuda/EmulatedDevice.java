@@ -1,5 +1,6 @@
 package ai.longrwkv.core.backend.cuda;
 
+import ai.longrwkv.core.tensor.DType;
 import org.bytedeco.javacpp.BytePointer;
 import org.bytedeco.javacpp.FloatPointer;
 import org.bytedeco.javacpp.LongPointer;
@@ -31,7 +32,7 @@ import java.util.regex.Pattern;
  * {@code .cu} sources are compiled unchanged with the machine's g++ through {@code emu/cuda_emu.h} (one emulated
  * thread per CUDA thread, barriers and warp collectives that check who arrives, see that header), loaded through a
  * small JNI library, and launched with the same argument arrays the driver gets. GEMM has cuBLAS's column-major
- * semantics, argument checks included, computed by OpenBLAS.
+ * semantics, argument checks included, computed by OpenBLAS (bf16 operands of {@link #gemmEx} widened to fp32 first).
  *
  * <p>Memory is a checked imitation of device memory: each allocation is poisoned on allocation (every byte 0xFF, so
  * floats read before they are written are NaN) and surrounded by guard zones; the guards of every live allocation
@@ -226,7 +227,7 @@ final class EmulatedDevice implements Device {
 
     @Override public long totalMemory() { return memoryLimit; }
 
-    @Override public long allocationGranularity() { return 4; }
+    @Override public long allocationGranularity() { return 2; }
 
     // ---------------------------------------------------------------- memory
     @Override
@@ -334,6 +335,15 @@ final class EmulatedDevice implements Device {
     }
 
     @Override
+    public synchronized void memsetD16(long dst, short value, long count) {
+        checkOpen();
+        if (dst % 2 != 0) throw new IllegalStateException("cuMemsetD16 at " + hex(dst) + ", not 2-byte aligned (CUDA_ERROR_INVALID_VALUE)");
+        inside(dst, count * 2, "cuMemsetD16");
+        java.nio.ShortBuffer b = new BytePointer(at(dst)).capacity(count * 2).asByteBuffer().order(ByteOrder.LITTLE_ENDIAN).asShortBuffer();
+        for (int i = 0, n = Math.toIntExact(count); i < n; i++) b.put(i, value);
+    }
+
+    @Override
     public synchronized void synchronize(String after) {
         checkOpen();   // launches run to completion: nothing is ever queued
     }
@@ -409,20 +419,42 @@ final class EmulatedDevice implements Device {
     @Override
     public synchronized boolean sgemm(boolean transA, boolean transB, int m, int n, int k, float alpha, long a, int lda,
                                       long b, int ldb, float beta, long c, int ldc) {
+        return gemm("cublasSgemm", transA, transB, m, n, k, alpha, a, DType.F32, lda, b, DType.F32, ldb, beta, c, ldc);
+    }
+
+    /**
+     * cublasGemmEx's semantics with CUBLAS_COMPUTE_32F: A and B of one type (else CUBLAS_STATUS_NOT_SUPPORTED, as
+     * cuBLAS answers), bf16 widened to fp32 (exact) into host buffers, then the fp32 GEMM by OpenBLAS. A product of
+     * two bf16 values is exact in fp32 (8 + 8 significant bits), so this differs from the tensor cores' result only by
+     * the order of the fp32 sums. The same checks as {@link #sgemm}, with each operand's extent in its own element size.
+     */
+    @Override
+    public synchronized boolean gemmEx(boolean transA, boolean transB, int m, int n, int k, float alpha, long a, DType aType,
+                                       int lda, long b, DType bType, int ldb, float beta, long c, int ldc) {
+        if (aType != bType) {
+            throw new IllegalStateException("cublasGemmEx failed: CUBLAS_STATUS_NOT_SUPPORTED (A " + aType.label() + ", B "
+                    + bType.label() + ": cuBLAS takes A and B of one type)");
+        }
+        return gemm("cublasGemmEx", transA, transB, m, n, k, alpha, a, aType, lda, b, bType, ldb, beta, c, ldc);
+    }
+
+    private boolean gemm(String call, boolean transA, boolean transB, int m, int n, int k, float alpha, long a, DType aType,
+                         int lda, long b, DType bType, int ldb, float beta, long c, int ldc) {
         checkOpen();
         int aRows = transA ? k : m, aCols = transA ? m : k, bRows = transB ? n : k, bCols = transB ? k : n;
         // cuBLAS's argument checks (CUBLAS_STATUS_INVALID_VALUE)
         if (m < 0 || n < 0 || k < 0 || lda < Math.max(1, aRows) || ldb < Math.max(1, bRows) || ldc < Math.max(1, m)) {
-            throw new IllegalStateException("cublasSgemm failed: CUBLAS_STATUS_INVALID_VALUE (m=" + m + " n=" + n + " k=" + k
+            throw new IllegalStateException(call + " failed: CUBLAS_STATUS_INVALID_VALUE (m=" + m + " n=" + n + " k=" + k
                     + " lda=" + lda + " ldb=" + ldb + " ldc=" + ldc + " transA=" + transA + " transB=" + transB + ")");
         }
         if (m == 0 || n == 0) return true;
         if (liveBytes + GEMM_WORKSPACE > memoryLimit) return false;   // like cuBLAS failing to get its workspace
+        long aElems = (long) lda * (aCols - 1) + aRows, bElems = (long) ldb * (bCols - 1) + bRows;
         if (k > 0) {
-            inside(a, 4L * ((long) lda * (aCols - 1) + aRows), "cublasSgemm A");
-            inside(b, 4L * ((long) ldb * (bCols - 1) + bRows), "cublasSgemm B");
+            inside(a, aType.bytes() * aElems, call + " A");
+            inside(b, bType.bytes() * bElems, call + " B");
         }
-        inside(c, 4L * ((long) ldc * (n - 1) + m), "cublasSgemm C");
+        inside(c, 4L * ((long) ldc * (n - 1) + m), call + " C");
         if (k == 0) {
             // cuBLAS: C = beta C (beta 0 writes zeros, whatever C held)
             for (int j = 0; j < n; j++) {
@@ -431,10 +463,27 @@ final class EmulatedDevice implements Device {
             }
             return true;
         }
-        openblas.cblas_sgemm(openblas.CblasColMajor, transA ? openblas.CblasTrans : openblas.CblasNoTrans,
-                transB ? openblas.CblasTrans : openblas.CblasNoTrans, m, n, k, alpha, new FloatPointer(at(a)), lda,
-                new FloatPointer(at(b)), ldb, beta, new FloatPointer(at(c)), ldc);
+        FloatPointer pa = aType == DType.F32 ? new FloatPointer(at(a)) : widened(a, aElems);
+        FloatPointer pb = bType == DType.F32 ? new FloatPointer(at(b)) : widened(b, bElems);
+        try {
+            openblas.cblas_sgemm(openblas.CblasColMajor, transA ? openblas.CblasTrans : openblas.CblasNoTrans,
+                    transB ? openblas.CblasTrans : openblas.CblasNoTrans, m, n, k, alpha, pa, lda, pb, ldb, beta,
+                    new FloatPointer(at(c)), ldc);
+        } finally {
+            if (aType != DType.F32) pa.close();
+            if (bType != DType.F32) pb.close();
+        }
         return true;
+    }
+
+    /** A host fp32 copy of {@code count} bf16 values at device address {@code src} (exact: a bf16 is a float's top half). */
+    private static FloatPointer widened(long src, long count) {
+        FloatPointer out = new FloatPointer(count);
+        java.nio.ShortBuffer bits = new BytePointer(at(src)).capacity(2 * count).asByteBuffer()
+                .order(ByteOrder.LITTLE_ENDIAN).asShortBuffer();
+        java.nio.FloatBuffer dst = out.asBuffer();
+        for (int i = 0, n = Math.toIntExact(count); i < n; i++) dst.put(i, Float.intBitsToFloat(bits.get(i) << 16));
+        return out;
     }
 
     // ---------------------------------------------------------------- launch recording (for the sanitizer replays)

@@ -19,7 +19,7 @@ import java.util.regex.Pattern;
  */
 final class KernelSources {
     /** The kernel sources, each one CUDA module. */
-    static final List<String> MODULES = List.of("wkv5", "wkv5_chunked", "elementwise", "norm", "loss");
+    static final List<String> MODULES = List.of("wkv5", "wkv5_chunked", "elementwise", "norm", "loss", "bf16");
     /** Headers the sources include (given to NVRTC by name, written next to the sources for g++ and nvcc). */
     static final List<String> HEADERS = List.of("launch_config.cuh");
 

@@ -1,6 +1,7 @@
 package ai.longrwkv.core.backend.cuda;
 
 import ai.longrwkv.core.backend.Tensor;
+import ai.longrwkv.core.tensor.DType;
 import ai.longrwkv.core.tensor.HostTensor;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
@@ -219,6 +220,31 @@ class EmulatorChecksTest {
                 be.matmul(a, false, b, false, c, 1f, 0f);
                 assertEquals(0, be.pooledBytes(), "the pool was freed for cuBLAS's workspace");
             }
+        }
+    }
+
+    // ---------------------------------------------------------------- cublasGemmEx
+    /** gemmEx refuses what cuBLAS refuses and reads only inside the operands' allocations, like sgemm. */
+    @Test
+    void gemmExRefusesWhatCublasRefusesAndStaysInsideTheOperands() {
+        try (CudaBackend be = new CudaBackend(new EmulatedDevice(false, 1L << 30));
+             CudaTensor a = (CudaTensor) be.zeros(DType.BF16, 8, 8); CudaTensor af = (CudaTensor) be.zeros(8, 8);
+             CudaTensor c = (CudaTensor) be.zeros(8, 8)) {
+            Device d = be.device;
+            String m = assertThrows(IllegalStateException.class, () -> d.gemmEx(false, false, 8, 8, 8, 1f, a.ptr(), DType.BF16, 8,
+                    af.ptr(), DType.F32, 8, 0f, c.ptr(), 8)).getMessage();
+            assertTrue(m.contains("CUBLAS_STATUS_NOT_SUPPORTED"), m);
+            // lda 9 with 8 columns reads 9 * 7 + 8 = 71 bf16 values of a 64-value allocation
+            m = assertThrows(IllegalStateException.class, () -> d.gemmEx(false, false, 8, 8, 8, 1f, a.ptr(), DType.BF16, 9,
+                    a.ptr(), DType.BF16, 8, 0f, c.ptr(), 8)).getMessage();
+            assertTrue(m.contains("cublasGemmEx A") && m.contains("outside every allocation"), m);
+            m = assertThrows(IllegalStateException.class, () -> d.gemmEx(false, false, 8, 8, 8, 1f, a.ptr(), DType.BF16, 7,
+                    a.ptr(), DType.BF16, 8, 0f, c.ptr(), 8)).getMessage();
+            assertTrue(m.contains("CUBLAS_STATUS_INVALID_VALUE"), m);
+            // in bounds: fine, and beta = 0 ignores what C held (NaN)
+            be.device.memsetD32(c.ptr(), 0x7fc00000, 64);
+            assertTrue(d.gemmEx(false, false, 8, 8, 8, 1f, a.ptr(), DType.BF16, 8, a.ptr(), DType.BF16, 8, 0f, c.ptr(), 8));
+            for (float v : be.download(c).data()) assertEquals(0f, v);
         }
     }
 

@@ -135,6 +135,17 @@ class SanitizerReplayTest {
         }
         Tensor logits = rand(be, rnd, 3, 100);
         be.crossEntropy(logits, new int[]{4, -1, 99}, new float[]{1f, 1f, 0.5f}, 1e-4f, logits);
+        // bf16.cu, on odd sizes (a bf16 allocation of an odd element count ends mid-word): upload (f32_to_bf16 through
+        // the staging buffer), copy both ways, the embedding gather from a bf16 table, matmul's rounding of an fp32 operand
+        int odd = 47;
+        HostTensor host = HostTensor.zeros(21, odd);
+        for (int i = 0; i < host.size(); i++) host.data()[i] = (float) rnd.nextGaussian();
+        Tensor table16 = be.upload(host, ai.longrwkv.core.tensor.DType.BF16), wide = rand(be, rnd, 21, odd);
+        be.copy(table16, wide);
+        be.copy(wide, table16);
+        Tensor rowsOut = rand(be, rnd, ids.length, odd);
+        be.embedding(table16, ids, rowsOut);
+        be.matmul(rowsOut, false, table16, true, rand(be, rnd, ids.length, 21), 1f, 0f);
         return -1;
     }
 

@@ -1,0 +1,46 @@
+package ai.longrwkv.core.model;
+
+import ai.longrwkv.core.tensor.DType;
+
+/**
+ * Which tensors of a run live in bf16 and which stay fp32: the one place that decides it (issue 11), and why.
+ *
+ * <p>With {@code --dtype bf16}:
+ * <ul>
+ *   <li><b>Weight matrices</b> (emb, head, att.receptance/key/value/gate/output, ffn.key/receptance/value: 99.9% of the
+ *       parameters) are stored in bf16 when they are not trained (LoRA, state tuning, eval, generation). They are only
+ *       ever read by matrix products and the embedding lookup, which take bf16 and accumulate in fp32 (tensor cores on
+ *       a GPU; on the CPU each block is widened exactly into the fp32 sgemm). Halves the model: 7.5B parameters are
+ *       15 GB instead of 30.</li>
+ *   <li><b>Full finetuning</b> keeps an fp32 master copy of every trained parameter and fp32 AdamW moments; the
+ *       matrix products read a bf16 working copy refreshed from the master after each step (mixed precision as
+ *       DeepSpeed's bf16 mode and RWKV-LM run it). A bf16 master would lose updates smaller than 2^-8 of a weight.</li>
+ *   <li><b>Small parameters</b> (LayerNorm/GroupNorm weights and biases, token-shift mixes, time_decay, time_faaaa:
+ *       0.1%) stay fp32: they feed the state update and the norms directly, and time_decay in particular sets
+ *       w = exp(-exp(d)), which sits within 1e-4 of 1 on long-memory channels: in bf16 (8 significant bits) every such
+ *       w would round to exactly 1 or to 1 - 2^-8, i.e. to "never forget" or to a 256-token memory ("everything in the
+ *       state update must be fp32 because w can be very close to 1", RWKV-LM's own note on its CUDA kernel).</li>
+ *   <li><b>The WKV state</b>, its gradient, the boundary states kept between chunks, the tuned state, norm statistics,
+ *       losses, gradients and every reduction stay fp32 for the same reason: errors there compound over every token
+ *       of a 128k context.</li>
+ *   <li><b>Activations</b> (what a chunk keeps for backward) stay fp32 in this version. With {@code --grad-cp} only
+ *       each layer's input is kept across the chunk, so they are a small term of the plan for the shapes that need
+ *       memory most; storing them in bf16 would also round the inputs of every weight-gradient product.</li>
+ * </ul>
+ */
+public final class Precision {
+    private Precision() { }
+
+    /** Whether a parameter is a weight matrix (read only by matmul or the embedding lookup). */
+    public static boolean isMatrix(ParamSpec spec) {
+        return switch (spec.kind()) {
+            case EMB, HEAD, ATT_R, ATT_K, ATT_V, ATT_O, ATT_G, FFN_K, FFN_R, FFN_V -> true;
+            default -> false;
+        };
+    }
+
+    /** The dtype a parameter is stored in when the run's weight dtype is {@code weights}. */
+    public static DType storage(ParamSpec spec, DType weights) {
+        return isMatrix(spec) ? weights : DType.F32;
+    }
+}

@@ -1,0 +1,160 @@
+package ai.longrwkv.core.backend.cpu;
+
+import ai.longrwkv.core.backend.Tensor;
+import ai.longrwkv.core.io.Float16;
+import ai.longrwkv.core.tensor.DType;
+import ai.longrwkv.core.tensor.HostTensor;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.Test;
+
+import java.util.Random;
+
+import static org.junit.jupiter.api.Assertions.*;
+
+/** bf16 tensors on the CPU backend: storage, conversion, row views, and the ops that read bf16 (matmul, embedding). */
+class CpuBf16Test {
+    private static final CpuBackend be = new CpuBackend();
+    private final Random rnd = new Random();
+
+    @AfterAll
+    static void close() { be.close(); }
+
+    private HostTensor random(int... shape) {
+        HostTensor h = HostTensor.zeros(shape);
+        float[] d = h.data();
+        for (int i = 0; i < d.length; i++) d[i] = (float) rnd.nextGaussian();
+        return h;
+    }
+
+    /** The values a bf16 tensor made from h holds, computed on the host. */
+    private static float[] rounded(HostTensor h) {
+        float[] out = h.data().clone();
+        for (int i = 0; i < out.length; i++) out[i] = Float16.bf16ToFloat(Float16.floatToBf16(out[i]));
+        return out;
+    }
+
+    @Test
+    void uploadRoundsToNearestEvenAndDownloadWidensExactly() {
+        HostTensor h = random(37, 41);
+        h.data()[0] = Float.intBitsToFloat(0x3f808000);   // a tie: rounds to even (down)
+        h.data()[1] = Float.intBitsToFloat(0x3f818000);   // a tie: rounds to even (up)
+        try (Tensor t = be.upload(h, DType.BF16)) {
+            assertEquals(DType.BF16, t.dtype());
+            assertEquals(37L * 41 * 2, t.bytes());
+            float[] back = be.download(t).data();
+            assertArrayEquals(rounded(h), back);
+            assertEquals(Float.intBitsToFloat(0x3f800000), back[0]);
+            assertEquals(Float.intBitsToFloat(0x3f820000), back[1]);
+        }
+    }
+
+    @Test
+    void liveBytesCountTwoBytesPerBf16Element() {
+        long before = be.liveBytes();
+        try (Tensor t = be.zeros(DType.BF16, 1001, 3)) {
+            assertEquals(before + 1001 * 3 * 2, be.liveBytes());
+        }
+        assertEquals(before, be.liveBytes());
+    }
+
+    @Test
+    void copyConvertsBothWays() {
+        HostTensor h = random(100_003);   // several conversion blocks and a ragged tail
+        try (Tensor f = be.upload(h); Tensor b = be.zeros(DType.BF16, 100_003); Tensor f2 = be.zeros(100_003);
+             Tensor b2 = be.zeros(DType.BF16, 100_003)) {
+            be.copy(f, b);
+            assertArrayEquals(rounded(h), be.download(b).data());
+            be.copy(b, f2);
+            assertArrayEquals(rounded(h), be.download(f2).data());
+            be.copy(b, b2);
+            assertArrayEquals(rounded(h), be.download(b2).data());
+        }
+    }
+
+    @Test
+    void rowViewsShareTheParentsMemory() {
+        HostTensor h = random(10, 6);
+        for (DType dt : DType.values()) {
+            try (Tensor t = be.upload(h, dt)) {
+                Tensor v = be.rows(t, 3, 4);
+                assertArrayEquals(new int[]{4, 6}, v.shape());
+                assertEquals(dt, v.dtype());
+                float[] all = be.download(t).data(), part = be.download(v).data();
+                for (int i = 0; i < part.length; i++) assertEquals(all[18 + i], part[i]);
+                long live = be.liveBytes();
+                v.close();
+                assertEquals(live, be.liveBytes(), "closing a view frees nothing");
+                if (dt == DType.F32) {
+                    Tensor w = be.rows(t, 9, 1);
+                    be.fill(w, 2.5f);
+                    float[] after = be.download(t).data();
+                    for (int i = 54; i < 60; i++) assertEquals(2.5f, after[i]);
+                    assertEquals(all[53], after[53]);
+                }
+            }
+        }
+        try (Tensor t = be.zeros(4, 4)) {
+            IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> be.rows(t, 2, 3));
+            assertTrue(e.getMessage().contains("rows 2..5"), e.getMessage());
+        }
+    }
+
+    @Test
+    void rowViewIsUnusableAfterItsParentCloses() {
+        Tensor t = be.zeros(4, 4);
+        Tensor v = be.rows(t, 1, 2);
+        t.close();
+        assertThrows(IllegalStateException.class, () -> be.fill(v, 1f));
+    }
+
+    /** matmul with bf16 operands equals the fp32 matmul of their widened values (up to fp32 summation order). */
+    @Test
+    void matmulWithBf16OperandsMatchesFp32OnTheRoundedValues() {
+        int m = 7;
+        // bCols x bRows above BF16_BLOCK_ELEMENTS, so that the weight is widened in more than one block
+        int k = 1700, n = CpuBackend.BF16_BLOCK_ELEMENTS / 1700 + 300;
+        for (boolean transA : new boolean[]{false, true}) {
+            for (boolean transB : new boolean[]{false, true}) {
+                HostTensor a = transA ? random(k, m) : random(m, k);
+                HostTensor b = transB ? random(n, k) : random(k, n);
+                HostTensor c0 = random(m, n);
+                for (boolean aBf16 : new boolean[]{false, true}) {
+                    HostTensor aR = aBf16 ? new HostTensor(a.shape(), rounded(a)) : a;
+                    HostTensor bR = new HostTensor(b.shape(), rounded(b));
+                    try (Tensor ta = be.upload(a, aBf16 ? DType.BF16 : DType.F32); Tensor tb = be.upload(b, DType.BF16);
+                         Tensor ra = be.upload(aR); Tensor rb = be.upload(bR);
+                         Tensor c = be.upload(c0); Tensor ref = be.upload(c0)) {
+                        be.matmul(ta, transA, tb, transB, c, 0.5f, 0.25f);
+                        be.matmul(ra, transA, rb, transB, ref, 0.5f, 0.25f);
+                        float[] got = be.download(c).data(), want = be.download(ref).data();
+                        for (int i = 0; i < got.length; i++) {
+                            // |error| of an fp32 sum of k products of N(0,1) values is well below 1e-5 * k
+                            assertEquals(want[i], got[i], 1e-5 * k, "transA=" + transA + " transB=" + transB + " aBf16=" + aBf16 + " at " + i);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    @Test
+    void embeddingReadsABf16Table() {
+        HostTensor table = random(50, 33);
+        int[] ids = {3, 49, 0, 3};
+        try (Tensor t = be.upload(table, DType.BF16); Tensor out = be.zeros(ids.length, 33)) {
+            be.embedding(t, ids, out);
+            float[] got = be.download(out).data(), r = rounded(table);
+            for (int i = 0; i < ids.length; i++) {
+                for (int j = 0; j < 33; j++) assertEquals(r[ids[i] * 33 + j], got[i * 33 + j]);
+            }
+        }
+    }
+
+    @Test
+    void fp32OnlyOpsRejectBf16WithTheOpsName() {
+        try (Tensor x = be.zeros(DType.BF16, 4, 8); Tensor out = be.zeros(4, 8)) {
+            IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> be.silu(x, out));
+            assertEquals("silu takes fp32 tensors, got [4, 8] bf16", e.getMessage());
+        }
+    }
+}

@@ -1,0 +1,198 @@
+package ai.longrwkv.core.train;
+
+import ai.longrwkv.core.backend.Backend;
+import ai.longrwkv.core.backend.Tensor;
+import ai.longrwkv.core.backend.cpu.CpuBackend;
+import ai.longrwkv.core.io.Float16;
+import ai.longrwkv.core.model.ModelConfig;
+import ai.longrwkv.core.model.ModelWeights;
+import ai.longrwkv.core.model.ParamSet;
+import ai.longrwkv.core.model.ParamSpec;
+import ai.longrwkv.core.model.Precision;
+import ai.longrwkv.core.model.Rwkv5Model;
+import ai.longrwkv.core.model.RwkvState;
+import ai.longrwkv.core.tensor.DType;
+import ai.longrwkv.core.tensor.HostTensor;
+import ai.longrwkv.core.testing.TestModels;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+
+import static ai.longrwkv.core.train.BpttTestSupport.*;
+import static org.junit.jupiter.api.Assertions.*;
+
+/**
+ * The memory-saving ways of running a chunk must give the gradients of the plain way: per-layer recomputation
+ * (--grad-cp) bit for bit, the sliced head and loss up to fp32 summation order, bf16 weights on the CPU bit for bit
+ * against fp32 weights holding the same (rounded) values, and within a derived bound of the unrounded fp32 model.
+ */
+class MemorySavingTest {
+    static final int T = 17;
+    static Backend be;
+    static ModelWeights weights;
+    static TokenSequence seq;
+
+    @BeforeAll
+    static void setUp() {
+        be = new CpuBackend();
+        weights = TestModels.random(TINY, 31);
+        seq = randomSequence(T, TINY.vocabSize(), 32);
+    }
+
+    @AfterAll
+    static void tearDown() {
+        be.close();
+    }
+
+    private record Grads(double loss, Map<String, float[]> byName) { }
+
+    private static Grads grads(Rwkv5Model model, int chunk, BpttMode mode) {
+        try (ParamSet g = zeroGrads(model); RwkvState s0 = TestModels.randomState(be, TINY, 33)) {
+            ChunkedBptt.Result r = ChunkedBptt.run(model, seq, s0, g, new ChunkedBptt.Options(chunk, mode, true), true, null);
+            Map<String, float[]> out = new LinkedHashMap<>();
+            for (String k : g.keys()) out.put(k, be.download(g.get(k)).data());
+            List<Tensor> st = stateTensors(r.initialStateGrad());
+            List<String> names = stateNames(TINY.nLayer());
+            for (int i = 0; i < st.size(); i++) out.put(names.get(i), be.download(st.get(i)).data());
+            r.finalState().close();
+            r.initialStateGrad().close();
+            return new Grads(r.loss(), out);
+        }
+    }
+
+    @Test
+    void gradCheckpointingGivesTheSameGradientsBitForBit() {
+        try (Rwkv5Model m = Rwkv5Model.load(be, weights, TINY.groupNormEps())) {
+            for (BpttMode mode : BpttMode.values()) {
+                Grads plain = grads(m, 5, mode);
+                m.setRecompute(true);
+                long live = be.liveBytes();
+                Grads cp = grads(m, 5, mode);
+                m.setRecompute(false);
+                assertEquals(live, be.liveBytes(), "everything --grad-cp allocated is freed");
+                assertEquals(plain.loss, cp.loss, 0.0, mode + " loss");
+                for (String k : plain.byName.keySet()) assertArrayEquals(plain.byName.get(k), cp.byName.get(k), mode + " " + k);
+            }
+        }
+    }
+
+    @Test
+    void slicedHeadAndLossMatchTheWholeChunk() {
+        try (Rwkv5Model m = Rwkv5Model.load(be, weights, TINY.groupNormEps())) {
+            assertTrue(m.headSliceRows() >= T, "the default slice of a 23-token vocabulary covers a whole chunk");
+            Grads whole = grads(m, 8, BpttMode.FULL);
+            for (int rows : new int[]{1, 3, 7}) {
+                m.setHeadSliceRows(rows);
+                Grads sliced = grads(m, 8, BpttMode.FULL);
+                // per row the same ops; only the order of the sums over rows (loss in double, head gradient in fp32) changes
+                assertEquals(whole.loss, sliced.loss, 1e-12 * Math.abs(whole.loss), "loss, slices of " + rows);
+                for (String k : whole.byName.keySet()) {
+                    double rel = relMaxDiff(whole.byName.get(k), sliced.byName.get(k));
+                    assertTrue(rel <= 1e-6, k + ", slices of " + rows + ": relative difference " + rel);
+                }
+            }
+        }
+    }
+
+    /** The weights with every matrix rounded to bf16 (what a bf16 model holds), still in fp32. */
+    private static ModelWeights roundedMatrices() {
+        Map<String, HostTensor> out = new LinkedHashMap<>();
+        for (ParamSpec spec : ParamSpec.all(TINY)) {
+            HostTensor t = weights.get(spec.key()).copy();
+            if (Precision.isMatrix(spec)) {
+                float[] d = t.data();
+                for (int i = 0; i < d.length; i++) d[i] = Float16.bf16ToFloat(Float16.floatToBf16(d[i]));
+            }
+            out.put(spec.key(), t);
+        }
+        return new ModelWeights(out, "rounded", TINY.groupNormEps());
+    }
+
+    @Test
+    void bf16WeightsOnTheCpuAreExactlyTheirRoundedValues() {
+        try (Rwkv5Model bf = Rwkv5Model.load(be, weights, TINY.groupNormEps(), DType.BF16);
+             Rwkv5Model ref = Rwkv5Model.load(be, roundedMatrices(), TINY.groupNormEps())) {
+            assertEquals(DType.BF16, bf.params().get("blocks.0.att.key.weight").dtype());
+            assertEquals(DType.F32, bf.params().get("blocks.0.att.time_decay").dtype(), "time_decay stays fp32");
+            // the CPU widens bf16 exactly into the same sgemm: the same bits
+            Grads a = grads(bf, 6, BpttMode.FULL), b = grads(ref, 6, BpttMode.FULL);
+            assertEquals(b.loss, a.loss, 0.0);
+            for (String k : b.byName.keySet()) assertArrayEquals(b.byName.get(k), a.byName.get(k), k);
+        }
+    }
+
+    /**
+     * Against the unrounded fp32 model. Rounding to bf16 changes each weight by at most 2^-9 of itself; to first order
+     * a logit then moves by at most 2^-9 times the sum, over the matrices on its path (8 per block, emb and head:
+     * 8L + 2), of |that matrix's contribution|, which for these unit-scale models is at most the logits' own scale.
+     * So max |logit error| <= (8L + 2) 2^-9 max |logit|, and the loss (a smooth function of the logits) moves by the
+     * same relative order.
+     */
+    @Test
+    void bf16WeightsStayWithinTheDerivedBoundOfFp32() {
+        double bound = (8 * TINY.nLayer() + 2) * Math.pow(2, -9);
+        int[] tokens = seq.tokens();
+        try (Rwkv5Model bf = Rwkv5Model.load(be, weights, TINY.groupNormEps(), DType.BF16);
+             Rwkv5Model fp = Rwkv5Model.load(be, weights, TINY.groupNormEps());
+             RwkvState s1 = TestModels.randomState(be, TINY, 34); RwkvState s2 = TestModels.randomState(be, TINY, 34);
+             var a = bf.forward(tokens, s1, false, true); var b = fp.forward(tokens, s2, false, true)) {
+            float[] la = be.download(a.logits()).data(), lb = be.download(b.logits()).data();
+            double err = relMaxDiff(lb, la);
+            assertTrue(err > 0, "bf16 rounding must change something");
+            assertTrue(err <= bound, "logits relative error " + err + " > " + bound);
+        }
+        Grads a, b;
+        try (Rwkv5Model bf = Rwkv5Model.load(be, weights, TINY.groupNormEps(), DType.BF16);
+             Rwkv5Model fp = Rwkv5Model.load(be, weights, TINY.groupNormEps())) {
+            a = grads(bf, 6, BpttMode.FULL);
+            b = grads(fp, 6, BpttMode.FULL);
+        }
+        assertTrue(Math.abs(a.loss - b.loss) <= bound * Math.abs(b.loss), "loss " + a.loss + " vs " + b.loss);
+        // gradients are products of two such perturbed factors: twice the bound, measured over the whole tensor
+        for (String k : b.byName.keySet()) {
+            float[] g = b.byName.get(k), h = a.byName.get(k);
+            double diff = 0, ref = 0;
+            for (int i = 0; i < g.length; i++) { diff += (g[i] - h[i]) * (double) (g[i] - h[i]); ref += g[i] * (double) g[i]; }
+            assertTrue(Math.sqrt(diff) <= 2 * bound * Math.sqrt(ref), k + ": relative error " + Math.sqrt(diff / ref));
+        }
+    }
+
+    @Test
+    void mixedPrecisionTrainingUpdatesTheFp32MasterAndRefreshesTheBf16Copy() {
+        try (Rwkv5Model m = Rwkv5Model.load(be, weights, TINY.groupNormEps())) {
+            m.useWorkingCopy(DType.BF16);
+            assertEquals(DType.BF16, m.computeDtype());
+            assertEquals(DType.F32, m.params().matrixDtype(), "the master stays fp32");
+            float[] before = be.download(m.params().get("head.weight")).data();
+            Trainer.Config cfg = new Trainer.Config(Trainer.Mode.FULL, 8, BpttMode.FULL, 1, 1, 2,
+                    new LrSchedule(1e-3, 1e-3, 0, 2, LrSchedule.Kind.CONSTANT), 0.0, 1.0, true, 0);
+            try (Trainer tr = new Trainer(m, cfg, new Trainer.SequenceSource() {
+                @Override public TokenSequence sequence(long index) { return seq; }
+                @Override public String fingerprint() { return "seq"; }
+            }, null, java.util.Set.of())) {
+                tr.trainStep();
+                float[] master = be.download(m.params().get("head.weight")).data();
+                assertFalse(java.util.Arrays.equals(before, master), "the step moved the master");
+                // what the model reads now: the rounded master, seen through the model's next forward
+                Map<String, HostTensor> rounded = new LinkedHashMap<>();
+                for (ParamSpec spec : ParamSpec.all(TINY)) {
+                    HostTensor t = be.download(m.params().get(spec.key()));
+                    if (Precision.isMatrix(spec)) {
+                        float[] d = t.data();
+                        for (int i = 0; i < d.length; i++) d[i] = Float16.bf16ToFloat(Float16.floatToBf16(d[i]));
+                    }
+                    rounded.put(spec.key(), t);
+                }
+                try (Rwkv5Model ref = Rwkv5Model.load(be, new ModelWeights(rounded, "r", TINY.groupNormEps()), TINY.groupNormEps());
+                     RwkvState s1 = RwkvState.zeros(be, TINY); RwkvState s2 = RwkvState.zeros(be, TINY);
+                     var a = m.forward(seq.tokens(), s1, false, true); var b = ref.forward(seq.tokens(), s2, false, true)) {
+                    assertArrayEquals(be.download(b.logits()).data(), be.download(a.logits()).data());
+                }
+            }
+        }
+    }
+}
