@@ -330,13 +330,42 @@ final class WkvChunkedCpu {
         int n = wk.n, ld = wk.ld, chunk = p.chunk;
         transpose(wk.kc, len, n, n, wk.kT, ld);
         for (int i = 0; i < n; i++) java.util.Arrays.fill(wk.kT, i * ld + len, i * ld + ld, 0f);
-        for (int t = 0; t < len; t++) {
+        int t = 0;
+        for (; t + 1 < len; t += 2) {                   // two rows at once: two independent fma chains per block
+            java.util.Arrays.fill(wk.att, t * ld, t * ld + 2 * ld, 0f);
+            int sb = 0;
+            for (; sb < t; sb += LANES) attentionLanes2(wk, p, t, sb, chunk - t + sb);
+            for (; sb < t + 1; sb += LANES) attentionLanes(wk, p, t + 1, sb, chunk - t - 1 + sb);
+            attentionDiagonal(wk, uu, t);
+            attentionDiagonal(wk, uu, t + 1);
+        }
+        if (t < len) {
             java.util.Arrays.fill(wk.att, t * ld, t * ld + ld, 0f);
             for (int sb = 0; sb < t; sb += LANES) attentionLanes(wk, p, t, sb, chunk - t + sb);
-            float diag = 0f;
-            for (int i = 0; i < n; i++) diag = Math.fma(wk.rc[t * n + i] * uu[i], wk.kc[t * n + i], diag);
-            wk.att[t * ld + t] = diag;
+            attentionDiagonal(wk, uu, t);
         }
+    }
+
+    private static void attentionDiagonal(Work wk, float[] uu, int t) {
+        int n = wk.n;
+        float diag = 0f;
+        for (int i = 0; i < n; i++) diag = Math.fma(wk.rc[t * n + i] * uu[i], wk.kc[t * n + i], diag);
+        wk.att[t * wk.ld + t] = diag;
+    }
+
+    /** {@link #attentionLanes} for rows t and t + 1 at the same block sb (each row's sum in the same order). */
+    private static void attentionLanes2(Work wk, Powers p, int t, int sb, int revOff) {
+        int n = wk.n, ld = wk.ld, revLd = p.revLd;
+        FloatVector acc0 = FloatVector.zero(SPECIES), acc1 = FloatVector.zero(SPECIES);
+        for (int i = 0; i < n; i++) {
+            FloatVector k = FloatVector.fromArray(SPECIES, wk.kT, i * ld + sb);
+            FloatVector kw0 = k.mul(FloatVector.fromArray(SPECIES, p.rev, i * revLd + revOff));
+            FloatVector kw1 = k.mul(FloatVector.fromArray(SPECIES, p.rev, i * revLd + revOff - 1));
+            acc0 = kw0.fma(FloatVector.broadcast(SPECIES, wk.rc[t * n + i]), acc0);
+            acc1 = kw1.fma(FloatVector.broadcast(SPECIES, wk.rc[(t + 1) * n + i]), acc1);
+        }
+        acc0.intoArray(wk.att, t * ld + sb);
+        acc1.intoArray(wk.att, (t + 1) * ld + sb);
     }
 
     private static void attentionLanes(Work wk, Powers p, int t, int sb, int revOff) {
