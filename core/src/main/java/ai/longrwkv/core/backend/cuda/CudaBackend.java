@@ -483,8 +483,9 @@ public final class CudaBackend implements Backend {
     /**
      * The chunked forward kernel for head size n: with bf16 inputs at n = 32 or 64 the tensor-core one (wkv5t_*: bf16
      * mma operands, fp32 accumulation and state, error budget in wkv5_chunked.cu), otherwise the fp32-FMA one (wkv5c_*,
-     * the reference path; fp32 tensors, what this backend holds today, always take it). Both take the same arguments
-     * and launch configuration (heads x {@link #wkvTiles} blocks of WKV_CHUNK_THREADS).
+     * the reference path; wkvForward/wkvBackward take fp32 r, k, v, u by the Backend contract, so they always launch
+     * it; the tensor-core kernels run from CudaTensorCoreWkvTest and CudaBench). Both take the same arguments and
+     * launch configuration (heads x {@link #wkvTiles} blocks of WKV_CHUNK_THREADS).
      */
     static String wkvForwardKernel(int n, boolean bf16Inputs) {
         if (bf16Inputs && (n == 32 || n == 64)) return "wkv5t_forward_n" + n + "_bf16";
