@@ -64,7 +64,8 @@ timeout 180 "$java" "${opts[@]}" -jar "$b/lib/junit-platform-console-standalone.
     --class-path "$b/longrwkv.jar:$b/lib/longrwkv-core-tests.jar" \
     --select-class ai.longrwkv.core.backend.cuda.CudaParityTest \
     --select-class ai.longrwkv.core.backend.cuda.CudaBf16Test \
-    --select-class ai.longrwkv.core.backend.cuda.CudaChunkedWkvTest > "$work/parity.txt" 2>&1
+    --select-class ai.longrwkv.core.backend.cuda.CudaChunkedWkvTest \
+    --select-class ai.longrwkv.core.backend.cuda.CudaTensorCoreWkvTest > "$work/parity.txt" 2>&1
 parity_rc=$?
 grep -v '^WARNING: Using incubator' "$work/parity.txt" | tail -60
 
@@ -92,7 +93,7 @@ bench() {   # name timeout args...
   [ $rc = 0 ] || echo "| bench $name | FAILED (exit $rc): $(grep -m1 -E 'Exception|error' "$work/bench-$name.err") |" >> "$work/bench-$name.txt"
 }
 quick=(--full); [ $device = emulated ] && quick=(--quick)
-bench wkv 90 wkv "${quick[@]}"   # sequential vs chunked WKV at T=4096 and 32768 (H=64 N=64): 2 kernel modules to build
+bench wkv 90 wkv "${quick[@]}"   # sequential, chunked and tensor-core WKV at T=4096 and 32768 (H=64 N=64): 2 kernel modules to build
 bench gemm 40 gemm "${quick[@]}"
 bench train-l24 50 train-l24 "${quick[@]}"
 [ $device = cuda ] && bench train-l32 100 train-l32

@@ -81,7 +81,7 @@ final class WkvChunkedCpu {
     /** Scratch arrays for one head, sized for the longest chunk. */
     private static final class Work {
         final int n, chunk, ld;
-        final float[] rc, kc, vc, gy, yc, rt, kt, ktT, rtT, kT, att, attT, dA, vT, gyT, gT, hT, gv, gr, gk;
+        final float[] rc, kc, vc, gy, yc, rt, kt, kT, att, dA, vT, gyT, gT, hT, gv, gr, gk;
         /** This chunk's parts of dw and du, summed in double: dw is a sum of many terms that largely cancel. */
         final double[] dwChunk, duChunk;
         final float[] dwRow = new float[LANES];
@@ -94,9 +94,9 @@ final class WkvChunkedCpu {
             rc = new float[ln]; kc = new float[ln]; vc = new float[ln]; gy = new float[ln]; yc = new float[ln];
             rt = new float[ln]; kt = new float[ln]; gv = new float[ln];
             gr = new float[ln]; gk = new float[ln];
-            ktT = new float[n * ld]; rtT = new float[n * ld]; kT = new float[n * ld]; vT = new float[n * ld];
+            kT = new float[n * ld]; vT = new float[n * ld];
             gyT = new float[n * ld]; gT = new float[n * ld]; hT = new float[n * ld];
-            att = new float[chunk * ld]; attT = new float[chunk * ld]; dA = new float[chunk * ld];
+            att = new float[chunk * ld]; dA = new float[chunk * ld];
             dwChunk = new double[n]; duChunk = new double[n];
         }
 
@@ -207,7 +207,6 @@ final class WkvChunkedCpu {
         attention(wk, p, uu, len);
         transpose(wk.vc, len, n, n, wk.vT, ld);
         transpose(wk.gy, len, n, n, wk.gyT, ld);
-        transpose(wk.att, len, len, ld, wk.attT, ld);
 
         // dA[t][s] = gy_t . v_s (only s <= t is read)
         fillRows(wk.dA, len, len, ld);
@@ -220,7 +219,7 @@ final class WkvChunkedCpu {
         gemmAcc(n, len, n, d, n, wk.vT, ld, wk.hT, ld);
         // gv = A^T gy + (k (.) w^(L-1-s)) D
         java.util.Arrays.fill(wk.gv, 0, len * n, 0f);
-        gemmAcc(len, n, len, wk.attT, ld, wk.gy, n, wk.gv, n);
+        gemmAccTransA(len, n, len, wk.att, ld, wk.gy, n, wk.gv, n);
         gemmAcc(len, n, n, wk.kt, n, d, n, wk.gv, n);
 
         double[] dwc = wk.dwChunk, duc = wk.duChunk;
@@ -252,8 +251,7 @@ final class WkvChunkedCpu {
             float wl = pow[len * n + i];
             for (int j = 0; j < n; j++) d[i * n + j] *= wl;
         }
-        transpose(wk.rt, len, n, n, wk.rtT, ld);
-        gemmAcc(n, n, len, wk.rtT, ld, wk.gy, n, d, n);
+        gemmAccTransA(n, n, len, wk.rt, n, wk.gy, n, d, n);
     }
 
     /**
@@ -307,16 +305,18 @@ final class WkvChunkedCpu {
         }
     }
 
-    /** rt[t] = r_t (.) w^t and kt[s] = k_s (.) w^(L-1-s) (and ktT = kt transposed) for a chunk of len tokens. */
+    /** rt[t] = r_t (.) w^t and kt[s] = k_s (.) w^(L-1-s) for a chunk of len tokens. */
     private static void scaledInputs(Work wk, Powers p, int len) {
         int n = wk.n;
         for (int t = 0; t < len; t++) {
-            int pt = t * n, pe = (len - 1 - t) * n;
-            for (int i = 0; i < n; i++) {
+            int pt = t * n, pe = (len - 1 - t) * n, i = 0;
+            for (; i + LANES <= n; i += LANES) {            // one rounding per element either way: the same bits
+                FloatVector.fromArray(SPECIES, wk.rc, t * n + i).mul(FloatVector.fromArray(SPECIES, p.pow, pt + i)).intoArray(wk.rt, t * n + i);
+                FloatVector.fromArray(SPECIES, wk.kc, t * n + i).mul(FloatVector.fromArray(SPECIES, p.pow, pe + i)).intoArray(wk.kt, t * n + i);
+            }
+            for (; i < n; i++) {
                 wk.rt[t * n + i] = wk.rc[t * n + i] * p.pow[pt + i];
-                float kti = wk.kc[t * n + i] * p.pow[pe + i];
-                wk.kt[t * n + i] = kti;
-                wk.ktT[i * wk.ld + t] = kti;
+                wk.kt[t * n + i] = wk.kc[t * n + i] * p.pow[pe + i];
             }
         }
     }
@@ -330,13 +330,42 @@ final class WkvChunkedCpu {
         int n = wk.n, ld = wk.ld, chunk = p.chunk;
         transpose(wk.kc, len, n, n, wk.kT, ld);
         for (int i = 0; i < n; i++) java.util.Arrays.fill(wk.kT, i * ld + len, i * ld + ld, 0f);
-        for (int t = 0; t < len; t++) {
+        int t = 0;
+        for (; t + 1 < len; t += 2) {                   // two rows at once: two independent fma chains per block
+            java.util.Arrays.fill(wk.att, t * ld, t * ld + 2 * ld, 0f);
+            int sb = 0;
+            for (; sb < t; sb += LANES) attentionLanes2(wk, p, t, sb, chunk - t + sb);
+            for (; sb < t + 1; sb += LANES) attentionLanes(wk, p, t + 1, sb, chunk - t - 1 + sb);
+            attentionDiagonal(wk, uu, t);
+            attentionDiagonal(wk, uu, t + 1);
+        }
+        if (t < len) {
             java.util.Arrays.fill(wk.att, t * ld, t * ld + ld, 0f);
             for (int sb = 0; sb < t; sb += LANES) attentionLanes(wk, p, t, sb, chunk - t + sb);
-            float diag = 0f;
-            for (int i = 0; i < n; i++) diag = Math.fma(wk.rc[t * n + i] * uu[i], wk.kc[t * n + i], diag);
-            wk.att[t * ld + t] = diag;
+            attentionDiagonal(wk, uu, t);
         }
+    }
+
+    private static void attentionDiagonal(Work wk, float[] uu, int t) {
+        int n = wk.n;
+        float diag = 0f;
+        for (int i = 0; i < n; i++) diag = Math.fma(wk.rc[t * n + i] * uu[i], wk.kc[t * n + i], diag);
+        wk.att[t * wk.ld + t] = diag;
+    }
+
+    /** {@link #attentionLanes} for rows t and t + 1 at the same block sb (each row's sum in the same order). */
+    private static void attentionLanes2(Work wk, Powers p, int t, int sb, int revOff) {
+        int n = wk.n, ld = wk.ld, revLd = p.revLd;
+        FloatVector acc0 = FloatVector.zero(SPECIES), acc1 = FloatVector.zero(SPECIES);
+        for (int i = 0; i < n; i++) {
+            FloatVector k = FloatVector.fromArray(SPECIES, wk.kT, i * ld + sb);
+            FloatVector kw0 = k.mul(FloatVector.fromArray(SPECIES, p.rev, i * revLd + revOff));
+            FloatVector kw1 = k.mul(FloatVector.fromArray(SPECIES, p.rev, i * revLd + revOff - 1));
+            acc0 = kw0.fma(FloatVector.broadcast(SPECIES, wk.rc[t * n + i]), acc0);
+            acc1 = kw1.fma(FloatVector.broadcast(SPECIES, wk.rc[(t + 1) * n + i]), acc1);
+        }
+        acc0.intoArray(wk.att, t * ld + sb);
+        acc1.intoArray(wk.att, (t + 1) * ld + sb);
     }
 
     private static void attentionLanes(Work wk, Powers p, int t, int sb, int revOff) {
@@ -357,7 +386,7 @@ final class WkvChunkedCpu {
             float wl = p.pow[len * n + i];
             for (int j = 0; j < n; j++) s[i * n + j] *= wl;
         }
-        gemmAcc(n, n, len, wk.ktT, wk.ld, wk.vc, n, s, n);
+        gemmAccTransA(n, n, len, wk.kt, n, wk.vc, n, s, n);
     }
 
     private static void fillRows(float[] a, int rows, int cols, int ld) {
@@ -375,25 +404,38 @@ final class WkvChunkedCpu {
      * one chain of fused multiply-adds in increasing p, starting from its old value, whichever path computes it.
      */
     static void gemmAcc(int rows, int cols, int depth, float[] a, int lda, float[] b, int ldb, float[] c, int ldc) {
+        gemm(rows, cols, depth, a, lda, 1, b, ldb, c, ldc);
+    }
+
+    /**
+     * c[m][j] += sum_p a[p][m] b[p][j]: {@link #gemmAcc} with a given transposed (a is depth x rows, row stride lda),
+     * so that no transposed copy is made; the same chains of fused multiply-adds.
+     */
+    static void gemmAccTransA(int rows, int cols, int depth, float[] a, int lda, float[] b, int ldb, float[] c, int ldc) {
+        gemm(rows, cols, depth, a, 1, lda, b, ldb, c, ldc);
+    }
+
+    /** c[m][j] += sum_p A(m, p) b[p][j] with A(m, p) = a[m * ars + p * acs]. */
+    private static void gemm(int rows, int cols, int depth, float[] a, int ars, int acs, float[] b, int ldb, float[] c, int ldc) {
         int j = 0;
         for (; j + 2 * LANES <= cols; j += 2 * LANES) {
             int m = 0;
-            for (; m + 4 <= rows; m += 4) kernel4x2(depth, a, m * lda, lda, b, j, ldb, c, m * ldc + j, ldc);
-            for (; m < rows; m++) kernel1x2(depth, a, m * lda, b, j, ldb, c, m * ldc + j);
+            for (; m + 4 <= rows; m += 4) kernel4x2(depth, a, m * ars, ars, acs, b, j, ldb, c, m * ldc + j, ldc);
+            for (; m < rows; m++) kernel1x2(depth, a, m * ars, acs, b, j, ldb, c, m * ldc + j);
         }
         for (; j + LANES <= cols; j += LANES) {
-            for (int m = 0; m < rows; m++) kernel1x1(depth, a, m * lda, b, j, ldb, c, m * ldc + j);
+            for (int m = 0; m < rows; m++) kernel1x1(depth, a, m * ars, acs, b, j, ldb, c, m * ldc + j);
         }
         for (; j < cols; j++) {
             for (int m = 0; m < rows; m++) {
                 float acc = c[m * ldc + j];
-                for (int q = 0; q < depth; q++) acc = Math.fma(a[m * lda + q], b[q * ldb + j], acc);
+                for (int q = 0; q < depth; q++) acc = Math.fma(a[m * ars + q * acs], b[q * ldb + j], acc);
                 c[m * ldc + j] = acc;
             }
         }
     }
 
-    private static void kernel4x2(int depth, float[] a, int a0, int lda, float[] b, int b0, int ldb, float[] c, int c0, int ldc) {
+    private static void kernel4x2(int depth, float[] a, int a0, int lda, int acs, float[] b, int b0, int ldb, float[] c, int c0, int ldc) {
         FloatVector c00 = FloatVector.fromArray(SPECIES, c, c0), c01 = FloatVector.fromArray(SPECIES, c, c0 + LANES);
         FloatVector c10 = FloatVector.fromArray(SPECIES, c, c0 + ldc), c11 = FloatVector.fromArray(SPECIES, c, c0 + ldc + LANES);
         FloatVector c20 = FloatVector.fromArray(SPECIES, c, c0 + 2 * ldc), c21 = FloatVector.fromArray(SPECIES, c, c0 + 2 * ldc + LANES);
@@ -401,16 +443,16 @@ final class WkvChunkedCpu {
         for (int q = 0; q < depth; q++) {
             FloatVector b0v = FloatVector.fromArray(SPECIES, b, q * ldb + b0);
             FloatVector b1v = FloatVector.fromArray(SPECIES, b, q * ldb + b0 + LANES);
-            FloatVector x0 = FloatVector.broadcast(SPECIES, a[a0 + q]);
+            FloatVector x0 = FloatVector.broadcast(SPECIES, a[a0 + q * acs]);
             c00 = x0.fma(b0v, c00);
             c01 = x0.fma(b1v, c01);
-            FloatVector x1 = FloatVector.broadcast(SPECIES, a[a0 + lda + q]);
+            FloatVector x1 = FloatVector.broadcast(SPECIES, a[a0 + lda + q * acs]);
             c10 = x1.fma(b0v, c10);
             c11 = x1.fma(b1v, c11);
-            FloatVector x2 = FloatVector.broadcast(SPECIES, a[a0 + 2 * lda + q]);
+            FloatVector x2 = FloatVector.broadcast(SPECIES, a[a0 + 2 * lda + q * acs]);
             c20 = x2.fma(b0v, c20);
             c21 = x2.fma(b1v, c21);
-            FloatVector x3 = FloatVector.broadcast(SPECIES, a[a0 + 3 * lda + q]);
+            FloatVector x3 = FloatVector.broadcast(SPECIES, a[a0 + 3 * lda + q * acs]);
             c30 = x3.fma(b0v, c30);
             c31 = x3.fma(b1v, c31);
         }
@@ -424,10 +466,10 @@ final class WkvChunkedCpu {
         c31.intoArray(c, c0 + 3 * ldc + LANES);
     }
 
-    private static void kernel1x2(int depth, float[] a, int a0, float[] b, int b0, int ldb, float[] c, int c0) {
+    private static void kernel1x2(int depth, float[] a, int a0, int acs, float[] b, int b0, int ldb, float[] c, int c0) {
         FloatVector c00 = FloatVector.fromArray(SPECIES, c, c0), c01 = FloatVector.fromArray(SPECIES, c, c0 + LANES);
         for (int q = 0; q < depth; q++) {
-            FloatVector x0 = FloatVector.broadcast(SPECIES, a[a0 + q]);
+            FloatVector x0 = FloatVector.broadcast(SPECIES, a[a0 + q * acs]);
             c00 = x0.fma(FloatVector.fromArray(SPECIES, b, q * ldb + b0), c00);
             c01 = x0.fma(FloatVector.fromArray(SPECIES, b, q * ldb + b0 + LANES), c01);
         }
@@ -435,10 +477,10 @@ final class WkvChunkedCpu {
         c01.intoArray(c, c0 + LANES);
     }
 
-    private static void kernel1x1(int depth, float[] a, int a0, float[] b, int b0, int ldb, float[] c, int c0) {
+    private static void kernel1x1(int depth, float[] a, int a0, int acs, float[] b, int b0, int ldb, float[] c, int c0) {
         FloatVector c00 = FloatVector.fromArray(SPECIES, c, c0);
         for (int q = 0; q < depth; q++) {
-            c00 = FloatVector.broadcast(SPECIES, a[a0 + q]).fma(FloatVector.fromArray(SPECIES, b, q * ldb + b0), c00);
+            c00 = FloatVector.broadcast(SPECIES, a[a0 + q * acs]).fma(FloatVector.fromArray(SPECIES, b, q * ldb + b0), c00);
         }
         c00.intoArray(c, c0);
     }

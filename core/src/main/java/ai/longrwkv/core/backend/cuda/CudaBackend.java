@@ -465,7 +465,7 @@ public final class CudaBackend implements Backend {
         int steps = r.rows();
         if (steps == 0) return;
         if (wkvImpl.chunked(steps, n, WKV_CHUNKED_MIN_STEPS)) {
-            k("wkv5_chunked", "wkv5c_forward_n" + n + "_f32").launch(w.dim(0) * wkvTiles(n), KernelSources.WKV_CHUNK_THREADS, 0,
+            k("wkv5_chunked", wkvForwardKernel(n, false)).launch(w.dim(0) * wkvTiles(n), KernelSources.WKV_CHUNK_THREADS, 0,
                     steps, r.cols(), t(r), t(k), t(v), t(w), t(u), t(state), t(y));
             return;
         }
@@ -479,6 +479,24 @@ public final class CudaBackend implements Backend {
      * (16 tokens) is where the chunked form starts to shorten the sequential depth.
      */
     static final int WKV_CHUNKED_MIN_STEPS = 2 * 16;
+
+    /**
+     * The chunked forward kernel for head size n: with bf16 inputs at n = 32 or 64 the tensor-core one (wkv5t_*: bf16
+     * mma operands, fp32 accumulation and state, error budget in wkv5_chunked.cu), otherwise the fp32-FMA one (wkv5c_*,
+     * the reference path; wkvForward/wkvBackward take fp32 r, k, v, u by the Backend contract, so they always launch
+     * it; the tensor-core kernels run from CudaTensorCoreWkvTest and CudaBench). Both take the same arguments and
+     * launch configuration (heads x {@link #wkvTiles} blocks of WKV_CHUNK_THREADS).
+     */
+    static String wkvForwardKernel(int n, boolean bf16Inputs) {
+        if (bf16Inputs && (n == 32 || n == 64)) return "wkv5t_forward_n" + n + "_bf16";
+        return "wkv5c_forward_n" + n + (bf16Inputs ? "_bf16" : "_f32");
+    }
+
+    /** The chunked backward kernel, chosen as {@link #wkvForwardKernel} is (the states and reduce kernels are shared). */
+    static String wkvBackwardKernel(int n, boolean bf16Inputs) {
+        if (bf16Inputs && (n == 32 || n == 64)) return "wkv5t_backward_n" + n + "_bf16";
+        return "wkv5c_backward_n" + n + (bf16Inputs ? "_bf16" : "_f32");
+    }
 
     /** Blocks per head of the chunked kernels: one per tile of min(N, 16) value columns (Wkv5cTile in wkv5_chunked.cu). */
     static int wkvTiles(int n) { return n / Math.min(n, 16); }
@@ -517,7 +535,7 @@ public final class CudaBackend implements Backend {
              Tensor grp = new CudaTensor(this, new int[]{tiles, steps, c}); Tensor gkp = new CudaTensor(this, new int[]{tiles, steps, c});
              Tensor dwp = new CudaTensor(this, new int[]{tiles, c}); Tensor dup = new CudaTensor(this, new int[]{tiles, c})) {
             k("wkv5_chunked", "wkv5c_states_n" + n + "_f32").launch(blocks, threads, 0, steps, c, t(k), t(v), t(w), t(state0), t(states));
-            k("wkv5_chunked", "wkv5c_backward_n" + n + "_f32").launch(blocks, threads, 0, steps, c, t(r), t(k), t(v), t(w), t(u),
+            k("wkv5_chunked", wkvBackwardKernel(n, false)).launch(blocks, threads, 0, steps, c, t(r), t(k), t(v), t(w), t(u),
                     t(dy), t(states), t(dState), t(dv), t(grp), t(gkp), t(dwp), t(dup));
             long tc = (long) steps * c;
             int grid = (int) Math.min((tc + THREADS - 1) / THREADS, 65535);

@@ -27,8 +27,9 @@ import java.util.SplittableRandom;
  * GPU benchmarks for scripts/gpu-check.sh, one "| name | value |" row per measurement on stdout (medians of several
  * runs after a warm-up, each timed up to a device synchronisation):
  * <ul>
- *   <li>{@code wkv}: the WKV forward and backward kernels, sequential (wkv5.cu) and chunked (wkv5_chunked.cu) side by
- *       side, at T=4096 and 32768, H=64, N=64 (the 7B shape's heads), ms;</li>
+ *   <li>{@code wkv}: the WKV forward and backward kernels, sequential (wkv5.cu), chunked fp32 FMA and chunked on tensor
+ *       cores (wkv5_chunked.cu; bf16 inputs, launched directly) side by side, at T=4096 and 32768, H=64, N=64 (the 7B
+ *       shape's heads), ms;</li>
  *   <li>{@code gemm}: TFLOP/s of the matrix products of the L24-C1024 and L32-C4096 shapes for a 4096-token chunk
  *       (the r/k/v/g/o projections, the FFN's key and value, the head), fp32 (sgemm) and with bf16 weights
  *       (cublasGemmEx; fp32 activations rounded per call, and bf16 activations) side by side;</li>
@@ -79,6 +80,10 @@ public final class CudaBench {
                     chunked.trimPool();
                     System.out.printf("| wkv fwd+bwd T=%d H=%d N=64 chunked vs sequential | %.2fx faster (%.3f vs %.3f ms; target <= 15 ms at T=32768) |%n",
                             steps, heads, seq / chk, chk * 1e3, seq * 1e3);
+                    double tc = wkvTensorCores(gpu, steps, heads, 64);
+                    gpu.trimPool();
+                    System.out.printf("| wkv fwd+bwd T=%d H=%d N=64 tensor cores (bf16 inputs) vs chunked fp32 FMA | %.2fx faster (%.3f vs %.3f ms; target <= 15 ms at T=32768) |%n",
+                            steps, heads, chk / tc, tc * 1e3, chk * 1e3);
                 }
             }
             if (what.contains("gemm")) gemm(gpu);
@@ -186,6 +191,58 @@ public final class CudaBench {
                 (fwdBytes + bwdBytes) / (fwd + bwd) / 1e9, steps / (fwd + bwd));
         for (Tensor t : all) t.close();
         return fwd + bwd;
+    }
+
+    /**
+     * The tensor-core WKV kernels (wkv5t_*, bf16 r, k, v, u) launched directly, as the backend would for bf16 tensors:
+     * forward, then backward = chunk-start states + tensor-core backward + tile reduction; returns forward+backward seconds.
+     */
+    static double wkvTensorCores(CudaBackend be, int steps, int heads, int n) {
+        SplittableRandom rnd = new SplittableRandom(1);
+        int c = heads * n, tiles = CudaBackend.wkvTiles(n), blocks = heads * tiles, threads = KernelSources.WKV_CHUNK_THREADS;
+        int chunks = (steps + KernelSources.WKV_CHUNK_LEN - 1) / KernelSources.WKV_CHUNK_LEN;
+        List<Tensor> all = new ArrayList<>();
+        Tensor r = bf16(be, rnd, 0.5, steps * c), k = bf16(be, rnd, 0.5, steps * c), v = bf16(be, rnd, 0.5, steps * c), u = bf16(be, rnd, 0.5, c);
+        Tensor td = random(be, rnd, 1, heads, n), w = be.zeros(heads, n), state = random(be, rnd, 0.5, heads, n, n), s0 = be.zeros(heads, n, n);
+        Tensor y = be.zeros(steps, c), dy = random(be, rnd, 1, steps, c), dState = be.zeros(heads, n, n);
+        Tensor dr = be.zeros(steps, c), dk = be.zeros(steps, c), dv = be.zeros(steps, c), dw = be.zeros(heads, n), du = be.zeros(heads, n);
+        Tensor states = be.zeros(heads, chunks, n * n), grp = be.zeros(tiles, steps, c), gkp = be.zeros(tiles, steps, c);
+        Tensor dwp = be.zeros(tiles, c), dup = be.zeros(tiles, c);
+        all.addAll(List.of(r, k, v, u, td, w, state, s0, y, dy, dState, dr, dk, dv, dw, du, states, grp, gkp, dwp, dup));
+        be.decay(td, w);
+        be.copy(state, s0);
+        Kernel fwd = new Kernel(be.device, be.device.function("wkv5_chunked", CudaBackend.wkvForwardKernel(n, true)));
+        Kernel scan = new Kernel(be.device, be.device.function("wkv5_chunked", "wkv5c_states_n" + n + "_bf16"));
+        Kernel back = new Kernel(be.device, be.device.function("wkv5_chunked", CudaBackend.wkvBackwardKernel(n, true)));
+        Kernel reduce = new Kernel(be.device, be.device.function("wkv5_chunked", "wkv5c_reduce"));
+        long tc = (long) steps * c;
+        double f = medianSeconds(() -> fwd.launch(blocks, threads, 0, steps, c, r, k, v, w, u, state, y), be, 5);
+        double b = medianSeconds(() -> {
+            scan.launch(blocks, threads, 0, steps, c, k, v, w, s0, states);
+            back.launch(blocks, threads, 0, steps, c, r, k, v, w, u, dy, states, dState, dv, grp, gkp, dwp, dup);
+            reduce.launch((int) Math.min((tc + 255) / 256, 65535), 256, 0, tiles, tc, c, grp, gkp, dwp, dup, dr, dk, dw, du);
+        }, be, 5);
+        String shape = "T=" + steps + " H=" + heads + " N=" + n + " (tensor-core kernels, bf16 inputs)";
+        System.out.printf("| wkv fwd %s | %.3f ms |%n", shape, f * 1e3);
+        System.out.printf("| wkv bwd %s | %.3f ms |%n", shape, b * 1e3);
+        System.out.printf("| wkv fwd+bwd %s | %.3f ms, %.0f tokens/s |%n", shape, (f + b) * 1e3, steps / (f + b));
+        for (Tensor t : all) t.close();
+        return f + b;
+    }
+
+    /** count bf16 values (uniform in +-scale, rounded to nearest even) packed two per fp32 slot, low half first. */
+    private static Tensor bf16(Backend be, SplittableRandom rnd, double scale, int count) {
+        HostTensor h = HostTensor.zeros((count + 1) / 2);
+        for (int i = 0; i < h.size(); i++) {
+            int lo = bf16Bits((float) (scale * (rnd.nextDouble() * 2 - 1))), hi = bf16Bits((float) (scale * (rnd.nextDouble() * 2 - 1)));
+            h.data()[i] = Float.intBitsToFloat(lo | hi << 16);
+        }
+        return be.upload(h);
+    }
+
+    private static int bf16Bits(float x) {
+        int b = Float.floatToRawIntBits(x);
+        return (b + 0x7fff + ((b >>> 16) & 1)) >>> 16;
     }
 
     /** Random weights drawn fast (the x052 init's orthogonal matrices would take minutes on the host for V=65536). */

@@ -131,6 +131,29 @@ class WkvChunkedCpuTest {
         return new double[][]{y, fin, dr, dk, dv, dw, du, ds0};
     }
 
+    /**
+     * The outputs of {@link #reference64} on the absolute values of every input (w is positive): each output is a sum of
+     * products of inputs and powers of w with positive coefficients, so this is the sum of its terms' magnitudes.
+     */
+    static double[][] magnitude64(Case p) {
+        Case q = new Case(new Random(0), p.h, p.n, p.t);
+        float[][] from = {p.r, p.k, p.v, p.u, p.s0, p.dy, p.dsT, p.dw0, p.du0}, to = {q.r, q.k, q.v, q.u, q.s0, q.dy, q.dsT, q.dw0, q.du0};
+        for (int a = 0; a < from.length; a++) for (int i = 0; i < from[a].length; i++) to[a][i] = Math.abs(from[a][i]);
+        System.arraycopy(p.w, 0, q.w, 0, p.w.length);
+        return reference64(q);
+    }
+
+    /** max over elements of |exact - got| / (2^-24 * magnitude): the error in fp32 rounding units of the terms' size. */
+    static double ulpsOfMagnitude(double[] exact, float[] got, double[] magnitude) {
+        double worst = 0;
+        for (int i = 0; i < exact.length; i++) {
+            double d = Math.abs(exact[i] - got[i]);
+            if (!Float.isFinite(got[i])) return Double.POSITIVE_INFINITY;
+            if (d > 0) worst = Math.max(worst, d / (Math.scalb(1.0, -24) * magnitude[i]));
+        }
+        return worst;
+    }
+
     /** max |ref - got| / max |ref| against a float64 reference. */
     static double relErr(double[] ref, float[] got) {
         double m = 0, d = 0;
@@ -161,10 +184,7 @@ class WkvChunkedCpuTest {
         double worst = 0;
         String worstWhat = "";
         int illConditioned = 0;
-        // Not N = 1: there the chunked dw (a single value, a sum of terms that cancel) was found up to 1.3e-5 from
-        // float64 where the sequential scan was 4e-7 (seed 11810957664944, T=32, chunk 16), an open accuracy gap of the
-        // chunked form (issue 12); auto never picks the chunked form below WkvImpl.AUTO_MIN_HEAD_SIZE.
-        for (int[] hn : new int[][]{{2, 64}, {3, 8}, {2, 5}}) {
+        for (int[] hn : new int[][]{{2, 64}, {3, 8}, {2, 5}, {1, 1}}) {
             for (int steps : new int[]{1, 2, 5, 31, 32, 33, 77, 300}) {
                 for (int chunk : new int[]{WkvChunkedCpu.CHUNK, 32, 7}) {
                     Case p = new Case(rnd, hn[0], hn[1], steps);
@@ -178,15 +198,21 @@ class WkvChunkedCpuTest {
                             worst = Math.max(worst, e);
                             continue;
                         }
-                        // Off by more than 1e-5: allowed only where the fp32 reference itself is that far from the exact
-                        // (float64) value, which happens for N = 1 and T = 300 (one element, a sum of hundreds of terms
-                        // that cancel); then the chunked result must be about as close to the exact value.
+                        // Off by more than 1e-5: allowed only for an ill-conditioned output, one whose terms cancel to a
+                        // small fraction of their magnitude (seen at N = 1, a single dw or dS0 element summing hundreds of
+                        // terms: e.g. seed 11810957664944, T=32 chunk 16, dw = -0.112 from terms of total magnitude 207).
+                        // No fp32 algorithm is within 1e-5 of such a value; either the fp32 reference is itself that far
+                        // from float64 and the chunked result about as close, or the chunked result is within 4 fp32
+                        // units (2^-24) of the magnitude of the terms, elementwise (which the sequential scan does not
+                        // always meet either: 3000 random N = 1 cases at T=32 had sequential dw up to 2.3 and chunked up
+                        // to 0.7 units of the magnitude from float64).
                         double eSeq = relErr(exact[o], ref[o]), eChunked = relErr(exact[o], got[o]);
-                        System.out.printf("WkvChunkedCpuTest %s: %.3g from sequential; from float64: sequential %.3g, chunked %.3g%n",
-                                what, e, eSeq, eChunked);
-                        assertTrue(eSeq > TOL / 2 && eChunked <= 4 * eSeq, what + ": relative error " + e + " > " + TOL
-                                + " from the sequential reference, which is " + eSeq + " from float64 (chunked: " + eChunked
-                                + ") (seed " + seed + ")");
+                        double units = ulpsOfMagnitude(exact[o], got[o], magnitude64(p)[o]);
+                        System.out.printf("WkvChunkedCpuTest %s: %.3g from sequential; from float64: sequential %.3g, chunked %.3g"
+                                + " (%.2f fp32 units of the terms' magnitude)%n", what, e, eSeq, eChunked, units);
+                        assertTrue((eSeq > TOL / 2 && eChunked <= 4 * eSeq) || units <= 4, what + ": relative error " + e + " > "
+                                + TOL + " from the sequential reference, which is " + eSeq + " from float64 (chunked: " + eChunked
+                                + ", " + units + " fp32 units of the terms' magnitude) (seed " + seed + ")");
                         illConditioned++;
                     }
                 }

@@ -159,6 +159,20 @@ class EmulatorChecksTest {
         }
     }
 
+    @ParameterizedTest(name = "threads={0}")
+    @ValueSource(booleans = {false, true})
+    void mmaSyncNeedsTheWholeWarpAtOneInstruction(boolean threads) {
+        // the product itself and its fragment layout: CudaTensorCoreWkvTest (wkv5t_mma_probe against a scalar reference)
+        try (CudaTensor out = tensor(threads, new float[32])) {
+            String m = failure(threads, "mma_half_warp", 1, 32, out);
+            assertTrue(m.contains("never completes") && m.contains("emu_checks.cu"), m);
+            m = failure(threads, "mma_two_sites", 1, 32, out);
+            assertTrue(m.contains("different calls"), m);
+            m = failure(threads, "mma_half_warp", 1, 16, out);       // a 16-thread block has no full warp
+            assertTrue(m.contains("does not exist"), m);
+        }
+    }
+
     // ---------------------------------------------------------------- memory
     @ParameterizedTest(name = "threads={0}")
     @ValueSource(booleans = {false, true})

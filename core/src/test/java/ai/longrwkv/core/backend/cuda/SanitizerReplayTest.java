@@ -108,6 +108,31 @@ class SanitizerReplayTest {
             if (saved == null) System.clearProperty(ai.longrwkv.core.backend.WkvImpl.PROPERTY);
             else System.setProperty(ai.longrwkv.core.backend.WkvImpl.PROPERTY, saved);
         }
+        // the tensor-core forward and backward (bf16 inputs, so launched directly: the backend's seam is fp32) and the probe;
+        // the fiber mode cannot see a missing barrier between the shared-memory writes and the mma reads, TSan can
+        {
+            int h = 2, n = 64, steps = 21, hc = h * n;
+            java.util.function.Supplier<Tensor> bf = () -> {
+                HostTensor hx = HostTensor.zeros(steps, hc);
+                for (int i = 0; i < hx.size(); i++) hx.data()[i] = CudaChunkedWkvTest.bf16((float) rnd.nextGaussian() * 0.5f);
+                return be.upload(CudaChunkedWkvTest.packBf16(hx));
+            };
+            Tensor r = bf.get(), k = bf.get(), vv = bf.get(), u = bf.get(), w = rand(be, rnd, h, n), s = rand(be, rnd, h, n, n);
+            be.scale(w, 0.5f);
+            int tiles = CudaBackend.wkvTiles(n), blocks = h * tiles, threads = KernelSources.WKV_CHUNK_THREADS;
+            int chunks = (steps + KernelSources.WKV_CHUNK_LEN - 1) / KernelSources.WKV_CHUNK_LEN;
+            new Kernel(be.device, be.device.function("wkv5_chunked", CudaBackend.wkvForwardKernel(n, true)))
+                    .launch(blocks, threads, 0, steps, hc, r, k, vv, w, u, s, rand(be, rnd, steps, hc));
+            Tensor states = be.zeros(h, chunks, n * n);
+            new Kernel(be.device, be.device.function("wkv5_chunked", "wkv5c_states_n" + n + "_bf16"))
+                    .launch(blocks, threads, 0, steps, hc, k, vv, w, s, states);
+            new Kernel(be.device, be.device.function("wkv5_chunked", CudaBackend.wkvBackwardKernel(n, true)))
+                    .launch(blocks, threads, 0, steps, hc, r, k, vv, w, u, rand(be, rnd, steps, hc), states, rand(be, rnd, h, n, n),
+                            be.zeros(steps, hc), be.zeros(tiles, steps, hc), be.zeros(tiles, steps, hc), be.zeros(tiles, hc),
+                            be.zeros(tiles, hc));
+            new Kernel(be.device, be.device.function("wkv5_chunked", "wkv5t_mma_probe"))
+                    .launch(1, 32, 0, r, 16, 1, k, 1, 16, x, 8, 1, rand(be, rnd, 16, 8), 1, 16);
+        }
         Tensor logits = rand(be, rnd, 3, 100);
         be.crossEntropy(logits, new int[]{4, -1, 99}, new float[]{1f, 1f, 0.5f}, 1e-4f, logits);
         // bf16.cu, on odd sizes (a bf16 allocation of an odd element count ends mid-word): upload (f32_to_bf16 through

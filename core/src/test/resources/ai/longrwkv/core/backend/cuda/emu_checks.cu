@@ -63,6 +63,22 @@ extern "C" __global__ void shuffle_outside_mask(float* out) {
     if (threadIdx.x < 16) out[threadIdx.x] = __shfl_sync(0x0000ffffu, (float)threadIdx.x, 20);
 }
 
+// mma.sync (.aligned): every lane of the warp at the same instruction
+extern "C" __global__ void mma_half_warp(float* out) {
+    unsigned a[4] = {0, 0, 0, 0}, b[2] = {0, 0};
+    float c[4] = {0.f, 0.f, 0.f, 0.f};
+    if (threadIdx.x < 16) emu_mma_m16n8k16_bf16(c, a, b, c);   // lanes 16..31 never arrive
+    out[threadIdx.x] = c[0];
+}
+
+extern "C" __global__ void mma_two_sites(float* out) {
+    unsigned a[4] = {0, 0, 0, 0}, b[2] = {0, 0};
+    float c[4] = {0.f, 0.f, 0.f, 0.f};
+    if (threadIdx.x < 16) emu_mma_m16n8k16_bf16(c, a, b, c);
+    else emu_mma_m16n8k16_bf16(c, a, b, c);
+    out[threadIdx.x] = c[0];
+}
+
 extern "C" __global__ void write_one_past(float* out, int n) {
     if (threadIdx.x == 0) out[n] = 1.f;
 }

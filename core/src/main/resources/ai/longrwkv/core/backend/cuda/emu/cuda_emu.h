@@ -11,6 +11,10 @@
 //   warp collectives (__shfl*_sync, __ballot_sync, __any_sync, __all_sync, __syncwarp): the calling lane must be in
 //     the mask, every lane of the mask must arrive at the same call with the same mask, and a shuffle may read only
 //     lanes of the mask;
+//   tensor-core products (the PTX instruction mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32, which the kernels
+//     write as inline asm under NVRTC and as emu_mma_m16n8k16_bf16 here, see LONGRWKV_EMULATED_DEVICE): all 32 lanes
+//     of the warp must arrive at the same call (.aligned), each holding its registers in the fragment layout of the
+//     PTX ISA; the product is computed from the 32 lanes' registers and scattered back the same way;
 //   deadlock: when no thread can move, the launch fails with each waiting thread's site;
 //   __trap() and block sizes above __launch_bounds__ (checked by the host side).
 // NVRTC defines neither INFINITY nor NAN (nvcc does, through math.h): they are undefined here too, so that a kernel
@@ -32,6 +36,9 @@
 #undef INFINITY
 #undef NAN
 
+// Defined only here: kernels test it where the GPU needs inline PTX (mma.sync) that g++ cannot compile.
+#define LONGRWKV_EMULATED_DEVICE 1
+
 #define __global__
 #define __device__
 #define __host__
@@ -48,7 +55,11 @@ struct dim3 { unsigned int x, y, z; };
 namespace emu {
 
 enum Wait { RUNNING = 0, AT_BARRIER = 1, AT_WARP = 2, DONE = 3 };
-enum WarpOp { OP_SYNC, OP_SHFL, OP_SHFL_XOR, OP_SHFL_DOWN, OP_SHFL_UP, OP_BALLOT, OP_ANY, OP_ALL };
+enum WarpOp { OP_SYNC, OP_SHFL, OP_SHFL_XOR, OP_SHFL_DOWN, OP_SHFL_UP, OP_BALLOT, OP_ANY, OP_ALL, OP_MMA };
+
+// One lane's registers of an mma.sync m16n8k16 bf16 product (OP_MMA passes a pointer to it as the lane's value):
+// a: 4 registers of 2 bf16 each, b: 2 of 2 bf16, c and d: 4 floats (d may be c).
+struct MmaLane { const unsigned* a; const unsigned* b; const float* c; float* d; };
 
 struct Block;
 
@@ -135,6 +146,15 @@ inline T emu_shfl(int op, unsigned mask, T var, const char* file, int line, int 
 #define __any_sync(mask, pred) ((int)emu::warpCollective(emu::OP_ANY, mask, (pred) ? 1 : 0, 0, 32, __FILE__, __LINE__))
 #define __all_sync(mask, pred) ((int)emu::warpCollective(emu::OP_ALL, mask, (pred) ? 1 : 0, 0, 32, __FILE__, __LINE__))
 #define __activemask() 0xffffffffu
+
+// mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {d0..d3}, {a0..a3}, {b0, b1}, {c0..c3}: D = A B + C with A 16x16
+// and B 16x8 in bf16, C and D 16x8 in fp32, one warp-wide instruction. Every lane must call it (full mask); the
+// fragment layout (which lane holds which elements) is the PTX ISA's, implemented in the runtime's completeWarp.
+#define emu_mma_m16n8k16_bf16(d, a, b, c) emu_mma_at(d, a, b, c, __FILE__, __LINE__)
+inline void emu_mma_at(float* d, const unsigned* a, const unsigned* b, const float* c, const char* file, int line) {
+    emu::MmaLane lane{a, b, c, d};
+    (void)emu::warpCollective(emu::OP_MMA, 0xffffffffu, (uint64_t)(uintptr_t)&lane, 0, 32, file, line);
+}
 #define __trap() emu::fail(*emu::current, std::string("__trap() at ") + __FILE__ + ":" + std::to_string(__LINE__))
 
 // ------------------------------------------------------------------ atomics (sequentially consistent, like the GPU's)

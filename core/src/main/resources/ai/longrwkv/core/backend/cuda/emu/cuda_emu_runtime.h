@@ -26,6 +26,46 @@ static void setError(Block& b, const std::string& message) {
 static unsigned laneOf(const Thread& t) { return (unsigned)(t.linear & 31); }
 static int warpBase(const Thread& t) { return t.linear & ~31; }
 
+static float bf16ToFloat(unsigned bits16) { return __uint_as_float((bits16 & 0xffffu) << 16); }
+
+// mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 for the 32 lanes of the warp at base (all waiting at it), in the
+// fragment layout of the PTX ISA (section "Matrix Fragments for mma.m16n8k16 with floating point type"), with
+// groupID = lane / 4 and threadID_in_group = lane % 4:
+//   A (16x16, .row): a0..a7, two per 32-bit register, the lower index in the low half; element ai is at
+//     row = groupID + 8 * (i in {2,3,6,7}), col = 2 * threadID_in_group + (i & 1) + 8 * (i >= 4);
+//   B (16x8, .col): b0..b3 at row = 2 * threadID_in_group + (i & 1) + 8 * (i >= 2), col = groupID;
+//   C, D (16x8, f32): c0..c3 at row = groupID + 8 * (i >= 2), col = 2 * threadID_in_group + (i & 1).
+// Each product of two bf16 values is exact in fp32; the sum D = C + sum_k A[r][k] B[k][c] is accumulated here in fp32,
+// k ascending, one rounding per addition. A tensor core's order and internal precision are its own (not IEEE-specified):
+// callers' error bounds must allow any fp32 summation order (16 additions), which is tiny next to bf16 rounding.
+static void completeMma(Block& b, int base) {
+    float A[16][16], B[16][8], Cm[16][8];
+    for (int l = 0; l < 32; l++) {
+        const MmaLane& m = *reinterpret_cast<const MmaLane*>((uintptr_t)b.threads[base + l].value);
+        const int g = l >> 2, q = l & 3;
+        for (int i = 0; i < 8; i++) {
+            const int row = g + ((i == 2 || i == 3 || i == 6 || i == 7) ? 8 : 0), col = 2 * q + (i & 1) + (i >= 4 ? 8 : 0);
+            A[row][col] = bf16ToFloat(m.a[i >> 1] >> (16 * (i & 1)));
+        }
+        for (int i = 0; i < 4; i++) {
+            const int row = 2 * q + (i & 1) + (i >= 2 ? 8 : 0), col = g;
+            B[row][col] = bf16ToFloat(m.b[i >> 1] >> (16 * (i & 1)));
+        }
+        for (int i = 0; i < 4; i++) Cm[g + (i >= 2 ? 8 : 0)][2 * q + (i & 1)] = m.c[i];
+    }
+    float D[16][8];
+    for (int r = 0; r < 16; r++) for (int c = 0; c < 8; c++) {
+        float acc = Cm[r][c];
+        for (int k = 0; k < 16; k++) acc = acc + A[r][k] * B[k][c];
+        D[r][c] = acc;
+    }
+    for (int l = 0; l < 32; l++) {
+        const MmaLane& m = *reinterpret_cast<const MmaLane*>((uintptr_t)b.threads[base + l].value);
+        const int g = l >> 2, q = l & 3;
+        for (int i = 0; i < 4; i++) m.d[i] = D[g + (i >= 2 ? 8 : 0)][2 * q + (i & 1)];
+    }
+}
+
 // Completes the warp collective of the lanes in t's mask (all of them waiting at it); false with an error if not allowed.
 static void completeWarp(Block& b, Thread& t) {
     const int base = warpBase(t);
@@ -38,6 +78,15 @@ static void completeWarp(Block& b, Thread& t) {
                     + " are at different calls (" + where(t) + " at " + site(t) + ", " + where(o) + " at " + site(o) + ")");
             return;
         }
+    }
+    if (t.op == OP_MMA) {
+        if (mask != 0xffffffffu) {
+            setError(b, "mma.sync at " + site(t) + " without all 32 lanes of the warp (.aligned)");
+            return;
+        }
+        completeMma(b, base);
+        for (int l = 0; l < 32; l++) b.threads[base + l].wait = RUNNING;
+        return;
     }
     uint64_t ballot = 0;
     int any = 0, all = 1;
