@@ -106,4 +106,22 @@ final class BpttTestSupport {
     static ParamSet zeroGrads(Rwkv5Model m) {
         return ParamSet.zeros(m.backend(), m.config());
     }
+
+    /** The loss, every parameter gradient and the initial-state gradient of one sequence, as host arrays by name. */
+    record Grads(double loss, java.util.Map<String, float[]> byName) { }
+
+    static Grads grads(Rwkv5Model model, TokenSequence seq, RwkvState s0, int chunk, BpttMode mode, boolean l2Wrap) {
+        Backend be = model.backend();
+        try (ParamSet g = zeroGrads(model)) {
+            ChunkedBptt.Result r = ChunkedBptt.run(model, seq, s0, g, new ChunkedBptt.Options(chunk, mode, l2Wrap), true, null);
+            java.util.Map<String, float[]> out = new java.util.LinkedHashMap<>();
+            for (String k : g.keys()) out.put(k, be.download(g.get(k)).data());
+            List<Tensor> st = stateTensors(r.initialStateGrad());
+            List<String> names = stateNames(model.config().nLayer());
+            for (int i = 0; i < st.size(); i++) out.put(names.get(i), be.download(st.get(i)).data());
+            r.finalState().close();
+            r.initialStateGrad().close();
+            return new Grads(r.loss(), out);
+        }
+    }
 }

@@ -89,20 +89,8 @@ class ChunkConsistencyTest {
         }
     }
 
-    private record Grads(double loss, java.util.Map<String, float[]> byName) { }
-
     private static Grads grads(int chunk, BpttMode mode, TokenSequence s, RwkvState s0) {
-        try (ParamSet g = zeroGrads(model)) {
-            ChunkedBptt.Result r = ChunkedBptt.run(model, s, s0, g, new ChunkedBptt.Options(chunk, mode, false), true, null);
-            java.util.Map<String, float[]> out = new java.util.LinkedHashMap<>();
-            for (String k : g.keys()) out.put(k, be.download(g.get(k)).data());
-            List<Tensor> st = stateTensors(r.initialStateGrad());
-            List<String> names = stateNames(TINY.nLayer());
-            for (int i = 0; i < st.size(); i++) out.put(names.get(i), be.download(st.get(i)).data());
-            r.finalState().close();
-            r.initialStateGrad().close();
-            return new Grads(r.loss(), out);
-        }
+        return BpttTestSupport.grads(model, s, s0, chunk, mode, false);
     }
 
     @Test
@@ -111,9 +99,9 @@ class ChunkConsistencyTest {
             Grads ref = grads(T, BpttMode.FULL, seq, s0);
             for (int c : new int[]{T / 2, T / 8, 1, 3}) {
                 Grads g = grads(c, BpttMode.FULL, seq, s0);
-                assertEquals(ref.loss, g.loss, 1e-6 * Math.abs(ref.loss), "loss, chunk " + c);
-                for (String k : ref.byName.keySet()) {
-                    double rel = relMaxDiff(ref.byName.get(k), g.byName.get(k));
+                assertEquals(ref.loss(), g.loss(), 1e-6 * Math.abs(ref.loss()), "loss, chunk " + c);
+                for (String k : ref.byName().keySet()) {
+                    double rel = relMaxDiff(ref.byName().get(k), g.byName().get(k));
                     assertTrue(rel <= 1e-5, k + " chunk " + c + ": relative difference " + rel);
                 }
             }
@@ -135,8 +123,8 @@ class ChunkConsistencyTest {
                     if (sub != null) {
                         // an independent FULL-mode run of this chunk alone, from the carried (detached) state
                         Grads g = grads(to - from, BpttMode.FULL, sub, running);
-                        loss += g.loss;
-                        for (var e : g.byName.entrySet()) {
+                        loss += g.loss();
+                        for (var e : g.byName().entrySet()) {
                             if (from > 0 && e.getKey().startsWith("state.")) continue;  // only chunk 0 reaches S0
                             float[] acc = sum.computeIfAbsent(e.getKey(), k -> new float[e.getValue().length]);
                             for (int i = 0; i < acc.length; i++) acc[i] += e.getValue()[i];
@@ -145,14 +133,14 @@ class ChunkConsistencyTest {
                     model.forward(Arrays.copyOfRange(seq.tokens(), from, to), running, false, false).close();
                 }
             }
-            assertEquals(loss, truncated.loss, 1e-6 * Math.abs(loss));
-            for (String k : truncated.byName.keySet()) {
-                double rel = relMaxDiff(sum.get(k), truncated.byName.get(k));
+            assertEquals(loss, truncated.loss(), 1e-6 * Math.abs(loss));
+            for (String k : truncated.byName().keySet()) {
+                double rel = relMaxDiff(sum.get(k), truncated.byName().get(k));
                 assertTrue(rel <= 1e-5, k + ": relative difference " + rel);
             }
             // and truncation really changes something versus the exact gradient
             Grads full = grads(c, BpttMode.FULL, seq, s0);
-            assertTrue(relMaxDiff(full.byName.get("blocks.0.att.time_decay"), truncated.byName.get("blocks.0.att.time_decay")) > 1e-3);
+            assertTrue(relMaxDiff(full.byName().get("blocks.0.att.time_decay"), truncated.byName().get("blocks.0.att.time_decay")) > 1e-3);
         }
     }
 
@@ -165,11 +153,11 @@ class ChunkConsistencyTest {
             long total = seq.lossPositions();
             TokenSequence a = GradientCheckTest.subSequence(seq, 0, reset, total), b = GradientCheckTest.subSequence(seq, reset, T, total);
             Grads ga = grads(3, BpttMode.FULL, a, s0), gb = grads(3, BpttMode.FULL, b, s0);
-            assertEquals(ga.loss + gb.loss, joined.loss, 1e-6 * Math.abs(joined.loss));
-            for (String k : joined.byName.keySet()) {
-                float[] sum = ga.byName.get(k).clone();
-                for (int i = 0; i < sum.length; i++) sum[i] += gb.byName.get(k)[i];   // both segments start from s0
-                double rel = relMaxDiff(sum, joined.byName.get(k));
+            assertEquals(ga.loss() + gb.loss(), joined.loss(), 1e-6 * Math.abs(joined.loss()));
+            for (String k : joined.byName().keySet()) {
+                float[] sum = ga.byName().get(k).clone();
+                for (int i = 0; i < sum.length; i++) sum[i] += gb.byName().get(k)[i];   // both segments start from s0
+                double rel = relMaxDiff(sum, joined.byName().get(k));
                 assertTrue(rel <= 1e-5, k + ": relative difference " + rel);
             }
             assertThrows(IllegalArgumentException.class, () -> new TokenSequence(seq.tokens(), seq.targets(), seq.mask(), new int[]{0}));

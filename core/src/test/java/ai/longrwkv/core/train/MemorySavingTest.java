@@ -48,19 +48,9 @@ class MemorySavingTest {
         be.close();
     }
 
-    private record Grads(double loss, Map<String, float[]> byName) { }
-
     private static Grads grads(Rwkv5Model model, int chunk, BpttMode mode) {
-        try (ParamSet g = zeroGrads(model); RwkvState s0 = TestModels.randomState(be, TINY, 33)) {
-            ChunkedBptt.Result r = ChunkedBptt.run(model, seq, s0, g, new ChunkedBptt.Options(chunk, mode, true), true, null);
-            Map<String, float[]> out = new LinkedHashMap<>();
-            for (String k : g.keys()) out.put(k, be.download(g.get(k)).data());
-            List<Tensor> st = stateTensors(r.initialStateGrad());
-            List<String> names = stateNames(TINY.nLayer());
-            for (int i = 0; i < st.size(); i++) out.put(names.get(i), be.download(st.get(i)).data());
-            r.finalState().close();
-            r.initialStateGrad().close();
-            return new Grads(r.loss(), out);
+        try (RwkvState s0 = TestModels.randomState(be, TINY, 33)) {
+            return BpttTestSupport.grads(model, seq, s0, chunk, mode, true);
         }
     }
 
@@ -74,8 +64,8 @@ class MemorySavingTest {
                 Grads cp = grads(m, 5, mode);
                 m.setRecompute(false);
                 assertEquals(live, be.liveBytes(), "everything --grad-cp allocated is freed");
-                assertEquals(plain.loss, cp.loss, 0.0, mode + " loss");
-                for (String k : plain.byName.keySet()) assertArrayEquals(plain.byName.get(k), cp.byName.get(k), mode + " " + k);
+                assertEquals(plain.loss(), cp.loss(), 0.0, mode + " loss");
+                for (String k : plain.byName().keySet()) assertArrayEquals(plain.byName().get(k), cp.byName().get(k), mode + " " + k);
             }
         }
     }
@@ -89,9 +79,9 @@ class MemorySavingTest {
                 m.setHeadSliceRows(rows);
                 Grads sliced = grads(m, 8, BpttMode.FULL);
                 // per row the same ops; only the order of the sums over rows (loss in double, head gradient in fp32) changes
-                assertEquals(whole.loss, sliced.loss, 1e-12 * Math.abs(whole.loss), "loss, slices of " + rows);
-                for (String k : whole.byName.keySet()) {
-                    double rel = relMaxDiff(whole.byName.get(k), sliced.byName.get(k));
+                assertEquals(whole.loss(), sliced.loss(), 1e-12 * Math.abs(whole.loss()), "loss, slices of " + rows);
+                for (String k : whole.byName().keySet()) {
+                    double rel = relMaxDiff(whole.byName().get(k), sliced.byName().get(k));
                     assertTrue(rel <= 1e-6, k + ", slices of " + rows + ": relative difference " + rel);
                 }
             }
@@ -120,8 +110,8 @@ class MemorySavingTest {
             assertEquals(DType.F32, bf.params().get("blocks.0.att.time_decay").dtype(), "time_decay stays fp32");
             // the CPU widens bf16 exactly into the same sgemm: the same bits
             Grads a = grads(bf, 6, BpttMode.FULL), b = grads(ref, 6, BpttMode.FULL);
-            assertEquals(b.loss, a.loss, 0.0);
-            for (String k : b.byName.keySet()) assertArrayEquals(b.byName.get(k), a.byName.get(k), k);
+            assertEquals(b.loss(), a.loss(), 0.0);
+            for (String k : b.byName().keySet()) assertArrayEquals(b.byName().get(k), a.byName().get(k), k);
         }
     }
 
@@ -151,10 +141,10 @@ class MemorySavingTest {
             a = grads(bf, 6, BpttMode.FULL);
             b = grads(fp, 6, BpttMode.FULL);
         }
-        assertTrue(Math.abs(a.loss - b.loss) <= bound * Math.abs(b.loss), "loss " + a.loss + " vs " + b.loss);
+        assertTrue(Math.abs(a.loss() - b.loss()) <= bound * Math.abs(b.loss()), "loss " + a.loss() + " vs " + b.loss());
         // gradients are products of two such perturbed factors: twice the bound, measured over the whole tensor
-        for (String k : b.byName.keySet()) {
-            float[] g = b.byName.get(k), h = a.byName.get(k);
+        for (String k : b.byName().keySet()) {
+            float[] g = b.byName().get(k), h = a.byName().get(k);
             double diff = 0, ref = 0;
             for (int i = 0; i < g.length; i++) { diff += (g[i] - h[i]) * (double) (g[i] - h[i]); ref += g[i] * (double) g[i]; }
             assertTrue(Math.sqrt(diff) <= 2 * bound * Math.sqrt(ref), k + ": relative error " + Math.sqrt(diff / ref));
