@@ -12,7 +12,8 @@ import ai.longrwkv.core.tensor.HostTensor;
  * others overwrite. WKV states are [H, N(key), N(value)]: S[h][i][j] at h*N*N + i*N + j.
  *
  * <p>Dtypes: every op takes and gives float32 tensors, except where its doc says otherwise: {@link #matmul} and
- * {@link #embedding} also read bf16 inputs (weights; fp32 accumulation, fp32 output), and {@link #copy},
+ * {@link #embedding} also read bf16 inputs (weights; fp32 accumulation, fp32 output), {@link #wkvForward} and
+ * {@link #wkvBackward} read r, k, v, u in bf16 (all four; w, the state and every output stay fp32), and {@link #copy},
  * {@link #upload} and {@link #download} convert. An op given a dtype it does not take throws, naming the op and the
  * tensor. (The model's choice of which tensors are bf16: {@link ai.longrwkv.core.model.Precision}.)
  */
@@ -106,13 +107,15 @@ public interface Backend extends AutoCloseable {
     /**
      * WKV recurrence over T steps for all heads: r, k, v, y [T, H*N]; w, u [H, N]; state [H, N, N] is the state before
      * step 0 on entry and the state after step T-1 on return. Per head: y_t = r_t^T (diag(u) k_t v_t^T + S_t),
-     * S_{t+1} = diag(w) S_t + k_t v_t^T.
+     * S_{t+1} = diag(w) S_t + k_t v_t^T. r, k, v, u are all fp32 or all bf16 (a GPU then runs the tensor-core kernels);
+     * w, the state and y are fp32.
      */
     void wkvForward(Tensor r, Tensor k, Tensor v, Tensor w, Tensor u, Tensor state, Tensor y);
 
     /**
      * Backward of {@link #wkvForward} started from state0. dState holds dL/dS_T on entry (zeros when nothing follows)
      * and dL/dS_0 on return. dr, dk, dv are overwritten; dw (gradient w.r.t. the decay factor w) and du accumulate.
+     * r, k, v, u as in {@link #wkvForward}; every gradient is fp32.
      */
     void wkvBackward(Tensor r, Tensor k, Tensor v, Tensor w, Tensor u, Tensor state0, Tensor dy,
                      Tensor dState, Tensor dr, Tensor dk, Tensor dv, Tensor dw, Tensor du);

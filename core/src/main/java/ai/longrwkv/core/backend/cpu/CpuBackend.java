@@ -415,8 +415,34 @@ public final class CpuBackend implements Backend {
         }
     }
 
+    /** r, k, v, u widened to fp32 (exact) when they are bf16: the CPU's WKV computes in fp32 from their values. */
+    private Tensor[] wkvInputs(Tensor r, Tensor k, Tensor v, Tensor u) {
+        Tensor[] in = {r, k, v, u};
+        if (r.dtype() == DType.F32) return in;
+        Tensor[] out = new Tensor[4];
+        for (int i = 0; i < 4; i++) {
+            if (in[i].dtype() != DType.BF16) throw new IllegalArgumentException("wkv takes r, k, v, u all fp32 or all bf16, got r " + r.describe() + " and " + in[i].describe());
+            out[i] = new CpuTensor(this, DType.F32, in[i].shape());
+            copy(in[i], out[i]);
+        }
+        return out;
+    }
+
+    private static void closeWidened(Tensor[] in, Tensor r) {
+        if (in[0] != r) for (Tensor t : in) t.close();
+    }
+
     @Override
-    public void wkvForward(Tensor r, Tensor k, Tensor v, Tensor w, Tensor u, Tensor state, Tensor y) {
+    public void wkvForward(Tensor r0, Tensor k0, Tensor v0, Tensor w, Tensor u0, Tensor state, Tensor y) {
+        Tensor[] in = wkvInputs(r0, k0, v0, u0);
+        try {
+            wkvForward32(in[0], in[1], in[2], w, in[3], state, y);
+        } finally {
+            closeWidened(in, r0);
+        }
+    }
+
+    private void wkvForward32(Tensor r, Tensor k, Tensor v, Tensor w, Tensor u, Tensor state, Tensor y) {
         int heads = w.dim(0), n = w.dim(1), steps = r.rows();
         checkWkv(r, k, v, w, u, state, y);
         boolean chunked = wkvImpl.chunked(steps, n, WkvChunkedCpu.AUTO_MIN_STEPS);
@@ -427,8 +453,18 @@ public final class CpuBackend implements Backend {
     }
 
     @Override
-    public void wkvBackward(Tensor r, Tensor k, Tensor v, Tensor w, Tensor u, Tensor state0, Tensor dy,
+    public void wkvBackward(Tensor r0, Tensor k0, Tensor v0, Tensor w, Tensor u0, Tensor state0, Tensor dy,
                             Tensor dState, Tensor dr, Tensor dk, Tensor dv, Tensor dw, Tensor du) {
+        Tensor[] in = wkvInputs(r0, k0, v0, u0);
+        try {
+            wkvBackward32(in[0], in[1], in[2], w, in[3], state0, dy, dState, dr, dk, dv, dw, du);
+        } finally {
+            closeWidened(in, r0);
+        }
+    }
+
+    private void wkvBackward32(Tensor r, Tensor k, Tensor v, Tensor w, Tensor u, Tensor state0, Tensor dy,
+                               Tensor dState, Tensor dr, Tensor dk, Tensor dv, Tensor dw, Tensor du) {
         int heads = w.dim(0), n = w.dim(1), steps = r.rows();
         checkWkv(r, k, v, w, u, state0, dy);
         boolean chunked = wkvImpl.chunked(steps, n, WkvChunkedCpu.AUTO_MIN_STEPS);

@@ -459,11 +459,50 @@ public final class CudaBackend implements Backend {
         return n;
     }
 
+    /** Whether r, k, v, u are bf16 (all four: anything else is refused). */
+    private static boolean bf16Wkv(Tensor r, Tensor k, Tensor v, Tensor u) {
+        if (r.dtype() == DType.F32) return false;
+        for (Tensor x : new Tensor[]{r, k, v, u}) {
+            if (x.dtype() != DType.BF16) throw new IllegalArgumentException("wkv takes r, k, v, u all fp32 or all bf16, got r " + r.describe() + " and " + x.describe());
+        }
+        return true;
+    }
+
+    /** r, k, v, u widened to fp32 copies, for shapes with no bf16 kernel (or a forced sequential scan). */
+    private Tensor[] widenWkv(Tensor r, Tensor k, Tensor v, Tensor u) {
+        Tensor[] out = new Tensor[4];
+        Tensor[] in = {r, k, v, u};
+        for (int i = 0; i < 4; i++) {
+            out[i] = new CudaTensor(this, in[i].shape());
+            copy(in[i], out[i]);
+        }
+        return out;
+    }
+
+    /** bf16 inputs go to the tensor-core kernels (head sizes 32 and 64, the chunked form). */
+    private boolean tensorCoreWkv(int n) {
+        return (n == 32 || n == 64) && wkvImpl != WkvImpl.SEQUENTIAL;
+    }
+
     @Override
     public void wkvForward(Tensor r, Tensor k, Tensor v, Tensor w, Tensor u, Tensor state, Tensor y) {
         int n = checkWkv(r, k, v, w, u, state, y);
         int steps = r.rows();
         if (steps == 0) return;
+        if (bf16Wkv(r, k, v, u)) {
+            if (tensorCoreWkv(n)) {
+                k("wkv5_chunked", wkvForwardKernel(n, true)).launch(w.dim(0) * wkvTiles(n), KernelSources.WKV_CHUNK_THREADS, 0,
+                        steps, r.cols(), anyDtype(r), anyDtype(k), anyDtype(v), t(w), anyDtype(u), t(state), t(y));
+                return;
+            }
+            Tensor[] in = widenWkv(r, k, v, u);
+            try {
+                wkvForward(in[0], in[1], in[2], w, in[3], state, y);
+            } finally {
+                for (Tensor x : in) x.close();
+            }
+            return;
+        }
         if (wkvImpl.chunked(steps, n, WKV_CHUNKED_MIN_STEPS)) {
             k("wkv5_chunked", wkvForwardKernel(n, false)).launch(w.dim(0) * wkvTiles(n), KernelSources.WKV_CHUNK_THREADS, 0,
                     steps, r.cols(), t(r), t(k), t(v), t(w), t(u), t(state), t(y));
@@ -483,8 +522,8 @@ public final class CudaBackend implements Backend {
     /**
      * The chunked forward kernel for head size n: with bf16 inputs at n = 32 or 64 the tensor-core one (wkv5t_*: bf16
      * mma operands, fp32 accumulation and state, error budget in wkv5_chunked.cu), otherwise the fp32-FMA one (wkv5c_*,
-     * the reference path; wkvForward/wkvBackward take fp32 r, k, v, u by the Backend contract, so they always launch
-     * it; the tensor-core kernels run from CudaTensorCoreWkvTest and CudaBench). Both take the same arguments and
+     * the reference path, for fp32 r, k, v, u; bf16 ones, which the model passes with --precision bf16, go to the
+     * tensor-core kernels). Both take the same arguments and
      * launch configuration (heads x {@link #wkvTiles} blocks of WKV_CHUNK_THREADS).
      */
     static String wkvForwardKernel(int n, boolean bf16Inputs) {
@@ -496,6 +535,11 @@ public final class CudaBackend implements Backend {
     static String wkvBackwardKernel(int n, boolean bf16Inputs) {
         if (bf16Inputs && (n == 32 || n == 64)) return "wkv5t_backward_n" + n + "_bf16";
         return "wkv5c_backward_n" + n + (bf16Inputs ? "_bf16" : "_f32");
+    }
+
+    /** A WKV input: bf16 where the kernel takes bf16, else fp32. */
+    private static CudaTensor in(Tensor x, boolean bf16) {
+        return bf16 ? anyDtype(x) : t(x);
     }
 
     /** Blocks per head of the chunked kernels: one per tile of min(N, 16) value columns (Wkv5cTile in wkv5_chunked.cu). */
@@ -511,8 +555,21 @@ public final class CudaBackend implements Backend {
         sameSize(w, du, "wkvBackward du");
         int steps = r.rows(), heads = w.dim(0), c = r.cols();
         if (steps == 0) return;
+        if (bf16Wkv(r, k, v, u)) {
+            if (tensorCoreWkv(n)) {
+                wkvBackwardChunked(n, true, steps, heads, c, r, k, v, w, u, state0, dy, dState, dr, dk, dv, dw, du);
+                return;
+            }
+            Tensor[] in = widenWkv(r, k, v, u);
+            try {
+                wkvBackward(in[0], in[1], in[2], w, in[3], state0, dy, dState, dr, dk, dv, dw, du);
+            } finally {
+                for (Tensor x : in) x.close();
+            }
+            return;
+        }
         if (wkvImpl.chunked(steps, n, WKV_CHUNKED_MIN_STEPS)) {
-            wkvBackwardChunked(n, steps, heads, c, r, k, v, w, u, state0, dy, dState, dr, dk, dv, dw, du);
+            wkvBackwardChunked(n, false, steps, heads, c, r, k, v, w, u, state0, dy, dState, dr, dk, dv, dw, du);
             return;
         }
         // The state scan reads dState = dL/dS_T, so it runs before the reverse scan turns dState into dL/dS_0.
@@ -527,16 +584,17 @@ public final class CudaBackend implements Backend {
      * per-tile parts of dr, dk, dw, du summed in tile order (deterministic: no atomics). Scratch: the states are N/16
      * times one [T, C] activation and the parts 2 N/16 times (at N = 64: 4 and 8 activations, 6 GiB at T = 32768, C = 4096).
      */
-    private void wkvBackwardChunked(int n, int steps, int heads, int c, Tensor r, Tensor k, Tensor v, Tensor w, Tensor u,
+    private void wkvBackwardChunked(int n, boolean bf16, int steps, int heads, int c, Tensor r, Tensor k, Tensor v, Tensor w, Tensor u,
                                     Tensor state0, Tensor dy, Tensor dState, Tensor dr, Tensor dk, Tensor dv, Tensor dw, Tensor du) {
         int tiles = wkvTiles(n), chunks = (steps + KernelSources.WKV_CHUNK_LEN - 1) / KernelSources.WKV_CHUNK_LEN;
         int blocks = heads * tiles, threads = KernelSources.WKV_CHUNK_THREADS;
         try (Tensor states = new CudaTensor(this, new int[]{heads, chunks, n * n});
              Tensor grp = new CudaTensor(this, new int[]{tiles, steps, c}); Tensor gkp = new CudaTensor(this, new int[]{tiles, steps, c});
              Tensor dwp = new CudaTensor(this, new int[]{tiles, c}); Tensor dup = new CudaTensor(this, new int[]{tiles, c})) {
-            k("wkv5_chunked", "wkv5c_states_n" + n + "_f32").launch(blocks, threads, 0, steps, c, t(k), t(v), t(w), t(state0), t(states));
-            k("wkv5_chunked", wkvBackwardKernel(n, false)).launch(blocks, threads, 0, steps, c, t(r), t(k), t(v), t(w), t(u),
-                    t(dy), t(states), t(dState), t(dv), t(grp), t(gkp), t(dwp), t(dup));
+            k("wkv5_chunked", "wkv5c_states_n" + n + (bf16 ? "_bf16" : "_f32")).launch(blocks, threads, 0, steps, c,
+                    in(k, bf16), in(v, bf16), t(w), t(state0), t(states));
+            k("wkv5_chunked", wkvBackwardKernel(n, bf16)).launch(blocks, threads, 0, steps, c, in(r, bf16), in(k, bf16), in(v, bf16),
+                    t(w), in(u, bf16), t(dy), t(states), t(dState), t(dv), t(grp), t(gkp), t(dwp), t(dup));
             long tc = (long) steps * c;
             int grid = (int) Math.min((tc + THREADS - 1) / THREADS, 65535);
             k("wkv5_chunked", "wkv5c_reduce").launch(grid, THREADS, 0, tiles, tc, c, t(grp), t(gkp), t(dwp), t(dup),

@@ -4,6 +4,7 @@ import ai.longrwkv.core.backend.Backends;
 import ai.longrwkv.core.backend.Tensor;
 import ai.longrwkv.core.backend.WkvImpl;
 import ai.longrwkv.core.backend.cpu.CpuBackend;
+import ai.longrwkv.core.tensor.DType;
 import ai.longrwkv.core.tensor.HostTensor;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
@@ -195,6 +196,48 @@ class CudaTensorCoreWkvTest {
             System.out.printf("tensor-core %-18s error/bound worst %.3f (same bf16 inputs, m = %d), %.3f (fp32 inputs, m = %d)%n",
                     names[o], worstRounded[o], mRounded[o], worstFp32[o], mRounded[o] + mInputs[o]);
         }
+    }
+
+    /** y, final state, dr, dk, dv, dw, du, dS0 through the Backend seam with r, k, v, u uploaded as bf16 (dw, du from zero). */
+    static float[][] runSeamBf16(ai.longrwkv.core.backend.Backend be, Problem p) {
+        int c = p.h * p.n;
+        try (Tensor r = be.upload(p.r, DType.BF16); Tensor k = be.upload(p.k, DType.BF16); Tensor v = be.upload(p.v, DType.BF16);
+             Tensor u = be.upload(p.u, DType.BF16); Tensor w = be.upload(p.w); Tensor s = be.upload(p.s0); Tensor s0 = be.upload(p.s0);
+             Tensor y = be.zeros(p.t, c); Tensor dy = be.upload(p.dy); Tensor ds = be.upload(p.dsT); Tensor dr = be.zeros(p.t, c);
+             Tensor dk = be.zeros(p.t, c); Tensor dv = be.zeros(p.t, c); Tensor dw = be.zeros(p.h, p.n); Tensor du = be.zeros(p.h, p.n)) {
+            be.wkvForward(r, k, v, w, u, s, y);
+            be.wkvBackward(r, k, v, w, u, s0, dy, ds, dr, dk, dv, dw, du);
+            return new float[][]{be.download(y).data(), be.download(s).data(), be.download(dr).data(), be.download(dk).data(),
+                    be.download(dv).data(), be.download(dw).data(), be.download(du).data(), be.download(ds).data()};
+        }
+    }
+
+    /**
+     * bf16 r, k, v, u through the Backend seam: the CUDA backend runs exactly the tensor-core kernels (same bits as the
+     * direct launch), and the CPU computes in fp32 on their values (same bits as fp32 inputs holding the rounded values).
+     */
+    @Test
+    void bf16InputsThroughTheSeamRunTheTensorCoreKernels() {
+        Random rnd = new Random(seed + 2);
+        for (int[] hn : new int[][]{{2, 64}, {3, 32}}) {
+            for (int steps : new int[]{1, 17, 40}) {
+                Problem p = new Problem(rnd, hn[0], hn[1], steps);
+                float[][] direct = runTensorCore(p), seam = runSeamBf16(gpu, p);
+                Problem rounded = with(p, x -> bf16((float) x), x -> x);
+                float[][] cpuSeam = runSeamBf16(cpu, p), cpuRounded = CudaChunkedWkvTest.run(cpu, withZeroAccumulators(rounded));
+                for (int o = 0; o < direct.length; o++) {
+                    String tag = CudaChunkedWkvTest.NAMES[o] + " H=" + hn[0] + " N=" + hn[1] + " T=" + steps;
+                    org.junit.jupiter.api.Assertions.assertArrayEquals(direct[o], seam[o], "CUDA seam vs kernels: " + tag);
+                    org.junit.jupiter.api.Assertions.assertArrayEquals(cpuRounded[o], cpuSeam[o], "CPU seam vs rounded fp32: " + tag);
+                }
+            }
+        }
+    }
+
+    private static Problem withZeroAccumulators(Problem p) {
+        java.util.Arrays.fill(p.dw0.data(), 0f);
+        java.util.Arrays.fill(p.du0.data(), 0f);
+        return p;
     }
 
     static double maxAbs(float[] x) {
