@@ -23,9 +23,14 @@ import ai.longrwkv.core.tensor.DType;
  *   <li><b>The WKV state</b>, its gradient, the boundary states kept between chunks, the tuned state, norm statistics,
  *       losses, gradients and every reduction stay fp32 for the same reason: errors there compound over every token
  *       of a 128k context.</li>
- *   <li><b>Activations</b> (what a chunk keeps for backward) stay fp32 in this version. With {@code --grad-cp} only
- *       each layer's input is kept across the chunk, so they are a small term of the plan for the shapes that need
- *       memory most; storing them in bf16 would also round the inputs of every weight-gradient product.</li>
+ *   <li><b>r, k, v and u</b>, the WKV's inputs, are rounded to bf16 after their projections (as RWKV-LM's bf16 kernel
+ *       takes them), kept so for backward, and read by the tensor-core WKV kernels on a GPU; the CPU widens them back
+ *       exactly. Forward, recomputation and backward all see the same rounded values; the rounding itself is passed
+ *       through as the identity in backward (as a cast is in PyTorch's autograd).</li>
+ *   <li><b>The other activations</b> stay fp32: the residual stream x and the LayerNorm inputs accumulate over the
+ *       layers (rounding them would move every later layer), and the rest feed weight-gradient products. With
+ *       {@code --grad-cp} only each layer's input is kept across the chunk, so they are a small term of the plan for
+ *       the shapes that need memory most.</li>
  * </ul>
  */
 public final class Precision {

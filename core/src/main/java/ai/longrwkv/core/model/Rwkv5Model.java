@@ -111,12 +111,14 @@ public final class Rwkv5Model implements AutoCloseable {
         private final boolean ownsInput;
         final Tensor xx1, mean1, rstd1, r, k, v, gPre, y, x1, xx2, mean2, rstd2, kPre, rPre, vOut;
 
-        LayerActs(Backend be, int T, ModelConfig c, boolean ownsInput) {
+        /** @param wkvInputs the dtype of r, k, v: bf16 with --precision bf16 (what the WKV kernels read), else fp32 */
+        LayerActs(Backend be, int T, ModelConfig c, boolean ownsInput, DType wkvInputs) {
             int C = c.nEmbd(), F = c.dimFfn();
             this.ownsInput = ownsInput;
             xIn = ownsInput ? be.zeros(T, C) : null;
             xx1 = be.zeros(T, C); mean1 = be.zeros(T); rstd1 = be.zeros(T);
-            r = be.zeros(T, C); k = be.zeros(T, C); v = be.zeros(T, C); gPre = be.zeros(T, C); y = be.zeros(T, C);
+            r = be.zeros(wkvInputs, T, C); k = be.zeros(wkvInputs, T, C); v = be.zeros(wkvInputs, T, C);
+            gPre = be.zeros(T, C); y = be.zeros(T, C);
             x1 = be.zeros(T, C); xx2 = be.zeros(T, C); mean2 = be.zeros(T); rstd2 = be.zeros(T);
             kPre = be.zeros(T, F); rPre = be.zeros(T, C); vOut = be.zeros(T, C);
         }
@@ -131,16 +133,21 @@ public final class Rwkv5Model implements AutoCloseable {
     /** Work buffers of one chunk that nothing reads after the op that fills them. */
     static final class Scratch implements AutoCloseable {
         final Tensor mixC, yn, g, z, gnMean, gnRstd, kAct, rSig, w;
+        /** With bf16 WKV inputs: the fp32 product a projection writes before it is rounded into r, k or v; u in bf16. */
+        final Tensor proj, uIn;
         // backward only (null in forward-only mode)
         final Tensor dC1, dC2, dMix, dxx, dY, dR, dK, dV, dF, dw;
         /** Sinks for the gradients of parameters that are not being trained ([C] and [H, N]). */
         final Tensor sinkA, sinkB, sinkHN;
 
-        Scratch(Backend be, int T, ModelConfig c, boolean backward) {
+        Scratch(Backend be, int T, ModelConfig c, boolean backward, DType wkvInputs) {
             int C = c.nEmbd(), F = c.dimFfn(), H = c.nHead(), N = c.headSize();
             mixC = be.zeros(T, C); yn = be.zeros(T, C); g = be.zeros(T, C); z = be.zeros(T, C);
             gnMean = be.zeros(T * H); gnRstd = be.zeros(T * H); kAct = be.zeros(T, F); rSig = be.zeros(T, C);
             w = be.zeros(H, N);
+            boolean low = wkvInputs != DType.F32;
+            proj = low ? be.zeros(T, C) : null;
+            uIn = low ? be.zeros(wkvInputs, H, N) : null;
             if (backward) {
                 dC1 = be.zeros(T, C); dC2 = be.zeros(T, C); dMix = be.zeros(T, C); dxx = be.zeros(T, C);
                 dY = be.zeros(T, C); dR = be.zeros(T, C); dK = be.zeros(T, C); dV = be.zeros(T, C);
@@ -154,7 +161,7 @@ public final class Rwkv5Model implements AutoCloseable {
 
         @Override
         public void close() {
-            for (Tensor t : new Tensor[]{mixC, yn, g, z, gnMean, gnRstd, kAct, rSig, w, dC1, dC2, dMix, dxx, dY, dR, dK, dV, dF, dw,
+            for (Tensor t : new Tensor[]{mixC, yn, g, z, gnMean, gnRstd, kAct, rSig, w, proj, uIn, dC1, dC2, dMix, dxx, dY, dR, dK, dV, dF, dw,
                     sinkA, sinkB, sinkHN}) {
                 if (t != null) t.close();
             }
@@ -187,12 +194,12 @@ public final class Rwkv5Model implements AutoCloseable {
             if (recomputed) {
                 inputs = new Tensor[cfg.nLayer()];
                 for (int l = 0; l < inputs.length; l++) inputs[l] = be.zeros(T, C);
-                layers = new LayerActs[]{new LayerActs(be, T, cfg, false)};
+                layers = new LayerActs[]{new LayerActs(be, T, cfg, false, computeDtype())};
             } else {
                 inputs = null;
                 // Without backward two sets are enough: block l reads one and writes its output into the other's xIn.
                 layers = new LayerActs[keep ? cfg.nLayer() : Math.min(2, cfg.nLayer())];
-                for (int i = 0; i < layers.length; i++) layers[i] = new LayerActs(be, T, cfg, true);
+                for (int i = 0; i < layers.length; i++) layers[i] = new LayerActs(be, T, cfg, true, computeDtype());
             }
         }
 
@@ -243,7 +250,7 @@ public final class Rwkv5Model implements AutoCloseable {
         }
         int T = tokens.length;
         Activations acts = new Activations(tokens, keepForBackward, recompute, state);
-        try (Scratch s = new Scratch(be, T, cfg, false)) {
+        try (Scratch s = new Scratch(be, T, cfg, false, computeDtype())) {
             be.embedding(w.emb, tokens, acts.embRows);
             be.norm(acts.embRows, w.ln0W, w.ln0B, 1, LN_EPS, acts.layer(0).xIn, acts.ln0Mean, acts.ln0Rstd);
             for (int l = 0; l < cfg.nLayer(); l++) {
@@ -277,13 +284,13 @@ public final class Rwkv5Model implements AutoCloseable {
         // ---- time mix
         be.norm(a.xIn, P.ln1W, P.ln1B, 1, LN_EPS, a.xx1, a.mean1, a.rstd1);
         String blk = "blocks." + l + ".";
-        linearOfMix(a.xx1, attX, P.attMixR, P.attR, blk + "att.receptance.weight", a.r, s.mixC);
-        linearOfMix(a.xx1, attX, P.attMixK, P.attK, blk + "att.key.weight", a.k, s.mixC);
-        linearOfMix(a.xx1, attX, P.attMixV, P.attV, blk + "att.value.weight", a.v, s.mixC);
+        wkvInput(a.xx1, attX, P.attMixR, P.attR, blk + "att.receptance.weight", a.r, s);
+        wkvInput(a.xx1, attX, P.attMixK, P.attK, blk + "att.key.weight", a.k, s);
+        wkvInput(a.xx1, attX, P.attMixV, P.attV, blk + "att.value.weight", a.v, s);
         linearOfMix(a.xx1, attX, P.attMixG, P.attG, blk + "att.gate.weight", a.gPre, s.mixC);
         be.copyRow(a.xx1, T - 1, attX);
         be.decay(P.timeDecay, s.w);
-        be.wkvForward(a.r, a.k, a.v, s.w, P.timeFaaaa, wkv, a.y);
+        be.wkvForward(a.r, a.k, a.v, s.w, wkvU(P, s), wkv, a.y);
         be.norm(a.y, P.lnxW, P.lnxB, cfg.nHead(), (float) cfg.groupNormEps(), s.yn, s.gnMean, s.gnRstd);
         be.silu(a.gPre, s.g);
         be.mul(s.yn, s.g, s.z);
@@ -299,6 +306,26 @@ public final class Rwkv5Model implements AutoCloseable {
         be.sigmoid(a.rPre, s.rSig);
         be.mul(s.rSig, a.vOut, xOut);
         be.add(xOut, a.x1, xOut);
+    }
+
+    /**
+     * r, k or v: the projection, rounded to bf16 when the WKV reads bf16 (--precision bf16, as RWKV-LM's bf16 kernel
+     * takes them; the state and w stay fp32), so that forward, recomputation and backward all see the same values.
+     */
+    private void wkvInput(Tensor xx, Tensor prev, Tensor mix, Tensor weight, String weightKey, Tensor out, Scratch s) {
+        if (out.dtype() == DType.F32) {
+            linearOfMix(xx, prev, mix, weight, weightKey, out, s.mixC);
+        } else {
+            linearOfMix(xx, prev, mix, weight, weightKey, s.proj, s.mixC);
+            be.copy(s.proj, out);
+        }
+    }
+
+    /** time_faaaa in the dtype the WKV reads (a bf16 copy in the scratch when r, k, v are bf16). */
+    private Tensor wkvU(ParamSet.Layer P, Scratch s) {
+        if (s.uIn == null) return P.timeFaaaa;
+        be.copy(P.timeFaaaa, s.uIn);
+        return s.uIn;
     }
 
     /** out = mix(xx, prev, mix) W^T (+ LoRA). */
@@ -421,7 +448,7 @@ public final class Rwkv5Model implements AutoCloseable {
     private void backward(Activations acts, RwkvState dState, ParamSet grads, HeadBackward head) {
         if (!acts.kept) throw new IllegalStateException("forward was run without keepForBackward");
         int T = acts.length();
-        try (Scratch s = new Scratch(be, T, cfg, true); Tensor dx = be.zeros(T, cfg.nEmbd())) {
+        try (Scratch s = new Scratch(be, T, cfg, true, computeDtype()); Tensor dx = be.zeros(T, cfg.nEmbd())) {
             if (head.run(s, s.dC1)) {
                 be.normBackward(s.dC1, acts.xFinal, w.lnOutW, 1, acts.lnOutMean, acts.lnOutRstd, dx,
                         orSink(grads.lnOutW, s.sinkA), orSink(grads.lnOutB, s.sinkB));
@@ -508,7 +535,7 @@ public final class Rwkv5Model implements AutoCloseable {
         // WKV, from the layer's state at chunk start; dState.wkv[l] goes from dL/dS_T to dL/dS_0
         be.decay(P.timeDecay, s.w);
         be.fill(s.dw, 0f);
-        be.wkvBackward(a.r, a.k, a.v, s.w, P.timeFaaaa, start.wkv[l], s.dY, dState.wkv[l], s.dR, s.dK, s.dV, s.dw,
+        be.wkvBackward(a.r, a.k, a.v, s.w, wkvU(P, s), start.wkv[l], s.dY, dState.wkv[l], s.dR, s.dK, s.dV, s.dw,
                 orSink(G.timeFaaaa, s.sinkHN));
         if (G.timeDecay != null) be.decayBackward(P.timeDecay, s.w, s.dw, G.timeDecay);
         // the four projections of token-shift mixes of xx1

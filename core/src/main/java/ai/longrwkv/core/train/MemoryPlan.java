@@ -69,21 +69,23 @@ public final class MemoryPlan {
         int states = (s.bptt() == BpttMode.FULL ? chunks : 1) + 3;
         add("states", (long) states * state, String.format(Locale.ROOT, "%d x %s: %s + the initial state, its gradient and the chunk's start",
                 states, human(state), s.bptt() == BpttMode.FULL ? chunks + " chunk-boundary states (ctx / chunk)" : "the running state"));
-        // one chunk's activations (Rwkv5Model.Activations kept for backward)
-        long perLayer = 10 * T * C + T * F + 4 * T;   // xx1 r k v gPre y x1 xx2 rPre vOut, kPre, mean/rstd 1 and 2
-        long acts = 3 * T * C + 4 * T;                 // embRows, xFinal, lnOut and their norm statistics
+        // one chunk's activations (Rwkv5Model.Activations kept for backward), in bytes; r, k, v in the WKV's input dtype
+        int wkvBytes = s.precision().bytes();
+        long perLayer = 4 * (7 * T * C + T * F + 4 * T) + 3 * T * C * wkvBytes;   // xx1 gPre y x1 xx2 rPre vOut, kPre, mean/rstd; r k v
+        long acts = 4 * (3 * T * C + 4 * T);                                        // embRows, xFinal, lnOut and their norm statistics
         if (s.gradCp()) {
-            acts += L * T * C + perLayer;              // each layer's input, one working set
+            acts += 4 * L * T * C + perLayer;          // each layer's input, one working set
         } else {
-            acts += L * (T * C + perLayer);
+            acts += L * (4 * T * C + perLayer);
         }
-        add("activations", acts * 4, s.gradCp()
+        add("activations", acts, s.gradCp()
                 ? String.format(Locale.ROOT, "--grad-cp: %d layer inputs [%d, %d] + one layer's working set", L, T, C)
-                : String.format(Locale.ROOT, "%d layers x (11 [%d, %d] + [%d, %d]) fp32", L, T, C, T, F));
+                : String.format(Locale.ROOT, "%d layers x (8 [%d, %d] fp32 + r, k, v in %s + [%d, %d] fp32)", L, T, C, s.precision().label(), T, F));
         // backward scratch (Rwkv5Model.Scratch with backward, and dx)
-        long scratch = 14 * T * C + 2 * T * F + 2 * T * H + 3L * H * N + 2L * C + T * C;
-        if (s.gradCp()) scratch += 2L * C + (long) H * N * N + T * C;   // the layer's state copies and the recomputed output
-        add("backward scratch", scratch * 4, "work buffers of one chunk's backward (14 [T, C] + 2 [T, F] + ...)");
+        long scratch = 4 * (14 * T * C + 2 * T * F + 2 * T * H + 3L * H * N + 2L * C + T * C);
+        if (s.gradCp()) scratch += 4 * (2L * C + (long) H * N * N + T * C);   // the layer's state copies and the recomputed output
+        if (s.precision() == DType.BF16) scratch += 4 * T * C + 2L * H * N;   // the fp32 projection before rounding into r, k, v; u in bf16
+        add("backward scratch", scratch, "work buffers of one chunk's backward (14 [T, C] + 2 [T, F] + ...)");
         long sliceRows = Math.min(T, Math.max(1, Rwkv5Model.HEAD_SLICE_ELEMENTS / V));
         add("logits slice", sliceRows * V * 4, String.format(Locale.ROOT, "[%d, %d] fp32: the head and loss run in slices, never [%d, %d]", sliceRows, V, T, V));
         if (s.precision() == DType.BF16) {

@@ -102,29 +102,47 @@ class MemorySavingTest {
         return new ModelWeights(out, "rounded", TINY.groupNormEps());
     }
 
+    /**
+     * Against fp32 weights holding the same rounded values: the CPU widens bf16 weights exactly into the same sgemm, so
+     * what differs is only the rounding of the WKV's inputs r, k, v, u to bf16 (Precision): 4 inputs per block, each
+     * moved by at most 2^-9 of itself, so to first order the logits move by at most 4L 2^-9 of their scale and the loss
+     * by as much relative. A gradient passes each rounding site twice (its forward value, and the backward re-reading
+     * the rounded input): 8L 2^-9; and it is a sum over positions whose terms partly cancel, which raises its relative
+     * error by the ratio of the terms' magnitude to the sum's. That ratio is not derived here: we allow 2 (measured:
+     * time_mix_r of block 0 reaches 1.04 x 8L 2^-9 on this model), i.e. 16L 2^-9 in L2.
+     */
     @Test
-    void bf16WeightsOnTheCpuAreExactlyTheirRoundedValues() {
+    void bf16ModelIsTheRoundedWeightsModelUpToTheRoundingOfTheWkvInputs() {
         try (Rwkv5Model bf = Rwkv5Model.load(be, weights, TINY.groupNormEps(), DType.BF16);
              Rwkv5Model ref = Rwkv5Model.load(be, roundedMatrices(), TINY.groupNormEps())) {
             assertEquals(DType.BF16, bf.params().get("blocks.0.att.key.weight").dtype());
             assertEquals(DType.F32, bf.params().get("blocks.0.att.time_decay").dtype(), "time_decay stays fp32");
-            // the CPU widens bf16 exactly into the same sgemm: the same bits
-            Grads a = grads(bf, 6, BpttMode.FULL), b = grads(ref, 6, BpttMode.FULL);
-            assertEquals(b.loss(), a.loss(), 0.0);
-            for (String k : b.byName().keySet()) assertArrayEquals(b.byName().get(k), a.byName().get(k), k);
+            double bound = 4 * TINY.nLayer() * Math.pow(2, -9);
+            assertWithin(grads(ref, 6, BpttMode.FULL), grads(bf, 6, BpttMode.FULL), bound, 4 * bound);
+        }
+    }
+
+    private static void assertWithin(Grads ref, Grads got, double bound, double gradBound) {
+        assertTrue(got.loss() != ref.loss(), "bf16 rounding must change something");
+        assertTrue(Math.abs(got.loss() - ref.loss()) <= bound * Math.abs(ref.loss()), "loss " + got.loss() + " vs " + ref.loss() + ", bound " + bound);
+        for (String k : ref.byName().keySet()) {
+            float[] g = ref.byName().get(k), h = got.byName().get(k);
+            double diff = 0, norm = 0;
+            for (int i = 0; i < g.length; i++) { diff += (g[i] - h[i]) * (double) (g[i] - h[i]); norm += g[i] * (double) g[i]; }
+            assertTrue(Math.sqrt(diff) <= gradBound * Math.sqrt(norm), k + ": relative error " + Math.sqrt(diff / norm) + " > " + gradBound);
         }
     }
 
     /**
-     * Against the unrounded fp32 model. Rounding to bf16 changes each weight by at most 2^-9 of itself; to first order
-     * a logit then moves by at most 2^-9 times the sum, over the matrices on its path (8 per block, emb and head:
-     * 8L + 2), of |that matrix's contribution|, which for these unit-scale models is at most the logits' own scale.
-     * So max |logit error| <= (8L + 2) 2^-9 max |logit|, and the loss (a smooth function of the logits) moves by the
-     * same relative order.
+     * Against the unrounded fp32 model: rounding to bf16 moves each weight and each WKV input by at most 2^-9 of
+     * itself; to first order a logit then moves by at most 2^-9 times the sum, over the matrices on its path (8 per
+     * block, emb and head) and the four WKV inputs per block, of that factor's contribution, which for these unit-scale
+     * models is at most the logits' own scale: max |logit error| <= (12L + 2) 2^-9 max |logit|; the loss moves by the
+     * same relative order and the gradients by twice it (each site passed twice, as above).
      */
     @Test
     void bf16WeightsStayWithinTheDerivedBoundOfFp32() {
-        double bound = (8 * TINY.nLayer() + 2) * Math.pow(2, -9);
+        double bound = (12 * TINY.nLayer() + 2) * Math.pow(2, -9);
         int[] tokens = seq.tokens();
         try (Rwkv5Model bf = Rwkv5Model.load(be, weights, TINY.groupNormEps(), DType.BF16);
              Rwkv5Model fp = Rwkv5Model.load(be, weights, TINY.groupNormEps());
@@ -135,19 +153,9 @@ class MemorySavingTest {
             assertTrue(err > 0, "bf16 rounding must change something");
             assertTrue(err <= bound, "logits relative error " + err + " > " + bound);
         }
-        Grads a, b;
         try (Rwkv5Model bf = Rwkv5Model.load(be, weights, TINY.groupNormEps(), DType.BF16);
              Rwkv5Model fp = Rwkv5Model.load(be, weights, TINY.groupNormEps())) {
-            a = grads(bf, 6, BpttMode.FULL);
-            b = grads(fp, 6, BpttMode.FULL);
-        }
-        assertTrue(Math.abs(a.loss() - b.loss()) <= bound * Math.abs(b.loss()), "loss " + a.loss() + " vs " + b.loss());
-        // gradients are products of two such perturbed factors: twice the bound, measured over the whole tensor
-        for (String k : b.byName().keySet()) {
-            float[] g = b.byName().get(k), h = a.byName().get(k);
-            double diff = 0, ref = 0;
-            for (int i = 0; i < g.length; i++) { diff += (g[i] - h[i]) * (double) (g[i] - h[i]); ref += g[i] * (double) g[i]; }
-            assertTrue(Math.sqrt(diff) <= 2 * bound * Math.sqrt(ref), k + ": relative error " + Math.sqrt(diff / ref));
+            assertWithin(grads(fp, 6, BpttMode.FULL), grads(bf, 6, BpttMode.FULL), bound, 2 * bound);
         }
     }
 
@@ -167,17 +175,10 @@ class MemorySavingTest {
                 tr.trainStep();
                 float[] master = be.download(m.params().get("head.weight")).data();
                 assertFalse(java.util.Arrays.equals(before, master), "the step moved the master");
-                // what the model reads now: the rounded master, seen through the model's next forward
-                Map<String, HostTensor> rounded = new LinkedHashMap<>();
-                for (ParamSpec spec : ParamSpec.all(TINY)) {
-                    HostTensor t = be.download(m.params().get(spec.key()));
-                    if (Precision.isMatrix(spec)) {
-                        float[] d = t.data();
-                        for (int i = 0; i < d.length; i++) d[i] = Float16.bf16ToFloat(Float16.floatToBf16(d[i]));
-                    }
-                    rounded.put(spec.key(), t);
-                }
-                try (Rwkv5Model ref = Rwkv5Model.load(be, new ModelWeights(rounded, "r", TINY.groupNormEps()), TINY.groupNormEps());
+                // what the model reads now: the master rounded, as a bf16 model loaded from the master's values holds it
+                Map<String, HostTensor> masterValues = new LinkedHashMap<>();
+                for (ParamSpec spec : ParamSpec.all(TINY)) masterValues.put(spec.key(), be.download(m.params().get(spec.key())));
+                try (Rwkv5Model ref = Rwkv5Model.load(be, new ModelWeights(masterValues, "master", TINY.groupNormEps()), TINY.groupNormEps(), DType.BF16);
                      RwkvState s1 = RwkvState.zeros(be, TINY); RwkvState s2 = RwkvState.zeros(be, TINY);
                      var a = m.forward(seq.tokens(), s1, false, true); var b = ref.forward(seq.tokens(), s2, false, true)) {
                     assertArrayEquals(be.download(b.logits()).data(), be.download(a.logits()).data());
