@@ -159,6 +159,27 @@ class MemorySavingTest {
         }
     }
 
+    /**
+     * Full-BPTT gradients of a bf16 model do not depend on the chunk length: the bf16 roundings are per position (a
+     * weight, or one token's r, k, v), the same in every chunking, so only fp32 summation order changes: the fp32
+     * engine's own tolerance holds (ChunkConsistencyTest), also with --grad-cp.
+     */
+    @Test
+    void bf16FullBpttGradientsDoNotDependOnTheChunkLength() {
+        try (Rwkv5Model bf = Rwkv5Model.load(be, weights, TINY.groupNormEps(), DType.BF16)) {
+            Grads ref = grads(bf, T, BpttMode.FULL);
+            bf.setRecompute(true);
+            for (int c : new int[]{1, 4, 6}) {
+                Grads g = grads(bf, c, BpttMode.FULL);
+                assertEquals(ref.loss(), g.loss(), 1e-6 * Math.abs(ref.loss()), "loss, chunk " + c);
+                for (String k : ref.byName().keySet()) {
+                    double rel = relMaxDiff(ref.byName().get(k), g.byName().get(k));
+                    assertTrue(rel <= 1e-5, k + " chunk " + c + ": relative difference " + rel);
+                }
+            }
+        }
+    }
+
     @Test
     void mixedPrecisionTrainingUpdatesTheFp32MasterAndRefreshesTheBf16Copy() {
         try (Rwkv5Model m = Rwkv5Model.load(be, weights, TINY.groupNormEps())) {
