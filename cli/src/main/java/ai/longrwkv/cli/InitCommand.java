@@ -31,8 +31,9 @@ final class InitCommand implements Callable<Integer> {
     @Option(names = "--memory-decay", defaultValue = "-16", paramLabel = "D",
             description = "time_decay of the long-memory channels; the decay per token is exp(-exp(D)): -16 keeps 98.6% after 128k tokens (default: ${DEFAULT-VALUE}).") double memoryDecay;
     @Option(names = "--matrices", defaultValue = "orthogonal", paramLabel = "orthogonal|gaussian",
-            description = "orthogonal (RWKV-LM's init) | gaussian (the same scale without the QR factorisations, which take tens of minutes"
-                    + " for a 7B shape on a small machine: for memory and speed tests of large shapes) (default: ${DEFAULT-VALUE}).") String matrices;
+            description = "orthogonal (RWKV-LM's init) | gaussian (for memory and speed tests of large shapes: Gaussian matrices of the same"
+                    + " scale without the QR factorisations, which take tens of minutes for a 7B shape on a small machine, and the output"
+                    + " projections x052 starts at zero given values too, so that the state and every gradient are non-trivial) (default: ${DEFAULT-VALUE}).") String matrices;
     @Option(names = "--dtype", defaultValue = "bf16", description = "bf16 | fp16 | fp32 for .pth output (default: ${DEFAULT-VALUE}; safetensors output is F32).") String dtype;
 
     @Override

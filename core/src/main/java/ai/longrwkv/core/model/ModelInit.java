@@ -23,9 +23,12 @@ public final class ModelInit {
     /**
      * The same initialisation, made one tensor at a time when read (a writer streams it to a file, so a 7.5B model is
      * never in memory whole), with the long-memory channels of {@link #setMemoryChannels} applied (0: none).
-     * {@code gaussianMatrices}: the orthogonal matrices replaced by Gaussian ones of the same scale (each value
-     * N(0, gain^2 / max(out, in)), the variance of an orthogonal matrix's entries): the QR factorisations of a 7B
-     * shape take tens of minutes on a small machine, and a shape test does not need orthogonality.
+     * {@code gaussianMatrices}: for memory and speed tests of large shapes, the orthogonal matrices replaced by Gaussian
+     * ones of the same scale (each value N(0, gain^2 / max(out, in)), the variance of an orthogonal matrix's entries:
+     * the QR factorisations of a 7B shape take tens of minutes on a small machine), and the output projections x052
+     * starts at zero (att.output, ffn.value, ffn.receptance) Gaussian with gain 0.5, so that every block, and with it
+     * the state, changes the logits: with them at zero the state's gradient is exactly 0 and state tuning would only
+     * time a no-op.
      */
     public static ModelWeights x052Lazy(ModelConfig cfg, long seed, int memoryChannels, double memoryDecay, boolean gaussianMatrices) {
         Map<String, ModelWeights.Entry> entries = new LinkedHashMap<>();
@@ -71,7 +74,10 @@ public final class ModelInit {
             case HEAD -> matrix(t, V > C ? 0.5 * Math.sqrt((double) V / C) : 0.5, rnd, gaussianMatrices);
             case ATT_R, ATT_V, FFN_K -> matrix(t, 1.0, rnd, gaussianMatrices);
             case ATT_K, ATT_G -> matrix(t, 0.1, rnd, gaussianMatrices);
-            case ATT_O, FFN_V, FFN_R -> { }   // zeros
+            case ATT_O, FFN_V, FFN_R -> {
+                // zeros in x052; the shape-test variant gives them values too, so that every block (and the state) moves the output
+                if (gaussianMatrices) matrix(t, 0.5, rnd, true);
+            }
         }
         return t;
     }
