@@ -6,7 +6,7 @@
 #            the share of the sgemm-bound limit (sgemm measured in each round). Installs Debian's python3-torch and
 #            OpenBLAS (root, apt) when missing. Not part of CI.
 #        scripts/bench.sh precision [ROUNDS]   the training step with fp32 and with bf16 weight matrices, alternating,
-#            ROUNDS times (default 3): L12-C768 V65536 full finetuning (bf16: fp32 master + bf16 working copy) and
+#            ROUNDS times (default 3): L12-C768 V65536 full finetuning (bf16: fp32 master + bf16 working copy), and once
 #            L24-C2048 V65536 state tuning (bf16: the frozen matrices stored in bf16), ctx 1024; medians and ratio,
 #            with each run's peak tensor memory.
 set -euo pipefail
@@ -21,11 +21,12 @@ if [ "${1:-}" = precision ]; then
   median() { sort -g | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
   {
     echo "# machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(free -g | awk '/Mem/{print $2}') GiB; load $(cut -d' ' -f1-3 /proc/loadavg)"
-    for shape in "12 768 full 3" "24 2048 state 1"; do
+    # the 1.6B shape once per precision (each run spends ~2 min on its orthogonal init and ~80 s per step here)
+    for shape in "12 768 full 3 $rounds" "24 2048 state 1 1"; do
       set -- $shape
       : > /tmp/bp-f.$$; : > /tmp/bp-b.$$
-      echo "## training step L$1-C$2 V65536, mode $3, ctx 1024, fp32 vs bf16 weight matrices, $rounds rounds alternating"
-      for r in $(seq 1 "$rounds"); do
+      echo "## training step L$1-C$2 V65536, mode $3, ctx 1024, fp32 vs bf16 weight matrices, $5 rounds alternating"
+      for r in $(seq 1 "$5"); do
         f=$("$L" bench train --layers "$1" --embd "$2" --mode "$3" --reps "$4" --precision fp32 | tee /dev/stderr | awk '/^median/ {print $2}')
         b=$("$L" bench train --layers "$1" --embd "$2" --mode "$3" --reps "$4" --precision bf16 | tee /dev/stderr | awk '/^median/ {print $2}')
         echo "$f" >> /tmp/bp-f.$$; echo "$b" >> /tmp/bp-b.$$
