@@ -339,7 +339,8 @@ final class BenchCommand implements Runnable {
             };
             OpProfiler profiler = new OpProfiler();
             try (CpuBackend cpu = new CpuBackend(); Backend be = profile ? profiler.wrap(cpu) : cpu;
-                 Rwkv5Model model = new Rwkv5Model(be, cfg, ParamSet.upload(be, cfg, ModelInit.x052(cfg, 1), m == Trainer.Mode.FULL ? DType.F32 : dtype));
+                 Rwkv5Model model = new Rwkv5Model(be, cfg, ParamSet.upload(be, cfg, ModelInit.x052Lazy(cfg, 1, 0, 0, false),
+                         m == Trainer.Mode.FULL ? DType.F32 : dtype));
                  Trainer t = newTrainer(model, m, dtype, gradCp, new Trainer.Config(m, chunkLen, BpttMode.parse(bptt), 1, 1, reps + 1,
                          new LrSchedule(1e-4, 1e-5, 0, reps + 1, LrSchedule.Kind.COSINE), 0, 1.0, true, 0), data)) {
                 System.out.printf("train step (%s, bptt %s, %s%s): model %s, %,d params, ctx %d, chunk %d, backend %s%n",
