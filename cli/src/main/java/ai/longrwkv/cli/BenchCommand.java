@@ -8,6 +8,7 @@ import ai.longrwkv.core.backend.cpu.CpuBackend;
 import ai.longrwkv.core.model.ModelConfig;
 import ai.longrwkv.core.model.ModelInit;
 import ai.longrwkv.core.model.ParamSet;
+import ai.longrwkv.core.model.Precision;
 import ai.longrwkv.core.model.Rwkv5Model;
 import ai.longrwkv.core.model.RwkvState;
 import ai.longrwkv.core.tensor.DType;
@@ -340,7 +341,7 @@ final class BenchCommand implements Runnable {
             OpProfiler profiler = new OpProfiler();
             try (CpuBackend cpu = new CpuBackend(); Backend be = profile ? profiler.wrap(cpu) : cpu;
                  Rwkv5Model model = new Rwkv5Model(be, cfg, ParamSet.upload(be, cfg, ModelInit.x052Lazy(cfg, 1, 0, 0, false),
-                         m == Trainer.Mode.FULL ? DType.F32 : dtype));
+                         Precision.loadDtype(dtype, m == Trainer.Mode.FULL)));
                  Trainer t = newTrainer(model, m, dtype, gradCp, new Trainer.Config(m, chunkLen, BpttMode.parse(bptt), 1, 1, reps + 1,
                          new LrSchedule(1e-4, 1e-5, 0, reps + 1, LrSchedule.Kind.COSINE), 0, 1.0, true, 0), data)) {
                 System.out.printf("train step (%s, bptt %s, %s%s): model %s, %,d params, ctx %d, chunk %d, backend %s%n",
@@ -373,8 +374,7 @@ final class BenchCommand implements Runnable {
     /** A trainer on a model set to the precision and --grad-cp as the training commands set them. */
     private static Trainer newTrainer(Rwkv5Model model, Trainer.Mode m, DType dtype, boolean gradCp, Trainer.Config cfg,
                                       Trainer.SequenceSource data) {
-        if (m == Trainer.Mode.FULL && dtype == DType.BF16) model.useWorkingCopy(DType.BF16);
-        model.setRecompute(gradCp);
+        Precision.configure(model, dtype, m == Trainer.Mode.FULL, gradCp);
         return new Trainer(model, cfg, data, null, java.util.Set.of());
     }
 

@@ -105,10 +105,6 @@ final class Cli {
 
     /** --precision fp32|bf16 as a dtype, with the option named in the error. */
     static ai.longrwkv.core.tensor.DType precision(String value) {
-        try {
-            return ai.longrwkv.core.tensor.DType.parse(value == null ? "fp32" : value);
-        } catch (IllegalArgumentException e) {
-            throw new IllegalArgumentException("--precision must be fp32 or bf16, got '" + value + "'");
-        }
+        return ai.longrwkv.core.tensor.DType.parseOption("--precision", value == null ? "fp32" : value);
     }
 }

@@ -191,16 +191,12 @@ public final class TrainingOptions {
 
     /** --precision as a dtype (fp32 or bf16). */
     public DType precision() {
-        try {
-            return DType.parse(precision == null ? "fp32" : precision);
-        } catch (IllegalArgumentException e) {
-            throw new IllegalArgumentException("--precision must be fp32 or bf16, got '" + precision + "'");
-        }
+        return DType.parseOption("--precision", precision == null ? "fp32" : precision);
     }
 
     /** The dtype the weight matrices are loaded in: bf16 only where they are frozen (full finetuning loads the fp32 master). */
     public DType loadDtype(Trainer.Mode mode) {
-        return mode == Trainer.Mode.FULL ? DType.F32 : precision();
+        return ai.longrwkv.core.model.Precision.loadDtype(precision(), mode == Trainer.Mode.FULL);
     }
 
     /** The memory plan's description of this run. */
@@ -211,8 +207,7 @@ public final class TrainingOptions {
 
     /** Applies --precision (the bf16 working copy of full finetuning) and --grad-cp to a loaded model. */
     public void configure(Rwkv5Model model, Trainer.Mode mode) {
-        if (mode == Trainer.Mode.FULL && precision() == DType.BF16) model.useWorkingCopy(DType.BF16);
-        model.setRecompute(gradCp);
+        ai.longrwkv.core.model.Precision.configure(model, precision(), mode == Trainer.Mode.FULL, gradCp);
     }
 
     /** An integer option in [min, max]. */

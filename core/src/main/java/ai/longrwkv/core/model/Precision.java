@@ -44,6 +44,20 @@ public final class Precision {
         };
     }
 
+    /**
+     * The dtype a run loads its weight matrices in: {@code precision} where they are frozen; fp32 when they are
+     * trained (the master copy; {@link #configure} adds the working copy).
+     */
+    public static DType loadDtype(DType precision, boolean trainsMatrices) {
+        return trainsMatrices ? DType.F32 : precision;
+    }
+
+    /** Applies a run's precision (a bf16 working copy when the matrices are trained) and --grad-cp to a loaded model. */
+    public static void configure(Rwkv5Model model, DType precision, boolean trainsMatrices, boolean gradCp) {
+        if (trainsMatrices && precision == DType.BF16) model.useWorkingCopy(DType.BF16);
+        model.setRecompute(gradCp);
+    }
+
     /** The dtype a parameter is stored in when the run's weight dtype is {@code weights}. */
     public static DType storage(ParamSpec spec, DType weights) {
         return isMatrix(spec) ? weights : DType.F32;

@@ -32,6 +32,15 @@ public enum DType {
         }
     }
 
+    /** {@link #parse} for a command-line option: the error names the option ("--precision must be fp32 or bf16, got 'x'"). */
+    public static DType parseOption(String option, String value) {
+        try {
+            return parse(value);
+        } catch (IllegalArgumentException e) {
+            throw new IllegalArgumentException(option + " must be fp32 or bf16, got '" + value + "'");
+        }
+    }
+
     @Override
     public String toString() { return label(); }
 }

@@ -28,10 +28,9 @@ class MemoryPlanTest {
         ModelWeights w = WEIGHTS.computeIfAbsent(cfg, c -> ModelInit.x052(c, 3));
         try (CpuBackend be = new CpuBackend()) {
             Trainer.Mode mode = Trainer.Mode.valueOf(s.mode().name());
-            DType load = s.mode() == MemoryPlan.Mode.FULL ? DType.F32 : s.precision();
-            try (Rwkv5Model m = Rwkv5Model.load(be, w, cfg.groupNormEps(), load)) {
-                if (s.mode() == MemoryPlan.Mode.FULL && s.precision() == DType.BF16) m.useWorkingCopy(DType.BF16);
-                m.setRecompute(s.gradCp());
+            boolean full = s.mode() == MemoryPlan.Mode.FULL;
+            try (Rwkv5Model m = Rwkv5Model.load(be, w, cfg.groupNormEps(), ai.longrwkv.core.model.Precision.loadDtype(s.precision(), full))) {
+                ai.longrwkv.core.model.Precision.configure(m, s.precision(), full, s.gradCp());
                 LoraSet lora = s.mode() == MemoryPlan.Mode.LORA ? LoraSet.create(be, cfg, List.of("all"), s.loraRank(), 32, 1) : null;
                 m.setLora(lora);
                 Random rnd = new Random(5);

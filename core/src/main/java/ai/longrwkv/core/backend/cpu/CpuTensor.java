@@ -113,13 +113,7 @@ final class CpuTensor implements Tensor {
     }
 
     private IllegalArgumentException wrongDtype() {
-        // name the Backend op the caller called: the outermost CpuBackend frame of the innermost run of them
-        String op = "this op";
-        boolean inside = false;
-        for (StackTraceElement e : Thread.currentThread().getStackTrace()) {
-            boolean backend = e.getClassName().equals(CpuBackend.class.getName());
-            if (backend) { op = e.getMethodName(); inside = true; } else if (inside) break;
-        }
+        String op = ai.longrwkv.core.backend.OpNames.callerOp(CpuBackend.class);
         return new IllegalArgumentException(op + " takes fp32 tensors, got " + describe());
     }
 

@@ -99,17 +99,8 @@ public final class CudaBackend implements Backend {
         return c;
     }
 
-    /** The Backend op the caller called (for messages): the outermost frame of the innermost run of this class's frames. */
     private static String callerOp() {
-        return StackWalker.getInstance().walk(frames -> {
-            String op = "this op";
-            boolean inside = false;
-            for (StackWalker.StackFrame f : (Iterable<StackWalker.StackFrame>) frames::iterator) {
-                boolean here = f.getClassName().equals(CudaBackend.class.getName());
-                if (here) { op = f.getMethodName(); inside = true; } else if (inside) break;
-            }
-            return op;
-        });
+        return ai.longrwkv.core.backend.OpNames.callerOp(CudaBackend.class);
     }
 
     private static void sameSize(Tensor a, Tensor b, String op) {
