@@ -170,6 +170,23 @@ public interface Backend extends AutoCloseable {
      */
     double crossEntropy(Tensor logits, int[] targets, float[] weights, float l2WrapFactor, Tensor dLogits);
 
+    // ---------------------------------------------------------------- several devices
+    /**
+     * A new group id for {@link #communicator} (ncclGetUniqueId): made once by rank 0 and handed to every other rank
+     * (threads of this process, or other nodes over the rendezvous socket).
+     */
+    default byte[] newCommunicatorId() {
+        throw new IllegalArgumentException("training on several devices needs the CUDA backend (--device cuda, or emulated); this is " + name());
+    }
+
+    /**
+     * Joins the group {@code id} as {@code rank} of {@code size} on this backend's device (ncclCommInitRank): returns
+     * when all ranks have joined, or throws {@link ai.longrwkv.core.dist.CollectiveException} after {@code timeoutMillis}.
+     */
+    default ai.longrwkv.core.dist.Communicator communicator(byte[] id, int rank, int size, long timeoutMillis) {
+        throw new IllegalArgumentException("training on several devices needs the CUDA backend (--device cuda, or emulated); this is " + name());
+    }
+
     @Override
     void close();
 }
