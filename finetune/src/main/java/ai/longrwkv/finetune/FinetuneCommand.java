@@ -73,8 +73,14 @@ public final class FinetuneCommand implements Callable<Integer> {
                     + ": the adapter's rank cannot exceed min(out, in) = " + cfg.nEmbd() + ", so --lora-r must be 1.." + cfg.nEmbd());
         }
         String what = "finetune --mode " + mode + (m == Trainer.Mode.LORA ? " --lora-r " + loraR : "") + " of " + cfg;
-        try (Backend be = TrainingRun.backend(train.device);
-             DatasetSequences data = train.openData()) {
+        DataParallelRun.run(train, (be, dp, primary) -> train(be, dp, primary, m, weights, cfg, gnEps, what, extra, finalLr, dir, outType));
+        return 0;
+    }
+
+    /** One rank's (or the one device's) training: load, check, train, and on rank 0 write the result. */
+    private void train(Backend be, ai.longrwkv.core.train.DataParallel dp, boolean primary, Trainer.Mode m, ModelWeights weights,
+                       ModelConfig cfg, double gnEps, String what, Set<String> extra, double finalLr, Path dir, PthWriter.Dtype outType) {
+        try (DatasetSequences data = train.openData()) {
             TrainingRun.checkVocab(data, cfg, train.data);
             int targets = loraTargets.contains("all") ? 8 : loraTargets.size();
             MemoryPlan plan = TrainingRun.checkPlan(what, train.planSpec(cfg, m, loraR, targets), be, train);
@@ -84,12 +90,14 @@ public final class FinetuneCommand implements Callable<Integer> {
                 rm.setLora(lora);
                 String fingerprint = TrainingRun.runFingerprint(TrainingRun.modelIdentity(model, init, train.seed), cfg, "mode=" + mode
                         + (lora != null ? " r=" + loraR + " alpha=" + loraAlpha + " targets=" + loraTargets + " extra=" + extra : ""));
-                System.out.printf("finetune (%s) %s: %s, %,d params, %s%s; data %s (%,d tokens, %s); ctx %s, chunk %d, bptt %s, %d steps; plan %s per step%n",
+                if (primary) System.out.printf("finetune (%s) %s: %s, %,d params, %s%s; data %s (%,d tokens, %s); ctx %s, chunk %d, bptt %s, %d steps; plan %s per step%n",
                         mode, weights.source(), cfg, cfg.parameterCount(), train.precision().label(), train.gradCp ? ", grad-cp" : "", train.data,
                         data.tokenCount(), data.sampling().name().toLowerCase(), train.schedule(), train.chunkLen, train.bptt, train.totalSteps(),
                         MemoryPlan.human(plan.peakBytes()));
-                try (Trainer trainer = new Trainer(rm, train.trainerConfig(m, lr, finalLr, 0), data, lora, extra)) {
-                    TrainingRun.run(trainer, train, fingerprint);
+                try (Trainer trainer = new Trainer(rm, train.trainerConfig(m, lr, finalLr, 0), data, lora, extra, dp)) {
+                    TrainingRun.run(trainer, train, fingerprint, primary);
+                    trainer.gatherTrainables();
+                    if (!primary) return;
                     if (m == Trainer.Mode.FULL) {
                         Path out = dir.resolve("rwkv-final.pth");
                         PthWriter.write(out, rm.toWeights(out.toString()), outType, null);
@@ -110,7 +118,6 @@ public final class FinetuneCommand implements Callable<Integer> {
                 throw TrainingRun.outOfMemory(what, plan, be, train, e);
             }
         }
-        return 0;
     }
 
     static void writeAdapterInfo(Path file, LoraSet lora, List<String> targets, Set<String> extra) {

@@ -9,6 +9,7 @@ import ai.longrwkv.core.train.Trainer;
 import picocli.CommandLine.Option;
 
 import java.nio.file.Path;
+import java.util.List;
 
 /**
  * The data and loop flags every training command shares (picocli mixin). Learning-rate defaults differ between
@@ -116,6 +117,28 @@ public final class TrainingOptions {
     @Option(names = "--device", defaultValue = "cpu", description = "cpu | cuda | auto | emulated (the CUDA kernels run on the CPU, for testing) (default: ${DEFAULT-VALUE}).")
     public String device;
 
+    @Option(names = "--devices", paramLabel = "0,1,...", split = ",", description = "Data-parallel training on these GPUs of this machine"
+            + " (with --device cuda, or emulated for testing): one rank per device, each taking its share of every step's sequences;"
+            + " the global batch is ranks x --micro-batch x --grad-accum (default: one device).")
+    public List<Integer> devices;
+
+    @Option(names = "--zero", defaultValue = "0", paramLabel = "0|1", description = "ZeRO stage with several devices: 0 = every rank keeps"
+            + " the optimizer moments of every tensor; 1 = moments (and the update) sharded by tensor across ranks (default: ${DEFAULT-VALUE}).")
+    public int zero;
+
+    @Option(names = "--nnodes", defaultValue = "1", description = "Machines in the run, each with the same --devices count (default: ${DEFAULT-VALUE}).")
+    public int nnodes;
+
+    @Option(names = "--node-rank", defaultValue = "0", description = "This machine's number, 0 .. nnodes-1; node 0 is the master (default: ${DEFAULT-VALUE}).")
+    public int nodeRank;
+
+    @Option(names = "--master", paramLabel = "ADDR:PORT", description = "With --nnodes > 1: where node 0 listens for the other nodes (as torchrun's --master-addr/--master-port).")
+    public String master;
+
+    @Option(names = "--collective-timeout", defaultValue = "600", paramLabel = "SECONDS", description = "A collective (or the start-up of the"
+            + " group) that takes longer fails with the rank that did not arrive, instead of hanging (default: ${DEFAULT-VALUE}).")
+    public int collectiveTimeout;
+
     @Option(names = "--gn-eps", description = "ln_x GroupNorm eps (default: 1e-5 for rwkv.cpp files, else 64e-5).")
     public Double gnEps;
 
@@ -187,6 +210,48 @@ public final class TrainingOptions {
         if (deviceMemory != null) ai.longrwkv.core.train.MemoryPlan.parseSize("--device-memory", deviceMemory);
         LrSchedule.Kind.parse(schedule);
         DatasetSequences.parseSampling(sampling);
+        validateDevices();
+    }
+
+    /** --devices, --zero, --nnodes, --node-rank, --master, --collective-timeout. */
+    void validateDevices() {
+        if (devices != null) {
+            if (devices.isEmpty()) throw new IllegalArgumentException("--devices needs at least one device number, e.g. --devices 0,1");
+            for (int d : devices) if (d < 0) throw new IllegalArgumentException("--devices: device numbers are >= 0, got " + d);
+            if (new java.util.HashSet<>(devices).size() != devices.size()) throw new IllegalArgumentException("--devices lists a device twice: " + devices);
+        }
+        if (zero < 0 || zero > 1) throw new IllegalArgumentException("--zero must be 0 or 1, got " + zero);
+        atLeast("--nnodes", nnodes, 1, 1 << 16);
+        if (nodeRank < 0 || nodeRank >= nnodes) throw new IllegalArgumentException("--node-rank must be 0.." + (nnodes - 1) + " with --nnodes " + nnodes + ", got " + nodeRank);
+        if (nnodes > 1 && master == null) throw new IllegalArgumentException("--nnodes " + nnodes + " needs --master ADDR:PORT (where node 0 listens)");
+        if (master != null) masterAddress();
+        atLeast("--collective-timeout", collectiveTimeout, 1, 7 * 24 * 3600);
+    }
+
+    /** The devices of this node (--devices, or the one --device names). */
+    public List<Integer> localDevices() {
+        return devices == null ? List.of(0) : List.copyOf(devices);
+    }
+
+    /** Ranks in the run: nodes x local devices. */
+    public int worldSize() {
+        return nnodes * localDevices().size();
+    }
+
+    /** --master as host and port. */
+    public java.net.InetSocketAddress masterAddress() {
+        int colon = master.lastIndexOf(':');
+        String host = colon > 0 ? master.substring(0, colon) : "";
+        int port;
+        try {
+            port = colon > 0 ? Integer.parseInt(master.substring(colon + 1)) : -1;
+        } catch (NumberFormatException e) {
+            port = -1;
+        }
+        if (host.isEmpty() || port < 1 || port > 65535) {
+            throw new IllegalArgumentException("--master must be ADDR:PORT (e.g. 10.0.0.1:29500), got '" + master + "'");
+        }
+        return java.net.InetSocketAddress.createUnresolved(host, port);
     }
 
     /** --precision as a dtype (fp32 or bf16). */

@@ -178,14 +178,19 @@ public final class TrainingRun {
 
     /** Runs to the end (resuming first if asked); prints a one-line summary per 10% and at the end. */
     public static List<Trainer.StepResult> run(Trainer trainer, TrainingOptions o, String runFingerprint) {
+        return run(trainer, o, runFingerprint, true);
+    }
+
+    /** @param primary false on the ranks of a data-parallel group other than 0: they train and checkpoint, and print nothing */
+    public static List<Trainer.StepResult> run(Trainer trainer, TrainingOptions o, String runFingerprint, boolean primary) {
         Path dir = o.outDir();
-        TrainingJob job = new TrainingJob(trainer, dir, o.saveEvery, runFingerprint);
+        TrainingJob job = new TrainingJob(trainer, dir, o.saveEvery, runFingerprint, primary);
         if (o.resume != null) {
             trainer.resume(o.resume.resolve("checkpoints"), runFingerprint);
-            System.out.printf("resumed %s at step %d%n", o.resume, trainer.step());
+            if (primary) System.out.printf("resumed %s at step %d%n", o.resume, trainer.step());
         }
         List<Trainer.StepResult> results = job.run(o.totalSteps());
-        if (!results.isEmpty()) {
+        if (!results.isEmpty() && primary) {
             Trainer.StepResult last = results.get(results.size() - 1);
             double secs = results.stream().mapToDouble(Trainer.StepResult::seconds).sum();
             long toks = results.stream().mapToLong(Trainer.StepResult::tokens).sum();

@@ -7,9 +7,11 @@ import ai.longrwkv.core.model.ModelConfig;
 import ai.longrwkv.core.model.ModelWeights;
 import ai.longrwkv.core.model.Rwkv5Model;
 import ai.longrwkv.core.tensor.HostTensor;
-import ai.longrwkv.core.train.StateFile;
+import ai.longrwkv.core.train.DataParallel;
 import ai.longrwkv.core.train.MemoryPlan;
+import ai.longrwkv.core.train.StateFile;
 import ai.longrwkv.core.train.Trainer;
+import ai.longrwkv.finetune.DataParallelRun;
 import ai.longrwkv.finetune.DatasetSequences;
 import ai.longrwkv.finetune.TrainingOptions;
 import ai.longrwkv.finetune.TrainingRun;
@@ -51,29 +53,32 @@ public final class StateTuneCommand implements Callable<Integer> {
         double gnEps = TrainingRun.groupNormEps(weights, train.gnEps);
         ModelConfig cfg = ModelConfig.fromWeights(weights, gnEps);
         String what = "state-tune of " + cfg;
-        try (Backend be = TrainingRun.backend(train.device);
-             DatasetSequences data = train.openData()) {
-            TrainingRun.checkVocab(data, cfg, train.data);
-            MemoryPlan plan = TrainingRun.checkPlan(what, train.planSpec(cfg, Trainer.Mode.STATE, 0, 0), be, train);
-            try (Rwkv5Model rm = Rwkv5Model.load(be, weights, gnEps, train.loadDtype(Trainer.Mode.STATE))) {
-                train.configure(rm, Trainer.Mode.STATE);
-                run(rm, be, data, cfg, weights, dir, finalLr, outType, plan);
-            } catch (OutOfMemoryError e) {
-                throw TrainingRun.outOfMemory(what, plan, be, train, e);
+        DataParallelRun.run(train, (be, dp, primary) -> {
+            try (DatasetSequences data = train.openData()) {
+                TrainingRun.checkVocab(data, cfg, train.data);
+                MemoryPlan plan = TrainingRun.checkPlan(what, train.planSpec(cfg, Trainer.Mode.STATE, 0, 0), be, train);
+                try (Rwkv5Model rm = Rwkv5Model.load(be, weights, gnEps, train.loadDtype(Trainer.Mode.STATE))) {
+                    train.configure(rm, Trainer.Mode.STATE);
+                    run(rm, be, dp, primary, data, cfg, weights, dir, finalLr, outType, plan);
+                } catch (OutOfMemoryError e) {
+                    throw TrainingRun.outOfMemory(what, plan, be, train, e);
+                }
             }
-        }
+        });
         return 0;
     }
 
-    private void run(Rwkv5Model rm, Backend be, DatasetSequences data, ModelConfig cfg, ModelWeights weights, Path dir, double finalLr,
-                     PthWriter.Dtype outType, MemoryPlan plan) {
+    private void run(Rwkv5Model rm, Backend be, DataParallel dp, boolean primary, DatasetSequences data, ModelConfig cfg, ModelWeights weights,
+                     Path dir, double finalLr, PthWriter.Dtype outType, MemoryPlan plan) {
         String fingerprint = TrainingRun.runFingerprint(TrainingRun.modelIdentity(model, null, train.seed), cfg, "mode=state");
-        System.out.printf("state-tune %s: %s, %s%s; %d trainable values; data %s (%,d tokens); ctx %s, chunk %d, bptt %s, %d steps; plan %s per step%n",
+        if (primary) System.out.printf("state-tune %s: %s, %s%s; %d trainable values; data %s (%,d tokens); ctx %s, chunk %d, bptt %s, %d steps; plan %s per step%n",
                 weights.source(), cfg, train.precision().label(), train.gradCp ? ", grad-cp" : "",
                 (long) cfg.nLayer() * cfg.nHead() * cfg.headSize() * cfg.headSize(), train.data,
                 data.tokenCount(), train.schedule(), train.chunkLen, train.bptt, train.totalSteps(), MemoryPlan.human(plan.peakBytes()));
-        try (Trainer trainer = new Trainer(rm, train.trainerConfig(Trainer.Mode.STATE, lr, finalLr, 10), data, null, Set.of())) {
-            TrainingRun.run(trainer, train, fingerprint);
+        try (Trainer trainer = new Trainer(rm, train.trainerConfig(Trainer.Mode.STATE, lr, finalLr, 10), data, null, Set.of(), dp)) {
+            TrainingRun.run(trainer, train, fingerprint, primary);
+            trainer.gatherTrainables();
+            if (!primary) return;
             HostTensor[] states = new HostTensor[cfg.nLayer()];
             for (int l = 0; l < states.length; l++) states[l] = be.download(trainer.timeState()[l]);
             Path out = dir.resolve("state-final.pth");

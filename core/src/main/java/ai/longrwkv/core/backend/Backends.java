@@ -60,6 +60,33 @@ public final class Backends {
         }
     }
 
+    /**
+     * The backend for device number {@code ordinal} of {@code device} (--devices): "cuda" GPU {@code ordinal}, "emulated"
+     * a new emulated device each call (the ordinal only names it); the CPU has one device.
+     */
+    public static Backend create(String device, int ordinal) {
+        String d = device == null ? "cpu" : device.trim().toLowerCase(Locale.ROOT);
+        if (!d.equals("cuda") && !d.equals("gpu")) {
+            if ((d.equals("cpu") || d.equals("auto")) && ordinal != 0) {
+                throw new IllegalArgumentException("--devices: device " + ordinal + " of --device " + device + ": several devices need --device cuda (or emulated)");
+            }
+            return create(device);
+        }
+        if (ordinal == 0 || tryCudaFailed()) return create(device);
+        try {
+            Class<?> c = Class.forName(CUDA_CLASS);
+            return (Backend) c.getMethod("onDevice", int.class).invoke(null, ordinal);
+        } catch (InvocationTargetException e) {
+            throw new IllegalArgumentException("--devices: GPU " + ordinal + " cannot be used: " + explain(e.getCause() != null ? e.getCause() : e));
+        } catch (ReflectiveOperationException | LinkageError e) {
+            throw new IllegalArgumentException("--devices: GPU " + ordinal + " cannot be used: " + explain(e));
+        }
+    }
+
+    private static synchronized boolean tryCudaFailed() {
+        return cudaTried && cudaFailure != null;
+    }
+
     /** True when the last CUDA attempt created a backend (false before any attempt). */
     public static boolean cudaTriedAndWorked() {
         return cudaTried && cudaFailure == null;

@@ -80,8 +80,13 @@ public final class ParamSet implements AutoCloseable {
 
     /** Copies (rounding) the master's values of every tensor this set owns; see {@link #workingCopy}. */
     public void refreshFrom(Backend be, ParamSet master) {
+        refreshFrom(be, master, byKey.keySet());
+    }
+
+    /** As {@link #refreshFrom(Backend, ParamSet)}, for the tensors named in {@code keys} only. */
+    public void refreshFrom(Backend be, ParamSet master, java.util.Set<String> keys) {
         for (Map.Entry<String, Tensor> e : byKey.entrySet()) {
-            if (!borrowed.contains(e.getKey())) be.copy(master.get(e.getKey()), e.getValue());
+            if (!borrowed.contains(e.getKey()) && keys.contains(e.getKey())) be.copy(master.get(e.getKey()), e.getValue());
         }
     }
 

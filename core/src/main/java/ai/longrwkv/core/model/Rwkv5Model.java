@@ -76,6 +76,16 @@ public final class Rwkv5Model implements AutoCloseable {
         if (w != p) w.refreshFrom(be, p);
     }
 
+    /** As {@link #refreshWorkingCopy()}, for the tensors named in {@code keys} only (ZeRO: the ones this rank updated). */
+    public void refreshWorkingCopy(java.util.Set<String> keys) {
+        if (w != p) w.refreshFrom(be, p, keys);
+    }
+
+    /** The tensor forward and backward read for parameter {@code key} (its working copy, or itself); null: not a parameter. */
+    public Tensor readTensor(String key) {
+        return w.has(key) ? w.get(key) : null;
+    }
+
     /** The dtype the matrix products read the weights in. */
     public DType computeDtype() { return w.matrixDtype(); }
 

@@ -20,15 +20,33 @@ public final class AdamW implements AutoCloseable {
     private final Backend be;
     private final List<Trainable> trainables;
     private final Hyper hyper;
+    /** Which trainables this optimizer steps (ZeRO: the ones this rank owns); moments exist only for those. */
+    private final boolean[] stepped;
     private final Map<String, Tensor[]> moments = new LinkedHashMap<>();
     private long step;
 
     public AdamW(Backend be, List<Trainable> trainables, Hyper hyper) {
+        this(be, trainables, null, hyper);
+    }
+
+    /**
+     * @param stepped which of {@code trainables} this optimizer updates and keeps moments for (null: all); the others
+     *                (ZeRO stage 1 and 2: another rank's) are left alone and their entries in the returned arrays are 0
+     */
+    public AdamW(Backend be, List<Trainable> trainables, boolean[] stepped, Hyper hyper) {
         this.be = be;
         this.trainables = List.copyOf(trainables);
         this.hyper = hyper;
-        for (Trainable t : trainables) moments.put(t.key(), new Tensor[]{be.zeros(t.param().shape()), be.zeros(t.param().shape())});
+        this.stepped = new boolean[trainables.size()];
+        for (int i = 0; i < this.stepped.length; i++) {
+            this.stepped[i] = stepped == null || stepped[i];
+            Trainable t = trainables.get(i);
+            if (this.stepped[i]) moments.put(t.key(), new Tensor[]{be.zeros(t.param().shape()), be.zeros(t.param().shape())});
+        }
     }
+
+    /** Whether trainable i is updated by this optimizer. */
+    public boolean steps(int i) { return stepped[i]; }
 
     public long step() { return step; }
 
@@ -39,28 +57,43 @@ public final class AdamW implements AutoCloseable {
      * {@code gradScale} (see {@link #clipFactor}). Returns the first trainable the update made non-finite, or null.
      */
     public String update(double lr, float gradScale) {
-        step++;
-        String firstNonFinite = null;
-        for (Trainable t : trainables) {
-            Tensor[] mv = moments.get(t.key());
-            double squares = be.adamwStep(t.param(), t.grad(), gradScale, mv[0], mv[1], (float) (lr * t.lrScale()), (float) hyper.beta1(),
-                    (float) hyper.beta2(), (float) hyper.eps(), t.weightDecay() ? (float) hyper.weightDecay() : 0f, step);
-            if (firstNonFinite == null && !Double.isFinite(squares)) firstNonFinite = t.key();
-        }
-        return firstNonFinite;
-    }
-
-    public void zeroGrads() {
-        for (Trainable t : trainables) be.fill(t.grad(), 0f);
+        return firstNonFinite(step(lr, gradScale));
     }
 
     /**
-     * Each trainable's sum of squared gradient values, in {@link #trainables()} order: one pass over the gradients
+     * As {@link #update}, returning each trainable's sum of squares after the update ({@link #trainables()} order; 0
+     * for one this optimizer does not step), not finite where the update overflowed it.
+     */
+    public double[] step(double lr, float gradScale) {
+        step++;
+        double[] squares = new double[trainables.size()];
+        for (int i = 0; i < squares.length; i++) {
+            if (!stepped[i]) continue;
+            Trainable t = trainables.get(i);
+            Tensor[] mv = moments.get(t.key());
+            squares[i] = be.adamwStep(t.param(), t.grad(), gradScale, mv[0], mv[1], (float) (lr * t.lrScale()), (float) hyper.beta1(),
+                    (float) hyper.beta2(), (float) hyper.eps(), t.weightDecay() ? (float) hyper.weightDecay() : 0f, step);
+        }
+        return squares;
+    }
+
+    /** The key of the first trainable whose entry in {@code squares} is not finite, or null. */
+    public String firstNonFinite(double[] squares) {
+        for (int i = 0; i < squares.length; i++) if (!Double.isFinite(squares[i])) return trainables.get(i).key();
+        return null;
+    }
+
+    public void zeroGrads() {
+        for (Trainable t : trainables) if (t.grad() != null) be.fill(t.grad(), 0f);
+    }
+
+    /**
+     * Each trainable's sum of squared gradient values, in {@link #trainables()} order (0 for one this optimizer does not step): one pass over the gradients
      * that both the non-finite check and the clipping use (each pass over a 0.2B model's gradients costs ~0.1 s on CPU).
      */
     public double[] gradSquares() {
         double[] s = new double[trainables.size()];
-        for (int i = 0; i < s.length; i++) s[i] = be.sumOfSquares(trainables.get(i).grad());
+        for (int i = 0; i < s.length; i++) if (stepped[i]) s[i] = be.sumOfSquares(trainables.get(i).grad());
         return s;
     }
 
@@ -81,11 +114,10 @@ public final class AdamW implements AutoCloseable {
 
     /** The first trainable whose gradient is not finite (by its {@link #gradSquares()} entry), or null. */
     public String firstNonFiniteGrad(double[] squares) {
-        for (int i = 0; i < squares.length; i++) if (!Double.isFinite(squares[i])) return trainables.get(i).key();
-        return null;
+        return firstNonFinite(squares);
     }
 
-    /** Moments as host tensors named {@code <key>.exp_avg} and {@code <key>.exp_avg_sq}, for checkpoints. */
+    /** Moments (of the trainables this optimizer steps) as host tensors named {@code <key>.exp_avg} and {@code <key>.exp_avg_sq}, for checkpoints. */
     public Map<String, HostTensor> stateToHost() {
         Map<String, HostTensor> out = new LinkedHashMap<>();
         moments.forEach((k, mv) -> {

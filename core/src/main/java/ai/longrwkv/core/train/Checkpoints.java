@@ -40,7 +40,30 @@ final class Checkpoints {
     }
 
     static String tempPrefix(String dirName) {
-        return ".tmp-" + dirName + "-" + ProcessHandle.current().pid() + "-";
+        return tempPrefix(dirName, ProcessHandle.current().pid());
+    }
+
+    /** The temporary name of a checkpoint written by process {@code pid} (a data-parallel group's: rank 0's). */
+    static String tempPrefix(String dirName, long pid) {
+        return ".tmp-" + dirName + "-" + pid + "-";
+    }
+
+    /**
+     * The tensors of every file of a verified checkpoint whose name starts like {@code file} (trainable.safetensors,
+     * or a sharded checkpoint's trainable.rank-R.safetensors), merged; a key in two files is an error.
+     */
+    static Map<String, ai.longrwkv.core.tensor.HostTensor> readAll(Verified ck, String file) {
+        String base = file.substring(0, file.length() - ".safetensors".length());
+        Map<String, ai.longrwkv.core.tensor.HostTensor> all = new java.util.LinkedHashMap<>();
+        for (String f : ck.meta().getAsJsonObject("files").keySet()) {
+            if (!f.equals(file) && !(f.startsWith(base + ".rank-") && f.endsWith(".safetensors"))) continue;
+            for (var e : Safetensors.readTensors(ck.dir().resolve(f)).entrySet()) {
+                if (all.put(e.getKey(), e.getValue()) != null) {
+                    throw new IllegalArgumentException("checkpoint " + ck.dir() + ": '" + e.getKey() + "' is in two of its " + base + " files");
+                }
+            }
+        }
+        return all;
     }
 
     /**
@@ -136,7 +159,15 @@ final class Checkpoints {
         if (step != dirStep) throw new IllegalArgumentException(json + " says step " + step + " but its directory is " + name);
         JsonElement files = meta.get("files");
         if (files == null || !files.isJsonObject()) throw new IllegalArgumentException(json + ": no 'files' checksums");
-        List<String> toCheck = new ArrayList<>(List.of(Trainer.CHECKPOINT_FILES));
+        List<String> toCheck = new ArrayList<>();
+        JsonElement ranks = meta.get("ranks");
+        if (ranks == null) {
+            toCheck.addAll(List.of(Trainer.CHECKPOINT_FILES));
+        } else {   // a sharded (ZeRO 1) checkpoint: each rank's part of both files
+            long n = number(json, meta, "ranks");
+            if (n < 2 || n > 65536) throw new IllegalArgumentException(json + ": 'ranks' is " + n + ", expected 2..65536");
+            for (int r = 0; r < n; r++) for (String f : Trainer.CHECKPOINT_FILES) toCheck.add(Trainer.shardFile(f, r));
+        }
         if (files.getAsJsonObject().has(Trainer.CARRY_FILE)) toCheck.add(Trainer.CARRY_FILE);   // written by --carry-state runs
         for (String f : toCheck) {
             Path file = ck.resolve(f);

@@ -95,8 +95,14 @@ public final class Trainer implements AutoCloseable {
          * What must match for a resume: everything that changes the numbers, except the number of steps (a resume
          * may extend a run; the learning-rate schedule is then recomputed for the new total).
          */
-        String fingerprint() {
-            return mode + " chunk=" + chunkLen + " bptt=" + bptt + " micro=" + microBatch + " accum=" + gradAccum
+        String fingerprint() { return fingerprint(1); }
+
+        /**
+         * With {@code ranks} data-parallel ranks the micro-batch is the group's (ranks x micro-batch): the same data
+         * and grouping as one device with that micro-batch (see {@link DataParallel}).
+         */
+        String fingerprint(int ranks) {
+            return mode + " chunk=" + chunkLen + " bptt=" + bptt + " micro=" + (long) microBatch * ranks + " accum=" + gradAccum
                     + " lr=" + lr.lrInit() + " lr_final=" + lr.lrFinal() + " warmup=" + lr.warmupSteps() + " schedule=" + lr.kind()
                     + " wd=" + weightDecay + " clip=" + gradClip + " l2wrap=" + l2Wrap + (carry == CarryState.OFF ? "" : " carry=" + carry.cliName() + (carryAcrossDocuments ? "+documents" : ""));
         }
@@ -126,6 +132,10 @@ public final class Trainer implements AutoCloseable {
     /** State tuning: the trained initial WKV state per layer, [H, N(key), N(value)], and its gradient. */
     private final Tensor[] timeState, timeStateGrad;
     private final AdamW optimizer;
+    /** Data parallel: this rank's group and ZeRO stage (null: one device). */
+    private final DataParallel dp;
+    /** ZeRO 1: the rank that owns each trainable ({@link DataParallel#owners}); null when nothing is sharded. */
+    private final int[] owners;
     /** --carry-state: the final state of the last sequence trained, the next sequence's initial state (null: none yet). */
     private RwkvState carried;
     private long step;
@@ -137,6 +147,16 @@ public final class Trainer implements AutoCloseable {
      * @param extraLoraTrain in LORA mode also train these small parameters: "time" (time_*), "ln" (LayerNorms, ln_x)
      */
     public Trainer(Rwkv5Model model, Config cfg, SequenceSource data, LoraSet lora, Set<String> extraLoraTrain) {
+        this(model, cfg, data, lora, extraLoraTrain, null);
+    }
+
+    /** @param dp this rank's data-parallel group (null: one device) */
+    public Trainer(Rwkv5Model model, Config cfg, SequenceSource data, LoraSet lora, Set<String> extraLoraTrain, DataParallel dp) {
+        if (dp != null && dp.world() > 1 && cfg.carry() != CarryState.OFF) {
+            throw new IllegalArgumentException("--carry-state with several devices is not supported: each rank trains its own share of the sequences,"
+                    + " so no rank sees the sequence before its own; use one device or --carry-state off");
+        }
+        this.dp = dp != null && dp.world() > 1 ? dp : null;
         this.model = model;
         this.be = model.backend();
         this.cfg = cfg;
@@ -175,7 +195,19 @@ public final class Trainer implements AutoCloseable {
             }
             default -> throw new IllegalStateException();
         }
-        this.optimizer = new AdamW(be, trainables, AdamW.Hyper.rwkvDefaults(cfg.weightDecay()));
+        if (this.dp != null && this.dp.sharded()) {
+            owners = DataParallel.owners(trainables.stream().map(t -> t.param().size()).toList(), this.dp.world());
+        } else {
+            owners = null;
+        }
+        boolean[] stepped = new boolean[trainables.size()];
+        for (int i = 0; i < stepped.length; i++) stepped[i] = owners == null || owners[i] == this.dp.rank();
+        this.optimizer = new AdamW(be, trainables, stepped, AdamW.Hyper.rwkvDefaults(cfg.weightDecay()));
+    }
+
+    /** This rank's share of the step's sequences: micro-sequence i of step s (see {@link DataParallel}). */
+    private long dataIndex(long s, int micro, int i) {
+        return dp == null ? s * micro + i : (s * dp.world() + dp.rank()) * micro + i;
     }
 
     /** The .pth key of layer l's tuned state. */
@@ -202,7 +234,7 @@ public final class Trainer implements AutoCloseable {
         int used = 0;
         if (cfg.carry() == CarryState.OFF) {
             for (int i = 0; i < micro; i++) {
-                TokenSequence seq = data.sequence(step * micro + i);
+                TokenSequence seq = data.sequence(dataIndex(step, micro, i));
                 // a sequence with no trained target has no loss: training on it would move every weight through L2Wrap alone
                 if (seq.lossPositions() == 0) continue;
                 used++;
@@ -221,6 +253,12 @@ public final class Trainer implements AutoCloseable {
             used = sl.used;
             tokens = sl.tokens;
         }
+        if (dp != null) {   // the group's totals: every rank then takes the same decisions below
+            double[] sums = dp.comm().allReduceSum(new double[]{lossSum, used, tokens});
+            lossSum = sums[0];
+            used = (int) sums[1];
+            tokens = (long) sums[2];
+        }
         if (used == 0 && cfg.carry() != CarryState.OFF) {
             // --carry-state: a step inside a long document's untrained part only carries the state on; no update
             step++;
@@ -228,13 +266,17 @@ public final class Trainer implements AutoCloseable {
             return new StepResult(step, 0, cfg.lr().at(step - 1), 0, tokens, (System.nanoTime() - t0) / 1e9, false, true);
         }
         if (used == 0) {
+            int world = dp == null ? 1 : dp.world();
             throw new IllegalArgumentException(String.format("step %d: none of its %d sequences (data indices %d..%d) has a trained target "
-                    + "(all loss-mask flags 0): nothing to learn from", step + 1, micro, step * micro, step * micro + micro - 1));
+                    + "(all loss-mask flags 0): nothing to learn from", step + 1, micro * world, step * micro * world, (step + 1) * micro * world - 1));
         }
         double loss = lossSum / used;
-        if (used > 1) for (Trainable t : optimizer.trainables()) be.scale(t.grad(), 1f / used);
+        reduceGradients();
+        List<Trainable> ts = optimizer.trainables();
+        if (used > 1) for (int i = 0; i < ts.size(); i++) if (optimizer.steps(i)) be.scale(ts.get(i).grad(), 1f / used);
         double lr = cfg.lr().at(step);
         double[] squares = optimizer.gradSquares();
+        if (owners != null) squares = dp.comm().allReduceSum(squares);   // each entry from its owner alone: x + 0 + ... = x exactly
         String bad = Double.isFinite(loss) ? optimizer.firstNonFiniteGrad(squares) : "the loss";
         if (bad != null) {
             String msg = String.format("step %d: non-finite %s (loss %s)", step + 1, bad.equals("the loss") ? "loss" : "gradient of " + bad, loss);
@@ -246,8 +288,14 @@ public final class Trainer implements AutoCloseable {
             return new StepResult(step, loss, lr, Double.NaN, tokens, (System.nanoTime() - t0) / 1e9, true);
         }
         double norm = AdamW.gradNorm(squares);
-        String overflowed = optimizer.update(lr, AdamW.clipFactor(cfg.gradClip(), norm));
-        model.refreshWorkingCopy();   // mixed precision: the bf16 matrices the next step reads, from the updated fp32 master
+        double[] updated = optimizer.step(lr, AdamW.clipFactor(cfg.gradClip(), norm));
+        if (owners != null) {
+            updated = dp.comm().allReduceSum(updated);
+            shareUpdatedTensors();
+        } else {
+            model.refreshWorkingCopy();   // mixed precision: the bf16 matrices the next step reads, from the updated fp32 master
+        }
+        String overflowed = optimizer.firstNonFinite(updated);
         // a finite gradient with a huge learning rate can still overflow the weights: stop at this step, naming them
         if (overflowed != null) {
             throw new NonFiniteException(String.format("step %d: the update made %s non-finite (lr %s, gradient norm %s); stopping"
@@ -256,6 +304,35 @@ public final class Trainer implements AutoCloseable {
         step++;
         tokensSeen += tokens;
         return new StepResult(step, loss, lr, norm, tokens, (System.nanoTime() - t0) / 1e9, false);
+    }
+
+    /**
+     * Data parallel: the sum of every rank's gradients, one collective per trainable in the trainer's order (the same
+     * calls on every rank): all-reduced (ZeRO 0), or reduced to the tensor's owner (ZeRO 1; the others' copies are
+     * then stale and unused until the next step zeroes them).
+     */
+    private void reduceGradients() {
+        if (dp == null) return;
+        List<Trainable> ts = optimizer.trainables();
+        for (int i = 0; i < ts.size(); i++) {
+            if (owners == null) dp.comm().allReduceSum(ts.get(i).grad());
+            else dp.comm().reduceSum(ts.get(i).grad(), owners[i]);
+        }
+    }
+
+    /**
+     * ZeRO 1, after the owners stepped their tensors: each owner refreshes what the forward reads (the bf16 working copy
+     * of a matrix in mixed precision, else the tensor itself) and broadcasts it to the other ranks.
+     */
+    private void shareUpdatedTensors() {
+        List<Trainable> ts = optimizer.trainables();
+        java.util.Set<String> mine = new java.util.HashSet<>();
+        for (int i = 0; i < ts.size(); i++) if (owners[i] == dp.rank()) mine.add(ts.get(i).key());
+        model.refreshWorkingCopy(mine);
+        for (int i = 0; i < ts.size(); i++) {
+            Tensor read = model.readTensor(ts.get(i).key());
+            dp.comm().broadcast(read != null ? read : ts.get(i).param(), owners[i]);
+        }
     }
 
     private record StreamLoss(double lossSum, int used, long tokens) { }
@@ -270,7 +347,7 @@ public final class Trainer implements AutoCloseable {
         ChunkedBptt.Options opt = new ChunkedBptt.Options(cfg.chunkLen(), cfg.bptt(), cfg.l2Wrap());
         TokenSequence[] seqs = new TokenSequence[micro];
         for (int i = 0; i < micro; i++) {
-            seqs[i] = data.sequence(step * micro + i);
+            seqs[i] = data.sequence(dataIndex(step, micro, i));
             if (seqs[i].resets().length > 0) {
                 throw new IllegalArgumentException("training sequence " + (step * micro + i) + " resets the state at document starts (a pack made with"
                         + " --state-at-boundary reset): --carry-state passes the state from one sequence into the next, use a pack without resets or --carry-state off");
@@ -392,6 +469,16 @@ public final class Trainer implements AutoCloseable {
 
     // ------------------------------------------------------------------------------------------ checkpoints
 
+    /**
+     * Data parallel with ZeRO 1, before the result is written: every rank's trainables made current, each broadcast
+     * from its owner (in mixed precision the others hold only the bf16 copy up to date). A collective: every rank calls it.
+     */
+    public void gatherTrainables() {
+        if (owners == null) return;
+        List<Trainable> ts = optimizer.trainables();
+        for (int i = 0; i < ts.size(); i++) dp.comm().broadcast(ts.get(i).param(), owners[i]);
+    }
+
     /** Trainable tensors by key (host copies), e.g. for saving the result. */
     public Map<String, HostTensor> trainablesToHost() {
         Map<String, HostTensor> out = new LinkedHashMap<>();
@@ -413,45 +500,88 @@ public final class Trainer implements AutoCloseable {
      */
     public Path saveCheckpoint(Path dir, String runFingerprint) {
         try {
-            Files.createDirectories(dir);
-            Checkpoints.removeStaleTemporaries(dir);
+            boolean primary = dp == null || dp.rank() == 0;
             String name = Checkpoints.dirName(step);
-            Path tmp = Files.createTempDirectory(dir, Checkpoints.tempPrefix(name));
+            Path tmp;
+            if (dp == null) {
+                Files.createDirectories(dir);
+                Checkpoints.removeStaleTemporaries(dir);
+                tmp = Files.createTempDirectory(dir, Checkpoints.tempPrefix(name));
+            } else {
+                // one temporary directory for the group, named after rank 0's process (which alone cleans up and renames)
+                long pid = (long) dp.comm().allReduceSum(new double[]{primary ? ProcessHandle.current().pid() : 0})[0];
+                tmp = dir.resolve(Checkpoints.tempPrefix(name, pid) + "ranks");
+                if (primary) {
+                    Files.createDirectories(dir);
+                    Checkpoints.removeStaleTemporaries(dir);
+                    if (Files.exists(tmp)) deleteRecursively(tmp);
+                    Files.createDirectories(tmp);
+                }
+                dp.comm().barrier();
+            }
             Map<String, String> stepMeta = Map.of("step", Long.toString(step));
-            Safetensors.write(tmp.resolve(CHECKPOINT_FILES[0]), trainablesToHost(), stepMeta);
-            Safetensors.write(tmp.resolve(CHECKPOINT_FILES[1]), optimizer.stateToHost(), stepMeta);
-            List<String> written = new ArrayList<>(List.of(CHECKPOINT_FILES));
-            if (cfg.carriesAcrossSteps() && carried != null) {
-                Safetensors.write(tmp.resolve(CARRY_FILE), carried.toHost(be, "carry."), stepMeta);
-                written.add(CARRY_FILE);
+            List<String> written = new ArrayList<>();
+            if (owners == null) {   // one device, or ZeRO 0 (every rank holds the same values): one set of files
+                if (primary) {
+                    Safetensors.write(tmp.resolve(CHECKPOINT_FILES[0]), trainablesToHost(), stepMeta);
+                    Safetensors.write(tmp.resolve(CHECKPOINT_FILES[1]), optimizer.stateToHost(), stepMeta);
+                    written.addAll(List.of(CHECKPOINT_FILES));
+                    if (cfg.carriesAcrossSteps() && carried != null) {
+                        Safetensors.write(tmp.resolve(CARRY_FILE), carried.toHost(be, "carry."), stepMeta);
+                        written.add(CARRY_FILE);
+                    }
+                }
+            } else {   // ZeRO 1: each rank writes the tensors it owns and their moments
+                Map<String, HostTensor> mine = new LinkedHashMap<>();
+                List<Trainable> ts = optimizer.trainables();
+                for (int i = 0; i < ts.size(); i++) if (owners[i] == dp.rank()) mine.put(ts.get(i).key(), be.download(ts.get(i).param()));
+                Safetensors.write(tmp.resolve(shardFile(CHECKPOINT_FILES[0], dp.rank())), mine, stepMeta);
+                Safetensors.write(tmp.resolve(shardFile(CHECKPOINT_FILES[1], dp.rank())), optimizer.stateToHost(), stepMeta);
+                for (int r = 0; r < dp.world(); r++) {
+                    written.add(shardFile(CHECKPOINT_FILES[0], r));
+                    written.add(shardFile(CHECKPOINT_FILES[1], r));
+                }
             }
-            JsonObject meta = new JsonObject();
-            meta.addProperty("format", CHECKPOINT_FORMAT);
-            meta.addProperty("step", step);
-            meta.addProperty("tokens", tokensSeen);
-            meta.addProperty("non_finite_skipped", nonFiniteSkipped);
-            meta.addProperty("total_steps", cfg.steps());
-            meta.addProperty("run", runFingerprint);
-            meta.addProperty("config", cfg.fingerprint());
-            meta.addProperty("data", data.fingerprint());
-            JsonObject files = new JsonObject();
-            for (String f : written) {
-                JsonObject o = new JsonObject();
-                o.addProperty("bytes", Files.size(tmp.resolve(f)));
-                o.addProperty("sha256", ContentFingerprint.sha256(tmp.resolve(f)));
-                files.add(f, o);
-            }
-            meta.add("files", files);
-            meta.addProperty("sha256", ContentFingerprint.sha256(GSON.toJson(meta)));
-            writeAtomically(tmp.resolve("trainer.json"), GSON.toJson(meta));
+            if (dp != null) dp.comm().barrier();
             Path finalDir = dir.resolve(name);
-            if (Files.exists(finalDir)) deleteRecursively(finalDir);
-            Files.move(tmp, finalDir, StandardCopyOption.ATOMIC_MOVE);
-            writeAtomically(dir.resolve("latest"), name + "\n");
+            if (primary) {
+                JsonObject meta = new JsonObject();
+                meta.addProperty("format", CHECKPOINT_FORMAT);
+                meta.addProperty("step", step);
+                meta.addProperty("tokens", tokensSeen);
+                meta.addProperty("non_finite_skipped", nonFiniteSkipped);
+                meta.addProperty("total_steps", cfg.steps());
+                meta.addProperty("run", runFingerprint);
+                meta.addProperty("config", cfg.fingerprint(dp == null ? 1 : dp.world()));
+                meta.addProperty("data", data.fingerprint());
+                if (owners != null) {
+                    meta.addProperty("ranks", dp.world());
+                    meta.addProperty("zero", dp.zero());
+                }
+                JsonObject files = new JsonObject();
+                for (String f : written) {
+                    JsonObject o = new JsonObject();
+                    o.addProperty("bytes", Files.size(tmp.resolve(f)));
+                    o.addProperty("sha256", ContentFingerprint.sha256(tmp.resolve(f)));
+                    files.add(f, o);
+                }
+                meta.add("files", files);
+                meta.addProperty("sha256", ContentFingerprint.sha256(GSON.toJson(meta)));
+                writeAtomically(tmp.resolve("trainer.json"), GSON.toJson(meta));
+                if (Files.exists(finalDir)) deleteRecursively(finalDir);
+                Files.move(tmp, finalDir, StandardCopyOption.ATOMIC_MOVE);
+                writeAtomically(dir.resolve("latest"), name + "\n");
+            }
+            if (dp != null) dp.comm().barrier();
             return finalDir;
         } catch (IOException e) {
             throw new UncheckedIOException("writing checkpoint in " + dir + ": " + e.getMessage(), e);
         }
+    }
+
+    /** The name of rank {@code rank}'s part of a sharded checkpoint file: trainable.rank-1.safetensors. */
+    static String shardFile(String file, int rank) {
+        return file.replace(".safetensors", ".rank-" + rank + ".safetensors");
     }
 
     /**
@@ -464,7 +594,7 @@ public final class Trainer implements AutoCloseable {
         JsonObject meta = ck.meta();
         List<String> diffs = new ArrayList<>();
         compare(diffs, "model/run", Checkpoints.string(ck, "run"), runFingerprint);
-        compare(diffs, "training config", Checkpoints.string(ck, "config"), cfg.fingerprint());
+        compare(diffs, "training config", Checkpoints.string(ck, "config"), cfg.fingerprint(dp == null ? 1 : dp.world()));
         compare(diffs, "data", Checkpoints.string(ck, "data"), data.fingerprint());
         if (!diffs.isEmpty()) throw new IllegalArgumentException("--resume " + ck.dir() + " does not match this run: " + String.join("; ", diffs));
         long savedStep = ck.step();
@@ -478,7 +608,9 @@ public final class Trainer implements AutoCloseable {
             throw new IllegalArgumentException(ck.dir().resolve("trainer.json") + ": tokens " + savedTokens + " / non_finite_skipped " + skipped
                     + " do not fit step " + savedStep);
         }
-        Map<String, HostTensor> saved = Safetensors.readTensors(ck.dir().resolve(CHECKPOINT_FILES[0]));
+        // every layout (one device, ZeRO 0, or a ZeRO 1 checkpoint's shards) resumes on any number of ranks and stage:
+        // the trainables are the union of the trainable files, the moments the union of the optimizer files
+        Map<String, HostTensor> saved = Checkpoints.readAll(ck, CHECKPOINT_FILES[0]);
         for (Trainable t : optimizer.trainables()) {
             HostTensor h = saved.get(t.key());
             if (h == null || h.size() != t.param().size()) throw new IllegalArgumentException("checkpoint " + ck.dir() + " lacks or misshapes '" + t.key() + "'");
@@ -487,9 +619,9 @@ public final class Trainer implements AutoCloseable {
             throw new IllegalArgumentException("checkpoint " + ck.dir() + " holds " + saved.size() + " trainable tensors, this run trains "
                     + optimizer.trainables().size());
         }
-        Map<String, HostTensor> moments = Safetensors.readTensors(ck.dir().resolve(CHECKPOINT_FILES[1]));
+        Map<String, HostTensor> moments = Checkpoints.readAll(ck, CHECKPOINT_FILES[1]);
         long savedTotal = Checkpoints.number(ck, "total_steps");
-        if (savedTotal != cfg.steps()) {
+        if (savedTotal != cfg.steps() && (dp == null || dp.rank() == 0)) {
             System.err.printf("note: the run had %d steps, now %d: the learning-rate schedule is recomputed for %d from step %d on%n",
                     savedTotal, cfg.steps(), cfg.steps(), savedStep);
         }
@@ -530,6 +662,7 @@ public final class Trainer implements AutoCloseable {
                 be.copy(u, t.param());
             }
         }
+        model.refreshWorkingCopy();   // mixed precision: the bf16 matrices the next step reads, from the resumed master
         step = savedStep;
         tokensSeen = savedTokens;
         nonFiniteSkipped = (int) skipped;

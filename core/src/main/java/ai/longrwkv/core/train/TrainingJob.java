@@ -27,18 +27,39 @@ public final class TrainingJob {
     private final Path outDir;
     private final long saveEvery;
     private final String runFingerprint;
+    /** Data parallel: only rank 0 logs, shows progress and cleans up; the others train and checkpoint with it. */
+    private final boolean primary;
 
     public TrainingJob(Trainer trainer, Path outDir, long saveEvery, String runFingerprint) {
+        this(trainer, outDir, saveEvery, runFingerprint, true);
+    }
+
+    /** @param primary false for the ranks of a data-parallel group other than 0 */
+    public TrainingJob(Trainer trainer, Path outDir, long saveEvery, String runFingerprint, boolean primary) {
         this.trainer = trainer;
         this.outDir = outDir;
         this.saveEvery = saveEvery;
         this.runFingerprint = runFingerprint;
+        this.primary = primary;
+    }
+
+    /** A rank other than 0: the same steps and checkpoints (their collectives), nothing written but its checkpoint shards. */
+    private List<Trainer.StepResult> runQuietly() {
+        List<Trainer.StepResult> results = new ArrayList<>();
+        while (!trainer.done()) {
+            Trainer.StepResult r = trainer.trainStep();
+            results.add(r);
+            if (saveEvery > 0 && r.step() % saveEvery == 0 && !trainer.done()) trainer.saveCheckpoint(checkpointDir(), runFingerprint);
+        }
+        trainer.saveCheckpoint(checkpointDir(), runFingerprint);
+        return results;
     }
 
     public Path checkpointDir() { return outDir.resolve("checkpoints"); }
 
     /** Trains until the configured number of steps; returns the step results of this process. */
     public List<Trainer.StepResult> run(long totalSteps) {
+        if (!primary) return runQuietly();
         List<Trainer.StepResult> results = new ArrayList<>();
         long startNanos = System.nanoTime();
         long tokensThisRun = 0;

@@ -48,6 +48,11 @@ public final class CudaBackend implements Backend {
         this.memory = new DeviceMemory(device, device.description());
     }
 
+    /** GPU {@code ordinal} through the NVIDIA driver (one of several: --devices). */
+    public static CudaBackend onDevice(int ordinal) {
+        return new CudaBackend(new DriverDevice(ordinal));
+    }
+
     /** The emulated CUDA device: the real kernels on the CPU (see {@link EmulatedDevice}). */
     public static CudaBackend emulated() {
         return new CudaBackend(new EmulatedDevice());

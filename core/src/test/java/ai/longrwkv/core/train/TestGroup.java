@@ -1,0 +1,162 @@
+package ai.longrwkv.core.train;
+
+import ai.longrwkv.core.backend.Backend;
+import ai.longrwkv.core.backend.Tensor;
+import ai.longrwkv.core.dist.CollectiveException;
+import ai.longrwkv.core.dist.Communicator;
+import ai.longrwkv.core.tensor.HostTensor;
+
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.BrokenBarrierException;
+import java.util.concurrent.Callable;
+import java.util.concurrent.CyclicBarrier;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.Future;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.TimeoutException;
+
+/**
+ * For tests of the trainer's data-parallel logic on the CPU backend: W ranks as threads of one test, collectives on
+ * host copies with NCCL's semantics, sums in rank order (acc = rank 0's values; acc += rank 1's; ...) in fp32 (fp64 for
+ * the host vectors), as the emulated device's NCCL computes them. Not a product path: the CPU backend has no
+ * communicator (the GPU path's emulation is tested with the emulated device).
+ */
+final class TestGroup {
+    private final int size;
+    private final CyclicBarrier barrier;
+    private final Object[] slots;
+    private volatile String aborted;
+
+    TestGroup(int size) {
+        this.size = size;
+        this.barrier = new CyclicBarrier(size);
+        this.slots = new Object[size];
+    }
+
+    Communicator rank(int rank, Backend be) {
+        return new Rank(rank, be);
+    }
+
+    /** Runs body(rank) on W threads and returns their results in rank order; the first failure is rethrown. */
+    static <T> List<T> run(int size, java.util.function.IntFunction<T> body) {
+        ExecutorService pool = Executors.newFixedThreadPool(size);
+        try {
+            List<Future<T>> fs = new ArrayList<>();
+            for (int r = 0; r < size; r++) {
+                int rank = r;
+                fs.add(pool.submit((Callable<T>) () -> body.apply(rank)));
+            }
+            List<T> out = new ArrayList<>();
+            for (Future<T> f : fs) out.add(f.get(10, TimeUnit.MINUTES));
+            return out;
+        } catch (java.util.concurrent.ExecutionException e) {
+            if (e.getCause() instanceof RuntimeException r) throw r;
+            if (e.getCause() instanceof Error err) throw err;
+            throw new IllegalStateException(e.getCause());
+        } catch (InterruptedException | TimeoutException e) {
+            throw new IllegalStateException(e);
+        } finally {
+            pool.shutdownNow();
+        }
+    }
+
+    private void await() {
+        try {
+            barrier.await(60, TimeUnit.SECONDS);
+        } catch (InterruptedException | BrokenBarrierException | TimeoutException e) {
+            throw new CollectiveException("test group broken" + (aborted != null ? ": " + aborted : ""), e);
+        }
+    }
+
+    /** Every rank deposits its value, then each reads all of them; a second barrier before the slots are reused. */
+    private Object[] exchange(int rank, Object mine) {
+        if (aborted != null) throw new CollectiveException(aborted);
+        slots[rank] = mine;
+        await();
+        Object[] all = slots.clone();
+        await();
+        return all;
+    }
+
+    private final class Rank implements Communicator {
+        private final int rank;
+        private final Backend be;
+
+        Rank(int rank, Backend be) {
+            this.rank = rank;
+            this.be = be;
+        }
+
+        @Override public int rank() { return rank; }
+        @Override public int size() { return size; }
+
+        private float[] sum(Object[] all) {
+            float[] acc = ((float[]) all[0]).clone();
+            for (int r = 1; r < size; r++) {
+                float[] x = (float[]) all[r];
+                for (int i = 0; i < acc.length; i++) acc[i] += x[i];
+            }
+            return acc;
+        }
+
+        private void set(Tensor t, float[] values) {
+            try (Tensor u = be.upload(new HostTensor(t.shape(), values), t.dtype())) {
+                be.copy(u, t);
+            }
+        }
+
+        @Override public void allReduceSum(Tensor t) { set(t, sum(exchange(rank, be.download(t).data()))); }
+
+        @Override
+        public void reduceSum(Tensor t, int root) {
+            float[] s = sum(exchange(rank, be.download(t).data()));
+            if (rank == root) set(t, s);
+        }
+
+        @Override
+        public void broadcast(Tensor t, int root) {
+            Object[] all = exchange(rank, be.download(t).data());
+            if (rank != root) set(t, (float[]) all[root]);
+        }
+
+        @Override
+        public void allGather(Tensor in, Tensor out) {
+            Object[] all = exchange(rank, be.download(in).data());
+            float[] o = new float[(int) out.size()];
+            int n = (int) in.size();
+            for (int r = 0; r < size; r++) System.arraycopy((float[]) all[r], 0, o, r * n, n);
+            set(out, o);
+        }
+
+        @Override
+        public void reduceScatterSum(Tensor in, Tensor out) {
+            float[] s = sum(exchange(rank, be.download(in).data()));
+            float[] mine = new float[(int) out.size()];
+            System.arraycopy(s, rank * mine.length, mine, 0, mine.length);
+            set(out, mine);
+        }
+
+        @Override
+        public double[] allReduceSum(double[] values) {
+            Object[] all = exchange(rank, values.clone());
+            double[] acc = ((double[]) all[0]).clone();
+            for (int r = 1; r < size; r++) {
+                double[] x = (double[]) all[r];
+                for (int i = 0; i < acc.length; i++) acc[i] += x[i];
+            }
+            return acc;
+        }
+
+        @Override public void barrier() { exchange(rank, null); }
+
+        @Override
+        public void abort(String reason) {
+            aborted = "rank " + rank + " failed: " + reason;
+            barrier.reset();
+        }
+
+        @Override public void close() { }
+    }
+}
