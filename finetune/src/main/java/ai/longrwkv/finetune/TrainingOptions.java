@@ -122,8 +122,9 @@ public final class TrainingOptions {
             + " the global batch is ranks x --micro-batch x --grad-accum (default: one device).")
     public List<Integer> devices;
 
-    @Option(names = "--zero", defaultValue = "0", paramLabel = "0|1", description = "ZeRO stage with several devices: 0 = every rank keeps"
-            + " the optimizer moments of every tensor; 1 = moments (and the update) sharded by tensor across ranks (default: ${DEFAULT-VALUE}).")
+    @Option(names = "--zero", defaultValue = "0", paramLabel = "0|1|2", description = "ZeRO stage with several devices: 0 = every rank keeps"
+            + " everything; 1 = AdamW moments and fp32 master weights sharded by tensor across ranks; 2 = also the gradients"
+            + " (reduced to their owner after every chunk's layer backward) (default: ${DEFAULT-VALUE}).")
     public int zero;
 
     @Option(names = "--nnodes", defaultValue = "1", description = "Machines in the run, each with the same --devices count (default: ${DEFAULT-VALUE}).")
@@ -220,7 +221,7 @@ public final class TrainingOptions {
             for (int d : devices) if (d < 0) throw new IllegalArgumentException("--devices: device numbers are >= 0, got " + d);
             if (new java.util.HashSet<>(devices).size() != devices.size()) throw new IllegalArgumentException("--devices lists a device twice: " + devices);
         }
-        if (zero < 0 || zero > 1) throw new IllegalArgumentException("--zero must be 0 or 1, got " + zero);
+        if (zero < 0 || zero > 2) throw new IllegalArgumentException("--zero must be 0, 1 or 2, got " + zero);
         atLeast("--nnodes", nnodes, 1, 1 << 16);
         if (nodeRank < 0 || nodeRank >= nnodes) throw new IllegalArgumentException("--node-rank must be 0.." + (nnodes - 1) + " with --nnodes " + nnodes + ", got " + nodeRank);
         if (nnodes > 1 && master == null) throw new IllegalArgumentException("--nnodes " + nnodes + " needs --master ADDR:PORT (where node 0 listens)");

@@ -110,6 +110,21 @@ public final class ParamSet implements AutoCloseable {
         return p;
     }
 
+    /**
+     * A set of tensors the caller provides ({@code tensorFor} null: none for that parameter); the set closes none of
+     * them (ZeRO 2's gradients: owned accumulators and shared scratch, closed by the trainer that made them).
+     */
+    public static ParamSet of(ModelConfig config, java.util.function.Function<ParamSpec, Tensor> tensorFor) {
+        ParamSet p = new ParamSet(config);
+        for (ParamSpec spec : ParamSpec.all(config)) {
+            Tensor t = tensorFor.apply(spec);
+            if (t == null) continue;
+            p.put(spec, t);
+            p.borrowed.add(spec.key());
+        }
+        return p;
+    }
+
     private void put(ParamSpec spec, Tensor t) {
         byKey.put(spec.key(), t);
         Layer L = spec.layer() >= 0 ? layers[spec.layer()] : null;

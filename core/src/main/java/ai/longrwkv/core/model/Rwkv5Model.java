@@ -38,6 +38,7 @@ public final class Rwkv5Model implements AutoCloseable {
     private LoraSet lora;
     /** --grad-cp: keep only each layer's input for backward and recompute the layer there. */
     private boolean recompute;
+    private GradientHook gradientHook;
     private int headSliceRows;
 
     public Rwkv5Model(Backend be, ModelConfig cfg, ParamSet params) {
@@ -91,6 +92,27 @@ public final class Rwkv5Model implements AutoCloseable {
 
     /** --grad-cp: recompute each layer in backward from its input instead of keeping its activations. */
     public void setRecompute(boolean on) { this.recompute = on; }
+
+    /**
+     * Told where each chunk's backward stands, so that a data-parallel trainer can reduce a layer's gradients as soon
+     * as they are complete, while the layers below are still being computed (bucketed reduction).
+     */
+    public interface GradientHook {
+        /** A chunk's backward begins (nothing accumulated yet). */
+        void beforeBackward();
+
+        /** Layer l's backward begins (l = L-1 down to 0). */
+        void beforeLayer(int l);
+
+        /** Layer l's gradients for this chunk are all accumulated. */
+        void afterLayer(int l);
+
+        /** The chunk's backward is done: the head, ln_out, ln0 and embedding gradients too. */
+        void afterBackward();
+    }
+
+    /** The hook every backward reports to (null: none). */
+    public void setGradientHook(GradientHook hook) { this.gradientHook = hook; }
 
     public boolean recompute() { return recompute; }
 
@@ -458,7 +480,9 @@ public final class Rwkv5Model implements AutoCloseable {
     private void backward(Activations acts, RwkvState dState, ParamSet grads, HeadBackward head) {
         if (!acts.kept) throw new IllegalStateException("forward was run without keepForBackward");
         int T = acts.length();
+        GradientHook hook = gradientHook;
         try (Scratch s = new Scratch(be, T, cfg, true, computeDtype()); Tensor dx = be.zeros(T, cfg.nEmbd())) {
+            if (hook != null) hook.beforeBackward();
             if (head.run(s, s.dC1)) {
                 be.normBackward(s.dC1, acts.xFinal, w.lnOutW, 1, acts.lnOutMean, acts.lnOutRstd, dx,
                         orSink(grads.lnOutW, s.sinkA), orSink(grads.lnOutB, s.sinkB));
@@ -467,8 +491,10 @@ public final class Rwkv5Model implements AutoCloseable {
                 backwardRecomputed(acts, dx, dState, grads, s);
             } else {
                 for (int l = cfg.nLayer() - 1; l >= 0; l--) {
+                    if (hook != null) hook.beforeLayer(l);
                     backwardChannelMix(l, acts.layer(l), dx, acts.start, dState, grads, s);
                     backwardTimeMix(l, acts.layer(l), dx, acts.start, dState, grads, s);
+                    if (hook != null) hook.afterLayer(l);
                 }
             }
             // dx is now dL/d(LN0 output)
@@ -478,6 +504,7 @@ public final class Rwkv5Model implements AutoCloseable {
                         orSink(grads.ln0W, s.sinkA), orSink(grads.ln0B, s.sinkB));
                 if (grads.emb != null) be.embeddingBackward(s.dC1, acts.tokens, grads.emb);
             }
+            if (hook != null) hook.afterBackward();
         }
     }
 
@@ -495,8 +522,10 @@ public final class Rwkv5Model implements AutoCloseable {
                 be.copy(acts.start.wkv[l], wkv);
                 LayerActs a = acts.layer(l);
                 forwardBlock(l, a, out, attX, ffnX, wkv, s);
+                if (gradientHook != null) gradientHook.beforeLayer(l);
                 backwardChannelMix(l, a, dx, acts.start, dState, grads, s);
                 backwardTimeMix(l, a, dx, acts.start, dState, grads, s);
+                if (gradientHook != null) gradientHook.afterLayer(l);
             }
         }
     }

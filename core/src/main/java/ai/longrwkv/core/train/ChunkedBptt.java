@@ -94,6 +94,17 @@ public final class ChunkedBptt {
         return new Result(loss, seq.lossPositions(), finalState, initGrad);
     }
 
+    /** How many chunk backwards {@link #run} makes for {@code seq} in chunks of {@code chunkLen} (each segment's chunks). */
+    public static int backwardCount(TokenSequence seq, int chunkLen) {
+        int[] starts = seq.segmentStarts();
+        int n = 0;
+        for (int i = 0; i < starts.length; i++) {
+            int len = (i + 1 < starts.length ? starts[i + 1] : seq.length()) - starts[i];
+            n += (len + chunkLen - 1) / chunkLen;
+        }
+        return n;
+    }
+
     /** Positions [offset, offset + tokens.length) of a sequence, with the whole sequence's loss weights. */
     private record Segment(int[] tokens, int[] targets, float[] weights, int offset) {
         int length() { return tokens.length; }

@@ -136,6 +136,11 @@ public final class Trainer implements AutoCloseable {
     private final DataParallel dp;
     /** ZeRO 1: the rank that owns each trainable ({@link DataParallel#owners}); null when nothing is sharded. */
     private final int[] owners;
+    /** Data parallel: when and how the gradients are reduced (null: one device). */
+    private final GradientReduction reduction;
+    /** ZeRO 2: the gradient tensors this trainer made (closed with it): owned accumulators and the others' scratch. */
+    private final List<Tensor> zero2Owned = new ArrayList<>();
+    private final java.util.Set<Tensor> zero2Scratch = java.util.Collections.newSetFromMap(new java.util.IdentityHashMap<>());
     /** --carry-state: the final state of the last sequence trained, the next sequence's initial state (null: none yet). */
     private RwkvState carried;
     private long step;
@@ -163,46 +168,79 @@ public final class Trainer implements AutoCloseable {
         this.data = data;
         this.lora = lora;
         ModelConfig mc = model.config();
+        // which model parameters train, and the sizes of everything trained (the order of the trainables below)
+        Predicate<ParamSpec> trained = switch (cfg.mode()) {
+            case FULL -> spec -> true;
+            case LORA -> spec -> (extraLoraTrain.contains("time") && spec.key().contains(".time_"))
+                    || (extraLoraTrain.contains("ln") && (spec.key().contains(".ln") || spec.key().startsWith("ln_out")));
+            case STATE -> spec -> false;   // weights frozen: no weight gradients at all
+        };
+        if (cfg.mode() == Mode.LORA && (lora == null || model.lora() != lora)) throw new IllegalArgumentException("LoRA mode needs the adapters set on the model");
+        List<Long> sizes = new ArrayList<>();
+        for (ParamSpec spec : ParamSpec.all(mc)) if (trained.test(spec)) sizes.add(model.params().get(spec.key()).size());
+        if (cfg.mode() == Mode.LORA) lora.adapters().forEach((k, ad) -> { sizes.add(ad.a.size()); sizes.add(ad.b.size()); });
+        if (cfg.mode() == Mode.STATE) for (int l = 0; l < mc.nLayer(); l++) sizes.add((long) mc.nHead() * mc.headSize() * mc.headSize());
+        owners = this.dp != null && this.dp.sharded() ? DataParallel.owners(sizes, this.dp.world()) : null;
+        grads = this.dp != null && this.dp.zero() == 2 ? shardedGradients(mc, trained) : ParamSet.zeros(be, mc, trained);
         List<Trainable> trainables = new ArrayList<>();
-        switch (cfg.mode()) {
-            case FULL -> {
-                grads = ParamSet.zeros(be, mc);
-                for (String k : model.params().keys()) trainables.add(Trainable.of(k, model.params().get(k), grads.get(k)));
-                timeState = timeStateGrad = null;
-            }
-            case LORA -> {
-                if (lora == null || model.lora() != lora) throw new IllegalArgumentException("LoRA mode needs the adapters set on the model");
-                Predicate<ParamSpec> extra = spec -> (extraLoraTrain.contains("time") && spec.key().contains(".time_"))
-                        || (extraLoraTrain.contains("ln") && (spec.key().contains(".ln") || spec.key().startsWith("ln_out")));
-                grads = ParamSet.zeros(be, mc, extra);
-                for (String k : grads.keys()) trainables.add(Trainable.of(k, model.params().get(k), grads.get(k)));
-                lora.adapters().forEach((k, ad) -> {
-                    String base = k.substring(0, k.length() - ".weight".length());
-                    trainables.add(new Trainable(base + ".lora_A", ad.a, ad.gradA, 1.0, false));
-                    trainables.add(new Trainable(base + ".lora_B", ad.b, ad.gradB, 1.0, false));
-                });
-                timeState = timeStateGrad = null;
-            }
-            case STATE -> {
-                grads = ParamSet.zeros(be, mc, spec -> false);   // weights frozen: no weight gradients at all
-                timeState = new Tensor[mc.nLayer()];
-                timeStateGrad = new Tensor[mc.nLayer()];
-                for (int l = 0; l < mc.nLayer(); l++) {
-                    timeState[l] = be.zeros(mc.nHead(), mc.headSize(), mc.headSize());
-                    timeStateGrad[l] = be.zeros(mc.nHead(), mc.headSize(), mc.headSize());
-                    trainables.add(new Trainable(stateKey(l), timeState[l], timeStateGrad[l], 1.0, false));
-                }
-            }
-            default -> throw new IllegalStateException();
+        for (String k : grads.keys()) trainables.add(Trainable.of(k, model.params().get(k), grads.get(k)));
+        if (cfg.mode() == Mode.LORA) {
+            lora.adapters().forEach((k, ad) -> {
+                String base = k.substring(0, k.length() - ".weight".length());
+                trainables.add(new Trainable(base + ".lora_A", ad.a, ad.gradA, 1.0, false));
+                trainables.add(new Trainable(base + ".lora_B", ad.b, ad.gradB, 1.0, false));
+            });
         }
-        if (this.dp != null && this.dp.sharded()) {
-            owners = DataParallel.owners(trainables.stream().map(t -> t.param().size()).toList(), this.dp.world());
+        if (cfg.mode() == Mode.STATE) {
+            timeState = new Tensor[mc.nLayer()];
+            timeStateGrad = new Tensor[mc.nLayer()];
+            for (int l = 0; l < mc.nLayer(); l++) {
+                timeState[l] = be.zeros(mc.nHead(), mc.headSize(), mc.headSize());
+                timeStateGrad[l] = be.zeros(mc.nHead(), mc.headSize(), mc.headSize());
+                trainables.add(new Trainable(stateKey(l), timeState[l], timeStateGrad[l], 1.0, false));
+            }
         } else {
-            owners = null;
+            timeState = timeStateGrad = null;
         }
         boolean[] stepped = new boolean[trainables.size()];
         for (int i = 0; i < stepped.length; i++) stepped[i] = owners == null || owners[i] == this.dp.rank();
         this.optimizer = new AdamW(be, trainables, stepped, AdamW.Hyper.rwkvDefaults(cfg.weightDecay()));
+        this.reduction = this.dp == null ? null : new GradientReduction(be, this.dp, trainables, owners, mc.nLayer(), zero2Scratch, Trainer::blockOf);
+    }
+
+    /**
+     * ZeRO 2's gradients: an accumulator for each trained parameter this rank owns; for the others a scratch tensor
+     * that holds one chunk's gradient until it is reduced to its owner: per layer parameter, one of two tensors shared
+     * by the even and the odd layers (layer l's is reduced while layer l-1 is computed); the embedding, head and the
+     * norms outside the blocks each their own.
+     */
+    private ParamSet shardedGradients(ModelConfig mc, Predicate<ParamSpec> trained) {
+        Map<String, Tensor> shared = new java.util.HashMap<>();
+        int[] index = {0};
+        return ParamSet.of(mc, spec -> {
+            if (!trained.test(spec)) return null;
+            Tensor t;
+            if (owners[index[0]++] == dp.rank()) {
+                t = be.zeros(spec.shape());
+            } else if (spec.layer() >= 0) {
+                t = shared.computeIfAbsent(spec.kind() + "/" + (spec.layer() % 2), k -> be.zeros(spec.shape()));
+                zero2Scratch.add(t);
+                return t;
+            } else {
+                t = be.zeros(spec.shape());
+                zero2Scratch.add(t);
+                return t;
+            }
+            zero2Owned.add(t);
+            return t;
+        });
+    }
+
+    /** Which block's backward completes the gradient of parameter {@code key}: see {@link GradientReduction}. */
+    private static Integer blockOf(String key) {
+        if (key.contains(".lora_") || key.endsWith(".time_state")) return null;
+        if (key.contains(".ln0.") || !key.startsWith("blocks.")) return -1;
+        return Integer.parseInt(key.substring("blocks.".length(), key.indexOf('.', "blocks.".length())));
     }
 
     /** This rank's share of the step's sequences: micro-sequence i of step s (see {@link DataParallel}). */
@@ -233,8 +271,19 @@ public final class Trainer implements AutoCloseable {
         long tokens = 0;
         int used = 0;
         if (cfg.carry() == CarryState.OFF) {
+            TokenSequence[] seqs = new TokenSequence[micro];
+            int backwards = 0;
             for (int i = 0; i < micro; i++) {
-                TokenSequence seq = data.sequence(dataIndex(step, micro, i));
+                seqs[i] = data.sequence(dataIndex(step, micro, i));
+                if (seqs[i].lossPositions() > 0) backwards += ChunkedBptt.backwardCount(seqs[i], cfg.chunkLen());
+            }
+            if (reduction != null) {
+                reduction.beginStep(backwards);
+                model.setGradientHook(reduction);
+            }
+            try {
+            for (int i = 0; i < micro; i++) {
+                TokenSequence seq = seqs[i];
                 // a sequence with no trained target has no loss: training on it would move every weight through L2Wrap alone
                 if (seq.lossPositions() == 0) continue;
                 used++;
@@ -247,6 +296,10 @@ public final class Trainer implements AutoCloseable {
                     lossSum += r.loss();
                 }
             }
+            } finally {
+                model.setGradientHook(null);
+            }
+            if (reduction != null) reduction.endStep();
         } else {
             StreamLoss sl = carriedStream(micro);
             lossSum = sl.lossSum;
@@ -271,7 +324,6 @@ public final class Trainer implements AutoCloseable {
                     + "(all loss-mask flags 0): nothing to learn from", step + 1, micro * world, step * micro * world, (step + 1) * micro * world - 1));
         }
         double loss = lossSum / used;
-        reduceGradients();
         List<Trainable> ts = optimizer.trainables();
         if (used > 1) for (int i = 0; i < ts.size(); i++) if (optimizer.steps(i)) be.scale(ts.get(i).grad(), 1f / used);
         double lr = cfg.lr().at(step);
@@ -307,21 +359,7 @@ public final class Trainer implements AutoCloseable {
     }
 
     /**
-     * Data parallel: the sum of every rank's gradients, one collective per trainable in the trainer's order (the same
-     * calls on every rank): all-reduced (ZeRO 0), or reduced to the tensor's owner (ZeRO 1; the others' copies are
-     * then stale and unused until the next step zeroes them).
-     */
-    private void reduceGradients() {
-        if (dp == null) return;
-        List<Trainable> ts = optimizer.trainables();
-        for (int i = 0; i < ts.size(); i++) {
-            if (owners == null) dp.comm().allReduceSum(ts.get(i).grad());
-            else dp.comm().reduceSum(ts.get(i).grad(), owners[i]);
-        }
-    }
-
-    /**
-     * ZeRO 1, after the owners stepped their tensors: each owner refreshes what the forward reads (the bf16 working copy
+     * ZeRO 1 and 2, after the owners stepped their tensors: each owner refreshes what the forward reads (the bf16 working copy
      * of a matrix in mixed precision, else the tensor itself) and broadcasts it to the other ranks.
      */
     private void shareUpdatedTensors() {
@@ -686,6 +724,8 @@ public final class Trainer implements AutoCloseable {
 
     @Override
     public void close() {
+        for (Tensor t : zero2Owned) t.close();
+        for (Tensor t : zero2Scratch) t.close();
         if (carried != null) carried.close();
         optimizer.close();
         grads.close();
