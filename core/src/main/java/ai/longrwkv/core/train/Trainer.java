@@ -140,6 +140,8 @@ public final class Trainer implements AutoCloseable {
     private final GradientReduction reduction;
     /** ZeRO 2: the gradient tensors this trainer made (closed with it): owned accumulators and the others' scratch. */
     private final List<Tensor> zero2Owned = new ArrayList<>();
+    /** ZeRO 1/2 in mixed precision: trainables whose fp32 master this rank freed (another rank owns them). */
+    private final java.util.Set<String> releasedMasters = new java.util.HashSet<>();
     private final java.util.Set<Tensor> zero2Scratch = java.util.Collections.newSetFromMap(new java.util.IdentityHashMap<>());
     /** --carry-state: the final state of the last sequence trained, the next sequence's initial state (null: none yet). */
     private RwkvState carried;
@@ -206,6 +208,18 @@ public final class Trainer implements AutoCloseable {
         for (int i = 0; i < stepped.length; i++) stepped[i] = owners == null || owners[i] == this.dp.rank();
         this.optimizer = new AdamW(be, trainables, stepped, AdamW.Hyper.rwkvDefaults(cfg.weightDecay()));
         this.reduction = this.dp == null ? null : new GradientReduction(be, this.dp, trainables, owners, mc.nLayer(), zero2Scratch, Trainer::blockOf);
+        if (owners != null) {
+            // ZeRO 1/2 in mixed precision: the fp32 master of a matrix another rank owns is never read here (the forward
+            // reads the bf16 copy its owner broadcasts), so it is freed: the master weights are sharded too
+            for (int i = 0; i < trainables.size(); i++) {
+                Trainable t = trainables.get(i);
+                Tensor read = model.readTensor(t.key());
+                if (owners[i] != this.dp.rank() && read != null && read != t.param()) {
+                    t.param().close();
+                    releasedMasters.add(t.key());
+                }
+            }
+        }
     }
 
     /**
@@ -508,13 +522,26 @@ public final class Trainer implements AutoCloseable {
     // ------------------------------------------------------------------------------------------ checkpoints
 
     /**
-     * Data parallel with ZeRO 1, before the result is written: every rank's trainables made current, each broadcast
-     * from its owner (in mixed precision the others hold only the bf16 copy up to date). A collective: every rank calls it.
+     * The trained tensors, for writing the result: on one device and on rank 0 of a group every trainable by key (host
+     * copies; with ZeRO 1/2 each from its owner, the only rank holding its current fp32 value), null on the other ranks.
+     * A collective: every rank of a group calls it.
      */
-    public void gatherTrainables() {
-        if (owners == null) return;
+    public Map<String, HostTensor> gatherTrainables() {
+        if (owners == null) return dp == null || dp.rank() == 0 ? trainablesToHost() : null;
+        Map<String, HostTensor> out = dp.rank() == 0 ? new LinkedHashMap<>() : null;
         List<Trainable> ts = optimizer.trainables();
-        for (int i = 0; i < ts.size(); i++) dp.comm().broadcast(ts.get(i).param(), owners[i]);
+        for (int i = 0; i < ts.size(); i++) {
+            Trainable t = ts.get(i);
+            boolean freed = releasedMasters.contains(t.key());
+            Tensor buf = freed ? be.zeros(t.param().shape()) : t.param();
+            try {
+                dp.comm().broadcast(buf, owners[i]);
+                if (out != null) out.put(t.key(), be.download(buf));
+            } finally {
+                if (freed) buf.close();
+            }
+        }
+        return out;
     }
 
     /** Trainable tensors by key (host copies), e.g. for saving the result. */
@@ -697,10 +724,14 @@ public final class Trainer implements AutoCloseable {
         optimizer.loadState(moments, savedStep - skipped);
         for (Trainable t : optimizer.trainables()) {
             try (Tensor u = be.upload(saved.get(t.key()))) {
-                be.copy(u, t.param());
+                // a freed master (another rank's): straight into the bf16 copy, rounded as a refresh would round it
+                be.copy(u, releasedMasters.contains(t.key()) ? model.readTensor(t.key()) : t.param());
             }
         }
-        model.refreshWorkingCopy();   // mixed precision: the bf16 matrices the next step reads, from the resumed master
+        // mixed precision: the bf16 matrices the next step reads, from the resumed master
+        java.util.Set<String> fromMaster = new java.util.HashSet<>(model.params().keys());
+        fromMaster.removeAll(releasedMasters);
+        model.refreshWorkingCopy(fromMaster);
         step = savedStep;
         tokensSeen = savedTokens;
         nonFiniteSkipped = (int) skipped;
