@@ -42,6 +42,10 @@ import java.util.regex.Pattern;
  *
  * <p>{@code -Dlongrwkv.emu.mode=fibers|threads} (default fibers: fast; threads: one pthread per CUDA thread).
  * Built libraries are cached under the kernel cache ({@link KernelSources#cacheDir()}), keyed by every source's hash.
+ *
+ * <p>Several devices may live in one process, each used from its own thread (one per emulated rank): launches of
+ * kernels of one module are serialised across all devices of the process (see {@link #launchLock}); everything else
+ * is per device.
  */
 final class EmulatedDevice implements Device {
     static final int GUARD = 256;
@@ -410,9 +414,26 @@ final class EmulatedDevice implements Device {
                     + ", block " + block + ", the kernel allows " + f.maxThreadsPerBlock() + ")");
         }
         if (recording != null) record(f, grid, block, params);
-        String err = EmulatorNative.launch((Long) f.handle(), f.name(), grid, 1, 1, block, 1, 1, params.address(), threadsMode);
+        String err;
+        synchronized (launchLock((Long) f.handle())) {
+            err = EmulatorNative.launch((Long) f.handle(), f.name(), grid, 1, 1, block, 1, 1, params.address(), threadsMode);
+        }
         if (err != null) throw new IllegalStateException("emulated kernel failed: " + err);
         checkAllGuards("kernel " + f.name());
+    }
+
+    /**
+     * One lock per module library, for the whole process. A module's launch configuration (gridDim, blockDim, the
+     * kernel and its arguments) and its kernels' {@code __shared__} arrays are statics of its library, and dlopen of
+     * one path gives every device of the process the same library: two devices launching kernels of one module at
+     * the same time (ranks on their own threads) would read each other's gridDim and scribble on each other's shared
+     * memory. Kernels of different modules still run concurrently. (Making those statics thread_local is no fix: in
+     * threads mode every CUDA thread of a block is a pthread of its own, and they must share them.)
+     */
+    private static final Map<Long, Object> LAUNCH_LOCKS = new java.util.concurrent.ConcurrentHashMap<>();
+
+    private static Object launchLock(long module) {
+        return LAUNCH_LOCKS.computeIfAbsent(module, k -> new Object());
     }
 
     // ---------------------------------------------------------------- GEMM
