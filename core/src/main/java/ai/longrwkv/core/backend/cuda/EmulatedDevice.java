@@ -532,7 +532,7 @@ final class EmulatedDevice implements Device {
 
         EmulatedComm(EmulatedNccl.Member member) { this.member = member; }
 
-        @Override public int rank() { return member.rank; }
+        @Override public int rank() { return member.rank(); }
         @Override public int size() { return member.size(); }
 
         @Override
@@ -562,7 +562,7 @@ final class EmulatedDevice implements Device {
 
         /** Checks the call and copies this rank's contribution out of device memory. */
         private byte[] sendBytes(EmulatedNccl.Spec spec, long send, long recv) {
-            int rank = member.rank, size = member.size();
+            int rank = member.rank(), size = member.size();
             String what = "rank " + rank + ": " + spec.op() + " #" + member.nextSeq();
             if (spec.count() < 0) throw new IllegalArgumentException(what + ": negative count " + spec.count());
             if (spec.root() >= size || (spec.root() < 0 && (spec.op().equals("reduce") || spec.op().equals("broadcast")))) {
@@ -601,7 +601,7 @@ final class EmulatedDevice implements Device {
                 member.abort(e.getMessage());   // the other ranks fail now instead of at their timeout
                 throw e;
             }
-            long recvBytes = spec.recvBytes(member.rank, member.size());
+            long recvBytes = spec.recvBytes(member.rank(), member.size());
             byte[] out = member.collective(spec, in);
             if (recvBytes > 0) {
                 try (BytePointer h = new BytePointer(out)) {

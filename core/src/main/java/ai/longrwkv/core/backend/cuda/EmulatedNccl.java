@@ -40,14 +40,52 @@ final class EmulatedNccl {
 
     /** Groups whose ranks are still joining, by id key; a group leaves the registry when all ranks have joined. */
     private static final Map<String, Group> JOINING = new HashMap<>();
+    /** The hubs of the ids this process made, by key, while they listen (guarded by JOINING). */
+    private static final Map<String, EmulatedNcclHub> HUBS = new HashMap<>();
 
+    /**
+     * A new id. This process holds its group and listens for ranks of other processes on a loopback port (the
+     * address {@code -Dlongrwkv.emu.hub} names, default 127.0.0.1), which the id carries after the key: 1 byte
+     * address length, the address, 2 bytes port.
+     */
     static byte[] newId() {
         byte[] id = new byte[Device.NCCL_UNIQUE_ID_BYTES];
         System.arraycopy(MAGIC, 0, id, 0, MAGIC.length);
         byte[] nonce = new byte[16];
         RANDOM.nextBytes(nonce);
         System.arraycopy(nonce, 0, id, MAGIC.length, nonce.length);
+        String key = HexFormat.of().formatHex(id, 0, KEY_BYTES);
+        EmulatedNcclHub hub = EmulatedNcclHub.start(key);
+        byte[] addr = hub.address().getAddress().getAddress();
+        id[KEY_BYTES] = (byte) addr.length;
+        System.arraycopy(addr, 0, id, KEY_BYTES + 1, addr.length);
+        int port = hub.address().getPort();
+        id[KEY_BYTES + 1 + addr.length] = (byte) (port >> 8);
+        id[KEY_BYTES + 2 + addr.length] = (byte) port;
+        synchronized (JOINING) {
+            HUBS.put(key, hub);
+        }
         return id;
+    }
+
+    /** The hub address an id carries. */
+    static java.net.InetSocketAddress hubAddress(byte[] id) {
+        int len = id[KEY_BYTES] & 0xff;
+        if (len != 4 && len != 16) throw new IllegalArgumentException("the communicator id carries no hub address (a damaged id?)");
+        byte[] addr = java.util.Arrays.copyOfRange(id, KEY_BYTES + 1, KEY_BYTES + 1 + len);
+        int port = (id[KEY_BYTES + 1 + len] & 0xff) << 8 | (id[KEY_BYTES + 2 + len] & 0xff);
+        try {
+            return new java.net.InetSocketAddress(java.net.InetAddress.getByAddress(addr), port);
+        } catch (java.net.UnknownHostException e) {
+            throw new IllegalArgumentException("the communicator id carries a bad hub address");
+        }
+    }
+
+    /** Called by a hub when it stops listening. */
+    static void hubClosed(String key) {
+        synchronized (JOINING) {
+            HUBS.remove(key);
+        }
     }
 
     /** The registry key of an id, or an error when it is not one of this emulation's ids. */
@@ -87,22 +125,34 @@ final class EmulatedNccl {
         if (rank < 0 || rank >= size) throw new IllegalArgumentException("rank " + rank + " is outside 0.." + (size - 1));
         if (timeoutMillis <= 0) throw new IllegalArgumentException("the collective timeout must be positive, got " + timeoutMillis + " ms");
         String key = key(id);
+        boolean here;
+        synchronized (JOINING) {
+            here = HUBS.containsKey(key);
+        }
+        if (!here) return EmulatedNcclHub.RemoteMember.connect(id, rank, size, timeoutMillis);
+        return new LocalMember(joinGroup(key, rank, size, timeoutMillis), rank);
+    }
+
+    /** Joins the group of key in this process (for a local rank, or for a remote one on its hub connection). */
+    static Group joinGroup(String key, int rank, int size, long timeoutMillis) {
         Group g;
         synchronized (JOINING) {
             g = JOINING.computeIfAbsent(key, k -> new Group(size, timeoutMillis));
         }
         try {
             g.join(rank, size, timeoutMillis);
-        } catch (RuntimeException e) {
+        } finally {
+            // once every rank has joined, or joining failed, nobody else may join: the id's hub stops listening
+            EmulatedNcclHub done = null;
             synchronized (JOINING) {
-                if (JOINING.get(key) == g && g.broken() != null) JOINING.remove(key);
+                if (JOINING.get(key) == g && (g.allJoined() || g.broken() != null)) {
+                    JOINING.remove(key);
+                    done = HUBS.remove(key);
+                }
             }
-            throw e;
+            if (done != null) done.close();
         }
-        synchronized (JOINING) {
-            if (JOINING.get(key) == g && g.allJoined()) JOINING.remove(key);
-        }
-        return new Member(g, rank);
+        return g;
     }
 
     /** What one rank called: the operation, its element type and count, and the root (-1 where there is none). */
@@ -133,37 +183,59 @@ final class EmulatedNccl {
         boolean sums() { return !op.equals("broadcast") && !op.equals("allGather"); }
     }
 
-    /** One rank's handle on its group. */
-    static final class Member {
-        final Group group;
-        final int rank;
-        private long seq;
-        private boolean closed;
+    /** One rank's handle on its group: in this process ({@link LocalMember}) or through the hub ({@link RemoteMember}). */
+    interface Member {
+        int rank();
 
-        Member(Group group, int rank) {
-            this.group = group;
-            this.rank = rank;
-        }
-
-        int size() { return group.size; }
+        int size();
 
         /**
          * This rank's part of the next collective: its send bytes (empty where the rank contributes none); returns its
          * result bytes (empty where it receives none) once every rank has called it.
          */
-        byte[] collective(Spec spec, byte[] send) {
+        byte[] collective(Spec spec, byte[] send);
+
+        /** The next collective's number (for messages before the call). */
+        long nextSeq();
+
+        /** Why the group is broken, or null. */
+        String brokenReason();
+
+        void abort(String reason);
+
+        void close();
+    }
+
+    /** A rank in the process that holds its group. */
+    static final class LocalMember implements Member {
+        final Group group;
+        final int rank;
+        private long seq;
+        private boolean closed;
+
+        LocalMember(Group group, int rank) {
+            this.group = group;
+            this.rank = rank;
+        }
+
+        @Override public int rank() { return rank; }
+
+        @Override public int size() { return group.size; }
+
+        @Override
+        public byte[] collective(Spec spec, byte[] send) {
             if (closed) throw new IllegalStateException("rank " + rank + ": " + spec.op + " on a closed communicator");
             return group.collective(rank, ++seq, spec, send);
         }
 
-        /** The next collective's number (for messages before the call). */
-        long nextSeq() { return seq + 1; }
+        @Override public long nextSeq() { return seq + 1; }
 
-        String brokenReason() { return group.broken(); }
+        @Override public String brokenReason() { return group.broken(); }
 
-        void abort(String reason) { group.abort(rank, reason); }
+        @Override public void abort(String reason) { group.abort(rank, reason); }
 
-        void close() {
+        @Override
+        public void close() {
             if (closed) return;
             closed = true;
             group.leave(rank);
