@@ -84,6 +84,22 @@ public final class CudaBackend implements Backend {
     /** Returns the pool's memory to the device. */
     public void trimPool() { memory.trimPool(); }
 
+    // ---------------------------------------------------------------- several devices
+    /** ncclGetUniqueId on this device (the emulated device makes ids for its own emulation of NCCL). */
+    @Override
+    public byte[] newCommunicatorId() {
+        return device.ncclUniqueId();
+    }
+
+    /**
+     * ncclCommInitRank on this backend's device; the collectives of the returned communicator take this backend's
+     * tensors (see {@link NcclCommunicator}). Blocks until all {@code size} ranks have joined.
+     */
+    @Override
+    public ai.longrwkv.core.dist.Communicator communicator(byte[] id, int rank, int size, long timeoutMillis) {
+        return new NcclCommunicator(this, device.ncclCommInitRank(id, rank, size, timeoutMillis));
+    }
+
     @Override
     public synchronized void close() {
         if (closed) return;

@@ -66,6 +66,9 @@ final class CudaTensor implements Tensor {
 
     boolean isView() { return root != this; }
 
+    /** The backend whose memory holds this tensor. */
+    CudaBackend owner() { return owner; }
+
     /** Device address of element 0. */
     long ptr() {
         if (root.base == 0) {

@@ -76,6 +76,83 @@ interface Device extends AutoCloseable {
     boolean gemmEx(boolean transA, boolean transB, int m, int n, int k, float alpha, long a, DType aType, int lda,
                    long b, DType bType, int ldb, float beta, long c, int ldc);
 
+    // ---------------------------------------------------------------- NCCL
+    /**
+     * ncclGetUniqueId: the opaque {@link #NCCL_UNIQUE_ID_BYTES} bytes that name a new group. Made once (by rank 0) and
+     * handed to every rank, which joins with {@link #ncclCommInitRank}. An id of one device kind (driver, emulated)
+     * is refused by the other.
+     */
+    byte[] ncclUniqueId();
+
+    /**
+     * ncclCommInitRank on this device: joins group {@code id} as {@code rank} of {@code nranks}. Blocks until every
+     * rank has joined; after {@code timeoutMillis} throws {@link ai.longrwkv.core.dist.CollectiveException} naming
+     * this rank (and, where the device can tell, which ranks joined). On a GPU a missing libnccl.so.2 is an
+     * {@link IllegalArgumentException} with one line saying how to install it.
+     */
+    NcclComm ncclCommInitRank(byte[] id, int rank, int nranks, long timeoutMillis);
+
+    /** ncclUniqueId's size (NCCL_UNIQUE_ID_BYTES in nccl.h). */
+    int NCCL_UNIQUE_ID_BYTES = 128;
+
+    /** The element types the collectives are issued with: ncclFloat32, ncclBfloat16, ncclFloat64. */
+    enum NcclType {
+        F32(4, "fp32"), BF16(2, "bf16"), F64(8, "fp64");
+
+        final int bytes;
+        final String label;
+
+        NcclType(int bytes, String label) {
+            this.bytes = bytes;
+            this.label = label;
+        }
+
+        static NcclType of(DType t) { return t == DType.F32 ? F32 : BF16; }
+    }
+
+    /**
+     * One rank's NCCL communicator, in NCCL's own terms: device pointers, element counts and types, ncclSum, root
+     * ranks. Each call is issued in stream order after all earlier work of the device (and before all later work),
+     * exactly as a kernel launch is: a later download or synchronize sees its result. In-place use is NCCL's: send
+     * == recv for allReduce, reduce, broadcast; send == recv + rank * sendCount (elements) for allGather; send + rank
+     * * recvCount == recv for reduceScatter. Every rank must issue the same calls in the same order with the same
+     * counts, types and roots; one thread per rank. A call that cannot complete throws
+     * {@link ai.longrwkv.core.dist.CollectiveException}.
+     */
+    interface NcclComm extends AutoCloseable {
+        int rank();
+
+        int size();
+
+        /** ncclAllReduce(send, recv, count, type, ncclSum): recv = sum over ranks of send, on every rank. */
+        void allReduce(long send, long recv, long count, NcclType type);
+
+        /** ncclReduce(..., ncclSum, root): recv at root = sum over ranks of send; recv is not touched elsewhere. */
+        void reduce(long send, long recv, long count, NcclType type, int root);
+
+        /** ncclBroadcast(send, recv, count, type, root): recv = root's send on every rank (send is read only at root). */
+        void broadcast(long send, long recv, long count, NcclType type, int root);
+
+        /** ncclAllGather(send, recv, sendCount, type): recv (nranks x sendCount) = every rank's send, in rank order. */
+        void allGather(long send, long recv, long sendCount, NcclType type);
+
+        /** ncclReduceScatter(send, recv, recvCount, type, ncclSum): recv = segment {@code rank} of the sum of send. */
+        void reduceScatter(long send, long recv, long recvCount, NcclType type);
+
+        /** ncclCommGetAsyncError: null when the communicator is healthy, else what went wrong. */
+        String asyncError();
+
+        /**
+         * ncclCommAbort: the communicator is unusable from now on, and the other ranks' pending and later calls fail
+         * instead of hanging (on a GPU: after their watchdog's timeout, NCCL itself does not tell them why).
+         */
+        void abort(String reason);
+
+        /** ncclCommDestroy (after the queued work); idempotent. */
+        @Override
+        void close();
+    }
+
     /** How each loaded module was obtained (prebuilt, cache, nvrtc, g++), for the backend's description. */
     Map<String, String> moduleOrigins();
 

@@ -361,6 +361,23 @@ final class DriverDevice implements Device {
         }
     }
 
+    // ---------------------------------------------------------------- NCCL
+    /** Makes this device's context current on the calling thread (NCCL's helper and watchdog threads). */
+    void bindContext() { binding.bind(); }
+
+    /** ncclGetUniqueId (loads libnccl.so.2 on first use, see {@link DriverNccl}). */
+    @Override
+    public byte[] ncclUniqueId() {
+        checkOpen();
+        return DriverNccl.uniqueId();
+    }
+
+    @Override
+    public NcclComm ncclCommInitRank(byte[] id, int rank, int nranks, long timeoutMillis) {
+        checkOpen();
+        return DriverNccl.initRank(this, id, rank, nranks, timeoutMillis);
+    }
+
     @Override public synchronized Map<String, String> moduleOrigins() { return new TreeMap<>(origin); }
 
     @Override

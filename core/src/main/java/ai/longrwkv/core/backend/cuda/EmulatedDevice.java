@@ -42,6 +42,10 @@ import java.util.regex.Pattern;
  *
  * <p>{@code -Dlongrwkv.emu.mode=fibers|threads} (default fibers: fast; threads: one pthread per CUDA thread).
  * Built libraries are cached under the kernel cache ({@link KernelSources#cacheDir()}), keyed by every source's hash.
+ *
+ * <p>Several devices may live in one process, each used from its own thread (one per emulated rank): launches of
+ * kernels of one module are serialised across all devices of the process (see {@link #launchLock}); everything else
+ * is per device.
  */
 final class EmulatedDevice implements Device {
     static final int GUARD = 256;
@@ -410,9 +414,26 @@ final class EmulatedDevice implements Device {
                     + ", block " + block + ", the kernel allows " + f.maxThreadsPerBlock() + ")");
         }
         if (recording != null) record(f, grid, block, params);
-        String err = EmulatorNative.launch((Long) f.handle(), f.name(), grid, 1, 1, block, 1, 1, params.address(), threadsMode);
+        String err;
+        synchronized (launchLock((Long) f.handle())) {
+            err = EmulatorNative.launch((Long) f.handle(), f.name(), grid, 1, 1, block, 1, 1, params.address(), threadsMode);
+        }
         if (err != null) throw new IllegalStateException("emulated kernel failed: " + err);
         checkAllGuards("kernel " + f.name());
+    }
+
+    /**
+     * One lock per module library, for the whole process. A module's launch configuration (gridDim, blockDim, the
+     * kernel and its arguments) and its kernels' {@code __shared__} arrays are statics of its library, and dlopen of
+     * one path gives every device of the process the same library: two devices launching kernels of one module at
+     * the same time (ranks on their own threads) would read each other's gridDim and scribble on each other's shared
+     * memory. Kernels of different modules still run concurrently. (Making those statics thread_local is no fix: in
+     * threads mode every CUDA thread of a block is a pthread of its own, and they must share them.)
+     */
+    private static final Map<Long, Object> LAUNCH_LOCKS = new java.util.concurrent.ConcurrentHashMap<>();
+
+    private static Object launchLock(long module) {
+        return LAUNCH_LOCKS.computeIfAbsent(module, k -> new Object());
     }
 
     // ---------------------------------------------------------------- GEMM
@@ -484,6 +505,116 @@ final class EmulatedDevice implements Device {
         java.nio.FloatBuffer dst = out.asBuffer();
         for (int i = 0, n = Math.toIntExact(count); i < n; i++) dst.put(i, Float.intBitsToFloat(bits.get(i) << 16));
         return out;
+    }
+
+    // ---------------------------------------------------------------- NCCL
+    /** An id of the emulation's NCCL ({@link EmulatedNccl}): for ranks on emulated devices of this process. */
+    @Override
+    public byte[] ncclUniqueId() {
+        checkOpen();
+        return EmulatedNccl.newId();
+    }
+
+    @Override
+    public NcclComm ncclCommInitRank(byte[] id, int rank, int nranks, long timeoutMillis) {
+        checkOpen();
+        return new EmulatedComm(EmulatedNccl.join(id, rank, nranks, timeoutMillis));
+    }
+
+    /**
+     * One rank's emulated communicator: the send buffer is copied out of this device (checked to lie inside one
+     * allocation, like every copy), the rendezvous of {@link EmulatedNccl} forms the result, and the result is copied
+     * into the recv buffer, all on the calling thread. The call returns when the result is in place: the emulated
+     * device never queues work.
+     */
+    private final class EmulatedComm implements NcclComm {
+        private final EmulatedNccl.Member member;
+
+        EmulatedComm(EmulatedNccl.Member member) { this.member = member; }
+
+        @Override public int rank() { return member.rank(); }
+        @Override public int size() { return member.size(); }
+
+        @Override
+        public void allReduce(long send, long recv, long count, NcclType type) {
+            run(new EmulatedNccl.Spec("allReduce", type, count, -1), send, recv);
+        }
+
+        @Override
+        public void reduce(long send, long recv, long count, NcclType type, int root) {
+            run(new EmulatedNccl.Spec("reduce", type, count, root), send, recv);
+        }
+
+        @Override
+        public void broadcast(long send, long recv, long count, NcclType type, int root) {
+            run(new EmulatedNccl.Spec("broadcast", type, count, root), send, recv);
+        }
+
+        @Override
+        public void allGather(long send, long recv, long sendCount, NcclType type) {
+            run(new EmulatedNccl.Spec("allGather", type, sendCount, -1), send, recv);
+        }
+
+        @Override
+        public void reduceScatter(long send, long recv, long recvCount, NcclType type) {
+            run(new EmulatedNccl.Spec("reduceScatter", type, recvCount, -1), send, recv);
+        }
+
+        /** Checks the call and copies this rank's contribution out of device memory. */
+        private byte[] sendBytes(EmulatedNccl.Spec spec, long send, long recv) {
+            int rank = member.rank(), size = member.size();
+            String what = "rank " + rank + ": " + spec.op() + " #" + member.nextSeq();
+            if (spec.count() < 0) throw new IllegalArgumentException(what + ": negative count " + spec.count());
+            if (spec.root() >= size || (spec.root() < 0 && (spec.op().equals("reduce") || spec.op().equals("broadcast")))) {
+                throw new IllegalArgumentException(what + ": root " + spec.root() + " is outside 0.." + (size - 1) + " (ncclInvalidArgument)");
+            }
+            if (spec.sums() && spec.type() == NcclType.BF16) {
+                throw new IllegalArgumentException(what + ": the emulated collectives sum fp32 and fp64 only, not bf16");
+            }
+            long sendBytes = spec.sendBytes(rank, size), recvBytes = spec.recvBytes(rank, size);
+            byte[] in = new byte[Math.toIntExact(sendBytes)];
+            if (sendBytes > 0) {
+                try (BytePointer h = new BytePointer(sendBytes)) {
+                    copyDtoH(h, send, sendBytes);
+                    h.get(in);
+                } catch (IllegalStateException e) {
+                    throw new IllegalArgumentException(what + ": the send buffer: " + e.getMessage());
+                }
+            }
+            if (recvBytes > 0) {
+                synchronized (EmulatedDevice.this) {   // a bad recv buffer fails before the rendezvous, not after it
+                    try {
+                        inside(recv, recvBytes, "the recv buffer");
+                    } catch (IllegalStateException e) {
+                        throw new IllegalArgumentException(what + ": " + e.getMessage());
+                    }
+                }
+            }
+            return in;
+        }
+
+        private void run(EmulatedNccl.Spec spec, long send, long recv) {
+            byte[] in;
+            try {
+                in = sendBytes(spec, send, recv);
+            } catch (IllegalArgumentException e) {
+                member.abort(e.getMessage());   // the other ranks fail now instead of at their timeout
+                throw e;
+            }
+            long recvBytes = spec.recvBytes(member.rank(), member.size());
+            byte[] out = member.collective(spec, in);
+            if (recvBytes > 0) {
+                try (BytePointer h = new BytePointer(out)) {
+                    copyHtoD(recv, h, recvBytes);
+                }
+            }
+        }
+
+        @Override public String asyncError() { return member.brokenReason(); }
+
+        @Override public void abort(String reason) { member.abort(reason); member.close(); }
+
+        @Override public void close() { member.close(); }
     }
 
     // ---------------------------------------------------------------- launch recording (for the sanitizer replays)
