@@ -35,7 +35,7 @@ if [ $device = cuda ]; then
   for d in /usr/local/cuda/lib64 /usr/local/cuda-13*/lib64 /usr/local/cuda-13*/targets/x86_64-linux/lib \
            $(ls -d /usr/lib/python3*/*-packages/nvidia/*/lib /usr/local/lib/python3*/*-packages/nvidia/*/lib \
                   /opt/conda/lib/python3*/site-packages/nvidia/*/lib "$HOME"/.local/lib/python3*/site-packages/nvidia/*/lib 2>/dev/null); do
-    if compgen -G "$d/lib*.so.13*" >/dev/null; then LD_LIBRARY_PATH="$d${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"; fi
+    if compgen -G "$d/lib*.so.13*" >/dev/null || compgen -G "$d/libnccl.so.2*" >/dev/null; then LD_LIBRARY_PATH="$d${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"; fi
   done
   export LD_LIBRARY_PATH
   missing=""
@@ -46,6 +46,11 @@ if [ $device = cuda ]; then
     [ -n "$found" ] || missing="$missing $so"
   done
   [ -n "$missing" ] && echo "gpu-check: WARNING: not found:$missing (install the CUDA 13 runtime, cuBLAS and NVRTC, or set LD_LIBRARY_PATH)"
+  # NCCL (multi-GPU training; NcclGpuTest): a distribution package (libnccl2) or the nvidia-nccl-cu13 wheel
+  nccl=""
+  ldconfig -p 2>/dev/null | grep -q " libnccl.so.2 " && nccl=1
+  for d in ${LD_LIBRARY_PATH//:/ }; do [ -e "$d/libnccl.so.2" ] && nccl=1; done
+  [ -n "$nccl" ] || echo "gpu-check: WARNING: libnccl.so.2 not found (NcclGpuTest will be skipped: install libnccl2 or pip install nvidia-nccl-cu13)"
   echo "gpu-check: glibc $(ldd --version 2>/dev/null | head -1 | grep -oE '[0-9.]+$') (the JNI glue needs 2.34+); LD_LIBRARY_PATH=${LD_LIBRARY_PATH:-}"
 fi
 
@@ -65,7 +70,8 @@ timeout 180 "$java" "${opts[@]}" -jar "$b/lib/junit-platform-console-standalone.
     --select-class ai.longrwkv.core.backend.cuda.CudaParityTest \
     --select-class ai.longrwkv.core.backend.cuda.CudaBf16Test \
     --select-class ai.longrwkv.core.backend.cuda.CudaChunkedWkvTest \
-    --select-class ai.longrwkv.core.backend.cuda.CudaTensorCoreWkvTest > "$work/parity.txt" 2>&1
+    --select-class ai.longrwkv.core.backend.cuda.CudaTensorCoreWkvTest \
+    --select-class ai.longrwkv.core.backend.cuda.NcclGpuTest > "$work/parity.txt" 2>&1
 parity_rc=$?
 grep -v '^WARNING: Using incubator' "$work/parity.txt" | tail -60
 

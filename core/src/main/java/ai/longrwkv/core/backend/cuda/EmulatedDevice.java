@@ -45,7 +45,8 @@ import java.util.regex.Pattern;
  *
  * <p>Several devices may live in one process, each used from its own thread (one per emulated rank): launches of
  * kernels of one module are serialised across all devices of the process (see {@link #launchLock}); everything else
- * is per device.
+ * is per device. NCCL's collectives between such devices, and devices of other processes, are emulated by
+ * {@link EmulatedNccl} (see {@link #ncclCommInitRank}).
  */
 final class EmulatedDevice implements Device {
     static final int GUARD = 256;

@@ -266,6 +266,8 @@ final class EmulatedNccl {
         private final Map<Long, Call> calls = new HashMap<>();
         /** Why the group cannot go on (the first failure), or null. */
         private String broken;
+        /** The collective whose timeout broke the group (0: none). */
+        private long timedOutSeq;
 
         Group(int size, long timeoutMillis) {
             this.size = size;
@@ -348,24 +350,28 @@ final class EmulatedNccl {
                     throw new CollectiveException("rank " + rank + ": " + what + ": " + broken);
                 }
                 if (c.arrived == size) {
-                    c.results = compute(c);
+                    try {
+                        c.results = compute(c);
+                    } catch (RuntimeException e) {   // the waiters must not be left to their timeout
+                        breakWith(what + " failed on rank " + rank + ": " + e.getMessage());
+                        throw new CollectiveException("rank " + rank + ": " + what + ": " + broken, e);
+                    }
                     notifyAll();
                 }
                 long deadline = System.nanoTime() + timeoutMillis * 1_000_000L;
                 while (c.results == null) {
+                    if (broken != null && timedOutSeq == seq) throw new CollectiveException(timedOut(rank, what, c));
                     if (broken != null) throw new CollectiveException("rank " + rank + ": " + what + ": " + broken);
-                    List<Integer> in = new ArrayList<>(), out = new ArrayList<>();
-                    for (int r = 0; r < size; r++) (c.specs[r] != null ? in : out).add(r);
-                    for (int r : out) {
-                        if (left[r]) {
+                    for (int r = 0; r < size; r++) {
+                        if (c.specs[r] == null && left[r]) {
                             breakWith("rank " + r + " closed its communicator before " + what);
                             throw new CollectiveException("rank " + rank + ": " + what + ": " + broken);
                         }
                     }
                     long rest = deadline - System.nanoTime();
                     if (rest <= 0) {
-                        String msg = "rank " + rank + ": " + what + " did not complete in " + seconds(timeoutMillis) + ": "
-                                + ranks(in) + " arrived, " + ranks(out) + " did not (a rank died or is stuck: check its output)";
+                        String msg = timedOut(rank, what, c);
+                        timedOutSeq = seq;   // the other ranks waiting here fail now, with the same facts
                         breakWith(msg);
                         throw new CollectiveException(msg);
                     }
@@ -376,6 +382,14 @@ final class EmulatedNccl {
                 if (++c.collected == size) calls.remove(seq);
                 return result;
             }
+        }
+
+        /** "rank 1: allReduce #12 (fp32, 4096 values) did not complete in 30 s: ranks 0, 1 arrived, rank 2 did not (...)". */
+        private String timedOut(int rank, String what, Call c) {
+            List<Integer> in = new ArrayList<>(), out = new ArrayList<>();
+            for (int r = 0; r < size; r++) (c.specs[r] != null ? in : out).add(r);
+            return "rank " + rank + ": " + what + " did not complete in " + seconds(timeoutMillis) + ": " + ranks(in) + " arrived, "
+                    + ranks(out) + " did not (a rank died or is stuck: check its output)";
         }
 
         /** Null when every rank that has arrived called the same thing; else what each rank called. */
