@@ -4,6 +4,7 @@ import ai.longrwkv.core.backend.Backend;
 import ai.longrwkv.core.backend.Backends;
 import ai.longrwkv.core.dist.CollectiveException;
 import ai.longrwkv.core.dist.Communicator;
+import ai.longrwkv.core.dist.Rendezvous;
 import ai.longrwkv.core.train.DataParallel;
 
 import java.util.ArrayList;
@@ -35,16 +36,18 @@ public final class DataParallelRun {
             return;
         }
         List<Integer> devices = o.localDevices();
-        int local = devices.size(), world = o.worldSize(), firstRank = o.nodeRank * local;
+        int local = devices.size();
         List<Backend> backends = new ArrayList<>();
         try {
             // every backend before any rank waits for the others: a device that cannot start fails here, alone
             for (int d : devices) backends.add(Backends.create(o.device, d));
+            long timeoutMillis = o.collectiveTimeout * 1000L;
+            Rendezvous.Group group = group(o, backends.get(0), local, timeoutMillis);
+            int world = group.worldSize(), firstRank = group.firstRank();
+            byte[] id = group.id();
             System.out.printf("data parallel: %d rank%s (%d node%s x %d device%s), ZeRO %d; this node: ranks %d..%d on %s%n",
                     world, world == 1 ? "" : "s", o.nnodes, o.nnodes == 1 ? "" : "s", local, local == 1 ? "" : "s", o.zero,
                     firstRank, firstRank + local - 1, Backends.describe(backends.get(0)).replaceFirst("^device: ", ""));
-            byte[] id = groupId(o, backends.get(0));
-            long timeoutMillis = o.collectiveTimeout * 1000L;
             Throwable[] failures = new Throwable[local];
             List<Thread> threads = new ArrayList<>();
             for (int i = 0; i < local; i++) {
@@ -79,10 +82,20 @@ public final class DataParallelRun {
         }
     }
 
-    /** The group's id: made by rank 0's backend; on several nodes handed from node 0 to the others (rendezvous). */
-    private static byte[] groupId(TrainingOptions o, Backend rank0) {
-        if (o.nnodes == 1) return rank0.newCommunicatorId();
-        throw new IllegalArgumentException("--nnodes " + o.nnodes + ": several machines are not wired yet");
+    /**
+     * The group: its id made by rank 0's backend (ncclGetUniqueId); on several nodes handed from node 0 to the others
+     * over the --master socket ({@link Rendezvous}), which also checks that every node runs the same command.
+     */
+    private static Rendezvous.Group group(TrainingOptions o, Backend local0, int local, long timeoutMillis) {
+        String fingerprint = o.groupFingerprint();
+        if (o.nnodes == 1) return new Rendezvous.Group(local0.newCommunicatorId(), local, 0, fingerprint);
+        if (o.nodeRank == 0) {
+            try (Rendezvous.Master m = Rendezvous.listen(Rendezvous.parseMaster(o.master).getPort())) {
+                System.out.printf("node 0: waiting for %d more node%s on port %d%n", o.nnodes - 1, o.nnodes == 2 ? "" : "s", m.port());
+                return m.serve(o.nnodes, local, local0.newCommunicatorId(), fingerprint, timeoutMillis);
+            }
+        }
+        return Rendezvous.join(o.master, o.nodeRank, o.nnodes, local, fingerprint, timeoutMillis);
     }
 
     /**

@@ -225,7 +225,7 @@ public final class TrainingOptions {
         atLeast("--nnodes", nnodes, 1, 1 << 16);
         if (nodeRank < 0 || nodeRank >= nnodes) throw new IllegalArgumentException("--node-rank must be 0.." + (nnodes - 1) + " with --nnodes " + nnodes + ", got " + nodeRank);
         if (nnodes > 1 && master == null) throw new IllegalArgumentException("--nnodes " + nnodes + " needs --master ADDR:PORT (where node 0 listens)");
-        if (master != null) masterAddress();
+        if (master != null) ai.longrwkv.core.dist.Rendezvous.parseMaster(master);
         atLeast("--collective-timeout", collectiveTimeout, 1, 7 * 24 * 3600);
     }
 
@@ -239,20 +239,14 @@ public final class TrainingOptions {
         return nnodes * localDevices().size();
     }
 
-    /** --master as host and port. */
-    public java.net.InetSocketAddress masterAddress() {
-        int colon = master.lastIndexOf(':');
-        String host = colon > 0 ? master.substring(0, colon) : "";
-        int port;
-        try {
-            port = colon > 0 ? Integer.parseInt(master.substring(colon + 1)) : -1;
-        } catch (NumberFormatException e) {
-            port = -1;
-        }
-        if (host.isEmpty() || port < 1 || port > 65535) {
-            throw new IllegalArgumentException("--master must be ADDR:PORT (e.g. 10.0.0.1:29500), got '" + master + "'");
-        }
-        return java.net.InetSocketAddress.createUnresolved(host, port);
+    /**
+     * What every node of a multi-machine run must agree on (checked at the rendezvous): the data and the options that
+     * decide which sequences each rank trains and how.
+     */
+    public String groupFingerprint() {
+        return "data=" + (data == null ? "" : data.getFileName()) + " ctx=" + ctxSchedule + " chunk=" + chunkLen + " bptt=" + bptt
+                + " micro=" + microBatch + " accum=" + gradAccum + " steps=" + steps + " tokens=" + tokens + " seed=" + seed
+                + " precision=" + precision + " zero=" + zero + " devices-per-node=" + localDevices().size();
     }
 
     /** --precision as a dtype (fp32 or bf16). */
