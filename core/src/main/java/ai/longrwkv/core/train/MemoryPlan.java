@@ -379,8 +379,17 @@ public final class MemoryPlan {
             String more = firstFit(spec.withSharding(n, 2, spec.sequencesPerRank()), capacity);
             if (more != null) return nothing + "; on " + n + " GPUs" + (spec.ranks() > 1 ? " (--devices x --nnodes)" : "") + ": " + more;
         }
-        return nothing + (spec.mode() == Mode.FULL ? "; not even --zero 2 on " + MAX_RANKS + " GPUs fits full finetuning of this model: LoRA or state tuning"
-                : "; a smaller --ctx-len or model");
+        if (spec.mode() != Mode.FULL) return nothing + "; a smaller --ctx-len or model";
+        // tensors are owned whole, so more GPUs cannot shrink a GPU below the state of the largest tensor
+        long largest = 0;
+        boolean largestIsMatrix = false;
+        for (TrainedTensor t : trainedTensors(spec)) {
+            if (t.elements() > largest) { largest = t.elements(); largestIsMatrix = t.matrix(); }
+        }
+        long largestState = largest * (8 + 4 + (spec.precision() == DType.BF16 && largestIsMatrix ? 4 : 0));
+        return nothing + "; not even --zero 2 on " + MAX_RANKS + " GPUs fits full finetuning of this model (each GPU holds the weights its"
+                + " forward reads and its activations whole, and tensors are sharded whole: the largest one's owner keeps " + human(largestState)
+                + " of its gradient and optimizer state): LoRA or state tuning";
     }
 
     /**
