@@ -21,8 +21,8 @@ import java.util.regex.Pattern;
                 + " largest --chunk-len or the options that do. finetune and state-tune check the same plan before they start.",
                 "", "On several GPUs (--devices, --nnodes) the memory is per GPU: each GPU holds the working weights and its own"
                 + " sequences' activations; --zero 1 shards the AdamW moments and the fp32 master weights by whole tensor, --zero 2"
-                + " also the gradients (terms marked /N are one GPU's share of N); and the bytes each GPU sends through the"
-                + " collectives per step.",
+                + " also the gradients (terms marked /N are one GPU's share of N). It also prints the bytes each GPU hands to the"
+                + " collectives per step, and their time at a --bus-bandwidth you give.",
                 "", "Example: longrwkv plan --shape L32-C4096-V65536 --mode lora --ctx-len 131072 --chunk-len 4096 --precision bf16 --device-memory 80GiB",
                 "", "Example: longrwkv plan --shape L32-C4096-V65536 --ctx-len 131072 --chunk-len 4096 --precision bf16 --grad-cp --devices 8 --zero 2 --device-memory 80GiB"})
 final class PlanCommand implements Callable<Integer> {
@@ -42,12 +42,12 @@ final class PlanCommand implements Callable<Integer> {
     @Option(names = "--devices", defaultValue = "1", paramLabel = "N|0,1,...", description = "GPUs per node: a count, or a list of GPU ids as"
             + " finetune takes them (only how many matters here; a single 0 is GPU 0) (default: ${DEFAULT-VALUE}).")
     String devices;
-    @Option(names = "--nnodes", defaultValue = "1", description = "Machines training together, each with --devices GPUs (default: ${DEFAULT-VALUE}).")
+    @Option(names = "--nnodes", defaultValue = "1", paramLabel = "N", description = "Machines training together, each with --devices GPUs (default: ${DEFAULT-VALUE}).")
     int nnodes;
     @Option(names = "--zero", defaultValue = "0", paramLabel = "0|1|2", description = "ZeRO stage: 0 every GPU holds all optimizer state; 1 shards"
             + " the AdamW moments and fp32 master weights over the GPUs; 2 also the gradients. No effect on one GPU (default: ${DEFAULT-VALUE}).")
     int zero;
-    @Option(names = "--sequences-per-gpu", defaultValue = "1", description = "Sequences each GPU trains per optimizer step; --zero 2 reduces"
+    @Option(names = "--sequences-per-gpu", defaultValue = "1", paramLabel = "N", description = "Sequences each GPU trains per optimizer step; --zero 2 reduces"
             + " the gradients once per chunk of each, so its communication grows with this (default: ${DEFAULT-VALUE}).")
     int sequencesPerGpu;
     @Option(names = "--bus-bandwidth", paramLabel = "GB/s", description = "The collectives' bus bandwidth, as nccl-tests reports busbw (e.g. what"

@@ -60,7 +60,6 @@ public final class MemoryPlan {
         /** The same run on {@code n} GPUs at ZeRO stage {@code z}, each GPU training {@code seqs} sequences per step. */
         public Spec withSharding(int n, int z, int seqs) { return new Spec(cfg, mode, precision, gradCp, ctxLen, chunkLen, bptt, loraRank, loraTargets, n, z, seqs); }
         public Spec withZero(int z) { return withSharding(ranks, z, sequencesPerRank); }
-        public Spec withRanks(int n) { return withSharding(n, zero, sequencesPerRank); }
 
         /** The stage that takes effect: {@code zero} on several GPUs, 0 on one. */
         public int effectiveZero() { return ranks > 1 ? zero : 0; }
