@@ -61,6 +61,45 @@ class PlanCommandTest {
     }
 
     @Test
+    void planOnSeveralGpusPrintsEachGpusShareAndTheCollectives() {
+        String[] base = {"plan", "--shape", "L32-C4096-V65536", "--ctx-len", "131072", "--chunk-len", "4096", "--precision", "bf16", "--grad-cp",
+                "--device-memory", "80GiB"};
+        CliTestSupport.Run z2 = TrainingCommandsTest.ok(concat(base, "--devices", "8", "--zero", "2"));
+        ModelConfig cfg = ModelConfig.forInit(32, 4096, 64, 65536);
+        MemoryPlan.Spec spec = new MemoryPlan.Spec(cfg, MemoryPlan.Mode.FULL, DType.BF16, true, 131072, 4096, BpttMode.FULL, 16, 8, 8, 2, 1);
+        MemoryPlan plan = MemoryPlan.of(spec);
+        for (String term : new String[]{"fp32 master /8", "gradients /8", "AdamW moments /8", "gradient scratch", "bf16 working copy",
+                "gradient reduce", "weight broadcast"}) {
+            assertTrue(z2.out().contains("  " + term + " "), term + " in\n" + z2.out());
+        }
+        String peak = String.format("  %-20s %10s   ", "peak per GPU", MemoryPlan.human(plan.peakBytes()));
+        assertTrue(z2.out().contains(peak), peak + " in\n" + z2.out());
+        assertTrue(z2.out().contains("8 GPUs (8 per node x 1 node), ZeRO stage 2"), z2.out());
+        assertTrue(z2.out().contains("device memory         80.00 GiB   fits"), z2.out());
+        assertTrue(!z2.out().contains("collective time"), "no time without a stated bandwidth:\n" + z2.out());
+        // a list of GPU ids counts as its length; two nodes of four are eight GPUs
+        assertEquals(z2.out(), TrainingCommandsTest.ok(concat(base, "--devices", "0,1,2,3,4,5,6,7", "--zero", "2")).out());
+        CliTestSupport.Run nodes = TrainingCommandsTest.ok(concat(base, "--devices", "4", "--nnodes", "2", "--zero", "2", "--bus-bandwidth", "100"));
+        assertTrue(nodes.out().contains("8 GPUs (4 per node x 2 nodes)") && nodes.out().contains(peak), nodes.out());
+        assertTrue(nodes.out().contains(String.format("  %-20s %10s   per step at an assumed bus bandwidth of 100 GB/s", "collective time",
+                String.format("%.2f s", plan.collectiveSeconds(100e9)))), nodes.out());
+        // stage 0 on 8 GPUs is one GPU's plan, and it says what would fit
+        CliTestSupport.Run z0 = TrainingCommandsTest.ok(concat(base, "--devices", "8"));
+        assertTrue(z0.out().contains("gradient all-reduce") && z0.out().contains("does not fit: use --zero 1 ("), z0.out());
+        // one GPU: --zero has no effect, and full finetuning is told how many GPUs with --zero 2 it needs
+        CliTestSupport.Run one = TrainingCommandsTest.ok(concat(base, "--zero", "2"));
+        assertTrue(one.out().contains("(--zero 2 has no effect on one GPU"), one.out());
+        assertTrue(one.out().contains("does not fit: nothing fits: the least this run needs is") && one.out().contains("; on 2 GPUs: use --devices 2 --zero 2 ("), one.out());
+        assertTrue(one.out().contains("  cpu process "), one.out());
+    }
+
+    private static String[] concat(String[] a, String... b) {
+        String[] out = java.util.Arrays.copyOf(a, a.length + b.length);
+        System.arraycopy(b, 0, out, a.length, b.length);
+        return out;
+    }
+
+    @Test
     void badPlanInputsAreOneLineErrors() {
         String e = UsageErrorsTest.usageError("plan", "--shape", "7B", "--ctx-len", "1024");
         assertTrue(e.contains("--shape must look like L32-C4096-V65536"), e);
@@ -68,6 +107,16 @@ class PlanCommandTest {
         assertTrue(e.contains("--device-memory must be a memory size"), e);
         e = UsageErrorsTest.usageError("plan", "--shape", "L2-C64-V256", "--ctx-len", "1024", "--precision", "fp8");
         assertTrue(e.contains("--precision must be fp32 or bf16, got 'fp8'"), e);
+        e = UsageErrorsTest.usageError("plan", "--shape", "L2-C64-V256", "--ctx-len", "1024", "--zero", "3");
+        assertTrue(e.contains("--zero must be from 0 to 2, got 3"), e);
+        e = UsageErrorsTest.usageError("plan", "--shape", "L2-C64-V256", "--ctx-len", "1024", "--devices", "0,1,1");
+        assertTrue(e.contains("--devices lists GPU 1 twice in '0,1,1'"), e);
+        e = UsageErrorsTest.usageError("plan", "--shape", "L2-C64-V256", "--ctx-len", "1024", "--devices", "all");
+        assertTrue(e.contains("--devices must be a count such as 8 or GPU ids such as 0,1,2,3, got 'all'"), e);
+        e = UsageErrorsTest.usageError("plan", "--shape", "L2-C64-V256", "--ctx-len", "1024", "--nnodes", "0");
+        assertTrue(e.contains("--nnodes must be from 1 to 65536, got 0"), e);
+        e = UsageErrorsTest.usageError("plan", "--shape", "L2-C64-V256", "--ctx-len", "1024", "--bus-bandwidth", "-5");
+        assertTrue(e.contains("--bus-bandwidth must be a positive number of GB/s"), e);
     }
 
     @Test

@@ -1,5 +1,7 @@
 package ai.longrwkv.core.train;
 
+import ai.longrwkv.core.dist.ZeroShards;
+import ai.longrwkv.core.model.LoraSet;
 import ai.longrwkv.core.model.ModelConfig;
 import ai.longrwkv.core.model.ParamSpec;
 import ai.longrwkv.core.model.Precision;
@@ -8,14 +10,24 @@ import ai.longrwkv.core.model.RwkvState;
 import ai.longrwkv.core.tensor.DType;
 
 import java.util.ArrayList;
+import java.util.HashMap;
 import java.util.List;
 import java.util.Locale;
+import java.util.Map;
+import java.util.TreeSet;
 
 /**
  * The memory of a training step, term by term, and its FLOPs: what `longrwkv plan` prints and what finetune and
  * state-tune check before they allocate anything. Every term counts the tensors the code allocates (the sizes of
  * {@code Rwkv5Model}'s activations and scratch, ChunkedBptt's boundary states, the optimizer's moments), so the total
  * is the backend's peak live bytes of a step; MemoryPlanTest holds it to the measured peak.
+ *
+ * <p>Data-parallel runs ({@link Spec#ranks} GPUs): every GPU holds what its forward reads (the working weights, the
+ * trained LoRA / state tensors) and its own sequences' states and activations, as one device does; ZeRO stage 1
+ * shards the optimizer state by whole tensor ({@link ZeroShards}): the AdamW moments and, in mixed precision, the fp32
+ * master of the matrices, only for the tensors a GPU owns; stage 2 also keeps the gradient accumulators only for owned
+ * tensors, plus a scratch of two layers' gradients (and the head's and embedding's, each a bucket of its own) that
+ * each chunk's backward reduces to the owners as soon as a layer is done. The plan is the GPU that owns the most.
  */
 public final class MemoryPlan {
 
@@ -24,24 +36,67 @@ public final class MemoryPlan {
 
     /**
      * One run's shape. {@code loraTargets} = adapted projections per block (LoRA only), {@code precision} the
-     * weight-matrix dtype ({@link Precision}).
+     * weight-matrix dtype ({@link Precision}); {@code ranks} = GPUs training together (data parallel), {@code zero} the
+     * ZeRO stage (0, 1, 2; no effect on one GPU), {@code sequencesPerRank} = sequences each GPU trains per optimizer step
+     * (only the communication depends on it: stage 2 reduces once per chunk of each).
      */
     public record Spec(ModelConfig cfg, Mode mode, DType precision, boolean gradCp, int ctxLen, int chunkLen, BpttMode bptt,
-                       int loraRank, int loraTargets) {
-        public Spec withChunkLen(int c) { return new Spec(cfg, mode, precision, gradCp, ctxLen, c, bptt, loraRank, loraTargets); }
-        public Spec withGradCp(boolean on) { return new Spec(cfg, mode, precision, on, ctxLen, chunkLen, bptt, loraRank, loraTargets); }
-        public Spec withPrecision(DType d) { return new Spec(cfg, mode, d, gradCp, ctxLen, chunkLen, bptt, loraRank, loraTargets); }
+                       int loraRank, int loraTargets, int ranks, int zero, int sequencesPerRank) {
+        public Spec {
+            if (ranks < 1) throw new IllegalArgumentException("the number of GPUs must be >= 1, got " + ranks);
+            if (zero < 0 || zero > 2) throw new IllegalArgumentException("--zero must be 0, 1 or 2, got " + zero);
+            if (sequencesPerRank < 1) throw new IllegalArgumentException("sequences per GPU must be >= 1, got " + sequencesPerRank);
+        }
+
+        /** One device (today's single-GPU or CPU run). */
+        public Spec(ModelConfig cfg, Mode mode, DType precision, boolean gradCp, int ctxLen, int chunkLen, BpttMode bptt,
+                    int loraRank, int loraTargets) {
+            this(cfg, mode, precision, gradCp, ctxLen, chunkLen, bptt, loraRank, loraTargets, 1, 0, 1);
+        }
+
+        public Spec withChunkLen(int c) { return new Spec(cfg, mode, precision, gradCp, ctxLen, c, bptt, loraRank, loraTargets, ranks, zero, sequencesPerRank); }
+        public Spec withGradCp(boolean on) { return new Spec(cfg, mode, precision, on, ctxLen, chunkLen, bptt, loraRank, loraTargets, ranks, zero, sequencesPerRank); }
+        public Spec withPrecision(DType d) { return new Spec(cfg, mode, d, gradCp, ctxLen, chunkLen, bptt, loraRank, loraTargets, ranks, zero, sequencesPerRank); }
+        /** The same run on {@code n} GPUs at ZeRO stage {@code z}, each GPU training {@code seqs} sequences per step. */
+        public Spec withSharding(int n, int z, int seqs) { return new Spec(cfg, mode, precision, gradCp, ctxLen, chunkLen, bptt, loraRank, loraTargets, n, z, seqs); }
+        public Spec withZero(int z) { return withSharding(ranks, z, sequencesPerRank); }
+
+        /** The stage that takes effect: {@code zero} on several GPUs, 0 on one. */
+        public int effectiveZero() { return ranks > 1 ? zero : 0; }
     }
 
-    /** One term: a name, its bytes, and how it was counted. */
-    public record Term(String name, long bytes, String detail) { }
+    /**
+     * One term: a name, its bytes on this GPU, and how it was counted; {@code shards} > 1 when the term is this GPU's
+     * share of a whole sharded over that many GPUs (the shares over all GPUs add up to the whole).
+     */
+    public record Term(String name, long bytes, String detail, int shards) {
+        public Term(String name, long bytes, String detail) { this(name, bytes, detail, 1); }
+
+        /** The name with "/8" where the term is one GPU's share. */
+        public String label() { return shards > 1 ? name + " /" + shards : name; }
+    }
+
+    /**
+     * One collective of a data-parallel step, on each GPU: the bytes of the buffers given to it per optimizer step and
+     * nccl-tests' bus factor for it (all-reduce 2(n-1)/n, reduce and broadcast 1: the bytes a GPU's busiest link carries
+     * are bytes x factor), so that at a bus bandwidth B it takes about bytes x factor / B.
+     */
+    public record Collective(String name, long bytes, double busFactor, String detail) { }
+
+    /** One trainable tensor, as the trainer lists them: its key, elements, block (-1: outside the blocks), whether a weight matrix. */
+    private record TrainedTensor(String key, long elements, int layer, boolean matrix) { }
 
     private final Spec spec;
+    private final int rank;
+    private final long trainedValues;
     private final List<Term> terms = new ArrayList<>();
+    private final List<Collective> collectives = new ArrayList<>();
     private final double flopsPerStepToken;
 
-    private MemoryPlan(Spec s) {
+    /** {@code shards}: the ownership of the trainable tensors over the spec's ranks, or null at stage 0 / one GPU. */
+    private MemoryPlan(Spec s, List<TrainedTensor> trainables, ZeroShards shards, int rank) {
         this.spec = s;
+        this.rank = rank;
         ModelConfig c = s.cfg();
         int L = c.nLayer(), C = c.nEmbd(), H = c.nHead(), N = c.headSize(), F = c.dimFfn(), V = c.vocabSize();
         long T = s.chunkLen();
@@ -50,20 +105,47 @@ public final class MemoryPlan {
             long n = numel(p.shape());
             if (Precision.isMatrix(p)) matrices += n; else small += n;
         }
+        int world = s.ranks(), zero = s.effectiveZero();
+        boolean mixed = s.mode() == Mode.FULL && s.precision() == DType.BF16;
+        long trained = 0;
+        for (TrainedTensor t : trainables) trained += t.elements();
+        this.trainedValues = trained;
+        long owned = shards != null ? shards.elements(rank) : trained;
         DType stored = s.mode() == Mode.FULL ? DType.F32 : s.precision();
-        add("weights", matrices * stored.bytes() + small * 4, String.format(Locale.ROOT, "%,d matrix values in %s + %,d others in fp32%s",
-                matrices, stored.label(), small, s.mode() == Mode.FULL && s.precision() == DType.BF16 ? " (the fp32 master)" : ""));
-        if (s.mode() == Mode.FULL && s.precision() == DType.BF16) {
+        if (mixed && zero >= 1) {
+            // the forward reads the small parameters in fp32 and the matrices in bf16: the fp32 master of a matrix lives on its owner only
+            add("weights", small * 4, String.format(Locale.ROOT, "%,d others in fp32, on every GPU (the forward reads them)", small));
+            long ownedMatrices = ownedMatrixElements(trainables, shards, rank);
+            addShare("fp32 master", ownedMatrices * 4, String.format(Locale.ROOT, "the fp32 master of the matrices this GPU owns: %,d of %,d values",
+                    ownedMatrices, matrices), world);
+        } else {
+            add("weights", matrices * stored.bytes() + small * 4, String.format(Locale.ROOT, "%,d matrix values in %s + %,d others in fp32%s",
+                    matrices, stored.label(), small, mixed ? " (the fp32 master)" : ""));
+        }
+        if (mixed) {
             add("bf16 working copy", matrices * 2, "the matrices the products read; refreshed from the master after each step");
         }
-        long trained = switch (s.mode()) {
-            case FULL -> matrices + small;
-            case LORA -> (long) L * s.loraTargets() * s.loraRank() * loraInOut(c, s.loraTargets());
-            case STATE -> (long) L * H * N * N;
-        };
         if (s.mode() != Mode.FULL) add("trained parameters", trained * 4, s.mode() == Mode.LORA ? "LoRA A and B, fp32" : "the tuned state, fp32");
-        add("gradients", trained * 4, "fp32, one per trained value");
-        add("AdamW moments", trained * 8, "exp_avg and exp_avg_sq, fp32");
+        if (zero == 2) {
+            addShare("gradients", owned * 4, String.format(Locale.ROOT, "fp32 accumulators of the tensors this GPU owns: %,d of %,d values", owned, trained), world);
+            long layer = 0, outside = 0;
+            Map<Integer, Long> layerSums = new HashMap<>();
+            for (TrainedTensor t : trainables) {
+                if (t.layer() < 0) outside += t.elements();
+                else layerSums.merge(t.layer(), t.elements(), Long::sum);
+            }
+            for (long n : layerSums.values()) layer = Math.max(layer, n);
+            add("gradient scratch", (2 * layer + outside) * 4, String.format(Locale.ROOT, "fp32: two layers' gradients (%,d values each)%s, reduced to their owners"
+                    + " as each layer's backward ends", layer, outside > 0 ? String.format(Locale.ROOT, " + the head's, embedding's and ln_out's (%,d)", outside) : ""));
+        } else {
+            add("gradients", trained * 4, "fp32, one per trained value");
+        }
+        if (zero >= 1) {
+            addShare("AdamW moments", owned * 8, String.format(Locale.ROOT, "exp_avg and exp_avg_sq of the tensors this GPU owns (%,d of %,d values), fp32",
+                    owned, trained), world);
+        } else {
+            add("AdamW moments", trained * 8, "exp_avg and exp_avg_sq, fp32");
+        }
         int chunks = (int) ((s.ctxLen() + T - 1) / T);
         long state = RwkvState.bytes(c);
         int states = (s.bptt() == BpttMode.FULL ? chunks : 1) + 3;
@@ -103,17 +185,116 @@ public final class MemoryPlan {
         // LoRA: x A^T and u B^T forward (2 r (in + out) per adapter), four products of the same size backward
         double lora = s.mode() == Mode.LORA ? 2.0 * trained * (3 + (sweep > 0 ? (chunks - 1) / (double) chunks : 0) + (s.gradCp() ? 1 : 0)) : 0;
         this.flopsPerStepToken = fwd + sweep + dx + dw + cp + lora;
+        // what each GPU hands to the collectives per optimizer step
+        if (world > 1) {
+            long gradients = trained * 4;
+            if (zero == 0) {
+                collectives.add(new Collective("gradient all-reduce", gradients, 2.0 * (world - 1) / world,
+                        "the fp32 gradients summed on every GPU, once per step"));
+            } else {
+                long times = zero == 2 ? (long) chunks * s.sequencesPerRank() : 1;
+                collectives.add(new Collective("gradient reduce", gradients * times, 1, zero == 2
+                        ? String.format(Locale.ROOT, "each chunk's fp32 gradients summed on their owners: %s x %d chunks x %d sequence%s",
+                                human(gradients), chunks, s.sequencesPerRank(), s.sequencesPerRank() > 1 ? "s" : "")
+                        : "each fp32 gradient summed on its owner, once per step"));
+                collectives.add(new Collective("weight broadcast", mixed ? matrices * 2 + small * 4 : trained * 4, 1, mixed
+                        ? "each owner's updated values to every GPU (matrices in bf16, others in fp32), once per step"
+                        : "each owner's updated fp32 values to every GPU, once per step"));
+            }
+        }
     }
 
-    public static MemoryPlan of(Spec s) { return new MemoryPlan(s); }
+    /** The plan of one GPU: on several GPUs with ZeRO, the one that owns the most (the peak of the group). */
+    public static MemoryPlan of(Spec s) {
+        List<TrainedTensor> trainables = trainedTensors(s);
+        ZeroShards shards = shards(s, trainables);
+        return new MemoryPlan(s, trainables, shards, shards == null ? 0 : fullestRank(s, trainables, shards));
+    }
 
-    private static long loraInOut(ModelConfig c, int targets) {
-        // the eight projections: five C x C in att, ffn.receptance C x C, ffn.key F x C, ffn.value C x F: mean (in + out)
-        long all = 6L * 2 * c.nEmbd() + 2L * (c.nEmbd() + c.dimFfn());
-        return targets >= 8 ? all / 8 : 2L * c.nEmbd();
+    /** The plan of GPU {@code rank} (0 .. ranks-1); every GPU's is the same at stage 0. */
+    public static MemoryPlan forRank(Spec s, int rank) {
+        if (rank < 0 || rank >= s.ranks()) throw new IllegalArgumentException("rank " + rank + " of " + s.ranks());
+        List<TrainedTensor> trainables = trainedTensors(s);
+        return new MemoryPlan(s, trainables, shards(s, trainables), rank);
+    }
+
+    /**
+     * The tensors a run trains, by the trainer's keys and sizes (what {@link ZeroShards#assign} shards): every model
+     * parameter (full), the A and B of each adapted projection (LoRA; with fewer than eight targets, each an average
+     * C x C projection, as the plan cannot know which), or each block's time_state (state tuning).
+     */
+    public static List<ZeroShards.Entry> trainableTensors(Spec s) {
+        List<ZeroShards.Entry> out = new ArrayList<>();
+        for (TrainedTensor t : trainedTensors(s)) out.add(new ZeroShards.Entry(t.key(), t.elements()));
+        return out;
+    }
+
+    private static List<TrainedTensor> trainedTensors(Spec s) {
+        ModelConfig c = s.cfg();
+        List<TrainedTensor> out = new ArrayList<>();
+        switch (s.mode()) {
+            case FULL -> {
+                for (ParamSpec p : ParamSpec.all(c)) out.add(new TrainedTensor(p.key(), numel(p.shape()), p.layer(), Precision.isMatrix(p)));
+            }
+            case LORA -> {
+                Map<String, int[]> shapes = new HashMap<>();
+                for (ParamSpec p : ParamSpec.all(c)) shapes.put(p.key(), p.shape());
+                long r = s.loraRank();
+                for (int l = 0; l < c.nLayer(); l++) {
+                    if (s.loraTargets() >= 8) {
+                        for (String target : new TreeSet<>(LoraSet.TARGETS.keySet())) {
+                            String weight = "blocks." + l + "." + LoraSet.TARGETS.get(target);
+                            int[] outIn = shapes.get(weight);
+                            String base = weight.substring(0, weight.length() - ".weight".length());
+                            out.add(new TrainedTensor(base + ".lora_A", r * outIn[1], l, false));
+                            out.add(new TrainedTensor(base + ".lora_B", outIn[0] * r, l, false));
+                        }
+                    } else {
+                        for (int j = 0; j < s.loraTargets(); j++) {
+                            out.add(new TrainedTensor("blocks." + l + ".target" + j + ".lora_A", r * c.nEmbd(), l, false));
+                            out.add(new TrainedTensor("blocks." + l + ".target" + j + ".lora_B", c.nEmbd() * r, l, false));
+                        }
+                    }
+                }
+            }
+            case STATE -> {
+                for (int l = 0; l < c.nLayer(); l++) {
+                    out.add(new TrainedTensor("blocks." + l + ".att.time_state", (long) c.nHead() * c.headSize() * c.headSize(), l, false));
+                }
+            }
+        }
+        return out;
+    }
+
+    private static ZeroShards shards(Spec s, List<TrainedTensor> trainables) {
+        if (s.effectiveZero() == 0) return null;
+        List<ZeroShards.Entry> entries = new ArrayList<>();
+        for (TrainedTensor t : trainables) entries.add(new ZeroShards.Entry(t.key(), t.elements()));
+        return ZeroShards.assign(entries, s.ranks());
+    }
+
+    private static long ownedMatrixElements(List<TrainedTensor> trainables, ZeroShards shards, int rank) {
+        long n = 0;
+        for (TrainedTensor t : trainables) if (t.matrix() && shards.owner(t.key()) == rank) n += t.elements();
+        return n;
+    }
+
+    /** The rank whose sharded terms are the largest (the lowest among equals): the group's peak. */
+    private static int fullestRank(Spec s, List<TrainedTensor> trainables, ZeroShards shards) {
+        boolean mixed = s.mode() == Mode.FULL && s.precision() == DType.BF16;
+        long[] bytes = new long[s.ranks()];
+        for (TrainedTensor t : trainables) {
+            int r = shards.owner(t.key());
+            bytes[r] += t.elements() * (8 + (s.effectiveZero() == 2 ? 4 : 0) + (mixed && t.matrix() ? 4 : 0));
+        }
+        int best = 0;
+        for (int r = 1; r < bytes.length; r++) if (bytes[r] > bytes[best]) best = r;
+        return best;
     }
 
     private void add(String name, long bytes, String detail) { terms.add(new Term(name, bytes, detail)); }
+
+    private void addShare(String name, long bytes, String detail, int shards) { terms.add(new Term(name, bytes, detail, shards)); }
 
     private static long numel(int[] shape) {
         long n = 1;
@@ -123,6 +304,22 @@ public final class MemoryPlan {
 
     public Spec spec() { return spec; }
     public List<Term> terms() { return List.copyOf(terms); }
+
+    /** The GPU this plan is of (0 on one GPU). */
+    public int rank() { return rank; }
+
+    /** Values the run trains, over all GPUs together (the size of its checkpoint's trainable tensors). */
+    public long trainedValues() { return trainedValues; }
+
+    /** The collectives of a step, per GPU (none on one GPU). */
+    public List<Collective> collectives() { return List.copyOf(collectives); }
+
+    /** Seconds the collectives of a step take at a bus bandwidth of {@code bytesPerSecond}: bytes x bus factor / bandwidth. */
+    public double collectiveSeconds(double bytesPerSecond) {
+        double s = 0;
+        for (Collective c : collectives) s += c.bytes() * c.busFactor() / bytesPerSecond;
+        return s;
+    }
 
     /** Predicted peak bytes of a step (the sum of the terms). */
     public long peakBytes() {
@@ -152,27 +349,22 @@ public final class MemoryPlan {
     /** FLOPs of one training sequence of ctx-len tokens. */
     public double flopsPerSequence() { return flopsPerStepToken * spec.ctxLen(); }
 
+    /** The most GPUs the advice considers. */
+    static final int MAX_RANKS = 1024;
+
     /**
-     * When the plan does not fit {@code capacity}: the largest chunk length (a divisor of ctx-len) that does, else the
-     * options that do (--grad-cp, --precision bf16, both), as one line of advice; null when it fits.
+     * When the plan does not fit {@code capacity} (per GPU): the largest chunk length (a divisor of ctx-len) that does,
+     * else the options that do, cheapest first: on several GPUs a higher --zero stage, then --grad-cp, --precision bf16,
+     * both (each with the largest chunk length that fits); else the least this run needs on these GPUs and how many
+     * GPUs with --zero 2 it fits on; as one line of advice; null when it fits.
      */
     public String advice(long capacity) {
         if (peakBytes() <= capacity) return null;
-        int best = largestFittingChunk(spec, capacity);
-        if (best > 0) return "use --chunk-len " + best + " (" + human(of(spec.withChunkLen(best)).peakBytes()) + ")";
-        List<Spec> tries = new ArrayList<>();
-        if (!spec.gradCp()) tries.add(spec.withGradCp(true));
-        if (spec.precision() != DType.BF16) tries.add(spec.withPrecision(DType.BF16));
-        if (!spec.gradCp() && spec.precision() != DType.BF16) tries.add(spec.withGradCp(true).withPrecision(DType.BF16));
-        for (Spec t : tries) {
-            String flags = (t.gradCp() && !spec.gradCp() ? " --grad-cp" : "") + (t.precision() != spec.precision() ? " --precision bf16" : "");
-            MemoryPlan p = of(t);
-            if (p.peakBytes() <= capacity) return "use" + flags + " (" + human(p.peakBytes()) + ")";
-            int c = largestFittingChunk(t, capacity);
-            if (c > 0) return "use" + flags + " --chunk-len " + c + " (" + human(of(t.withChunkLen(c)).peakBytes()) + ")";
-        }
-        // the smallest this run can be: --grad-cp, bf16, and the best chunk length (short chunks keep more boundary states)
+        String fix = firstFit(spec, capacity);
+        if (fix != null) return fix;
+        // the smallest this run can be here: --grad-cp, bf16, --zero 2, and the best chunk length (short chunks keep more boundary states)
         Spec least = spec.withGradCp(true).withPrecision(DType.BF16);
+        if (spec.ranks() > 1) least = least.withZero(2);
         long min = Long.MAX_VALUE;
         int minChunk = 1;
         for (int c = 1; c <= spec.ctxLen(); c++) {
@@ -180,9 +372,57 @@ public final class MemoryPlan {
             long p = of(least.withChunkLen(c)).peakBytes();
             if (p < min) { min = p; minChunk = c; }
         }
-        return "nothing fits: the least this run needs is " + human(min) + " (--grad-cp --precision bf16 --chunk-len " + minChunk + ")"
-                + (spec.mode() == Mode.FULL ? "; full finetuning of this model needs its optimizer state sharded over several GPUs, or LoRA / state tuning"
-                : "; a smaller --ctx-len or model");
+        String nothing = "nothing fits" + (spec.ranks() > 1 ? " on " + spec.ranks() + " GPUs" : "") + ": the least this run needs is " + human(min)
+                + (spec.ranks() > 1 ? " per GPU" : "") + " (--grad-cp --precision bf16" + (spec.ranks() > 1 ? " --zero 2" : "") + " --chunk-len " + minChunk + ")";
+        for (int n = Math.max(2, 2 * spec.ranks()); n <= MAX_RANKS; n *= 2) {
+            String more = firstFit(spec.withSharding(n, 2, spec.sequencesPerRank()), capacity);
+            if (more != null) return nothing + "; on " + n + " GPUs" + (spec.ranks() > 1 ? " (--devices x --nnodes)" : "") + ": " + more;
+        }
+        if (spec.mode() != Mode.FULL) return nothing + "; a smaller --ctx-len or model";
+        // tensors are owned whole, so more GPUs cannot shrink a GPU below the state of the largest tensor
+        long largest = 0;
+        boolean largestIsMatrix = false;
+        for (TrainedTensor t : trainedTensors(spec)) {
+            if (t.elements() > largest) { largest = t.elements(); largestIsMatrix = t.matrix(); }
+        }
+        long largestState = largest * (8 + 4 + (spec.precision() == DType.BF16 && largestIsMatrix ? 4 : 0));
+        return nothing + "; not even --zero 2 on " + MAX_RANKS + " GPUs fits full finetuning of this model (each GPU holds the weights its"
+                + " forward reads and its activations whole, and tensors are sharded whole: the largest one's owner keeps " + human(largestState)
+                + " of its gradient and optimizer state): LoRA or state tuning";
+    }
+
+    /**
+     * The first of base's variants that fits, cheapest first, as advice relative to this plan's spec: as base, with
+     * --grad-cp, with --precision bf16, with both; within each, on several GPUs, each --zero stage from base's up to 2
+     * as it is, then each with the largest chunk length that fits. Null if none does.
+     */
+    private String firstFit(Spec base, long capacity) {
+        List<Spec> options = new ArrayList<>();
+        options.add(base);
+        if (!base.gradCp()) options.add(base.withGradCp(true));
+        if (base.precision() != DType.BF16) options.add(base.withPrecision(DType.BF16));
+        if (!base.gradCp() && base.precision() != DType.BF16) options.add(base.withGradCp(true).withPrecision(DType.BF16));
+        int lastZero = base.ranks() > 1 ? 2 : base.zero();
+        for (Spec o : options) {
+            for (int z = base.zero(); z <= lastZero; z++) {
+                MemoryPlan p = of(o.withZero(z));
+                if (p.peakBytes() <= capacity) return advise(o.withZero(z), p);
+            }
+            for (int z = base.zero(); z <= lastZero; z++) {
+                int c = largestFittingChunk(o.withZero(z), capacity);
+                if (c > 0) return advise(o.withZero(z).withChunkLen(c), of(o.withZero(z).withChunkLen(c)));
+            }
+        }
+        return null;
+    }
+
+    /** "use --grad-cp --zero 2 --chunk-len 2048 (61.20 GiB per GPU)": the flags of {@code t} that differ from this plan's. */
+    private String advise(Spec t, MemoryPlan p) {
+        String flags = (t.ranks() != spec.ranks() && spec.ranks() == 1 ? " --devices " + t.ranks() : "")
+                + (t.effectiveZero() != spec.effectiveZero() ? " --zero " + t.zero() : "")
+                + (t.gradCp() && !spec.gradCp() ? " --grad-cp" : "") + (t.precision() != spec.precision() ? " --precision bf16" : "")
+                + (t.chunkLen() != spec.chunkLen() ? " --chunk-len " + t.chunkLen() : "");
+        return "use" + (flags.isEmpty() ? " it as it is" : flags) + " (" + human(p.peakBytes()) + (t.ranks() > 1 ? " per GPU" : "") + ")";
     }
 
     /** The largest divisor of ctx-len not above the spec's chunk length whose plan fits; 0 if none. */
@@ -194,13 +434,32 @@ public final class MemoryPlan {
     }
 
     /** The plan as a table: one line per term, the total, FLOPs, and the verdict against capacity (if > 0). */
-    public String table(long capacity) {
+    public String table(long capacity) { return table(capacity, 0); }
+
+    /**
+     * The plan as a table, with the collectives of a multi-GPU step and, if {@code busBytesPerSecond} > 0, the time
+     * they take at that bus bandwidth.
+     */
+    public String table(long capacity, double busBytesPerSecond) {
         StringBuilder sb = new StringBuilder();
-        for (Term t : terms) sb.append(String.format(Locale.ROOT, "  %-20s %10s   %s%n", t.name(), human(t.bytes()), t.detail()));
-        sb.append(String.format(Locale.ROOT, "  %-20s %10s   the tensors at the step's peak (a GPU's memory, or native memory on the CPU)%n", "peak", human(peakBytes())));
-        sb.append(String.format(Locale.ROOT, "  %-20s %10s   on the CPU backend: the peak + %s of Java heap (two of the largest tensors"
-                + " in fp32 while loading, + 1 GiB of JVM)%n", "cpu process", human(cpuProcessBytes()), human(hostHeapBytes())));
+        for (Term t : terms) sb.append(String.format(Locale.ROOT, "  %-20s %10s   %s%n", t.label(), human(t.bytes()), t.detail()));
+        if (spec.ranks() > 1) {
+            sb.append(String.format(Locale.ROOT, "  %-20s %10s   the tensors at the step's peak on one GPU (%s)%n", "peak per GPU", human(peakBytes()),
+                    spec.effectiveZero() > 0 ? "GPU " + rank + " of " + spec.ranks() + ", the one that owns the most" : "every GPU of " + spec.ranks() + " alike"));
+        } else {
+            sb.append(String.format(Locale.ROOT, "  %-20s %10s   the tensors at the step's peak (a GPU's memory, or native memory on the CPU)%n", "peak", human(peakBytes())));
+            sb.append(String.format(Locale.ROOT, "  %-20s %10s   on the CPU backend: the peak + %s of Java heap (two of the largest tensors"
+                    + " in fp32 while loading, + 1 GiB of JVM)%n", "cpu process", human(cpuProcessBytes()), human(hostHeapBytes())));
+        }
         sb.append(String.format(Locale.ROOT, "  %-20s %10s   per %d-token sequence (%.2f TFLOP)%n", "compute", "", spec.ctxLen(), flopsPerSequence() / 1e12));
+        for (Collective c : collectives) {
+            sb.append(String.format(Locale.ROOT, "  %-20s %10s   per GPU per step: %s%n", c.name(), human(c.bytes()), c.detail()));
+        }
+        if (!collectives.isEmpty() && busBytesPerSecond > 0) {
+            sb.append(String.format(Locale.ROOT, "  %-20s %10s   per step at an assumed bus bandwidth of %.0f GB/s: bytes x nccl-tests' bus factor"
+                    + " (all-reduce %.2f, reduce and broadcast 1) / bandwidth; no latency, no overlap with compute%n", "collective time",
+                    String.format(Locale.ROOT, "%.2f s", collectiveSeconds(busBytesPerSecond)), busBytesPerSecond / 1e9, 2.0 * (spec.ranks() - 1) / spec.ranks()));
+        }
         if (capacity > 0) {
             String a = advice(capacity);
             sb.append(String.format(Locale.ROOT, "  %-20s %10s   %s%n", "device memory", human(capacity), a == null ? "fits" : "does not fit: " + a));
