@@ -102,30 +102,8 @@ final class PlanCommand implements Callable<Integer> {
         return 0;
     }
 
-    /** --devices: a count (8), or a list of distinct GPU ids (0,1,2,3) whose length is the count; a single 0 is GPU 0. */
+    /** --devices: how many GPUs per node ({@link ai.longrwkv.core.dist.Devices#parse}). */
     static int deviceCount(String text) {
-        String t = text.trim();
-        if (t.contains(",")) {
-            java.util.Set<Integer> ids = new java.util.HashSet<>();
-            for (String part : t.split(",", -1)) {
-                int id;
-                try {
-                    id = Integer.parseInt(part.trim());
-                } catch (NumberFormatException e) {
-                    throw new IllegalArgumentException("--devices must be a count such as 8 or GPU ids such as 0,1,2,3, got '" + text + "'");
-                }
-                if (id < 0) throw new IllegalArgumentException("--devices: GPU ids are 0 or more, got " + id + " in '" + text + "'");
-                if (!ids.add(id)) throw new IllegalArgumentException("--devices lists GPU " + id + " twice in '" + text + "'");
-            }
-            return ids.size();
-        }
-        try {
-            int n = Integer.parseInt(t);
-            if (n < 0) throw new NumberFormatException();
-            Cli.range("--devices", n, 0, 65536);
-            return Math.max(n, 1);
-        } catch (NumberFormatException e) {
-            throw new IllegalArgumentException("--devices must be a count such as 8 or GPU ids such as 0,1,2,3, got '" + text + "'");
-        }
+        return ai.longrwkv.core.dist.Devices.parse(text).size();
     }
 }

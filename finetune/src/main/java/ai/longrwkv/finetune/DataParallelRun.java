@@ -29,7 +29,7 @@ public final class DataParallelRun {
     }
 
     public static void run(TrainingOptions o, RankBody body) {
-        if (o.worldSize() == 1 && o.devices == null) {
+        if (o.worldSize() == 1) {
             try (Backend be = TrainingRun.backend(o.device)) {
                 body.train(be, null, true);
             }

@@ -117,10 +117,10 @@ public final class TrainingOptions {
     @Option(names = "--device", defaultValue = "cpu", description = "cpu | cuda | auto | emulated (the CUDA kernels run on the CPU, for testing) (default: ${DEFAULT-VALUE}).")
     public String device;
 
-    @Option(names = "--devices", paramLabel = "0,1,...", split = ",", description = "Data-parallel training on these GPUs of this machine"
-            + " (with --device cuda, or emulated for testing): one rank per device, each taking its share of every step's sequences;"
-            + " the global batch is ranks x --micro-batch x --grad-accum (default: one device).")
-    public List<Integer> devices;
+    @Option(names = "--devices", paramLabel = "N|0,1,...", description = "Data-parallel training on this machine's GPUs: a count (the first N)"
+            + " or a list of GPU ids (with --device cuda, or emulated for testing); one rank per GPU, each taking its share of every step's"
+            + " sequences; the global batch is ranks x --micro-batch x --grad-accum (default: one device).")
+    public String devices;
 
     @Option(names = "--zero", defaultValue = "0", paramLabel = "0|1|2", description = "ZeRO stage with several devices: 0 = every rank keeps"
             + " everything; 1 = AdamW moments and fp32 master weights sharded by tensor across ranks; 2 = also the gradients"
@@ -216,11 +216,7 @@ public final class TrainingOptions {
 
     /** --devices, --zero, --nnodes, --node-rank, --master, --collective-timeout. */
     void validateDevices() {
-        if (devices != null) {
-            if (devices.isEmpty()) throw new IllegalArgumentException("--devices needs at least one device number, e.g. --devices 0,1");
-            for (int d : devices) if (d < 0) throw new IllegalArgumentException("--devices: device numbers are >= 0, got " + d);
-            if (new java.util.HashSet<>(devices).size() != devices.size()) throw new IllegalArgumentException("--devices lists a device twice: " + devices);
-        }
+        if (devices != null) ai.longrwkv.core.dist.Devices.parse(devices);
         if (zero < 0 || zero > 2) throw new IllegalArgumentException("--zero must be 0, 1 or 2, got " + zero);
         atLeast("--nnodes", nnodes, 1, 1 << 16);
         if (nodeRank < 0 || nodeRank >= nnodes) throw new IllegalArgumentException("--node-rank must be 0.." + (nnodes - 1) + " with --nnodes " + nnodes + ", got " + nodeRank);
@@ -231,7 +227,7 @@ public final class TrainingOptions {
 
     /** The devices of this node (--devices, or the one --device names). */
     public List<Integer> localDevices() {
-        return devices == null ? List.of(0) : List.copyOf(devices);
+        return devices == null ? List.of(0) : ai.longrwkv.core.dist.Devices.parse(devices);
     }
 
     /** Ranks in the run: nodes x local devices. */
@@ -262,7 +258,7 @@ public final class TrainingOptions {
     /** The memory plan's description of this run. */
     public ai.longrwkv.core.train.MemoryPlan.Spec planSpec(ai.longrwkv.core.model.ModelConfig cfg, Trainer.Mode mode, int loraRank, int loraTargets) {
         return new ai.longrwkv.core.train.MemoryPlan.Spec(cfg, ai.longrwkv.core.train.MemoryPlan.Mode.valueOf(mode.name()), precision(), gradCp,
-                ctxLen, chunkLen, BpttMode.parse(bptt), loraRank, loraTargets);
+                ctxLen, chunkLen, BpttMode.parse(bptt), loraRank, loraTargets).withSharding(worldSize(), zero, microBatch * gradAccum);
     }
 
     /** Applies --precision (the bf16 working copy of full finetuning) and --grad-cp to a loaded model. */

@@ -90,7 +90,7 @@ public final class TrainingRun {
                     + MemoryPlan.human(capacity) + (o.deviceMemory != null || be.memoryCapacity() > 0 ? "" : " available") + ": " + advice
                     + "; `longrwkv plan` prints every term");
         }
-        long trained = plan.terms().stream().filter(t -> t.name().equals("gradients")).mapToLong(MemoryPlan.Term::bytes).sum() / 4;
+        long trained = plan.trainedValues();
         long heap = Runtime.getRuntime().maxMemory();
         if (8 * trained > heap * 0.9) {
             throw new IllegalArgumentException(what + " needs about " + gb(8 * trained) + " of Java heap for its checkpoints but it is limited to "

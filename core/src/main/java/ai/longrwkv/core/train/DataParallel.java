@@ -2,8 +2,6 @@ package ai.longrwkv.core.train;
 
 import ai.longrwkv.core.dist.Communicator;
 
-import java.util.List;
-
 /**
  * How one rank of a data-parallel group trains (several GPUs, several machines): its {@link Communicator} and the
  * ZeRO stage.
@@ -16,7 +14,7 @@ import java.util.List;
  *   sequences had no trained target (the infctx trainer deadlocked on ranks with different segment counts): the
  *   ranks agree on a step's number of chunk backwards first and the shorter ones pad ({@link GradientReduction}).</li>
  *   <li>--zero 0: gradients all-reduced, every rank steps every tensor (the same bits on every rank).
- *   --zero 1: each trainable tensor has one owner ({@link #owners}); its gradient is reduced to the owner, only the
+ *   --zero 1: each trainable tensor has one owner ({@link ai.longrwkv.core.dist.ZeroShards}, the assignment the memory plan uses); its gradient is reduced to the owner, only the
  *   owner keeps AdamW moments for it and steps it, and then broadcasts the updated tensor (the bf16 working copy in
  *   mixed precision: what the others' forward reads). Ownership by whole tensors, not by slices of a flat buffer: each
  *   tensor's update, its clipping norm term and its checkpoint entry are then computed exactly as on one device, so a
@@ -39,24 +37,4 @@ public record DataParallel(Communicator comm, int zero) {
 
     /** Whether optimizer state is sharded (ZeRO 1 or 2 on more than one rank). */
     public boolean sharded() { return zero > 0 && comm.size() > 1; }
-
-    /**
-     * The owner of each tensor: largest first (ties: earlier first) to the rank holding the fewest elements so far
-     * (ties: the lowest rank). Deterministic, every tensor exactly once, and balanced to within the largest tensor.
-     */
-    public static int[] owners(List<Long> elements, int ranks) {
-        int n = elements.size();
-        Integer[] order = new Integer[n];
-        for (int i = 0; i < n; i++) order[i] = i;
-        java.util.Arrays.sort(order, (a, b) -> elements.get(a).equals(elements.get(b)) ? Integer.compare(a, b) : Long.compare(elements.get(b), elements.get(a)));
-        long[] load = new long[ranks];
-        int[] owner = new int[n];
-        for (int i : order) {
-            int best = 0;
-            for (int r = 1; r < ranks; r++) if (load[r] < load[best]) best = r;
-            owner[i] = best;
-            load[best] += elements.get(i);
-        }
-        return owner;
-    }
 }

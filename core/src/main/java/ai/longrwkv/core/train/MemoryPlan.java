@@ -127,16 +127,27 @@ public final class MemoryPlan {
         }
         if (s.mode() != Mode.FULL) add("trained parameters", trained * 4, s.mode() == Mode.LORA ? "LoRA A and B, fp32" : "the tuned state, fp32");
         if (zero == 2) {
-            addShare("gradients", owned * 4, String.format(Locale.ROOT, "fp32 accumulators of the tensors this GPU owns: %,d of %,d values", owned, trained), world);
-            long layer = 0, outside = 0;
-            Map<Integer, Long> layerSums = new HashMap<>();
+            // LoRA adapters and tuned states are not reported by the blocks' backward: their gradients stay whole, reduced at the step end
+            long accumulators = 0;
             for (TrainedTensor t : trainables) {
-                if (t.layer() < 0) outside += t.elements();
-                else layerSums.merge(t.layer(), t.elements(), Long::sum);
+                boolean whole = t.key().contains(".lora_") || t.key().endsWith(".time_state");
+                if (whole || shards == null || shards.owner(t.key()) == rank) accumulators += t.elements();
             }
-            for (long n : layerSums.values()) layer = Math.max(layer, n);
-            add("gradient scratch", (2 * layer + outside) * 4, String.format(Locale.ROOT, "fp32: two layers' gradients (%,d values each)%s, reduced to their owners"
-                    + " as each layer's backward ends", layer, outside > 0 ? String.format(Locale.ROOT, " + the head's, embedding's and ln_out's (%,d)", outside) : ""));
+            addShare("gradients", accumulators * 4, String.format(Locale.ROOT, "fp32 accumulators of the model tensors this GPU owns (LoRA and state"
+                    + " gradients whole): %,d of %,d values", accumulators, trained), world);
+            // as the trainer allocates it: for a block parameter this GPU does not own, one tensor per kind and parity of
+            // the block (shared by the even blocks, and by the odd); for one outside the blocks, its own
+            long layer = 0, outside = 0;
+            Map<String, Long> byKindAndParity = new HashMap<>();
+            for (TrainedTensor t : trainables) {
+                if (t.key().contains(".lora_") || t.key().endsWith(".time_state") || shards != null && shards.owner(t.key()) == rank) continue;
+                if (t.layer() < 0) outside += t.elements();
+                else byKindAndParity.put(t.key().substring(t.key().indexOf('.', "blocks.".length())) + "/" + (t.layer() % 2), t.elements());
+            }
+            for (long n : byKindAndParity.values()) layer += n;
+            add("gradient scratch", (layer + outside) * 4, String.format(Locale.ROOT, "fp32: the other GPUs' tensors of two blocks (%,d values)%s,"
+                    + " reduced to their owners as each block's backward ends", layer,
+                    outside > 0 ? String.format(Locale.ROOT, " + of the embedding, head and outer norms (%,d)", outside) : ""));
         } else {
             add("gradients", trained * 4, "fp32, one per trained value");
         }

@@ -2,6 +2,7 @@ package ai.longrwkv.core.train;
 
 import ai.longrwkv.core.backend.Backend;
 import ai.longrwkv.core.backend.Tensor;
+import ai.longrwkv.core.dist.ZeroShards;
 import ai.longrwkv.core.io.Safetensors;
 import ai.longrwkv.core.model.LoraSet;
 import ai.longrwkv.core.model.ModelConfig;
@@ -178,11 +179,22 @@ public final class Trainer implements AutoCloseable {
             case STATE -> spec -> false;   // weights frozen: no weight gradients at all
         };
         if (cfg.mode() == Mode.LORA && (lora == null || model.lora() != lora)) throw new IllegalArgumentException("LoRA mode needs the adapters set on the model");
-        List<Long> sizes = new ArrayList<>();
-        for (ParamSpec spec : ParamSpec.all(mc)) if (trained.test(spec)) sizes.add(model.params().get(spec.key()).size());
-        if (cfg.mode() == Mode.LORA) lora.adapters().forEach((k, ad) -> { sizes.add(ad.a.size()); sizes.add(ad.b.size()); });
-        if (cfg.mode() == Mode.STATE) for (int l = 0; l < mc.nLayer(); l++) sizes.add((long) mc.nHead() * mc.headSize() * mc.headSize());
-        owners = this.dp != null && this.dp.sharded() ? DataParallel.owners(sizes, this.dp.world()) : null;
+        List<ZeroShards.Entry> sizes = new ArrayList<>();
+        for (ParamSpec spec : ParamSpec.all(mc)) if (trained.test(spec)) sizes.add(new ZeroShards.Entry(spec.key(), model.params().get(spec.key()).size()));
+        if (cfg.mode() == Mode.LORA) {
+            lora.adapters().forEach((k, ad) -> {
+                String base = k.substring(0, k.length() - ".weight".length());
+                sizes.add(new ZeroShards.Entry(base + ".lora_A", ad.a.size()));
+                sizes.add(new ZeroShards.Entry(base + ".lora_B", ad.b.size()));
+            });
+        }
+        if (cfg.mode() == Mode.STATE) for (int l = 0; l < mc.nLayer(); l++) sizes.add(new ZeroShards.Entry(stateKey(l), (long) mc.nHead() * mc.headSize() * mc.headSize()));
+        if (this.dp != null && this.dp.sharded()) {   // the ownership the plan assumes (MemoryPlan uses the same ZeroShards)
+            ZeroShards shards = ZeroShards.assign(sizes, this.dp.world());
+            owners = sizes.stream().mapToInt(e -> shards.owner(e.key())).toArray();
+        } else {
+            owners = null;
+        }
         grads = this.dp != null && this.dp.zero() == 2 ? shardedGradients(mc, trained) : ParamSet.zeros(be, mc, trained);
         List<Trainable> trainables = new ArrayList<>();
         for (String k : grads.keys()) trainables.add(Trainable.of(k, model.params().get(k), grads.get(k)));

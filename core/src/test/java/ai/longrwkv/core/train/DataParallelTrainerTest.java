@@ -2,6 +2,7 @@ package ai.longrwkv.core.train;
 
 import ai.longrwkv.core.backend.Backend;
 import ai.longrwkv.core.backend.cpu.CpuBackend;
+import ai.longrwkv.core.backend.cpu.TestGroup;
 import ai.longrwkv.core.model.LoraSet;
 import ai.longrwkv.core.model.ModelWeights;
 import ai.longrwkv.core.model.Precision;

@@ -1,10 +1,9 @@
-package ai.longrwkv.core.train;
+package ai.longrwkv.core.backend.cpu;
 
 import ai.longrwkv.core.backend.Backend;
 import ai.longrwkv.core.backend.Tensor;
 import ai.longrwkv.core.dist.CollectiveException;
 import ai.longrwkv.core.dist.Communicator;
-import ai.longrwkv.core.tensor.HostTensor;
 
 import java.util.ArrayList;
 import java.util.List;
@@ -23,24 +22,24 @@ import java.util.concurrent.TimeoutException;
  * the host vectors), as the emulated device's NCCL computes them. Not a product path: the CPU backend has no
  * communicator (the GPU path's emulation is tested with the emulated device).
  */
-final class TestGroup {
+public final class TestGroup {
     private final int size;
     private final CyclicBarrier barrier;
     private final Object[] slots;
     private volatile String aborted;
 
-    TestGroup(int size) {
+    public TestGroup(int size) {
         this.size = size;
         this.barrier = new CyclicBarrier(size);
         this.slots = new Object[size];
     }
 
-    Communicator rank(int rank, Backend be) {
+    public Communicator rank(int rank, Backend be) {
         return new Rank(rank, be);
     }
 
     /** Runs body(rank) on W threads and returns their results in rank order; the first failure is rethrown. */
-    static <T> List<T> run(int size, java.util.function.IntFunction<T> body) {
+    public static <T> List<T> run(int size, java.util.function.IntFunction<T> body) {
         ExecutorService pool = Executors.newFixedThreadPool(size);
         try {
             List<Future<T>> fs = new ArrayList<>();
@@ -101,9 +100,13 @@ final class TestGroup {
             return acc;
         }
 
+        /** Writes into t's own memory: no backend tensor is made, so the ranks' measured peaks are the trainer's alone. */
         private void set(Tensor t, float[] values) {
-            try (Tensor u = be.upload(new HostTensor(t.shape(), values), t.dtype())) {
-                be.copy(u, t);
+            CpuTensor c = (CpuTensor) t;
+            if (t.dtype() == ai.longrwkv.core.tensor.DType.F32) {
+                c.buf().put(0, values);
+            } else {
+                for (int i = 0; i < values.length; i++) c.bf16().put(i, ai.longrwkv.core.io.Float16.floatToBf16(values[i]));
             }
         }
 
