@@ -133,8 +133,12 @@ public final class MemoryPlan {
                 boolean whole = t.key().contains(".lora_") || t.key().endsWith(".time_state");
                 if (whole || shards == null || shards.owner(t.key()) == rank) accumulators += t.elements();
             }
-            addShare("gradients", accumulators * 4, String.format(Locale.ROOT, "fp32 accumulators of the model tensors this GPU owns (LoRA and state"
-                    + " gradients whole): %,d of %,d values", accumulators, trained), world);
+            if (s.mode() == Mode.FULL) {
+                addShare("gradients", accumulators * 4, String.format(Locale.ROOT, "fp32 accumulators of the tensors this GPU owns: %,d of %,d values",
+                        accumulators, trained), world);
+            } else {
+                add("gradients", accumulators * 4, "fp32, one per trained value");   // LoRA adapters and tuned states: whole, reduced once per step
+            }
             // as the trainer allocates it: for a block parameter this GPU does not own, one tensor per kind and parity of
             // the block (shared by the even blocks, and by the odd); for one outside the blocks, its own
             long layer = 0, outside = 0;
