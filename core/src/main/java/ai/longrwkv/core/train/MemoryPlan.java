@@ -295,15 +295,17 @@ public final class MemoryPlan {
     }
 
     /** The rank whose sharded terms are the largest (the lowest among equals): the group's peak. */
+    /** The rank whose peak is the highest (the lowest such rank): what a run must fit. */
     private static int fullestRank(Spec s, List<TrainedTensor> trainables, ZeroShards shards) {
-        boolean mixed = s.mode() == Mode.FULL && s.precision() == DType.BF16;
-        long[] bytes = new long[s.ranks()];
-        for (TrainedTensor t : trainables) {
-            int r = shards.owner(t.key());
-            bytes[r] += t.elements() * (8 + (s.effectiveZero() == 2 ? 4 : 0) + (mixed && t.matrix() ? 4 : 0));
-        }
         int best = 0;
-        for (int r = 1; r < bytes.length; r++) if (bytes[r] > bytes[best]) best = r;
+        long bestPeak = -1;
+        for (int r = 0; r < s.ranks(); r++) {
+            long peak = new MemoryPlan(s, trainables, shards, r).peakBytes();
+            if (peak > bestPeak) {
+                best = r;
+                bestPeak = peak;
+            }
+        }
         return best;
     }
 
