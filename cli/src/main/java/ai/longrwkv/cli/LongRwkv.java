@@ -90,6 +90,12 @@ public final class LongRwkv implements Runnable {
                 commandLine.getErr().flush();
                 return USAGE_ERROR;
             }
+            if (ex instanceof ai.longrwkv.core.dist.CollectiveException) {
+                // a rank died, timed out or the nodes disagree: one line naming the rank and what to check, exit 1
+                commandLine.getErr().println("error: " + ex.getMessage());
+                commandLine.getErr().flush();
+                return 1;
+            }
             throw ex;
         });
         HelpStyle.apply(cl);
