@@ -219,7 +219,7 @@ public final class MemoryPlan {
         }
     }
 
-    /** The plan of one GPU: on several GPUs with ZeRO, the one that owns the most (the peak of the group). */
+    /** The plan of one GPU: on several GPUs with ZeRO, the one with the highest peak (the peak of the group). */
     public static MemoryPlan of(Spec s) {
         List<TrainedTensor> trainables = trainedTensors(s);
         ZeroShards shards = shards(s, trainables);
@@ -462,7 +462,7 @@ public final class MemoryPlan {
         for (Term t : terms) sb.append(String.format(Locale.ROOT, "  %-20s %10s   %s%n", t.label(), human(t.bytes()), t.detail()));
         if (spec.ranks() > 1) {
             sb.append(String.format(Locale.ROOT, "  %-20s %10s   the tensors at the step's peak on one GPU (%s)%n", "peak per GPU", human(peakBytes()),
-                    spec.effectiveZero() > 0 ? "GPU " + rank + " of " + spec.ranks() + ", the one that owns the most" : "every GPU of " + spec.ranks() + " alike"));
+                    spec.effectiveZero() > 0 ? "GPU " + rank + " of " + spec.ranks() + ", the fullest" : "every GPU of " + spec.ranks() + " alike"));
         } else {
             sb.append(String.format(Locale.ROOT, "  %-20s %10s   the tensors at the step's peak (a GPU's memory, or native memory on the CPU)%n", "peak", human(peakBytes())));
             sb.append(String.format(Locale.ROOT, "  %-20s %10s   on the CPU backend: the peak + %s of Java heap (two of the largest tensors"
