@@ -11,7 +11,10 @@ import ai.longrwkv.core.io.pth.PthReader;
 import ai.longrwkv.core.io.pth.PthWriter;
 import ai.longrwkv.core.model.ModelConfig;
 import ai.longrwkv.core.model.ModelWeights;
+import ai.longrwkv.core.model.ParamSpec;
 import ai.longrwkv.core.tensor.HostTensor;
+import ai.longrwkv.core.train.Checkpoints;
+import ai.longrwkv.core.train.StateFile;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Model.CommandSpec;
 import picocli.CommandLine.Option;
@@ -37,9 +40,14 @@ import java.util.concurrent.Callable;
                 "",
                 ".pth output is bf16 by default, like official releases (--dtype fp16 or fp32 on request) and is read by "
                         + "torch.load, also with weights_only=True. safetensors output is always F32 (--dtype applies to .pth "
-                        + "output only). Output files are written atomically. Progress goes to stderr."})
+                        + "output only). Output files are written atomically. Progress goes to stderr.",
+                "",
+                "IN may also be a training checkpoint: a run's output directory (its latest checkpoint), its checkpoints "
+                        + "directory, or one step-NNNNNNNN directory; it is verified, the parts of a sharded (--zero 1/2) checkpoint "
+                        + "are merged, and its trained tensors are written: the whole model (full finetuning), the LoRA adapter, "
+                        + "or the tuned states (in state-final.pth's layout)."})
 final class ConvertCommand implements Callable<Integer> {
-    @Parameters(index = "0", paramLabel = "IN", description = "Input: .pth (torch zip), .safetensors or rwkv.cpp .bin.")
+    @Parameters(index = "0", paramLabel = "IN", description = "Input: .pth (torch zip), .safetensors, rwkv.cpp .bin, or a training checkpoint directory.")
     Path in;
 
     @Parameters(index = "1", paramLabel = "OUT", description = "Output: .pth / .pt or .safetensors.")
@@ -72,7 +80,7 @@ final class ConvertCommand implements Callable<Integer> {
         }
         PrintWriter stdout = spec.commandLine().getOut();
         PrintWriter stderr = spec.commandLine().getErr();
-        ModelWeights weights = readAnyFormat(in);
+        ModelWeights weights = java.nio.file.Files.isDirectory(in) ? checkpoint(in, stdout) : readAnyFormat(in);
         int rescaled = 0;
         if (ModelFiles.detectFormat(in) == ModelFiles.Format.RWKV_CPP && !keepEps) {
             // rwkv.cpp computes ln_x with eps 1e-5; every official loader uses 64e-5. y = r.S is linear in r, and
@@ -122,6 +130,35 @@ final class ConvertCommand implements Callable<Integer> {
         }
         stdout.flush();
         return 0;
+    }
+
+    /**
+     * A training checkpoint's trained tensors (shards merged): the whole model in state-dict order (full finetuning),
+     * the LoRA adapter, or the tuned states in RWKV-PEFT's layout (as state-tune writes state-final.pth).
+     */
+    static ModelWeights checkpoint(Path dir, PrintWriter stdout) {
+        Checkpoints.Contents c = Checkpoints.read(dir);
+        Map<String, HostTensor> tensors = new LinkedHashMap<>();
+        switch (c.mode()) {
+            case FULL -> {
+                ModelWeights w = new ModelWeights(c.trainables(), dir.toString(), Double.NaN);
+                ModelConfig cfg = ModelConfig.fromWeights(w, ModelConfig.OFFICIAL_GROUP_NORM_EPS);
+                for (ParamSpec spec : ParamSpec.all(cfg)) tensors.put(spec.key(), c.trainables().get(spec.key()));
+            }
+            case LORA -> tensors.putAll(c.trainables());
+            case STATE -> {
+                HostTensor[] states = new HostTensor[c.trainables().size()];
+                for (int l = 0; l < states.length; l++) {
+                    states[l] = c.trainables().get(StateFile.key(l));
+                    if (states[l] == null) throw new IllegalArgumentException(c.dir() + ": a state-tuning checkpoint without '" + StateFile.key(l) + "'");
+                }
+                tensors.putAll(StateFile.toFileTensors(states));
+            }
+        }
+        stdout.printf(Locale.ROOT, "checkpoint %s: step %d, %s, %d trained tensors%n", c.dir(), c.step(),
+                switch (c.mode()) { case FULL -> "full finetuning (the whole model)"; case LORA -> "LoRA (the adapter)";
+                    case STATE -> "state tuning (the tuned states, RWKV-PEFT layout)"; }, tensors.size());
+        return new ModelWeights(tensors, dir.toString(), Double.NaN);
     }
 
     private static OutputFormat outputFormat(Path out) {

@@ -135,17 +135,18 @@ class MultiDeviceCommandTest {
     }
 
     /**
-     * Two machines as two processes with one emulated GPU each. Uninterrupted, they write a model; in a second run
+     * Two machines as two processes with one emulated GPU each, ZeRO 2 in mixed precision (each holds the fp32 master
+     * of its own tensors only). Uninterrupted, they write a model; in a second run
      * node 1 is killed with SIGKILL after the step-1 checkpoint: node 0 stops with an error naming the lost rank instead
      * of waiting, and both resumed from the checkpoint write the same model bit for bit.
      */
     @Test
     void twoNodesSurviveAKilledRankAndResumeBitExact() throws Exception {
         Path whole = dir.resolve("nodes-whole");
-        List<Process> ps = startNodes(whole, "--save-every", "1", "--zero", "2");
+        List<Process> ps = startNodes(whole, "--save-every", "1", "--zero", "2", "--precision", "bf16");
         for (Process p : ps) assertEquals(0, waitFor(p, whole), log(whole));
         Path run = dir.resolve("nodes-killed");
-        ps = startNodes(run, "--save-every", "1", "--zero", "2");
+        ps = startNodes(run, "--save-every", "1", "--zero", "2", "--precision", "bf16");
         Path ck = run.resolve("checkpoints/step-00000001/trainer.json");
         long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(240);
         while (!Files.exists(ck) && ps.get(1).isAlive() && System.nanoTime() < deadline) Thread.sleep(20);
@@ -157,10 +158,16 @@ class MultiDeviceCommandTest {
         assertTrue(err0.lines().anyMatch(l -> l.startsWith("error: ") && l.contains("rank 1")), "node 0's one-line error names the lost rank:\n" + err0);
         assertFalse(err0.contains("\tat "), "no stack trace:\n" + err0);
         assertFalse(Files.exists(run.resolve("rwkv-final.pth")));
-        List<Process> again = startNodes(run, "--save-every", "1", "--zero", "2", "--resume", run.toString());
+        List<Process> again = startNodes(run, "--save-every", "1", "--zero", "2", "--precision", "bf16", "--resume", run.toString());
         for (Process p : again) assertEquals(0, waitFor(p, run), log(run));
         assertArrayEquals(Files.readAllBytes(whole.resolve("rwkv-final.pth")), Files.readAllBytes(run.resolve("rwkv-final.pth")),
                 "resumed after a SIGKILL: the same model as the uninterrupted run");
+        // the last checkpoint's shards, merged by `convert`, are the model the run wrote
+        Path merged = dir.resolve("merged.pth");
+        ok("convert", run.resolve("checkpoints/step-00000003").toString(), merged.toString(), "--dtype", "fp32");
+        ModelWeights a = ModelFiles.load(merged), b = ModelFiles.load(run.resolve("rwkv-final.pth"));
+        assertEquals(b.keys(), a.keys());
+        for (String k : b.keys()) assertArrayEquals(b.get(k).data(), a.get(k).data(), k);
     }
 
     private static List<Process> startNodes(Path out, String... extra) throws IOException {

@@ -96,17 +96,16 @@ public final class FinetuneCommand implements Callable<Integer> {
                         MemoryPlan.human(plan.peakBytes()));
                 try (Trainer trainer = new Trainer(rm, train.trainerConfig(m, lr, finalLr, 0), data, lora, extra, dp)) {
                     TrainingRun.run(trainer, train, fingerprint, primary);
-                    trainer.gatherTrainables();
+                    // every trained tensor as its owner holds it (ZeRO: another rank's fp32 master may exist there only)
+                    Map<String, HostTensor> result = trainer.gatherTrainables();
                     if (!primary) return;
                     if (m == Trainer.Mode.FULL) {
                         Path out = dir.resolve("rwkv-final.pth");
-                        PthWriter.write(out, rm.toWeights(out.toString()), outType, null);
+                        PthWriter.write(out, new ModelWeights(result, out.toString(), gnEps), outType, null);
                         System.out.println("wrote " + out + " (" + outType + ")");
                     } else {
                         Path out = dir.resolve("lora-final.pth");
-                        Map<String, HostTensor> adapter = new LinkedHashMap<>(lora.toHost());
-                        trainer.trainables().stream().filter(t -> !t.key().contains(".lora_"))
-                                .forEach(t -> adapter.put(t.key(), be.download(t.param())));
+                        Map<String, HostTensor> adapter = new LinkedHashMap<>(result);
                         PthWriter.write(out, adapter, outType);
                         writeAdapterInfo(dir.resolve("lora-final.json"), lora, loraTargets, extra);
                         System.out.println("wrote " + out + " (" + adapter.size() + " tensors, " + outType + "); merge with `longrwkv lora merge`");

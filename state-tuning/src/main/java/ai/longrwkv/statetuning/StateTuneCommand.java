@@ -77,10 +77,10 @@ public final class StateTuneCommand implements Callable<Integer> {
                 data.tokenCount(), train.schedule(), train.chunkLen, train.bptt, train.totalSteps(), MemoryPlan.human(plan.peakBytes()));
         try (Trainer trainer = new Trainer(rm, train.trainerConfig(Trainer.Mode.STATE, lr, finalLr, 10), data, null, Set.of(), dp)) {
             TrainingRun.run(trainer, train, fingerprint, primary);
-            trainer.gatherTrainables();
+            Map<String, HostTensor> result = trainer.gatherTrainables();   // ZeRO: each state from its owner
             if (!primary) return;
             HostTensor[] states = new HostTensor[cfg.nLayer()];
-            for (int l = 0; l < states.length; l++) states[l] = be.download(trainer.timeState()[l]);
+            for (int l = 0; l < states.length; l++) states[l] = result.get(Trainer.stateKey(l));
             Path out = dir.resolve("state-final.pth");
             StateFile.save(out, states, outType);
             System.out.println("wrote " + out + " (" + outType + ", layout [head][value][key])");

@@ -23,7 +23,7 @@ import java.util.stream.Stream;
  * The checkpoint directory of a run ({@code DIR/checkpoints}): {@code step-NNNNNNNN/} directories, the {@code latest}
  * pointer, and the temporary directories a checkpoint is written in. Verifies a checkpoint before a resume uses it.
  */
-final class Checkpoints {
+public final class Checkpoints {
     private Checkpoints() { }
 
     static final Pattern STEP_DIR = Pattern.compile("step-(\\d{8,})");
@@ -138,7 +138,12 @@ final class Checkpoints {
         }
         Path ck = dir.resolve(name);
         if (!Files.isDirectory(ck)) throw new IllegalArgumentException(latest + " names " + name + ", but " + ck + " is not there" + available(dir));
-        long dirStep = Long.parseLong(m.group(1));
+        return verifyStep(ck, Long.parseLong(m.group(1)));
+    }
+
+    /** One checkpoint directory (step-NNNNNNNN), verified as {@link #verify} does. */
+    private static Verified verifyStep(Path ck, long dirStep) {
+        String name = ck.getFileName().toString();
         Path json = ck.resolve("trainer.json");
         JsonObject meta = readTrainerJson(json);
         JsonElement format = meta.get("format");
@@ -194,6 +199,30 @@ final class Checkpoints {
             }
         }
         return new Verified(ck, meta, step);
+    }
+
+    /** A verified checkpoint's trained tensors, every shard merged, and the mode of the run that wrote it. */
+    public record Contents(Path dir, long step, Trainer.Mode mode, Map<String, ai.longrwkv.core.tensor.HostTensor> trainables) { }
+
+    /**
+     * Reads the checkpoint at {@code path}: a checkpoint directory (step-NNNNNNNN), a run's checkpoints directory (its
+     * latest) or a run's output directory (its checkpoints/latest); verified (sizes, SHA-256, steps) before anything is
+     * read. A sharded (ZeRO 1/2) checkpoint's parts are merged: the result is what one device would have written.
+     */
+    public static Contents read(Path path) {
+        Verified ck;
+        Matcher m = STEP_DIR.matcher(path.getFileName() == null ? "" : path.getFileName().toString());
+        if (m.matches() && Files.isDirectory(path)) ck = verifyStep(path, Long.parseLong(m.group(1)));
+        else if (Files.isDirectory(path.resolve("checkpoints"))) ck = verify(path.resolve("checkpoints"));
+        else ck = verify(path);
+        String config = string(ck, "config");
+        Trainer.Mode mode;
+        try {
+            mode = Trainer.Mode.valueOf(config.substring(0, Math.max(0, config.indexOf(' '))));
+        } catch (IllegalArgumentException e) {
+            throw new IllegalArgumentException(ck.dir().resolve("trainer.json") + ": 'config' does not start with the training mode: '" + shorten(config) + "'");
+        }
+        return new Contents(ck.dir(), ck.step(), mode, readAll(ck, Trainer.CHECKPOINT_FILES[0]));
     }
 
     private static JsonObject readTrainerJson(Path json) {
