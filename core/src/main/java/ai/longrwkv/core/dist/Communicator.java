@@ -40,6 +40,32 @@ public interface Communicator extends AutoCloseable {
     /** The element-wise sum over ranks of a small host vector, in fp64 (losses, counts, sums of squares). */
     double[] allReduceSum(double[] values);
 
+    /** A queued collective ({@link #allReduceSumQueued}, {@link #reduceSumQueued}), to {@link #await}. */
+    interface Queued { }
+
+    /**
+     * As {@link #allReduceSum(Tensor)}, queued: it may still run while this rank computes what comes next (on a GPU on
+     * a stream of its own, next to the kernels that follow; on the emulated device when it is awaited). Until
+     * {@link #await} of it (or of a later queued call) the caller must neither read nor write t. Queued calls run in
+     * the order they were made, and before any later call that is not queued. Default: at once.
+     */
+    default Queued allReduceSumQueued(Tensor t) {
+        allReduceSum(t);
+        return null;
+    }
+
+    /** As {@link #reduceSum(Tensor, int)}, queued (see {@link #allReduceSumQueued}). */
+    default Queued reduceSumQueued(Tensor t, int root) {
+        reduceSum(t, root);
+        return null;
+    }
+
+    /**
+     * Makes this rank's later work (kernels, copies, downloads) wait for {@code q} and every queued call before it; on
+     * a GPU the compute stream waits, not the host. null: nothing to wait for.
+     */
+    default void await(Queued q) { }
+
     /** Returns when every rank has reached it. */
     void barrier();
 

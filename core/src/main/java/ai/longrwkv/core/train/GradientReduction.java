@@ -2,6 +2,7 @@ package ai.longrwkv.core.train;
 
 import ai.longrwkv.core.backend.Backend;
 import ai.longrwkv.core.backend.Tensor;
+import ai.longrwkv.core.dist.Communicator;
 import ai.longrwkv.core.model.Rwkv5Model;
 
 import java.util.ArrayList;
@@ -10,7 +11,8 @@ import java.util.Set;
 
 /**
  * When and how a data-parallel step's gradients are summed over the ranks, as buckets reduced while the backward
- * continues below them (on a GPU the collectives queue behind the layer's kernels and run next to the following ones).
+ * continues below them: each bucket's collectives are queued ({@link Communicator#reduceSumQueued}; on a GPU on a
+ * stream of their own, next to the kernels of the blocks below) and awaited only where their tensors are written next.
  *
  * <p>A step is a number of <em>rounds</em>, one per chunk backward, the same number on every rank: the largest count
  * of any rank this step ({@link #beginStep} exchanges them), a rank with fewer chunks (shorter sequences, sequences
@@ -37,6 +39,13 @@ final class GradientReduction implements Rwkv5Model.GradientHook {
     private final int[] stepEndBucket;
     private final Set<Tensor> scratch;
     private int rounds, round, ownRounds;
+    /**
+     * The newest queued reduction of the even and of the odd blocks' buckets, and of the outer bucket: what must be
+     * done before those tensors are written again (the scratch zeroed for the block two below, an owner's accumulator
+     * in the next round), while the reduction of the block just finished still runs next to the one being computed.
+     */
+    private final Communicator.Queued[] blockQueued = new Communicator.Queued[2];
+    private Communicator.Queued outerQueued, lastQueued;
 
     /**
      * @param blockOf the block whose backward completes a parameter's gradient (-1: after the blocks, as the embedding,
@@ -88,6 +97,8 @@ final class GradientReduction implements Rwkv5Model.GradientHook {
             }
             afterBackward();
         }
+        dp.comm().await(lastQueued);   // the optimizer reads every gradient next
+        blockQueued[0] = blockQueued[1] = outerQueued = lastQueued = null;
         for (int i : stepEndBucket) reduce(i);
     }
 
@@ -99,6 +110,17 @@ final class GradientReduction implements Rwkv5Model.GradientHook {
         Tensor g = trainables.get(i).grad();
         if (owners == null) dp.comm().allReduceSum(g);
         else dp.comm().reduceSum(g, owners[i]);
+    }
+
+    /** The bucket's reductions, queued: they may run while the backward goes on below; returns the last one's ticket. */
+    private Communicator.Queued reduceQueued(int[] bucket) {
+        Communicator.Queued q = null;
+        for (int i : bucket) {
+            Tensor g = trainables.get(i).grad();
+            q = owners == null ? dp.comm().allReduceSumQueued(g) : dp.comm().reduceSumQueued(g, owners[i]);
+        }
+        if (q != null) lastQueued = q;
+        return q;
     }
 
     /** ZeRO 2: the scratch gradients of a bucket (other ranks' tensors) start each round at zero. */
@@ -113,22 +135,30 @@ final class GradientReduction implements Rwkv5Model.GradientHook {
     @Override
     public void beforeBackward() {
         if (round >= rounds) throw new IllegalStateException("rank " + dp.rank() + ": more chunk backwards this step than the " + rounds + " announced");
+        dp.comm().await(outerQueued);
         zeroScratch(outerBucket);
     }
 
     @Override
     public void beforeLayer(int l) {
+        dp.comm().await(blockQueued[l % 2]);
         zeroScratch(layerBuckets[l]);
     }
 
     @Override
     public void afterLayer(int l) {
-        if (reducesThisRound()) for (int i : layerBuckets[l]) reduce(i);
+        if (reducesThisRound()) {
+            Communicator.Queued q = reduceQueued(layerBuckets[l]);
+            if (q != null) blockQueued[l % 2] = q;
+        }
     }
 
     @Override
     public void afterBackward() {
-        if (reducesThisRound()) for (int i : outerBucket) reduce(i);
+        if (reducesThisRound()) {
+            Communicator.Queued q = reduceQueued(outerBucket);
+            if (q != null) outerQueued = q;
+        }
         round++;
     }
 }

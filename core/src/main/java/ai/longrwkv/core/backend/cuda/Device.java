@@ -139,6 +139,29 @@ interface Device extends AutoCloseable {
         /** ncclReduceScatter(send, recv, recvCount, type, ncclSum): recv = segment {@code rank} of the sum of send. */
         void reduceScatter(long send, long recv, long recvCount, NcclType type);
 
+        /**
+         * Whether {@link #allReduceQueued} and {@link #reduceQueued} run on a stream of their own (the driver), so that
+         * they overlap the compute queued after them; false: the communicator defers them until awaited (the emulated
+         * device, where nothing runs asynchronously).
+         */
+        default boolean queues() { return false; }
+
+        /** As {@link #allReduce}, on the communication stream once the compute queued so far is done; its ticket. */
+        default ai.longrwkv.core.dist.Communicator.Queued allReduceQueued(long send, long recv, long count, NcclType type) {
+            throw new UnsupportedOperationException("no communication stream");
+        }
+
+        /** As {@link #reduce}, on the communication stream (see {@link #allReduceQueued}). */
+        default ai.longrwkv.core.dist.Communicator.Queued reduceQueued(long send, long recv, long count, NcclType type, int root) {
+            throw new UnsupportedOperationException("no communication stream");
+        }
+
+        /** The compute stream waits for the queued call {@code q} (and those before it); the host does not. */
+        default void await(ai.longrwkv.core.dist.Communicator.Queued q) { }
+
+        /** The compute stream waits for every queued call. */
+        default void awaitAll() { }
+
         /** ncclCommGetAsyncError: null when the communicator is healthy, else what went wrong. */
         String asyncError();
 

@@ -173,7 +173,12 @@ final class DriverNccl {
         }
     }
 
-    /** One rank's blocking communicator, its collectives on the legacy default stream, with a watchdog. */
+    /**
+     * One rank's communicator, with a watchdog: its plain collectives on the legacy default stream, in order with every
+     * kernel; its queued ones on a non-blocking stream of their own, started after the compute queued before them and
+     * awaited by the compute stream through events (the trainer's bucketed gradient reduction, overlapping the backward).
+     * A plain collective first makes the compute stream wait for every queued one, so the order of calls is kept.
+     */
     private static final class Comm implements NcclComm {
         private final DriverDevice device;
         private final ncclComm comm;
@@ -187,6 +192,17 @@ final class DriverNccl {
         private boolean closed;
 
         private record Pending(CUevent_st event, long queuedNanos, String what) { }
+
+        /**
+         * The stream queued collectives run on: non-blocking, so the legacy default stream (every kernel's) neither
+         * waits for it nor it for the default stream, except through the events below. Made on first use.
+         */
+        private CUstream_st commStream;
+        /** The events after the queued collectives the compute stream has not waited for yet, oldest first. */
+        private final ArrayDeque<Ticket> unawaited = new ArrayDeque<>();
+
+        /** A queued collective's ticket: the event recorded on the communication stream after it. */
+        private record Ticket(CUevent_st done) implements ai.longrwkv.core.dist.Communicator.Queued { }
 
         Comm(DriverDevice device, ncclComm comm, int rank, int size, long timeoutMillis) {
             this.device = device;
@@ -223,32 +239,108 @@ final class DriverNccl {
             notifyAll();
         }
 
+        @Override public boolean queues() { return true; }
+
+        /** The communication stream starts the next queued call once the compute queued so far (the buffers' writers) is done. */
+        private CUstream_st afterCompute() {
+            if (commStream == null) {
+                CUstream_st st = new CUstream_st();
+                DriverDevice.check(cuStreamCreate(st, CU_STREAM_NON_BLOCKING), "cuStreamCreate");
+                commStream = st;
+            }
+            CUevent_st ev = new CUevent_st();
+            DriverDevice.check(cuEventCreate(ev, CU_EVENT_DISABLE_TIMING), "cuEventCreate");
+            DriverDevice.check(cuEventRecord(ev, (CUstream_st) null), "cuEventRecord");
+            DriverDevice.check(cuStreamWaitEvent(commStream, ev, 0), "cuStreamWaitEvent");
+            cuEventDestroy(ev);   // released once the wait has happened
+            return commStream;
+        }
+
+        /** After a queued call: its status, the watchdog's event, and the ticket (an event of its own). */
+        private synchronized ai.longrwkv.core.dist.Communicator.Queued queuedOnStream(int status, String what) {
+            if (status != ncclSuccess) {
+                String msg = "rank " + rank + ": " + what + " failed: " + errorString(status) + " (check the other ranks' output; NCCL_DEBUG=INFO shows more)";
+                failure = msg;
+                throw new CollectiveException(msg);
+            }
+            CUevent_st watched = new CUevent_st(), done = new CUevent_st();
+            DriverDevice.check(cuEventCreate(watched, CU_EVENT_DISABLE_TIMING), "cuEventCreate");
+            DriverDevice.check(cuEventRecord(watched, commStream), "cuEventRecord");
+            pending.addLast(new Pending(watched, System.nanoTime(), what));
+            DriverDevice.check(cuEventCreate(done, CU_EVENT_DISABLE_TIMING), "cuEventCreate");
+            DriverDevice.check(cuEventRecord(done, commStream), "cuEventRecord");
+            Ticket t = new Ticket(done);
+            unawaited.addLast(t);
+            notifyAll();
+            return t;
+        }
+
+        @Override
+        public ai.longrwkv.core.dist.Communicator.Queued allReduceQueued(long send, long recv, long count, NcclType type) {
+            String what = begin("allReduce (queued)", type, count);
+            CUstream_st st = afterCompute();
+            return queuedOnStream(ncclAllReduce(new DeviceAddress(send), new DeviceAddress(recv), count, ncclType(type), ncclSum, comm, st), what);
+        }
+
+        @Override
+        public ai.longrwkv.core.dist.Communicator.Queued reduceQueued(long send, long recv, long count, NcclType type, int root) {
+            String what = begin("reduce (queued)", type, count);
+            CUstream_st st = afterCompute();
+            return queuedOnStream(ncclReduce(new DeviceAddress(send), new DeviceAddress(recv), count, ncclType(type), ncclSum, root, comm, st), what);
+        }
+
+        /**
+         * The compute stream waits for the ticket's event (the stream is in order: the calls before it are done too);
+         * the calls queued after it keep running next to the compute. Events already waited for are released.
+         */
+        @Override
+        public synchronized void await(ai.longrwkv.core.dist.Communicator.Queued q) {
+            if (!(q instanceof Ticket t) || !unawaited.contains(t)) return;
+            device.bindContext();
+            DriverDevice.check(cuStreamWaitEvent((CUstream_st) null, t.done(), 0), "cuStreamWaitEvent");
+            while (!unawaited.isEmpty()) {
+                Ticket old = unawaited.pollFirst();
+                cuEventDestroy(old.done());   // a recorded event may be destroyed while a wait on it is pending
+                if (old == t) break;
+            }
+        }
+
+        @Override
+        public synchronized void awaitAll() {
+            if (!unawaited.isEmpty()) await(unawaited.peekLast());
+        }
+
         @Override
         public void allReduce(long send, long recv, long count, NcclType type) {
+            awaitAll();
             String what = begin("allReduce", type, count);
             queued(ncclAllReduce(new DeviceAddress(send), new DeviceAddress(recv), count, ncclType(type), ncclSum, comm, (CUstream_st) null), what);
         }
 
         @Override
         public void reduce(long send, long recv, long count, NcclType type, int root) {
+            awaitAll();
             String what = begin("reduce", type, count);
             queued(ncclReduce(new DeviceAddress(send), new DeviceAddress(recv), count, ncclType(type), ncclSum, root, comm, (CUstream_st) null), what);
         }
 
         @Override
         public void broadcast(long send, long recv, long count, NcclType type, int root) {
+            awaitAll();
             String what = begin("broadcast", type, count);
             queued(ncclBroadcast(new DeviceAddress(send), new DeviceAddress(recv), count, ncclType(type), root, comm, (CUstream_st) null), what);
         }
 
         @Override
         public void allGather(long send, long recv, long sendCount, NcclType type) {
+            awaitAll();
             String what = begin("allGather", type, sendCount);
             queued(ncclAllGather(new DeviceAddress(send), new DeviceAddress(recv), sendCount, ncclType(type), comm, (CUstream_st) null), what);
         }
 
         @Override
         public void reduceScatter(long send, long recv, long recvCount, NcclType type) {
+            awaitAll();
             String what = begin("reduceScatter", type, recvCount);
             queued(ncclReduceScatter(new DeviceAddress(send), new DeviceAddress(recv), recvCount, ncclType(type), ncclSum, comm, (CUstream_st) null), what);
         }
@@ -337,6 +429,9 @@ final class DriverNccl {
             }
             for (Pending p : pending) cuEventDestroy(p.event);
             pending.clear();
+            for (Ticket t : unawaited) cuEventDestroy(t.done());
+            unawaited.clear();
+            if (commStream != null) cuStreamDestroy(commStream);
             DriverDevice.check(sync, "cuCtxSynchronize before ncclCommDestroy");
             check(ncclCommDestroy(comm), "ncclCommDestroy");
         }

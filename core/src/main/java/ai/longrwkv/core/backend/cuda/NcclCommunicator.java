@@ -5,6 +5,7 @@ import ai.longrwkv.core.backend.cuda.Device.NcclComm;
 import ai.longrwkv.core.backend.cuda.Device.NcclType;
 import ai.longrwkv.core.dist.CollectiveException;
 import ai.longrwkv.core.dist.Communicator;
+import ai.longrwkv.core.dist.DeferredCalls;
 import ai.longrwkv.core.tensor.DType;
 import org.bytedeco.javacpp.DoublePointer;
 
@@ -21,6 +22,8 @@ final class NcclCommunicator implements Communicator {
     private boolean closed;
     /** The reason given to {@link #abort}, or null. */
     private String aborted;
+    /** Queued calls of a device that cannot run them on a stream of their own (the emulated device): run when awaited. */
+    private final DeferredCalls deferred = new DeferredCalls();
 
     NcclCommunicator(CudaBackend backend, NcclComm comm) {
         this.backend = backend;
@@ -57,6 +60,7 @@ final class NcclCommunicator implements Communicator {
     @Override
     public void allReduceSum(Tensor t) {
         CudaTensor c = tensor(t, "allReduceSum", "tensor", false);
+        flushQueued();
         comm.allReduce(c.ptr(), c.ptr(), c.size(), NcclType.F32);
     }
 
@@ -64,13 +68,43 @@ final class NcclCommunicator implements Communicator {
     public void reduceSum(Tensor t, int root) {
         CudaTensor c = tensor(t, "reduceSum", "tensor", false);
         checkRoot(root, size(), "reduceSum");
+        flushQueued();
         comm.reduce(c.ptr(), c.ptr(), c.size(), NcclType.F32, root);
+    }
+
+    @Override
+    public Queued allReduceSumQueued(Tensor t) {
+        CudaTensor c = tensor(t, "allReduceSumQueued", "tensor", false);
+        if (comm.queues()) return comm.allReduceQueued(c.ptr(), c.ptr(), c.size(), NcclType.F32);
+        return deferred.add(() -> comm.allReduce(c.ptr(), c.ptr(), c.size(), NcclType.F32));
+    }
+
+    @Override
+    public Queued reduceSumQueued(Tensor t, int root) {
+        CudaTensor c = tensor(t, "reduceSumQueued", "tensor", false);
+        checkRoot(root, size(), "reduceSumQueued");
+        if (comm.queues()) return comm.reduceQueued(c.ptr(), c.ptr(), c.size(), NcclType.F32, root);
+        return deferred.add(() -> comm.reduce(c.ptr(), c.ptr(), c.size(), NcclType.F32, root));
+    }
+
+    @Override
+    public void await(Queued q) {
+        checkOpen("await");
+        if (comm.queues()) comm.await(q);
+        else deferred.runThrough(q);
+    }
+
+    /** Before a call that is not queued: the queued ones first, so that every rank sees the calls in the order made. */
+    private void flushQueued() {
+        if (comm.queues()) comm.awaitAll();
+        else deferred.runAll();
     }
 
     @Override
     public void broadcast(Tensor t, int root) {
         CudaTensor c = tensor(t, "broadcast", "tensor", true);
         checkRoot(root, size(), "broadcast");
+        flushQueued();
         comm.broadcast(c.ptr(), c.ptr(), c.size(), NcclType.of(c.dtype()), root);
     }
 
@@ -82,6 +116,7 @@ final class NcclCommunicator implements Communicator {
             throw new IllegalArgumentException("allGather: out " + out.describe() + " must hold " + size() + " x " + i.size() + " = "
                     + (long) size() * i.size() + " values (" + size() + " ranks), has " + o.size());
         }
+        flushQueued();
         comm.allGather(i.ptr(), o.ptr(), i.size(), NcclType.of(i.dtype()));
     }
 
@@ -92,6 +127,7 @@ final class NcclCommunicator implements Communicator {
             throw new IllegalArgumentException("reduceScatterSum: in " + in.describe() + " must hold " + size() + " x " + o.size() + " = "
                     + (long) size() * o.size() + " values (" + size() + " ranks x out's size), has " + i.size());
         }
+        flushQueued();
         comm.reduceScatter(i.ptr(), o.ptr(), o.size(), NcclType.F32);
     }
 
@@ -107,6 +143,7 @@ final class NcclCommunicator implements Communicator {
                 h.put(values);
                 backend.device.copyHtoD(buf, h, n * 8L);
             }
+            flushQueued();
             comm.allReduce(buf, buf, n, NcclType.F64);
             double[] out = new double[n];
             if (n > 0) {
@@ -131,6 +168,7 @@ final class NcclCommunicator implements Communicator {
         if (closed) return;
         closed = true;
         aborted = reason;
+        deferred.clear();
         comm.abort(reason);
     }
 
@@ -138,6 +176,7 @@ final class NcclCommunicator implements Communicator {
     public void close() {
         if (closed) return;
         closed = true;
+        deferred.clear();   // an unawaited queued call at close: the run failed before it was needed
         comm.close();
     }
 

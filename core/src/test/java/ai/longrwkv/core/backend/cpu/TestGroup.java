@@ -82,6 +82,8 @@ public final class TestGroup {
     private final class Rank implements Communicator {
         private final int rank;
         private final Backend be;
+        /** Queued calls run when awaited, reading their buffers then: a trainer that touches one too early is caught. */
+        private final ai.longrwkv.core.dist.DeferredCalls deferred = new ai.longrwkv.core.dist.DeferredCalls();
 
         Rank(int rank, Backend be) {
             this.rank = rank;
@@ -110,22 +112,40 @@ public final class TestGroup {
             }
         }
 
-        @Override public void allReduceSum(Tensor t) { set(t, sum(exchange(rank, be.download(t).data()))); }
+        @Override public void allReduceSum(Tensor t) {
+            deferred.runAll();
+            set(t, sum(exchange(rank, be.download(t).data())));
+        }
+
+        @Override public Queued allReduceSumQueued(Tensor t) { return deferred.add(() -> set(t, sum(exchange(rank, be.download(t).data())))); }
+
+        @Override
+        public Queued reduceSumQueued(Tensor t, int root) {
+            return deferred.add(() -> {
+                float[] s = sum(exchange(rank, be.download(t).data()));
+                if (rank == root) set(t, s);
+            });
+        }
+
+        @Override public void await(Queued q) { deferred.runThrough(q); }
 
         @Override
         public void reduceSum(Tensor t, int root) {
+            deferred.runAll();
             float[] s = sum(exchange(rank, be.download(t).data()));
             if (rank == root) set(t, s);
         }
 
         @Override
         public void broadcast(Tensor t, int root) {
+            deferred.runAll();
             Object[] all = exchange(rank, be.download(t).data());
             if (rank != root) set(t, (float[]) all[root]);
         }
 
         @Override
         public void allGather(Tensor in, Tensor out) {
+            deferred.runAll();
             Object[] all = exchange(rank, be.download(in).data());
             float[] o = new float[(int) out.size()];
             int n = (int) in.size();
@@ -135,6 +155,7 @@ public final class TestGroup {
 
         @Override
         public void reduceScatterSum(Tensor in, Tensor out) {
+            deferred.runAll();
             float[] s = sum(exchange(rank, be.download(in).data()));
             float[] mine = new float[(int) out.size()];
             System.arraycopy(s, rank * mine.length, mine, 0, mine.length);
@@ -143,6 +164,7 @@ public final class TestGroup {
 
         @Override
         public double[] allReduceSum(double[] values) {
+            deferred.runAll();
             Object[] all = exchange(rank, values.clone());
             double[] acc = ((double[]) all[0]).clone();
             for (int r = 1; r < size; r++) {
@@ -152,7 +174,10 @@ public final class TestGroup {
             return acc;
         }
 
-        @Override public void barrier() { exchange(rank, null); }
+        @Override public void barrier() {
+            deferred.runAll();
+            exchange(rank, null);
+        }
 
         @Override
         public void abort(String reason) {
