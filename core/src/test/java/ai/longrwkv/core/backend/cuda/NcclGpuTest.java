@@ -118,6 +118,21 @@ class NcclGpuTest {
                     }
                 }
             }
+            // queued calls (the trainer's bucketed reduction): on a stream of their own, after the compute queued before
+            // them; the compute after the await sees their result. x2 before, x0.5 after: exact if the order holds
+            float[] q0 = random(7, n);
+            try (Tensor q = gpu.upload(new HostTensor(new int[]{n}, q0))) {
+                gpu.scale(q, 2f);
+                Communicator.Queued a = c.allReduceSumQueued(q);
+                Communicator.Queued b = c.reduceSumQueued(q, 0);
+                c.await(a);
+                c.await(b);
+                gpu.scale(q, 0.5f);
+                assertBits(q0, gpu.download(q).data(), "queued allReduce/reduce between two kernels");
+                c.allReduceSumQueued(q);
+                c.broadcast(q, 0);   // a call that is not queued waits for the queued ones first
+                assertBits(q0, gpu.download(q).data(), "queued, then a plain call");
+            }
             double[] d = {1e300, -2.5, Math.PI};
             assertArrayEquals(d, c.allReduceSum(d));
             c.barrier();
@@ -154,16 +169,23 @@ class NcclGpuTest {
         byte[] id = gpu.newCommunicatorId();
         int n = 1 << 18;
         List<Thread> threads = new ArrayList<>();
-        float[][] results = new float[count][];
+        float[][] results = new float[count][], queued = new float[count][];
         Throwable[] errors = new Throwable[count];
         for (int r = 0; r < count; r++) {
             int rank = r;
             Thread t = new Thread(() -> {
                 try (CudaBackend b = real ? new CudaBackend(new DriverDevice(rank)) : CudaBackend.emulated();
                      Communicator c = b.communicator(id, rank, count, TIMEOUT);
-                     Tensor x = b.upload(new HostTensor(new int[]{n}, random(10 + rank, n)))) {
+                     Tensor x = b.upload(new HostTensor(new int[]{n}, random(10 + rank, n)));
+                     Tensor y = b.upload(new HostTensor(new int[]{n}, random(10 + rank, n)))) {
                     c.allReduceSum(x);
                     results[rank] = b.download(x).data();
+                    // queued: the sum on the communication stream, between two kernels of the compute stream
+                    b.scale(y, 2f);
+                    Communicator.Queued q = c.allReduceSumQueued(y);
+                    c.await(q);
+                    b.scale(y, 0.5f);
+                    queued[rank] = b.download(y).data();
                 } catch (Throwable e) {
                     errors[rank] = e;
                 }
@@ -190,6 +212,7 @@ class NcclGpuTest {
             }
         }
         for (int r = 1; r < count; r++) assertTrue(Arrays.equals(results[0], results[r]), "rank " + r + " holds rank 0's sum");
+        for (int r = 0; r < count; r++) assertArrayEquals(results[r], queued[r], "rank " + r + ": queued allReduce, x2 before and x0.5 after");
         System.out.println("NCCL multi-GPU: " + count + " ranks summed " + n + " values");
     }
 
