@@ -80,9 +80,10 @@ final class ConvertCommand implements Callable<Integer> {
         }
         PrintWriter stdout = spec.commandLine().getOut();
         PrintWriter stderr = spec.commandLine().getErr();
-        ModelWeights weights = java.nio.file.Files.isDirectory(in) ? checkpoint(in, stdout) : readAnyFormat(in);
+        boolean fromCheckpoint = java.nio.file.Files.isDirectory(in);
+        ModelWeights weights = fromCheckpoint ? checkpoint(in, stdout) : readAnyFormat(in);
         int rescaled = 0;
-        if (ModelFiles.detectFormat(in) == ModelFiles.Format.RWKV_CPP && !keepEps) {
+        if (!fromCheckpoint && ModelFiles.detectFormat(in) == ModelFiles.Format.RWKV_CPP && !keepEps) {
             // rwkv.cpp computes ln_x with eps 1e-5; every official loader uses 64e-5. y = r.S is linear in r, and
             // GroupNorm(8y, 64e-5) = (8y - 8m) / sqrt(64 var + 64e-5) = GroupNorm(y, 1e-5) exactly, so receptance x 8
             // (exact in every float format) makes the file compute with 64e-5 what rwkv.cpp computes with 1e-5.

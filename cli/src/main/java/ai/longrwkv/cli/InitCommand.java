@@ -29,7 +29,7 @@ final class InitCommand implements Callable<Integer> {
     @Option(names = "--memory-channels", defaultValue = "0", paramLabel = "K",
             description = "Long-memory channels: the first K key channels of every head get time_decay --memory-decay (default: ${DEFAULT-VALUE} = x052 as is).") int memoryChannels;
     @Option(names = "--memory-decay", defaultValue = "-16", paramLabel = "D",
-            description = "time_decay of the long-memory channels; the decay per token is exp(-exp(D)): -16 keeps 98.6% after 128k tokens (default: ${DEFAULT-VALUE}).") double memoryDecay;
+            description = "time_decay of the long-memory channels; the decay per token is exp(-exp(D)): -16 keeps 98.6%% after 128k tokens (default: ${DEFAULT-VALUE}).") double memoryDecay;
     @Option(names = "--matrices", defaultValue = "orthogonal", paramLabel = "orthogonal|gaussian",
             description = "orthogonal (RWKV-LM's init) | gaussian (for memory and speed tests of large shapes: Gaussian matrices of the same"
                     + " scale without the QR factorisations, which take tens of minutes for a 7B shape on a small machine, and the output"

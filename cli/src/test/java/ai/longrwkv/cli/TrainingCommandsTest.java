@@ -137,6 +137,16 @@ class TrainingCommandsTest {
         try (CpuBackend be = new CpuBackend(); Rwkv5Model m = Rwkv5Model.load(be, base, 64e-5); RwkvState s = Cli.initialState(m, state)) {
             assertTrue(be.sumOfSquares(s.wkv[0]) > 0);
         }
+        // `convert` of the run's last checkpoint writes the same state file (layout and values) as state-tune did
+        Path fromCheckpoint = out.resolve("from-checkpoint.pth");
+        CliTestSupport.Run c = ok("convert", out.toString(), fromCheckpoint.toString());
+        assertTrue(c.out().contains("state tuning (the tuned states, RWKV-PEFT layout)"), c.out());
+        ModelWeights a = ai.longrwkv.core.io.pth.PthReader.read(state), b = ai.longrwkv.core.io.pth.PthReader.read(fromCheckpoint);
+        assertEquals(a.keys(), b.keys());
+        for (String k : a.keys()) {
+            assertArrayEquals(a.get(k).shape(), b.get(k).shape(), k);
+            assertArrayEquals(a.get(k).data(), b.get(k).data(), k);
+        }
     }
 
     /** --merge-into keeps the model's own dtype (an fp32 model is not rounded to the state file's bf16) unless asked. */
