@@ -2,19 +2,14 @@ package ai.longrwkv.core.train;
 
 import ai.longrwkv.core.backend.cpu.CpuBackend;
 import ai.longrwkv.core.backend.cpu.TestGroup;
-import ai.longrwkv.core.model.LoraSet;
 import ai.longrwkv.core.model.ModelConfig;
 import ai.longrwkv.core.model.ModelInit;
 import ai.longrwkv.core.model.ModelWeights;
-import ai.longrwkv.core.model.Precision;
-import ai.longrwkv.core.model.Rwkv5Model;
 import ai.longrwkv.core.tensor.DType;
 import org.junit.jupiter.api.Test;
 
 import java.util.ArrayList;
 import java.util.List;
-import java.util.Random;
-import java.util.Set;
 
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
@@ -29,27 +24,7 @@ class DataParallelMemoryPlanTest {
         TestGroup group = new TestGroup(s.ranks());
         List<Long> peaks = TestGroup.run(s.ranks(), rank -> {
             try (CpuBackend be = new CpuBackend()) {
-                Trainer.Mode mode = Trainer.Mode.valueOf(s.mode().name());
-                boolean full = s.mode() == MemoryPlan.Mode.FULL;
-                try (Rwkv5Model m = Rwkv5Model.load(be, w, cfg.groupNormEps(), Precision.loadDtype(s.precision(), full))) {
-                    Precision.configure(m, s.precision(), full, s.gradCp());
-                    LoraSet lora = s.mode() == MemoryPlan.Mode.LORA ? LoraSet.create(be, cfg, List.of("all"), s.loraRank(), 32, 1) : null;
-                    m.setLora(lora);
-                    Random rnd = new Random(5 + rank);
-                    int[] tokens = new int[s.ctxLen()];
-                    for (int i = 0; i < tokens.length; i++) tokens[i] = rnd.nextInt(cfg.vocabSize());
-                    TokenSequence seq = TokenSequence.nextToken(tokens);
-                    Trainer.Config tc = new Trainer.Config(mode, s.chunkLen(), s.bptt(), 1, 1, 1,
-                            new LrSchedule(1e-4, 1e-4, 0, 1, LrSchedule.Kind.CONSTANT), 0, 1, true, 0);
-                    try (Trainer tr = new Trainer(m, tc, new Trainer.SequenceSource() {
-                        @Override public TokenSequence sequence(long index) { return seq; }
-                        @Override public String fingerprint() { return "x"; }
-                    }, lora, Set.of(), new DataParallel(group.rank(rank, be), s.zero()))) {
-                        tr.trainStep();
-                    } finally {
-                        if (lora != null) lora.close();
-                    }
-                }
+                MemoryPlanTest.trainOneStep(be, cfg, w, s, 5 + rank, new DataParallel(group.rank(rank, be), s.zero()));
                 return be.peakBytes();
             }
         });

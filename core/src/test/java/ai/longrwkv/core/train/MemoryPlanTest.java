@@ -27,28 +27,36 @@ class MemoryPlanTest {
     private static long measuredPeak(ModelConfig cfg, MemoryPlan.Spec s) {
         ModelWeights w = WEIGHTS.computeIfAbsent(cfg, c -> ModelInit.x052(c, 3));
         try (CpuBackend be = new CpuBackend()) {
-            Trainer.Mode mode = Trainer.Mode.valueOf(s.mode().name());
-            boolean full = s.mode() == MemoryPlan.Mode.FULL;
-            try (Rwkv5Model m = Rwkv5Model.load(be, w, cfg.groupNormEps(), ai.longrwkv.core.model.Precision.loadDtype(s.precision(), full))) {
-                ai.longrwkv.core.model.Precision.configure(m, s.precision(), full, s.gradCp());
-                LoraSet lora = s.mode() == MemoryPlan.Mode.LORA ? LoraSet.create(be, cfg, List.of("all"), s.loraRank(), 32, 1) : null;
-                m.setLora(lora);
-                Random rnd = new Random(5);
-                int[] tokens = new int[s.ctxLen()];
-                for (int i = 0; i < tokens.length; i++) tokens[i] = rnd.nextInt(cfg.vocabSize());
-                TokenSequence seq = TokenSequence.nextToken(tokens);
-                Trainer.Config tc = new Trainer.Config(mode, s.chunkLen(), s.bptt(), 1, 1, 1,
-                        new LrSchedule(1e-4, 1e-4, 0, 1, LrSchedule.Kind.CONSTANT), 0, 1, true, 0);
-                try (Trainer tr = new Trainer(m, tc, new Trainer.SequenceSource() {
-                    @Override public TokenSequence sequence(long index) { return seq; }
-                    @Override public String fingerprint() { return "x"; }
-                }, lora, Set.of())) {
-                    tr.trainStep();
-                } finally {
-                    if (lora != null) lora.close();
-                }
-            }
+            trainOneStep(be, cfg, w, s, 5, null);
             return be.peakBytes();
+        }
+    }
+
+    /**
+     * One training step of the run {@code s} describes, on random tokens from {@code seed}: what the plan predicts
+     * the peak of ({@code dp}: this rank's group, or null on one device).
+     */
+    static void trainOneStep(CpuBackend be, ModelConfig cfg, ModelWeights w, MemoryPlan.Spec s, long seed, DataParallel dp) {
+        Trainer.Mode mode = Trainer.Mode.valueOf(s.mode().name());
+        boolean full = s.mode() == MemoryPlan.Mode.FULL;
+        try (Rwkv5Model m = Rwkv5Model.load(be, w, cfg.groupNormEps(), ai.longrwkv.core.model.Precision.loadDtype(s.precision(), full))) {
+            ai.longrwkv.core.model.Precision.configure(m, s.precision(), full, s.gradCp());
+            LoraSet lora = s.mode() == MemoryPlan.Mode.LORA ? LoraSet.create(be, cfg, List.of("all"), s.loraRank(), 32, 1) : null;
+            m.setLora(lora);
+            Random rnd = new Random(seed);
+            int[] tokens = new int[s.ctxLen()];
+            for (int i = 0; i < tokens.length; i++) tokens[i] = rnd.nextInt(cfg.vocabSize());
+            TokenSequence seq = TokenSequence.nextToken(tokens);
+            Trainer.Config tc = new Trainer.Config(mode, s.chunkLen(), s.bptt(), 1, 1, 1,
+                    new LrSchedule(1e-4, 1e-4, 0, 1, LrSchedule.Kind.CONSTANT), 0, 1, true, 0);
+            try (Trainer tr = new Trainer(m, tc, new Trainer.SequenceSource() {
+                @Override public TokenSequence sequence(long index) { return seq; }
+                @Override public String fingerprint() { return "x"; }
+            }, lora, Set.of(), dp)) {
+                tr.trainStep();
+            } finally {
+                if (lora != null) lora.close();
+            }
         }
     }
 
