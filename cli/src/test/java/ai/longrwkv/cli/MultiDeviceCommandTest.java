@@ -119,6 +119,34 @@ class MultiDeviceCommandTest {
         assertTrue(Double.parseDouble(diff.split(" ")[0]) < 1e-6, "2 emulated GPUs vs 1: " + diff);
     }
 
+    /** state-tune on two emulated GPUs (ZeRO 2: each tuned state's gradient reduced to its owner) writes the state one device does. */
+    @Test
+    void stateTuneOnTwoEmulatedGpus() throws Exception {
+        Path one = dir.resolve("st-one"), two = dir.resolve("st-two");
+        List<String> base = new ArrayList<>(List.of("state-tune", "--model", model.toString(), "--data", data.toString(), "--ctx-len", "64",
+                "--chunk-len", "32", "--steps", "2", "--device", "emulated", "--dtype", "fp32"));
+        List<String> a = new ArrayList<>(base);
+        a.addAll(List.of("--micro-batch", "2", "--out", one.toString()));
+        ok(a.toArray(String[]::new));
+        List<String> b = new ArrayList<>(base);
+        b.addAll(List.of("--devices", "2", "--zero", "2", "--out", two.toString()));
+        CliTestSupport.Run r = ok(b.toArray(String[]::new));
+        assertTrue(r.out().contains("data parallel: 2 ranks"), r.out());
+        assertMetricsAgree(two, one, 1e-6);
+        ModelWeights x = ai.longrwkv.core.io.pth.PthReader.read(one.resolve("state-final.pth"));
+        ModelWeights y = ai.longrwkv.core.io.pth.PthReader.read(two.resolve("state-final.pth"));
+        assertEquals(x.keys(), y.keys());
+        for (String k : x.keys()) {
+            float[] p = x.get(k).data(), q = y.get(k).data();
+            double scale = 1e-30, worst = 0;
+            for (int i = 0; i < p.length; i++) {
+                scale = Math.max(scale, Math.abs(p[i]));
+                worst = Math.max(worst, Math.abs(p[i] - q[i]));
+            }
+            assertTrue(worst <= 1e-6 * scale, k + ": " + worst + " of " + scale);
+        }
+    }
+
     @Test
     void severalDevicesNeedTheCudaBackend() {
         Path out = dir.resolve("cpu");
