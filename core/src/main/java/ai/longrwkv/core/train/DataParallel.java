@@ -37,4 +37,12 @@ public record DataParallel(Communicator comm, int zero) {
 
     /** Whether optimizer state is sharded (ZeRO 1 or 2 on more than one rank). */
     public boolean sharded() { return zero > 0 && comm.size() > 1; }
+
+    /**
+     * Whether a trainable is a LoRA adapter or a tuned state rather than a model parameter: no block's backward reports
+     * it, so its gradient stays whole on every rank and is reduced once, at the step end (ZeRO 2 included).
+     */
+    public static boolean reducedAtStepEnd(String key) {
+        return key.contains(".lora_") || StateFile.isStateKey(key);
+    }
 }

@@ -130,7 +130,7 @@ public final class MemoryPlan {
             // LoRA adapters and tuned states are not reported by the blocks' backward: their gradients stay whole, reduced at the step end
             long accumulators = 0;
             for (TrainedTensor t : trainables) {
-                boolean whole = t.key().contains(".lora_") || t.key().endsWith(".time_state");
+                boolean whole = DataParallel.reducedAtStepEnd(t.key());
                 if (whole || shards == null || shards.owner(t.key()) == rank) accumulators += t.elements();
             }
             if (s.mode() == Mode.FULL) {
@@ -144,7 +144,7 @@ public final class MemoryPlan {
             long layer = 0, outside = 0;
             Map<String, Long> byKindAndParity = new HashMap<>();
             for (TrainedTensor t : trainables) {
-                if (t.key().contains(".lora_") || t.key().endsWith(".time_state") || shards != null && shards.owner(t.key()) == rank) continue;
+                if (DataParallel.reducedAtStepEnd(t.key()) || shards != null && shards.owner(t.key()) == rank) continue;
                 if (t.layer() < 0) outside += t.elements();
                 else byKindAndParity.put(t.key().substring(t.key().indexOf('.', "blocks.".length())) + "/" + (t.layer() % 2), t.elements());
             }

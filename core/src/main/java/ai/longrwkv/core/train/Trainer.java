@@ -135,7 +135,7 @@ public final class Trainer implements AutoCloseable {
     private final AdamW optimizer;
     /** Data parallel: this rank's group and ZeRO stage (null: one device). */
     private final DataParallel dp;
-    /** ZeRO 1: the rank that owns each trainable ({@link DataParallel#owners}); null when nothing is sharded. */
+    /** ZeRO 1/2: the rank that owns each trainable ({@link ZeroShards}); null when nothing is sharded. */
     private final int[] owners;
     /** Data parallel: when and how the gradients are reduced (null: one device). */
     private final GradientReduction reduction;
@@ -245,26 +245,22 @@ public final class Trainer implements AutoCloseable {
         int[] index = {0};
         return ParamSet.of(mc, spec -> {
             if (!trained.test(spec)) return null;
-            Tensor t;
             if (owners[index[0]++] == dp.rank()) {
-                t = be.zeros(spec.shape());
-            } else if (spec.layer() >= 0) {
-                t = shared.computeIfAbsent(spec.kind() + "/" + (spec.layer() % 2), k -> be.zeros(spec.shape()));
-                zero2Scratch.add(t);
-                return t;
-            } else {
-                t = be.zeros(spec.shape());
-                zero2Scratch.add(t);
-                return t;
+                Tensor acc = be.zeros(spec.shape());
+                zero2Owned.add(acc);
+                return acc;
             }
-            zero2Owned.add(t);
-            return t;
+            Tensor scratch = spec.layer() >= 0
+                    ? shared.computeIfAbsent(spec.kind() + "/" + (spec.layer() % 2), k -> be.zeros(spec.shape()))
+                    : be.zeros(spec.shape());
+            zero2Scratch.add(scratch);
+            return scratch;
         });
     }
 
     /** Which block's backward completes the gradient of parameter {@code key}: see {@link GradientReduction}. */
     private static Integer blockOf(String key) {
-        if (key.contains(".lora_") || key.endsWith(".time_state")) return null;
+        if (DataParallel.reducedAtStepEnd(key)) return null;
         if (key.contains(".ln0.") || !key.startsWith("blocks.")) return -1;
         return Integer.parseInt(key.substring("blocks.".length(), key.indexOf('.', "blocks.".length())));
     }
