@@ -2,9 +2,10 @@
 # The benchmark set quoted in closing notes and the README: every number from one run on one machine, side by side.
 # Usage: scripts/bench.sh [quick]   (quick: smaller repetitions). Output: stdout and bench-out/bench-<date>.txt
 #        scripts/bench.sh cpu-vs-torch [ROUNDS]   the training step against the PyTorch peer (scripts/torch-peer.py),
-#            alternating, ROUNDS times (default 3), at L12-C768 V65536 and L4-C128 bytes, ctx 1024; medians, ratios and
-#            the share of the sgemm-bound limit (sgemm measured in each round). Installs Debian's python3-torch and
-#            OpenBLAS (root, apt) when missing. Not part of CI.
+#            alternating, ROUNDS times (default 3), at L12-C768 V65536 and L4-C128 bytes, ctx 1024, each in fp32 and in
+#            bf16 mixed precision (longrwkv --precision bf16; torch.autocast bf16); medians, ratios and the share of the
+#            sgemm-bound (fp32) and bf16-GEMM-bound limits (both rates measured in each round). Installs Debian's
+#            python3-torch and OpenBLAS (root, apt) when missing. Not part of CI.
 #        scripts/bench.sh precision [ROUNDS]   the training step with fp32 and with bf16 weight matrices, alternating,
 #            ROUNDS times (default 3): L12-C768 V65536 full finetuning (bf16: fp32 master + bf16 working copy), and once
 #            L24-C2048 V65536 state tuning (bf16: the frozen matrices stored in bf16), ctx 1024; medians and ratio,
@@ -73,20 +74,29 @@ if [ "${1:-}" = cpu-vs-torch ]; then
     for shape in "12 768 65536" "4 128 256"; do
       set -- $shape
       reps=3; [ "$1" -lt 12 ] && reps=8
-      : > /tmp/cvt-j.$$; : > /tmp/cvt-t.$$; : > /tmp/cvt-s.$$
-      echo "## training step L$1-C$2 V$3, ctx 1024 (forward + backward + L2Wrap + clipping + AdamW), $rounds rounds alternating"
+      rm -f /tmp/cvt-*.$$
+      echo "## training step L$1-C$2 V$3, ctx 1024 (forward + backward + L2Wrap + clipping + AdamW), $rounds rounds alternating: fp32, and bf16 mixed precision (fp32 master, bf16 products)"
       for r in $(seq 1 "$rounds"); do
-        sg=$("$L" bench matmul --reps 3 | awk '/^OpenBLAS sgemm/ {print $(NF-1)}')
-        j=$("$L" bench train --layers "$1" --embd "$2" --vocab "$3" --reps "$reps" | tee /dev/stderr | awk '/^median/ {print $2}')
-        t=$(OPENBLAS_CORETYPE="$torch_core" "$py" "$root/scripts/torch-peer.py" --layers "$1" --embd "$2" --vocab "$3" --reps "$reps" | tee /dev/stderr | awk '/^median/ {print $2}')
-        echo "$j" >> /tmp/cvt-j.$$; echo "$t" >> /tmp/cvt-t.$$; echo "$sg" >> /tmp/cvt-s.$$
-        echo "round $r: sgemm 2048^3 $sg GFLOP/s, longrwkv $j tok/s, torch $t tok/s"
+        mm=$("$L" bench matmul --reps 3 | tee /dev/stderr)
+        sg=$(awk '/^OpenBLAS sgemm/ {print $(NF-1)}' <<<"$mm"); bg=$(awk '/^backend bf16 x bf16/ {print $(NF-3)}' <<<"$mm")
+        echo "$sg" >> /tmp/cvt-s.$$; echo "$bg" >> /tmp/cvt-g.$$
+        line="round $r: sgemm 2048^3 $sg GFLOP/s, bf16 2048^3 $bg GFLOP/s;"
+        for p in fp32 bf16; do
+          j=$("$L" bench train --layers "$1" --embd "$2" --vocab "$3" --reps "$reps" --precision $p | tee /dev/stderr | awk '/^median/ {print $2}')
+          t=$(OPENBLAS_CORETYPE="$torch_core" "$py" "$root/scripts/torch-peer.py" --layers "$1" --embd "$2" --vocab "$3" --reps "$reps" --precision $p | tee /dev/stderr | awk '/^median/ {print $2}')
+          echo "$j" >> /tmp/cvt-j$p.$$; echo "$t" >> /tmp/cvt-t$p.$$
+          line="$line $p: longrwkv $j tok/s, torch $t tok/s;"
+        done
+        echo "$line"
       done
-      jm=$(median < /tmp/cvt-j.$$); tm=$(median < /tmp/cvt-t.$$); sm=$(median < /tmp/cvt-s.$$)
-      awk -v j="$jm" -v t="$tm" -v s="$sm" -v f="$(flops "$1" "$2" "$3")" 'BEGIN {
-        lim = s * 1e9 / f
-        printf "median of rounds: longrwkv %.1f tok/s, torch %.1f tok/s, ratio %.2fx; sgemm-bound limit %.0f tok/s (%.3f GFLOP/token at %.0f GFLOP/s): longrwkv at %.0f%%, torch at %.0f%%\n", j, t, j / t, lim, f / 1e9, s, 100 * j / lim, 100 * t / lim }'
-      rm -f /tmp/cvt-j.$$ /tmp/cvt-t.$$ /tmp/cvt-s.$$
+      sm=$(median < /tmp/cvt-s.$$); gm=$(median < /tmp/cvt-g.$$)
+      jf=$(median < /tmp/cvt-jfp32.$$); tf=$(median < /tmp/cvt-tfp32.$$); jb=$(median < /tmp/cvt-jbf16.$$); tb=$(median < /tmp/cvt-tbf16.$$)
+      awk -v jf="$jf" -v tf="$tf" -v jb="$jb" -v tb="$tb" -v s="$sm" -v g="$gm" -v f="$(flops "$1" "$2" "$3")" 'BEGIN {
+        lim = s * 1e9 / f; lim16 = g * 1e9 / f; tbest = tf > tb ? tf : tb
+        printf "median of rounds, fp32: longrwkv %.1f tok/s, torch %.1f tok/s, ratio %.2fx; sgemm-bound limit %.0f tok/s (%.3f GFLOP/token at %.0f GFLOP/s): longrwkv at %.0f%%, torch at %.0f%%\n", jf, tf, jf / tf, lim, f / 1e9, s, 100 * jf / lim, 100 * tf / lim
+        printf "median of rounds, bf16: longrwkv %.1f tok/s, torch %.1f tok/s, ratio %.2fx; bf16-GEMM-bound limit %.0f tok/s (at %.0f GFLOP/s): longrwkv at %.0f%%, torch at %.0f%%\n", jb, tb, jb / tb, lim16, g, 100 * jb / lim16, 100 * tb / lim16
+        printf "longrwkv bf16 against the faster torch (%s): %.2fx; against torch fp32: %.2fx\n", tf > tb ? "fp32" : "bf16", jb / tbest, jb / tf }'
+      rm -f /tmp/cvt-*.$$
     done
   } 2> >(grep -v '^WARNING: Using incubator' >&2) | tee "$out"
   echo "written: $out"

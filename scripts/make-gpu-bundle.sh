@@ -31,15 +31,16 @@ tests_jar="$(ls "$root"/core/target/longrwkv-core-*-tests.jar | head -1)"
 rm -rf "$out" "$out.tar.gz"
 mkdir -p "$out/lib"
 cp "$jar" "$out/longrwkv.jar"
-# The fat jar carries JNI glue for every CUDA library of the presets (NPP, cuDNN, cuFFT, NCCL ...) and OpenBLAS's
-# LAPACK build; the backends use only cudart (driver API), NVRTC, cuBLAS and OpenBLAS's plain BLAS. Dropping the rest
-# keeps the bundle well under 64 MiB. (Missing glue would only fail when that library is asked for.)
+# The fat jar carries JNI glue for every CUDA library of the presets (NPP, cuDNN, cuFFT ...), OpenBLAS's LAPACK build
+# and oneDNN (the CPU's bf16 products: 90 MB); the GPU check uses only cudart (driver API), NVRTC, cuBLAS, NCCL and
+# OpenBLAS's plain BLAS (without oneDNN the CPU backend widens bf16 into sgemm). Dropping the rest keeps the bundle
+# well under 64 MiB. (Missing glue would only fail when that library is asked for.)
 zip -q -d "$out/longrwkv.jar" \
     'org/bytedeco/cuda/linux-x86_64/libjninpp*' 'org/bytedeco/cuda/linux-x86_64/libjnicudnn*' \
     'org/bytedeco/cuda/linux-x86_64/libjnicufft*' 'org/bytedeco/cuda/linux-x86_64/libjnicusparse*' \
     'org/bytedeco/cuda/linux-x86_64/libjnicusolver*' 'org/bytedeco/cuda/linux-x86_64/libjnicurand*' \
     'org/bytedeco/cuda/linux-x86_64/libjnicupti*' 'org/bytedeco/cuda/linux-x86_64/libjnicufile*' \
-    'org/bytedeco/cuda/linux-x86_64/libjninccl*' 'org/bytedeco/cuda/linux-x86_64/libjninvml*' \
+    'org/bytedeco/cuda/linux-x86_64/libjninvml*' 'org/bytedeco/dnnl/linux-x86_64/*' 'org/bytedeco/opencl/linux-x86_64/*' \
     'org/bytedeco/cuda/linux-x86_64/libjninvblas*' 'org/bytedeco/cuda/linux-x86_64/libjninvcomp*' \
     'org/bytedeco/cuda/linux-x86_64/libjninvjpeg*' 'org/bytedeco/openblas/linux-x86_64/libjniopenblas_full.so' \
     'org/jline/nativ/FreeBSD/*' 'org/jline/nativ/Windows/*' 'org/jline/nativ/Mac/*' >/dev/null || true

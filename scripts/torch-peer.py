@@ -3,7 +3,10 @@
 clipping, AdamW) in plain PyTorch with autograd, on CPU, so that scripts/bench.sh cpu-vs-torch can run both side by
 side. Written for this comparison (not taken from any trainer): the model is the x052 block of
 ../shared/docs/rwkv5-spec.md, the WKV recurrence in the chunked matrix form a PyTorch user would write (chunks of
---wkv-chunk tokens: intra-chunk products masked to the past, the state carried between chunks), fp32 throughout.
+--wkv-chunk tokens: intra-chunk products masked to the past, the state carried between chunks), fp32 throughout;
+or, with --precision bf16, mixed precision as a PyTorch user runs it on a CPU: fp32 parameters, AdamW and loss, the
+model's forward under torch.autocast("cpu", bfloat16) (every Linear, forward and backward, in bf16 through oneDNN),
+the WKV in fp32 from bf16-rounded r, k, v (as RWKV-LM's bf16 kernel and `longrwkv --precision bf16` compute it).
 
 Needs Debian's python3-torch (/usr/bin/python3). Its OpenBLAS picks kernels by OPENBLAS_CORETYPE (the caller sets it).
 Prints one line per timed step and a last line "median X tok/s per training step".
@@ -115,7 +118,8 @@ class Block(torch.nn.Module):
         v = self.value(mix(self.mix_v)).view(T, self.H, self.N)
         g = F.silu(self.gate(mix(self.mix_g)))
         w = torch.exp(-torch.exp(self.time_decay))
-        y = wkv_chunked(r, k, v, w, self.time_faaaa, wkv_chunk)
+        with torch.autocast("cpu", enabled=False):   # the state recurrence in fp32 (from bf16 r, k, v under autocast)
+            y = wkv_chunked(r.float(), k.float(), v.float(), w.float(), self.time_faaaa.float(), wkv_chunk)
         x = x + self.output(self.ln_x(y) * g)
         xx = self.ln2(x)
         sx = self.shift(xx)
@@ -155,6 +159,7 @@ def main():
     ap.add_argument("--wkv-chunk", type=int, default=32)
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
     a = ap.parse_args()
     torch.manual_seed(1)
     torch.set_num_threads(a.threads)
@@ -162,7 +167,7 @@ def main():
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.99), eps=1e-8, weight_decay=0.0)
     params = sum(p.numel() for p in model.parameters())
     print(f"torch {torch.__version__} train step: L{a.layers}-C{a.embd} V{a.vocab}, {params:,} params, ctx {a.ctx_len}, "
-          f"{a.threads} threads, OpenBLAS core {blas_core()} (OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', 'unset')})",
+          f"{a.threads} threads, {a.precision}, OpenBLAS core {blas_core()} (OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', 'unset')})",
           flush=True)
     gen = torch.Generator().manual_seed(2)
     tps = []
@@ -170,7 +175,9 @@ def main():
         ids = torch.randint(0, a.vocab, (a.ctx_len + 1,), generator=gen)
         t0 = time.perf_counter()
         opt.zero_grad(set_to_none=True)
-        logits = model(ids[:-1], a.wkv_chunk)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=a.precision == "bf16"):
+            logits = model(ids[:-1], a.wkv_chunk)
+        logits = logits.float()
         loss = F.cross_entropy(logits, ids[1:])
         loss = L2Wrap.apply(loss, logits, 1e-4 / a.ctx_len)
         loss.backward()

@@ -49,6 +49,24 @@ final class BenchCommand implements Runnable {
         return s.length % 2 == 1 ? s[s.length / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
     }
 
+    /** Median GFLOP/s of c = op(a) op(b) over reps calls, after one untimed call. */
+    private static double rate(Backend be, Tensor a, boolean ta, Tensor b, boolean tb, Tensor c, int reps) {
+        long flops = 2L * c.rows() * c.cols() * (ta ? a.rows() : a.cols());
+        double[] g = new double[reps];
+        for (int r = -1; r < reps; r++) {
+            long t0 = System.nanoTime();
+            be.matmul(a, ta, b, tb, c, 1f, 0f);
+            if (r >= 0) g[r] = (double) flops / (System.nanoTime() - t0);
+        }
+        return median(g);
+    }
+
+    static Tensor random(Backend be, Random rnd, DType dtype, int... shape) {
+        HostTensor h = HostTensor.zeros(shape);
+        for (int i = 0; i < h.size(); i++) h.data()[i] = (float) rnd.nextGaussian();
+        return be.upload(h, dtype);
+    }
+
     static Tensor random(Backend be, Random rnd, int... shape) {
         HostTensor h = HostTensor.zeros(shape);
         for (int i = 0; i < h.size(); i++) h.data()[i] = (float) rnd.nextGaussian();
@@ -68,7 +86,7 @@ final class BenchCommand implements Runnable {
     }
 
     @Command(name = "matmul", mixinStandardHelpOptions = true,
-            description = "Backend matrix products of the model's shapes against raw OpenBLAS sgemm peak.")
+            description = "Backend matrix products of the model's shapes, fp32 and bf16, against raw OpenBLAS sgemm peak.")
     static final class Matmul implements Callable<Integer> {
         @Option(names = "--reps", defaultValue = "7", description = "Timed repetitions per shape; the median is reported (default: ${DEFAULT-VALUE}).") int reps;
         @Option(names = "--tokens", defaultValue = "1024", description = "Rows T of the activations, the tokens of one chunk (default: ${DEFAULT-VALUE}).") int tokens;
@@ -99,6 +117,11 @@ final class BenchCommand implements Runnable {
                     peak = median(g);
                 }
                 System.out.printf("%-40s %9.1f GFLOP/s%n", "OpenBLAS sgemm 2048^3 (peak)", peak);
+                double bf16Peak;
+                try (Tensor a = random(be, rnd, DType.BF16, n, n); Tensor b = random(be, rnd, DType.BF16, n, n); Tensor c = be.zeros(n, n)) {
+                    bf16Peak = rate(be, a, false, b, false, c, reps);
+                }
+                System.out.printf("%-40s %9.1f GFLOP/s  (%.2fx sgemm)%n", "backend bf16 x bf16 2048^3", bf16Peak, bf16Peak / peak);
                 int T = tokens, C = embd, F = (int) (C * 3.5) / 32 * 32;
                 Object[][] shapes = {
                         {"x W^T   [T,C]x[C,C]  (att r/k/v/g/o)", T, C, C, C, false, true},
@@ -110,17 +133,13 @@ final class BenchCommand implements Runnable {
                 for (Object[] s : shapes) {
                     int m = (int) s[1], k = (int) s[2], nn = (int) s[3];
                     boolean ta = (boolean) s[5], tb = (boolean) s[6];
-                    try (Tensor a = random(be, rnd, ta ? k : m, ta ? m : k);
-                         Tensor b = random(be, rnd, tb ? nn : k, tb ? k : nn);
+                    try (Tensor a = random(be, rnd, DType.F32, ta ? k : m, ta ? m : k);
+                         Tensor b = random(be, rnd, DType.F32, tb ? nn : k, tb ? k : nn);
+                         Tensor a16 = random(be, rnd, DType.BF16, ta ? k : m, ta ? m : k);
+                         Tensor b16 = random(be, rnd, DType.BF16, tb ? nn : k, tb ? k : nn);
                          Tensor c = be.zeros(m, nn)) {
-                        double[] g = new double[reps];
-                        for (int r = -1; r < reps; r++) {
-                            long t0 = System.nanoTime();
-                            be.matmul(a, ta, b, tb, c, 1f, 0f);
-                            if (r >= 0) g[r] = 2.0 * m * k * nn / (System.nanoTime() - t0);
-                        }
-                        double med = median(g);
-                        System.out.printf("%-40s %9.1f GFLOP/s  (%.0f%% of peak)%n", s[0], med, 100 * med / peak);
+                        double med = rate(be, a, ta, b, tb, c, reps), med16 = rate(be, a16, ta, b16, tb, c, reps);
+                        System.out.printf("%-40s %9.1f GFLOP/s  (%.0f%% of peak); bf16 %6.1f GFLOP/s%n", s[0], med, 100 * med / peak, med16);
                     }
                 }
             }

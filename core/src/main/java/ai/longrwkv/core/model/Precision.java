@@ -9,12 +9,17 @@ import ai.longrwkv.core.tensor.DType;
  * <ul>
  *   <li><b>Weight matrices</b> (emb, head, att.receptance/key/value/gate/output, ffn.key/receptance/value: 99.9% of the
  *       parameters) are stored in bf16 when they are not trained (LoRA, state tuning, eval, generation). They are only
- *       ever read by matrix products and the embedding lookup, which take bf16 and accumulate in fp32 (tensor cores on
- *       a GPU; on the CPU each block is widened exactly into the fp32 sgemm). Halves the model: 7.5B parameters are
- *       15 GB instead of 30.</li>
+ *       ever read by matrix products and the embedding lookup. A product with a bf16 operand multiplies bf16 by bf16
+ *       and accumulates in fp32, its fp32 operand rounded to bf16 first: tensor cores on a GPU (cublasGemmEx), oneDNN
+ *       on a CPU with AVX512-BF16 or AMX (about twice the fp32 sgemm rate); a CPU without bf16 instructions widens the
+ *       bf16 weight exactly into the fp32 sgemm instead (CpuBackend.Bf16Products). Halves the model: 7.5B parameters
+ *       are 15 GB instead of 30.</li>
  *   <li><b>Full finetuning</b> keeps an fp32 master copy of every trained parameter and fp32 AdamW moments; the
  *       matrix products read a bf16 working copy refreshed from the master after each step (mixed precision as
- *       DeepSpeed's bf16 mode and RWKV-LM run it). A bf16 master would lose updates smaller than 2^-8 of a weight.</li>
+ *       DeepSpeed's bf16 mode and RWKV-LM run it). A bf16 master would lose updates smaller than 2^-8 of a weight.
+ *       All three products of such a layer run in bf16 with fp32 accumulation, the weight gradient dOut^T x included
+ *       (as under PyTorch's autocast): without it a third of a step's FLOPs would stay fp32; the gradient itself is
+ *       accumulated and applied in fp32.</li>
  *   <li><b>Small parameters</b> (LayerNorm/GroupNorm weights and biases, token-shift mixes, time_decay, time_faaaa:
  *       0.1%) stay fp32: they feed the state update and the norms directly, and time_decay in particular sets
  *       w = exp(-exp(d)), which sits within 1e-4 of 1 on long-memory channels: in bf16 (8 significant bits) every such
@@ -25,7 +30,7 @@ import ai.longrwkv.core.tensor.DType;
  *       of a 128k context.</li>
  *   <li><b>r, k, v and u</b>, the WKV's inputs, are rounded to bf16 after their projections (as RWKV-LM's bf16 kernel
  *       takes them), kept so for backward, and read by the tensor-core WKV kernels on a GPU; the CPU widens them back
- *       exactly. Forward, recomputation and backward all see the same rounded values; the rounding itself is passed
+ *       exactly (its WKV computes in fp32). Forward, recomputation and backward all see the same rounded values; the rounding itself is passed
  *       through as the identity in backward (as a cast is in PyTorch's autograd).</li>
  *   <li><b>The other activations</b> stay fp32: the residual stream x and the LayerNorm inputs accumulate over the
  *       layers (rounding them would move every later layer), and the rest feed weight-gradient products. With

@@ -383,8 +383,7 @@ public final class Rwkv5Model implements AutoCloseable {
      * adapter's gradients: u = x A^T, gradB += s dOut^T u, q = dOut B, gradA += s q^T x, dx += s q A.
      */
     private void backwardLinear(Tensor dOut, Tensor x, Tensor weight, String weightKey, Tensor gradW, Tensor dx) {
-        if (gradW != null) be.matmul(dOut, true, x, false, gradW, 1f, 1f);
-        be.matmul(dOut, false, weight, false, dx, 1f, 0f);
+        weightAndInputGradients(dOut, x, weight, gradW, dx);
         LoraSet.Adapter ad = lora == null ? null : lora.get(weightKey);
         if (ad != null) {
             float sc = lora.scale();
@@ -396,6 +395,30 @@ public final class Rwkv5Model implements AutoCloseable {
                 be.matmul(q, false, ad.a, false, dx, sc, 1f);
             }
         }
+    }
+
+    /**
+     * gradW += dOut^T x (when W is trained) and dx = dOut W (overwritten). With a bf16 weight that is trained (the
+     * working copy of mixed-precision full finetuning) all three products of the layer run in bf16 with fp32
+     * accumulation, as PyTorch's autocast and DeepSpeed's bf16 mode run them (Precision): dOut and x are rounded to
+     * bf16 once here, and the rounded dOut serves both products (a bf16 product would round it anyway).
+     */
+    private void weightAndInputGradients(Tensor dOut, Tensor x, Tensor weight, Tensor gradW, Tensor dx) {
+        if (gradW == null || weight.dtype() != DType.BF16) {
+            if (gradW != null) be.matmul(dOut, true, x, false, gradW, 1f, 1f);
+            be.matmul(dOut, false, weight, false, dx, 1f, 0f);
+            return;
+        }
+        try (Tensor d16 = bf16Copy(dOut); Tensor x16 = x.dtype() == DType.BF16 ? null : bf16Copy(x)) {
+            be.matmul(d16, true, x16 != null ? x16 : x, false, gradW, 1f, 1f);
+            be.matmul(d16, false, weight, false, dx, 1f, 0f);
+        }
+    }
+
+    private Tensor bf16Copy(Tensor x) {
+        Tensor r = be.zeros(DType.BF16, x.shape());
+        be.copy(x, r);
+        return r;
     }
 
     private static Tensor orSink(Tensor grad, Tensor sink) {
@@ -413,8 +436,7 @@ public final class Rwkv5Model implements AutoCloseable {
         backward(acts, dState, grads, (s, dLnOut) -> {
             if (dLogits == null) return false;
             // logits = lnOut head^T
-            if (grads.head != null) be.matmul(dLogits, true, acts.lnOut, false, grads.head, 1f, 1f);
-            be.matmul(dLogits, false, w.head, false, dLnOut, 1f, 0f);
+            weightAndInputGradients(dLogits, acts.lnOut, w.head, grads.head, dLnOut);
             return true;
         });
     }
@@ -464,8 +486,7 @@ public final class Rwkv5Model implements AutoCloseable {
                 sum += be.crossEntropy(logits, java.util.Arrays.copyOfRange(loss.targets(), r0, r0 + n),
                         java.util.Arrays.copyOfRange(loss.weights(), r0, r0 + n), loss.l2WrapFactor(), dLnOut == null ? null : logits);
                 if (dLnOut != null) {
-                    if (gradHead != null) be.matmul(logits, true, x, false, gradHead, 1f, 1f);
-                    be.matmul(logits, false, w.head, false, be.rows(dLnOut, r0, n), 1f, 0f);
+                    weightAndInputGradients(logits, x, w.head, gradHead, be.rows(dLnOut, r0, n));
                 }
             }
         }

@@ -182,12 +182,20 @@ public final class MemoryPlan {
         long scratch = 4 * (14 * T * C + 2 * T * F + 2 * T * H + 3L * H * N + 2L * C + T * C);
         if (s.gradCp()) scratch += 4 * (2L * C + (long) H * N * N + T * C);   // the layer's state copies and the recomputed output
         if (s.precision() == DType.BF16) scratch += 4 * T * C + 2L * H * N;   // the fp32 projection before rounding into r, k, v; u in bf16
+        if (s.precision() == DType.BF16 && s.mode() == Mode.FULL) scratch += 2L * T * (C + F);   // dOut and x rounded for a trained bf16 matrix's products
         add("backward scratch", scratch, "work buffers of one chunk's backward (14 [T, C] + 2 [T, F] + ...)");
         long sliceRows = Math.min(T, Math.max(1, Rwkv5Model.HEAD_SLICE_ELEMENTS / V));
         add("logits slice", sliceRows * V * 4, String.format(Locale.ROOT, "[%d, %d] fp32: the head and loss run in slices, never [%d, %d]", sliceRows, V, T, V));
         if (s.precision() == DType.BF16) {
-            long block = Math.min((long) V * C, (long) ai.longrwkv.core.backend.cpu.CpuBackend.BF16_BLOCK_ELEMENTS);
-            add("bf16 workspace", block * 4, "the bf16 block widened to fp32 for one sgemm call (CPU) / rounded operand (GPU)");
+            // a product with a bf16 operand rounds its fp32 operand into a bf16 workspace (GPU, and a CPU with bf16
+            // instructions: oneDNN), the largest being the logits slice's gradient in the head's backward; a CPU
+            // without bf16 instructions widens the bf16 weight into the fp32 sgemm a block at a time instead
+            if (ai.longrwkv.core.backend.cpu.CpuBackend.defaultBf16Products() == ai.longrwkv.core.backend.cpu.CpuBackend.Bf16Products.WIDEN) {
+                long block = Math.min((long) V * C, (long) ai.longrwkv.core.backend.cpu.CpuBackend.BF16_BLOCK_ELEMENTS);
+                add("bf16 workspace", block * 4, "a bf16 weight block widened to fp32 for one sgemm call (CPU without bf16 instructions)");
+            } else {
+                add("bf16 workspace", sliceRows * V * 2, String.format(Locale.ROOT, "[%d, %d] bf16: the logits slice's gradient rounded for the head's backward product", sliceRows, V));
+            }
         }
         if (s.mode() == Mode.LORA) add("LoRA temporaries", 2 * T * s.loraRank() * 4, "x A^T and dOut B of one projection");
         // FLOPs per token of a step: 2 per matrix value per token for each pass that multiplies by it

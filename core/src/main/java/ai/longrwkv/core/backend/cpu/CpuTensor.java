@@ -28,6 +28,8 @@ final class CpuTensor implements Tensor {
     /** The parent of a view (kept so that a view of a closed tensor is caught); null for an owner. */
     private final CpuTensor parent;
     private FloatPointer pointer;
+    /** Where this tensor's elements start in its owner's allocation (0 for an owner), in bytes. */
+    private final long byteOffset;
     private FloatBuffer buf;
     private ShortBuffer bf16;
 
@@ -42,6 +44,7 @@ final class CpuTensor implements Tensor {
         this.size = n;
         this.dtype = dtype;
         this.parent = null;
+        this.byteOffset = 0;
         long floats = Math.max((n * dtype.bytes() + 3) / 4, 1);
         this.owned = owner.acquire(floats);
         Pointer.memset(owned, 0, floats * 4L);
@@ -56,6 +59,7 @@ final class CpuTensor implements Tensor {
         this.size = HostTensor.numel(shape);
         this.dtype = parent.dtype;
         this.parent = parent;
+        this.byteOffset = parent.byteOffset + offset * dtype.bytes();
         if (dtype == DType.F32) {
             bind(parent.ptr().getPointer(offset));
         } else {
@@ -110,6 +114,18 @@ final class CpuTensor implements Tensor {
         checkOpen();
         if (dtype != DType.BF16) throw new IllegalArgumentException("expected a bf16 tensor, got " + describe());
         return bf16;
+    }
+
+    /**
+     * The first element's address, whatever the dtype (a bf16 view may start mid-float, so this is a byte pointer into
+     * the owner's allocation), for native code that takes raw data (oneDNN).
+     */
+    org.bytedeco.javacpp.BytePointer data() {
+        checkOpen();
+        CpuTensor owner = this;
+        while (owner.parent != null) owner = owner.parent;
+        long bytes = owner.owned.capacity() * 4L;
+        return new org.bytedeco.javacpp.BytePointer(owner.owned).capacity(bytes).limit(bytes).position(byteOffset);
     }
 
     private IllegalArgumentException wrongDtype() {

@@ -6,6 +6,8 @@ import ai.longrwkv.core.tensor.DType;
 import ai.longrwkv.core.tensor.HostTensor;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.EnumSource;
 
 import java.util.Random;
 
@@ -107,30 +109,63 @@ class CpuBf16Test {
         assertThrows(IllegalStateException.class, () -> be.fill(v, 1f));
     }
 
-    /** matmul with bf16 operands equals the fp32 matmul of their widened values (up to fp32 summation order). */
-    @Test
-    void matmulWithBf16OperandsMatchesFp32OnTheRoundedValues() {
-        int m = 7;
-        // bCols x bRows above BF16_BLOCK_ELEMENTS, so that the weight is widened in more than one block
-        int k = 1700, n = CpuBackend.BF16_BLOCK_ELEMENTS / 1700 + 300;
-        for (boolean transA : new boolean[]{false, true}) {
-            for (boolean transB : new boolean[]{false, true}) {
-                HostTensor a = transA ? random(k, m) : random(m, k);
-                HostTensor b = transB ? random(n, k) : random(k, n);
-                HostTensor c0 = random(m, n);
-                for (boolean aBf16 : new boolean[]{false, true}) {
-                    HostTensor aR = aBf16 ? new HostTensor(a.shape(), rounded(a)) : a;
-                    HostTensor bR = new HostTensor(b.shape(), rounded(b));
-                    try (Tensor ta = be.upload(a, aBf16 ? DType.BF16 : DType.F32); Tensor tb = be.upload(b, DType.BF16);
-                         Tensor ra = be.upload(aR); Tensor rb = be.upload(bR);
-                         Tensor c = be.upload(c0); Tensor ref = be.upload(c0)) {
-                        be.matmul(ta, transA, tb, transB, c, 0.5f, 0.25f);
-                        be.matmul(ra, transA, rb, transB, ref, 0.5f, 0.25f);
-                        float[] got = be.download(c).data(), want = be.download(ref).data();
-                        for (int i = 0; i < got.length; i++) {
-                            // |error| of an fp32 sum of k products of N(0,1) values is well below 1e-5 * k
-                            assertEquals(want[i], got[i], 1e-5 * k, "transA=" + transA + " transB=" + transB + " aBf16=" + aBf16 + " at " + i);
+    /**
+     * matmul with bf16 operands equals the fp32 matmul of the values it multiplies (up to fp32 summation order): with
+     * {@code WIDEN} the bf16 operand's values and the fp32 operand as it is; with {@code ONEDNN} (the default where the
+     * CPU has bf16 instructions) both operands rounded to bf16, the CUDA backend's contract. Every transpose, bf16 or
+     * fp32 a, alpha and beta other than 1 and 0; the WIDEN weight spans more than one widening block.
+     */
+    @ParameterizedTest
+    @EnumSource(CpuBackend.Bf16Products.class)
+    void matmulWithBf16OperandsMatchesFp32OnTheValuesMultiplied(CpuBackend.Bf16Products products) {
+        try (CpuBackend be = new CpuBackend(products)) {
+            int m = 7;
+            // bCols x bRows above BF16_BLOCK_ELEMENTS, so that the weight is widened in more than one block
+            int k = 1700, n = CpuBackend.BF16_BLOCK_ELEMENTS / 1700 + 300;
+            for (boolean transA : new boolean[]{false, true}) {
+                for (boolean transB : new boolean[]{false, true}) {
+                    HostTensor a = transA ? random(k, m) : random(m, k);
+                    HostTensor b = transB ? random(n, k) : random(k, n);
+                    HostTensor c0 = random(m, n);
+                    for (boolean aBf16 : new boolean[]{false, true}) {
+                        boolean roundA = aBf16 || products == CpuBackend.Bf16Products.ONEDNN;
+                        HostTensor aR = roundA ? new HostTensor(a.shape(), rounded(a)) : a;
+                        HostTensor bR = new HostTensor(b.shape(), rounded(b));
+                        try (Tensor ta = be.upload(a, aBf16 ? DType.BF16 : DType.F32); Tensor tb = be.upload(b, DType.BF16);
+                             Tensor ra = be.upload(aR); Tensor rb = be.upload(bR);
+                             Tensor c = be.upload(c0); Tensor ref = be.upload(c0)) {
+                            be.matmul(ta, transA, tb, transB, c, 0.5f, 0.25f);
+                            be.matmul(ra, transA, rb, transB, ref, 0.5f, 0.25f);
+                            float[] got = be.download(c).data(), want = be.download(ref).data();
+                            for (int i = 0; i < got.length; i++) {
+                                // |error| of an fp32 sum of k products of N(0,1) values is well below 1e-5 * k
+                                assertEquals(want[i], got[i], 1e-5 * k, products + " transA=" + transA + " transB=" + transB + " aBf16=" + aBf16 + " at " + i);
+                            }
                         }
+                    }
+                }
+            }
+        }
+    }
+
+    /** A bf16 product reads only its operands' elements: row views of bf16 tensors that start mid-float, and beta = 0 over NaN. */
+    @ParameterizedTest
+    @EnumSource(CpuBackend.Bf16Products.class)
+    void matmulReadsBf16RowViewsAndIgnoresTheOldOutputWhenBetaIsZero(CpuBackend.Bf16Products products) {
+        try (CpuBackend be = new CpuBackend(products)) {
+            int m = 5, k = 33, n = 19;   // odd sizes: row 1 of a [*, 33] bf16 tensor starts in the middle of a float
+            HostTensor a = random(m + 1, k), b = random(n, k);
+            HostTensor nan = new HostTensor(new int[]{m, n}, new float[m * n]);
+            java.util.Arrays.fill(nan.data(), Float.NaN);
+            try (Tensor ta = be.upload(a, DType.BF16); Tensor tb = be.upload(b, DType.BF16); Tensor c = be.upload(nan)) {
+                Tensor rows = be.rows(ta, 1, m);
+                be.matmul(rows, false, tb, true, c, 1f, 0f);
+                float[] got = be.download(c).data(), ar = rounded(a), br = rounded(b);
+                for (int i = 0; i < m; i++) {
+                    for (int j = 0; j < n; j++) {
+                        double want = 0;
+                        for (int p = 0; p < k; p++) want += (double) ar[(i + 1) * k + p] * br[j * k + p];
+                        assertEquals(want, got[i * n + j], 1e-5 * k, products + " at " + i + "," + j);
                     }
                 }
             }
