@@ -1,6 +1,12 @@
 package ai.longrwkv.core.backend.cpu;
 
 import ai.longrwkv.core.io.Float16;
+import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.IntVector;
+import jdk.incubator.vector.ShortVector;
+import jdk.incubator.vector.VectorMask;
+import jdk.incubator.vector.VectorOperators;
+import jdk.incubator.vector.VectorSpecies;
 
 import java.nio.FloatBuffer;
 import java.nio.ShortBuffer;
@@ -38,7 +44,7 @@ final class Bf16Cpu {
             long off = (long) blk * BLOCK;
             int len = (int) Math.min(BLOCK, n - off);
             src.get((int) (srcOff + off), f, 0, len);
-            for (int i = 0; i < len; i++) s[i] = Float16.floatToBf16(f[i]);
+            narrow(f, 0, s, len);
             dst.put((int) (dstOff + off), s, 0, len);
         });
     }
@@ -48,7 +54,7 @@ final class Bf16Cpu {
         Blocks.parallelFor(blocks(n), blk -> {
             short[] s = SHORTS.get();
             int off = blk * BLOCK, len = (int) Math.min(BLOCK, n - off);
-            for (int i = 0; i < len; i++) s[i] = Float16.floatToBf16(src[off + i]);
+            narrow(src, off, s, len);
             dst.put(off, s, 0, len);
         });
     }
@@ -61,6 +67,32 @@ final class Bf16Cpu {
             src.get(off, s, 0, len);
             for (int i = 0; i < len; i++) dst[off + i] = Float.intBitsToFloat(s[i] << 16);
         });
+    }
+
+    private static final VectorSpecies<Float> F = CpuMath.SPECIES;
+    private static final VectorSpecies<Integer> I = IntVector.SPECIES_256;
+    private static final VectorSpecies<Short> S = ShortVector.SPECIES_128;
+
+    /**
+     * s[i] = {@link Float16#floatToBf16}(f[fOff + i]) for i < n, bit for bit, eight lanes at a time: round half to even
+     * by adding 0x7fff plus the lowest kept bit, and for a NaN the top half with the quiet bit set where the payload
+     * sat only in the dropped bits (the scalar code's two cases, as a blend).
+     */
+    static void narrow(float[] f, int fOff, short[] s, int n) {
+        int i = 0;
+        for (int end = F.loopBound(n); i < end; i += F.length()) {
+            FloatVector x = FloatVector.fromArray(F, f, fOff + i);
+            IntVector bits = x.reinterpretAsInts();
+            IntVector rounded = bits.add(0x7fff).add(bits.lanewise(VectorOperators.LSHR, 16).and(1)).lanewise(VectorOperators.LSHR, 16);
+            VectorMask<Integer> nan = x.compare(VectorOperators.NE, x).cast(I);
+            if (nan.anyTrue()) {
+                IntVector top = bits.lanewise(VectorOperators.LSHR, 16);
+                IntVector quiet = top.lanewise(VectorOperators.OR, 0x40, top.and(0x7f).compare(VectorOperators.EQ, 0));
+                rounded = rounded.blend(quiet, nan);
+            }
+            ((ShortVector) rounded.convertShape(VectorOperators.I2S, S, 0)).intoArray(s, i);
+        }
+        for (; i < n; i++) s[i] = Float16.floatToBf16(f[fOff + i]);
     }
 
     static void widen(short[] s, float[] f, int n) {

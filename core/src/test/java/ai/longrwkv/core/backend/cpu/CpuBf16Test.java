@@ -172,6 +172,38 @@ class CpuBf16Test {
         }
     }
 
+    /**
+     * The vectorised narrowing gives Float16.floatToBf16's bits for every kind of float: random bit patterns (NaNs with
+     * payloads in either half, infinities, subnormals), ties that round to even either way, values that round up to
+     * infinity, at every offset and tail length.
+     */
+    @Test
+    void vectorNarrowingEqualsTheScalarRoundingBitForBit() {
+        int n = 50_000;
+        float[] f = new float[n];
+        for (int i = 0; i < n; i++) {
+            int kind = i % 8;
+            int bits = rnd.nextInt();
+            if (kind == 1) bits = (bits & 0xffff0000) | 0x8000;                  // an exact tie
+            if (kind == 2) bits = 0x7f800000 | (bits & 0x8000ffff) | 1;          // NaN, payload only in the dropped half
+            if (kind == 3) bits = 0x7f7f8000 | (bits & 0x80007fff);              // rounds up to infinity or stays max
+            if (kind == 4) bits = bits & 0x807fffff;                              // subnormal
+            f[i] = Float.intBitsToFloat(bits);
+        }
+        f[7] = Float.POSITIVE_INFINITY;
+        f[8] = Float.NEGATIVE_INFINITY;
+        f[9] = -0f;
+        for (int off : new int[]{0, 1, 5}) {
+            for (int len : new int[]{n - off, 13, 7, 0}) {
+                short[] got = new short[len];
+                Bf16Cpu.narrow(f, off, got, len);
+                for (int i = 0; i < len; i++) {
+                    assertEquals(Float16.floatToBf16(f[off + i]), got[i], "bits 0x" + Integer.toHexString(Float.floatToRawIntBits(f[off + i])) + " at " + (off + i));
+                }
+            }
+        }
+    }
+
     @Test
     void embeddingReadsABf16Table() {
         HostTensor table = random(50, 33);
