@@ -45,11 +45,16 @@ final class Bf16Cpu {
 
     /** dst[i] = round(src[i]) for i < n, from a Java array. */
     static void narrow(float[] src, ShortBuffer dst, long n) {
+        narrow(src, 0, dst, 0, n);
+    }
+
+    /** dst[dstOff + i] = round(src[srcOff + i]) for i < n, from a Java array. */
+    static void narrow(float[] src, int srcOff, ShortBuffer dst, long dstOff, long n) {
         Blocks.parallelFor(blocks(n), blk -> {
             short[] s = SHORTS.get();
             int off = blk * BLOCK, len = (int) Math.min(BLOCK, n - off);
-            for (int i = 0; i < len; i++) s[i] = Float16.floatToBf16(src[off + i]);
-            dst.put(off, s, 0, len);
+            for (int i = 0; i < len; i++) s[i] = Float16.floatToBf16(src[srcOff + off + i]);
+            dst.put((int) (dstOff + off), s, 0, len);
         });
     }
 
