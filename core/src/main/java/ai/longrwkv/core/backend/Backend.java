@@ -47,11 +47,11 @@ public interface Backend extends AutoCloseable {
      */
     void read(Tensor src, long srcOffset, float[] dst, int dstOffset, int count);
 
-    /** The bounds {@link #write} and {@link #read} require (tensor range, array range), checked alike by every backend. */
-    static void checkWrite(Tensor dst, long dstOffset, float[] src, int srcOffset, int count) {
-        if (count < 0 || dstOffset < 0 || dstOffset + count > dst.size() || srcOffset < 0 || srcOffset + count > src.length) {
-            throw new IllegalArgumentException("transfer of " + count + " values between elements " + srcOffset + ".. of an array of "
-                    + src.length + " and elements " + dstOffset + ".. of " + dst.describe());
+    /** The bounds {@link #write} and {@link #read} require (a range of the tensor, one of the array), checked alike by every backend. */
+    static void checkTransfer(Tensor t, long tensorOffset, float[] array, int arrayOffset, int count) {
+        if (count < 0 || tensorOffset < 0 || tensorOffset + count > t.size() || arrayOffset < 0 || arrayOffset + count > array.length) {
+            throw new IllegalArgumentException("transfer of " + count + " values between elements " + arrayOffset + ".. of an array of "
+                    + array.length + " and elements " + tensorOffset + ".. of " + t.describe());
         }
     }
 

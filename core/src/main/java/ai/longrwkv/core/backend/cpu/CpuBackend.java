@@ -100,7 +100,7 @@ public final class CpuBackend implements Backend {
 
     @Override
     public void write(Tensor dst, long dstOffset, float[] src, int srcOffset, int count) {
-        Backend.checkWrite(dst, dstOffset, src, srcOffset, count);
+        Backend.checkTransfer(dst, dstOffset, src, srcOffset, count);
         if (dst.dtype() == DType.F32) {
             b(dst).put((int) dstOffset, src, srcOffset, count);
         } else {
@@ -110,7 +110,7 @@ public final class CpuBackend implements Backend {
 
     @Override
     public void read(Tensor src, long srcOffset, float[] dst, int dstOffset, int count) {
-        Backend.checkWrite(src, srcOffset, dst, dstOffset, count);
+        Backend.checkTransfer(src, srcOffset, dst, dstOffset, count);
         if (src.dtype() == DType.F32) {
             b(src).get((int) srcOffset, dst, dstOffset, count);
         } else {

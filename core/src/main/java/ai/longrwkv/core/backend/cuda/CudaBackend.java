@@ -186,7 +186,7 @@ public final class CudaBackend implements Backend {
     /** As {@link #upload}: fp32 copied as it is, bf16 staged in blocks of {@link #UPLOAD_BLOCK_ELEMENTS} and rounded on the device. */
     @Override
     public void write(Tensor dst, long dstOffset, float[] src, int srcOffset, int count) {
-        Backend.checkWrite(dst, dstOffset, src, srcOffset, count);
+        Backend.checkTransfer(dst, dstOffset, src, srcOffset, count);
         CudaTensor c = anyDtype(dst);
         if (count == 0) return;
         if (c.dtype() == DType.F32) {
@@ -207,7 +207,7 @@ public final class CudaBackend implements Backend {
     /** As {@link #download}, for a range: in blocks of {@link #UPLOAD_BLOCK_ELEMENTS} through host staging of that size. */
     @Override
     public void read(Tensor src, long srcOffset, float[] dst, int dstOffset, int count) {
-        Backend.checkWrite(src, srcOffset, dst, dstOffset, count);
+        Backend.checkTransfer(src, srcOffset, dst, dstOffset, count);
         CudaTensor s = anyDtype(src);
         for (int off = 0; off < count; off += UPLOAD_BLOCK_ELEMENTS) {
             int len = Math.min(UPLOAD_BLOCK_ELEMENTS, count - off);

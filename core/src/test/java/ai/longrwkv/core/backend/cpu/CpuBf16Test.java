@@ -48,7 +48,7 @@ class CpuBf16Test {
         }
     }
 
-    /** write(): values land at the offset given, converted to the tensor's dtype; the rest stays as it was; bounds are checked. */
+    /** write(): values land at the offset given, converted to the tensor's dtype; the rest stays as it was; read() gives them back; bounds are checked. */
     @Test
     void writeFillsPartOfATensorInItsDtype() {
         HostTensor h = random(1003);
@@ -62,6 +62,10 @@ class CpuBf16Test {
                     if (dt == DType.BF16) want = Float16.bf16ToFloat(Float16.floatToBf16(want));
                     assertEquals(want, back[i], dt.label() + " element " + i);
                 }
+                float[] part = new float[510];
+                be.read(t, 490, part, 7, 500);   // read(), the reverse: a range of the tensor into part of an array
+                for (int i = 0; i < part.length; i++) assertEquals(i < 7 || i >= 507 ? 0f : back[490 + i - 7], part[i], dt.label() + " read " + i);
+                assertThrows(IllegalArgumentException.class, () -> be.read(t, 17 * 59 - 2, part, 0, 3));
                 assertThrows(IllegalArgumentException.class, () -> be.write(t, 17 * 59 - 2, h.data(), 0, 3));
                 assertThrows(IllegalArgumentException.class, () -> be.write(t, 0, h.data(), 1001, 3));
                 assertThrows(IllegalArgumentException.class, () -> be.write(t, -1, h.data(), 0, 1));
