@@ -357,11 +357,13 @@ public final class MemoryPlan {
      * JVM's own memory (compiled code ~13 MiB, metaspace and classes ~22 MiB, the GC's tables, thread stacks, arenas),
      * the mapped libraries (libjvm, OpenBLAS, JavaCPP: ~30 MiB of RssFile), OpenBLAS's work buffers, the old
      * generation's live objects (~6 MiB: the dataset index, the loader's 4 MiB block buffer) and malloc's slack.
-     * Measured as peak RSS (VmHWM) - backend peak bytes - {@link #JVM_YOUNG_GEN_BYTES}: 130 MiB on L6-C512 and 131 MiB
-     * on L24-C2048 (state-tune, bf16, ctx 2048, chunk 1024; the same for a 12x larger model: it does not grow with the
-     * model), plus 30 MiB for what that leaves out (a native library's pages that other paths touch, a larger
-     * dataset's index: 12 bytes per document). To re-measure: {@code /usr/bin/time -v longrwkv state-tune ...} and
-     * take its maximum resident size minus the "peak tensor memory" the command prints minus 128 MiB.
+     * Measured as peak RSS (VmHWM) - backend peak bytes - {@link #JVM_YOUNG_GEN_BYTES} on ten one-step runs at ctx 2048,
+     * chunk 1024 (state-tune of L6-C512, L12-C768, L24-C2048 in bf16 with and without --grad-cp, of L12-C768 in fp32;
+     * full finetunes of L6-C512 in bf16 and fp32): 98 to 189 MiB, with no trend in the model's size (L24-C2048 114 and
+     * 158 MiB), the full finetunes highest (177-189 MiB); the printed tensor peak's rounding (10 MiB at GiB scale)
+     * is part of that spread. 160 MiB puts all ten within -1% to +7% of their RSS. Not counted: a larger dataset's
+     * index (12 bytes per document). To re-measure: {@code /usr/bin/time -v longrwkv state-tune ...} and take its
+     * maximum resident size minus the "peak tensor memory" the command prints minus 128 MiB.
      */
     public static final long JVM_BASE_BYTES = 160L << 20;
 
