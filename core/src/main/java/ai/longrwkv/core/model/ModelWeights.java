@@ -17,7 +17,8 @@ import java.util.Set;
  * Readers of other formats convert into this form, writers convert out of it.
  *
  * <p>Entries may be lazy: a reader of a 15 GB checkpoint gives shapes and dtypes at once and converts a tensor to
- * float32 only when {@link #get} asks for it, so a model is uploaded one tensor at a time.
+ * float32 only when {@link #get} asks for it, or a block at a time for {@link #upload}, so a model is uploaded one
+ * tensor at a time and no tensor passes through Java memory whole.
  */
 public final class ModelWeights {
 
