@@ -2,13 +2,22 @@
 # GPU check does. Sets the array JVM_OPTS from ROOT (the checkout or the bundle directory):
 #   jdk.incubator.vector      SIMD kernels (Java 17 ships the Vector API as an incubator module)
 #   javacpp maxBytes=0        tensors live in native memory; do not cap it at the Java heap size
+#   MaxNewSize=128m           caps the young generation only (the heap's maximum, -Xmx, stays the JVM's default or
+#                             yours): the training loop allocates ~150 MB/s of short-lived arrays (the Vector API's
+#                             boxes before C2 compiles a loop), and ParallelGC grew the young generation to 0.4-0.9 GiB
+#                             for them, all of it resident; capped, a young collection (1-2 ms, ~5 MB surviving) runs
+#                             every 0.5-10 s instead and the process stays 128 MiB above its tensors plus a fixed base
+#                             (MemoryPlan.hostHeapBytes, which counts this cap). Long-lived data (a dataset's index,
+#                             large arrays) still goes to the old generation, which can grow to -Xmx; override with
+#                             LONGRWKV_JAVA_OPTS=-XX:MaxNewSize=... (the later flag wins)
 #   longrwkv.cuda.kernels     prebuilt fatbins: $LONGRWKV_KERNELS, else ROOT/kernels (a GPU bundle), else
 #                             ROOT/target/kernels (scripts/compile-kernels.sh --out target/kernels); each is used only
 #                             when its recorded source hash matches the kernels in the jar
 # and exports OPENBLAS_THREAD_TIMEOUT=4 unless set: after each sgemm OpenBLAS's worker threads spin for 2^28 cycles
 # (its default) before sleeping, and on a 2-core machine that spinning took the core the CPU backend's own parallel ops
 # (norms, cross-entropy, elementwise) were running on: a training step measured 10-13% faster with 4 (2^4 cycles).
-JVM_OPTS=(--add-modules jdk.incubator.vector -Dorg.bytedeco.javacpp.maxBytes=0 -Dorg.bytedeco.javacpp.maxPhysicalBytes=0 -Xss8m)
+JVM_OPTS=(--add-modules jdk.incubator.vector -Dorg.bytedeco.javacpp.maxBytes=0 -Dorg.bytedeco.javacpp.maxPhysicalBytes=0 -Xss8m
+          -XX:MaxNewSize=128m)
 _kernels="${LONGRWKV_KERNELS:-}"
 if [ -z "$_kernels" ]; then
   for _d in "$ROOT/kernels" "$ROOT/target/kernels"; do

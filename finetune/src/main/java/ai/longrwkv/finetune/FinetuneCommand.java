@@ -97,15 +97,17 @@ public final class FinetuneCommand implements Callable<Integer> {
                 try (Trainer trainer = new Trainer(rm, train.trainerConfig(m, lr, finalLr, 0), data, lora, extra, dp)) {
                     TrainingRun.run(trainer, train, fingerprint, primary);
                     // every trained tensor as its owner holds it (ZeRO: another rank's fp32 master may exist there only)
-                    Map<String, HostTensor> result = trainer.gatherTrainables();
+                    // (one device: read from the backend a block at a time while written, never the whole model in Java memory)
+                    Map<String, ModelWeights.Entry> result = trainer.gatherTrainableEntries();
                     if (!primary) return;
                     if (m == Trainer.Mode.FULL) {
                         Path out = dir.resolve("rwkv-final.pth");
-                        PthWriter.write(out, new ModelWeights(result, out.toString(), gnEps), outType, null);
+                        PthWriter.write(out, ModelWeights.lazy(result, out.toString(), gnEps), outType, null);
                         System.out.println("wrote " + out + " (" + outType + ")");
                     } else {
                         Path out = dir.resolve("lora-final.pth");
-                        Map<String, HostTensor> adapter = new LinkedHashMap<>(result);
+                        Map<String, HostTensor> adapter = new LinkedHashMap<>();
+                        result.forEach((k, e) -> adapter.put(k, e.load()));
                         PthWriter.write(out, adapter, outType);
                         writeAdapterInfo(dir.resolve("lora-final.json"), lora, loraTargets, extra);
                         System.out.println("wrote " + out + " (" + adapter.size() + " tensors, " + outType + "); merge with `longrwkv lora merge`");

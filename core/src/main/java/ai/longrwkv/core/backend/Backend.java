@@ -33,6 +33,28 @@ public interface Backend extends AutoCloseable {
     /** A copy of host data in the given dtype (bf16: each value rounded to nearest even). */
     Tensor upload(HostTensor host, DType dtype);
 
+    /**
+     * Writes host values into part of a tensor: elements [dstOffset, dstOffset + count) of dst (row-major) become
+     * src[srcOffset, srcOffset + count), converted to dst's dtype (bf16: rounded to nearest even). How a model file is
+     * uploaded a block at a time ({@link ai.longrwkv.core.model.ParamSet#upload}), never whole in Java memory.
+     */
+    void write(Tensor dst, long dstOffset, float[] src, int srcOffset, int count);
+
+    /**
+     * The reverse of {@link #write}: dst[dstOffset, dstOffset + count) become elements [srcOffset, srcOffset + count)
+     * of src as float32 (bf16 widens exactly). How a checkpoint is written a block at a time
+     * ({@link ai.longrwkv.core.model.ModelWeights#ofTensor}).
+     */
+    void read(Tensor src, long srcOffset, float[] dst, int dstOffset, int count);
+
+    /** The bounds {@link #write} and {@link #read} require (a range of the tensor, one of the array), checked alike by every backend. */
+    static void checkTransfer(Tensor t, long tensorOffset, float[] array, int arrayOffset, int count) {
+        if (count < 0 || tensorOffset < 0 || tensorOffset + count > t.size() || arrayOffset < 0 || arrayOffset + count > array.length) {
+            throw new IllegalArgumentException("transfer of " + count + " values between elements " + arrayOffset + ".. of an array of "
+                    + array.length + " and elements " + tensorOffset + ".. of " + t.describe());
+        }
+    }
+
     /** The tensor's values as float32 (bf16 widens exactly). */
     HostTensor download(Tensor t);
 

@@ -192,26 +192,54 @@ public final class Safetensors {
      * renamed over the target, so a crash leaves either the old file or the complete new one.
      */
     public static void write(Path file, Map<String, HostTensor> tensors, Map<String, String> metadata) {
+        Map<String, ModelWeights.Entry> entries = new LinkedHashMap<>();
+        tensors.forEach((k, t) -> entries.put(k, new ModelWeights.InMemory(t)));
+        writeEntries(file, entries, metadata);
+    }
+
+    /**
+     * As {@link #write}, reading each entry a block at a time while its data is written ({@link ModelWeights.Entry#forEachBlock}):
+     * a checkpoint of tensors on a backend ({@link ModelWeights#ofTensor}) never sits in Java memory whole.
+     */
+    public static void writeEntries(Path file, Map<String, ? extends ModelWeights.Entry> tensors, Map<String, String> metadata) {
         byte[] header = headerBytes(file, tensors, metadata);
         AtomicFiles.write(file, "safetensors file", ch -> {
             ByteBuffer buf = ByteBuffer.allocateDirect(WRITE_CHUNK_BYTES).order(ByteOrder.LITTLE_ENDIAN);
             ByteBuffer prefix = ByteBuffer.allocate(8).order(ByteOrder.LITTLE_ENDIAN).putLong(header.length);
             writeFully(ch, prefix.flip());
             writeFully(ch, ByteBuffer.wrap(header));
-            for (HostTensor t : tensors.values()) {
-                for (float v : t.data()) {
-                    if (!buf.hasRemaining()) {
-                        writeFully(ch, buf.flip());
-                        buf.clear();
-                    }
-                    buf.putInt(Float.floatToRawIntBits(v)); // raw bits: NaN payloads survive the round trip
+            float[] block = null;
+            for (Map.Entry<String, ? extends ModelWeights.Entry> e : tensors.entrySet()) {
+                long expected = HostTensor.numel(e.getValue().shape());
+                if (block == null) block = new float[ModelWeights.UPLOAD_BLOCK_VALUES];
+                long[] written = {0};
+                try {
+                    e.getValue().forEachBlock(block, (first, values, count) -> {
+                        try {
+                            for (int i = 0; i < count; i++) {
+                                if (!buf.hasRemaining()) {
+                                    writeFully(ch, buf.flip());
+                                    buf.clear();
+                                }
+                                buf.putInt(Float.floatToRawIntBits(values[i])); // raw bits: NaN payloads survive the round trip
+                            }
+                        } catch (IOException x) {
+                            throw new java.io.UncheckedIOException(x);
+                        }
+                        written[0] += count;
+                    });
+                } catch (java.io.UncheckedIOException x) {
+                    throw x.getCause();
+                }
+                if (written[0] != expected) {
+                    throw new IllegalStateException(file + ": tensor '" + e.getKey() + "' gave " + written[0] + " values, its shape holds " + expected);
                 }
             }
             writeFully(ch, buf.flip());
         });
     }
 
-    private static byte[] headerBytes(Path file, Map<String, HostTensor> tensors, Map<String, String> metadata) {
+    private static byte[] headerBytes(Path file, Map<String, ? extends ModelWeights.Entry> tensors, Map<String, String> metadata) {
         JsonObject json = new JsonObject();
         // metadata first, as the reference writer does; it is optional in the format
         if (metadata != null && !metadata.isEmpty()) {
@@ -225,19 +253,19 @@ public final class Safetensors {
             json.add(METADATA_KEY, meta);
         }
         long offset = 0;
-        for (Map.Entry<String, HostTensor> e : tensors.entrySet()) {
+        for (Map.Entry<String, ? extends ModelWeights.Entry> e : tensors.entrySet()) {
             String key = e.getKey();
             if (key == null || key.isEmpty() || key.equals(METADATA_KEY)) {
                 throw new IllegalArgumentException(file + ": invalid tensor name '" + key + "'");
             }
-            HostTensor t = e.getValue();
+            int[] dims = e.getValue().shape();
             JsonObject entry = new JsonObject();
             entry.addProperty("dtype", "F32");
             JsonArray shape = new JsonArray();
-            for (int d : t.shape()) shape.add(d);
+            for (int d : dims) shape.add(d);
             entry.add("shape", shape);
             JsonArray offsets = new JsonArray();
-            long end = offset + 4L * t.size();
+            long end = offset + 4L * HostTensor.numel(dims);
             offsets.add(offset);
             offsets.add(end);
             entry.add("data_offsets", offsets);

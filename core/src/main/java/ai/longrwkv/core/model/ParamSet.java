@@ -44,12 +44,14 @@ public final class ParamSet implements AutoCloseable {
 
     /**
      * Uploads weights with the weight matrices in {@code matrices} (fp32 or bf16) and the rest in fp32
-     * ({@link Precision}), one tensor at a time, so a lazily read 15 GB checkpoint never sits in memory whole.
+     * ({@link Precision}), one tensor at a time and each a block at a time ({@link ModelWeights#upload}), so a lazily
+     * read 15 GB checkpoint never sits in Java memory whole, nor any of its tensors.
      */
     public static ParamSet upload(Backend be, ModelConfig config, ModelWeights weights, DType matrices) {
         ParamSet p = new ParamSet(config);
+        float[] buffer = new float[ModelWeights.UPLOAD_BLOCK_VALUES];
         try {
-            for (ParamSpec spec : ParamSpec.all(config)) p.put(spec, be.upload(weights.get(spec.key()), Precision.storage(spec, matrices)));
+            for (ParamSpec spec : ParamSpec.all(config)) p.put(spec, weights.upload(be, spec.key(), Precision.storage(spec, matrices), buffer));
         } catch (RuntimeException | Error e) {
             p.close();
             throw e;

@@ -2,6 +2,7 @@ package ai.longrwkv.core.train;
 
 import ai.longrwkv.core.backend.Backend;
 import ai.longrwkv.core.backend.Tensor;
+import ai.longrwkv.core.model.ModelWeights;
 import ai.longrwkv.core.tensor.HostTensor;
 
 import java.util.LinkedHashMap;
@@ -123,6 +124,16 @@ public final class AdamW implements AutoCloseable {
         moments.forEach((k, mv) -> {
             out.put(k + ".exp_avg", be.download(mv[0]));
             out.put(k + ".exp_avg_sq", be.download(mv[1]));
+        });
+        return out;
+    }
+
+    /** As {@link #stateToHost}, each moment read from the backend only while it is written ({@link ModelWeights#ofTensor}). */
+    public Map<String, ModelWeights.Entry> stateEntries() {
+        Map<String, ModelWeights.Entry> out = new LinkedHashMap<>();
+        moments.forEach((k, mv) -> {
+            out.put(k + ".exp_avg", ModelWeights.ofTensor(be, mv[0]));
+            out.put(k + ".exp_avg_sq", ModelWeights.ofTensor(be, mv[1]));
         });
         return out;
     }

@@ -354,16 +354,36 @@ public final class MemoryPlan {
     }
 
     /**
-     * Java memory a CPU run needs beside its tensors: a model is loaded one tensor at a time through an fp32 host copy,
-     * and the old generation keeps about two of the largest before a full collection frees them; plus 1 GiB for the
-     * rest of the JVM (the young generation the training loop's short-lived arrays use, compiled code, classes,
-     * threads), a figure measured, not derived: 0.8-1.0 GiB on L12-C768 and 7B-shaped runs on the dev machine.
-     * On a GPU this is host memory, not device memory.
+     * The young generation's most, {@code -XX:MaxNewSize=128m} in scripts/jvm-opts.sh (which every command gets from
+     * scripts/longrwkv): the training loop's short-lived arrays fill it between collections, so all of it is resident.
+     * Without the cap ParallelGC grew it to 0.4-0.9 GiB on the same runs.
+     */
+    public static final long JVM_YOUNG_GEN_BYTES = 128L << 20;
+
+    /**
+     * What else a CPU process keeps resident beside its tensors and the young generation, measured, not derived: the
+     * JVM's own memory (compiled code ~13 MiB, metaspace and classes ~22 MiB, the GC's tables, thread stacks, arenas),
+     * the mapped libraries (libjvm, OpenBLAS, JavaCPP: ~30 MiB of RssFile), OpenBLAS's work buffers, the old
+     * generation's live objects (~6 MiB: the dataset index, the loader's 4 MiB block buffer) and malloc's slack.
+     * Measured as peak RSS (VmHWM) - backend peak bytes - {@link #JVM_YOUNG_GEN_BYTES} on ten one-step runs at ctx 2048,
+     * chunk 1024 (state-tune of L6-C512, L12-C768, L24-C2048 in bf16 with and without --grad-cp, of L12-C768 in fp32;
+     * full finetunes of L6-C512 in bf16 and fp32): 98 to 189 MiB, with no trend in the model's size (L24-C2048 114 and
+     * 158 MiB), the full finetunes highest (177-189 MiB); the printed tensor peak's rounding (10 MiB at GiB scale)
+     * is part of that spread. 160 MiB puts all ten within -1% to +7% of their RSS. Not counted: a larger dataset's
+     * index (12 bytes per document). To re-measure: {@code /usr/bin/time -v longrwkv state-tune ...} and take its
+     * maximum resident size minus the "peak tensor memory" the command prints minus 128 MiB.
+     */
+    public static final long JVM_BASE_BYTES = 160L << 20;
+
+    /**
+     * Host memory a CPU run holds beside its tensors: the young generation ({@link #JVM_YOUNG_GEN_BYTES}) and the
+     * rest of the JVM ({@link #JVM_BASE_BYTES}), the same for every model. Nothing scales with the model because the
+     * model is loaded a block at a time ({@link ai.longrwkv.core.model.ModelWeights#upload}: before, each tensor
+     * passed through a whole fp32 Java array and the old generation kept the dead ones until a full collection,
+     * 2.9 GiB at L24-C2048). On a GPU this is host memory, not device memory.
      */
     public long hostHeapBytes() {
-        long largest = 0;
-        for (ParamSpec p : ParamSpec.all(spec.cfg())) largest = Math.max(largest, numel(p.shape()));
-        return 2 * 4 * largest + (1L << 30);
+        return JVM_YOUNG_GEN_BYTES + JVM_BASE_BYTES;
     }
 
     /** What a CPU run's process holds at its peak: the tensors and the heap. */
@@ -473,8 +493,9 @@ public final class MemoryPlan {
                     spec.effectiveZero() > 0 ? "GPU " + rank + " of " + spec.ranks() + ", the fullest" : "every GPU of " + spec.ranks() + " alike"));
         } else {
             sb.append(String.format(Locale.ROOT, "  %-20s %10s   the tensors at the step's peak (a GPU's memory, or native memory on the CPU)%n", "peak", human(peakBytes())));
-            sb.append(String.format(Locale.ROOT, "  %-20s %10s   on the CPU backend: the peak + %s of Java heap (two of the largest tensors"
-                    + " in fp32 while loading, + 1 GiB of JVM)%n", "cpu process", human(cpuProcessBytes()), human(hostHeapBytes())));
+            sb.append(String.format(Locale.ROOT, "  %-20s %10s   on the CPU backend: the peak + %s of JVM (a %s young generation + %s"
+                    + " of JVM, libraries and buffers, measured)%n", "cpu process", human(cpuProcessBytes()), human(hostHeapBytes()),
+                    human(JVM_YOUNG_GEN_BYTES), human(JVM_BASE_BYTES)));
         }
         sb.append(String.format(Locale.ROOT, "  %-20s %10s   per %d-token sequence (%.2f TFLOP)%n", "compute", "", spec.ctxLen(), flopsPerSequence() / 1e12));
         for (Collective c : collectives) {

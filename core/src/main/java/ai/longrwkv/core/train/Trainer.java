@@ -6,6 +6,7 @@ import ai.longrwkv.core.dist.ZeroShards;
 import ai.longrwkv.core.io.Safetensors;
 import ai.longrwkv.core.model.LoraSet;
 import ai.longrwkv.core.model.ModelConfig;
+import ai.longrwkv.core.model.ModelWeights;
 import ai.longrwkv.core.model.ParamSet;
 import ai.longrwkv.core.model.ParamSpec;
 import ai.longrwkv.core.model.Rwkv5Model;
@@ -552,6 +553,27 @@ public final class Trainer implements AutoCloseable {
         return out;
     }
 
+    /**
+     * As {@link #gatherTrainables}, as entries: on one device or at ZeRO 0 each read from this rank's tensor only while
+     * it is written (a full finetune's result is not held in Java memory whole; {@link ModelWeights#ofTensor}), with
+     * ZeRO 1/2 the gathered host copies. The same collective: every rank of a group calls it; null on ranks other than 0.
+     */
+    public Map<String, ModelWeights.Entry> gatherTrainableEntries() {
+        if (owners == null) return dp == null || dp.rank() == 0 ? trainableEntries() : null;
+        Map<String, HostTensor> gathered = gatherTrainables();
+        if (gathered == null) return null;
+        Map<String, ModelWeights.Entry> out = new LinkedHashMap<>();
+        gathered.forEach((k, h) -> out.put(k, new ModelWeights.InMemory(h)));
+        return out;
+    }
+
+    /** Trainable tensors by key, each read from the backend only while it is written ({@link ModelWeights#ofTensor}). */
+    public Map<String, ModelWeights.Entry> trainableEntries() {
+        Map<String, ModelWeights.Entry> out = new LinkedHashMap<>();
+        for (Trainable t : optimizer.trainables()) out.put(t.key(), ModelWeights.ofTensor(be, t.param()));
+        return out;
+    }
+
     /** Trainable tensors by key (host copies), e.g. for saving the result. */
     public Map<String, HostTensor> trainablesToHost() {
         Map<String, HostTensor> out = new LinkedHashMap<>();
@@ -596,8 +618,9 @@ public final class Trainer implements AutoCloseable {
             List<String> written = new ArrayList<>();
             if (owners == null) {   // one device, or ZeRO 0 (every rank holds the same values): one set of files
                 if (primary) {
-                    Safetensors.write(tmp.resolve(CHECKPOINT_FILES[0]), trainablesToHost(), stepMeta);
-                    Safetensors.write(tmp.resolve(CHECKPOINT_FILES[1]), optimizer.stateToHost(), stepMeta);
+                    // streamed from the backend: a full finetune's weights and moments never sit in the Java heap whole
+                    Safetensors.writeEntries(tmp.resolve(CHECKPOINT_FILES[0]), trainableEntries(), stepMeta);
+                    Safetensors.writeEntries(tmp.resolve(CHECKPOINT_FILES[1]), optimizer.stateEntries(), stepMeta);
                     written.addAll(List.of(CHECKPOINT_FILES));
                     if (cfg.carriesAcrossSteps() && carried != null) {
                         Safetensors.write(tmp.resolve(CARRY_FILE), carried.toHost(be, "carry."), stepMeta);
@@ -605,11 +628,11 @@ public final class Trainer implements AutoCloseable {
                     }
                 }
             } else {   // ZeRO 1: each rank writes the tensors it owns and their moments
-                Map<String, HostTensor> mine = new LinkedHashMap<>();
+                Map<String, ModelWeights.Entry> mine = new LinkedHashMap<>();
                 List<Trainable> ts = optimizer.trainables();
-                for (int i = 0; i < ts.size(); i++) if (owners[i] == dp.rank()) mine.put(ts.get(i).key(), be.download(ts.get(i).param()));
-                Safetensors.write(tmp.resolve(shardFile(CHECKPOINT_FILES[0], dp.rank())), mine, stepMeta);
-                Safetensors.write(tmp.resolve(shardFile(CHECKPOINT_FILES[1], dp.rank())), optimizer.stateToHost(), stepMeta);
+                for (int i = 0; i < ts.size(); i++) if (owners[i] == dp.rank()) mine.put(ts.get(i).key(), ModelWeights.ofTensor(be, ts.get(i).param()));
+                Safetensors.writeEntries(tmp.resolve(shardFile(CHECKPOINT_FILES[0], dp.rank())), mine, stepMeta);
+                Safetensors.writeEntries(tmp.resolve(shardFile(CHECKPOINT_FILES[1], dp.rank())), optimizer.stateEntries(), stepMeta);
                 for (int r = 0; r < dp.world(); r++) {
                     written.add(shardFile(CHECKPOINT_FILES[0], r));
                     written.add(shardFile(CHECKPOINT_FILES[1], r));

@@ -51,11 +51,16 @@ final class Bf16Cpu {
 
     /** dst[i] = round(src[i]) for i < n, from a Java array. */
     static void narrow(float[] src, ShortBuffer dst, long n) {
+        narrow(src, 0, dst, 0, n);
+    }
+
+    /** dst[dstOff + i] = round(src[srcOff + i]) for i < n, from a Java array. */
+    static void narrow(float[] src, int srcOff, ShortBuffer dst, long dstOff, long n) {
         Blocks.parallelFor(blocks(n), blk -> {
             short[] s = SHORTS.get();
             int off = blk * BLOCK, len = (int) Math.min(BLOCK, n - off);
-            narrow(src, off, s, len);
-            dst.put(off, s, 0, len);
+            narrow(src, srcOff + off, s, len);
+            dst.put((int) (dstOff + off), s, 0, len);
         });
     }
 

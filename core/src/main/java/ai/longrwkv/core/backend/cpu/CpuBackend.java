@@ -11,6 +11,7 @@ import org.bytedeco.javacpp.FloatPointer;
 import org.bytedeco.openblas.global.openblas;
 
 import java.nio.FloatBuffer;
+import java.nio.ShortBuffer;
 import java.util.Arrays;
 import java.util.concurrent.atomic.AtomicLong;
 import java.util.stream.IntStream;
@@ -135,6 +136,27 @@ public final class CpuBackend implements Backend {
             Bf16Cpu.narrow(host.data(), c.bf16(), host.size());
         }
         return c;
+    }
+
+    @Override
+    public void write(Tensor dst, long dstOffset, float[] src, int srcOffset, int count) {
+        Backend.checkTransfer(dst, dstOffset, src, srcOffset, count);
+        if (dst.dtype() == DType.F32) {
+            b(dst).put((int) dstOffset, src, srcOffset, count);
+        } else {
+            Bf16Cpu.narrow(src, srcOffset, t(dst).bf16(), dstOffset, count);
+        }
+    }
+
+    @Override
+    public void read(Tensor src, long srcOffset, float[] dst, int dstOffset, int count) {
+        Backend.checkTransfer(src, srcOffset, dst, dstOffset, count);
+        if (src.dtype() == DType.F32) {
+            b(src).get((int) srcOffset, dst, dstOffset, count);
+        } else {
+            ShortBuffer bits = t(src).bf16();
+            for (int i = 0; i < count; i++) dst[dstOffset + i] = Float.intBitsToFloat(bits.get((int) srcOffset + i) << 16);
+        }
     }
 
     @Override

@@ -174,22 +174,57 @@ public final class CudaBackend implements Backend {
     @Override
     public Tensor upload(HostTensor host, DType dtype) {
         CudaTensor c = new CudaTensor(this, dtype, host.shape());
-        int n = Math.toIntExact(host.size());
-        if (dtype == DType.F32) {
-            uploadFloats(host.data(), 0, n, c.ptr());
-            return c;
-        }
-        try (CudaTensor stage = new CudaTensor(this, new int[]{Math.max(1, Math.min(n, UPLOAD_BLOCK_ELEMENTS))})) {
-            for (int off = 0; off < n; off += UPLOAD_BLOCK_ELEMENTS) {
-                int len = Math.min(UPLOAD_BLOCK_ELEMENTS, n - off);
-                uploadFloats(host.data(), off, len, stage.ptr());
-                k("bf16", "f32_to_bf16").launch(blocks(len), THREADS, 0, stage, c.ptr(off), (long) len);
-            }
+        try {
+            write(c, 0, host.data(), 0, host.size());
         } catch (RuntimeException e) {
             c.close();
             throw e;
         }
         return c;
+    }
+
+    /** As {@link #upload}: fp32 copied as it is, bf16 staged in blocks of {@link #UPLOAD_BLOCK_ELEMENTS} and rounded on the device. */
+    @Override
+    public void write(Tensor dst, long dstOffset, float[] src, int srcOffset, int count) {
+        Backend.checkTransfer(dst, dstOffset, src, srcOffset, count);
+        CudaTensor c = anyDtype(dst);
+        if (count == 0) return;
+        if (c.dtype() == DType.F32) {
+            for (int off = 0; off < count; off += UPLOAD_BLOCK_ELEMENTS) {   // bounded host staging too
+                uploadFloats(src, srcOffset + off, Math.min(UPLOAD_BLOCK_ELEMENTS, count - off), c.ptr(dstOffset + off));
+            }
+            return;
+        }
+        try (CudaTensor stage = new CudaTensor(this, new int[]{Math.min(count, UPLOAD_BLOCK_ELEMENTS)})) {
+            for (int off = 0; off < count; off += UPLOAD_BLOCK_ELEMENTS) {
+                int len = Math.min(UPLOAD_BLOCK_ELEMENTS, count - off);
+                uploadFloats(src, srcOffset + off, len, stage.ptr());
+                k("bf16", "f32_to_bf16").launch(blocks(len), THREADS, 0, stage, c.ptr(dstOffset + off), (long) len);
+            }
+        }
+    }
+
+    /** As {@link #download}, for a range: in blocks of {@link #UPLOAD_BLOCK_ELEMENTS} through host staging of that size. */
+    @Override
+    public void read(Tensor src, long srcOffset, float[] dst, int dstOffset, int count) {
+        Backend.checkTransfer(src, srcOffset, dst, dstOffset, count);
+        CudaTensor s = anyDtype(src);
+        for (int off = 0; off < count; off += UPLOAD_BLOCK_ELEMENTS) {
+            int len = Math.min(UPLOAD_BLOCK_ELEMENTS, count - off);
+            if (s.dtype() == DType.F32) {
+                try (FloatPointer h = new FloatPointer(len)) {
+                    device.copyDtoH(h, s.ptr(srcOffset + off), len * 4L);
+                    h.get(dst, dstOffset + off, len);
+                }
+            } else {
+                short[] bits = new short[len];
+                try (ShortPointer h = new ShortPointer(len)) {
+                    device.copyDtoH(h, s.ptr(srcOffset + off), len * 2L);
+                    h.get(bits);
+                }
+                for (int i = 0; i < len; i++) dst[dstOffset + off + i] = Float.intBitsToFloat(bits[i] << 16);
+            }
+        }
     }
 
     /** fp32 values; a bf16 tensor's bits are copied to the host and widened there (exact, half the transfer). */

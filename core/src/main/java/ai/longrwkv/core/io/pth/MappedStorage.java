@@ -3,6 +3,7 @@ package ai.longrwkv.core.io.pth;
 import ai.longrwkv.core.io.Float16;
 import ai.longrwkv.core.io.ModelFormatException;
 
+import java.io.EOFException;
 import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
@@ -14,9 +15,11 @@ import java.util.zip.CRC32;
 
 /**
  * One torch storage (the zip record {@code data/<key>}): a flat array of bf16, fp16 or fp32 values in the file.
- * Tensors are strided views of it. Values are read through read-only memory maps of at most {@code pieceBytes} each,
- * because one map cannot exceed 2 GB while a 7B model's fp32 embedding storage is 1 GB and larger storages exist;
- * piece boundaries are multiples of 4 bytes from the storage start, so no value straddles two pieces.
+ * Tensors are strided views of it. Contiguous runs of values (a whole tensor, as torch.save writes them, or a row of a
+ * strided view) and the CRC are read with positional reads through one reused 1 MiB buffer per thread, so that a
+ * model's file pages never count in the process's resident memory; only the single values of a view whose rows are
+ * strided (a transposed tensor) are read through read-only memory maps of at most {@code pieceBytes} each, because one
+ * map cannot exceed 2 GB; piece boundaries are multiples of 4 bytes from the storage start, so no value straddles two.
  *
  * <p>The file is opened again for each read and closed after it (the maps stay valid until collected), so a lazy
  * {@link ai.longrwkv.core.model.ModelWeights} holds no open file. The record's CRC-32 is checked the first time the
@@ -33,6 +36,9 @@ final class MappedStorage {
     private final int crc32;
     private final long pieceBytes;
     private volatile boolean crcChecked;
+    /** One reused read buffer per loading thread (1 MiB, a multiple of every element size). */
+    private static final ThreadLocal<ByteBuffer> CHUNK =
+            ThreadLocal.withInitial(() -> ByteBuffer.allocateDirect(1 << 20).order(ByteOrder.LITTLE_ENDIAN));
 
     MappedStorage(Path file, String fileName, long fileSize, String recordName, long dataOffset, long byteLength,
                   StorageType type, int crc32, long pieceBytes) {
@@ -53,24 +59,23 @@ final class MappedStorage {
     StorageType type() { return type; }
 
     /**
-     * The values of the view (storageOffset, shape, stride) in row-major order, as float32. The caller has checked
-     * that every index the view touches lies inside the storage and that the count fits a Java array.
+     * Elements [first, first + count) of the view (storageOffset, shape, stride), in row-major order, as float32, into
+     * out[0, count). The caller has checked that every index the view touches lies inside the storage.
      */
-    float[] gather(String key, long storageOffset, int[] shape, long[] stride, int count) {
+    void gather(String key, long storageOffset, int[] shape, long[] stride, long first, float[] out, int count) {
         String where = fileName + ": tensor '" + key + "' (" + recordName + ")";
         try (FileChannel ch = FileChannel.open(file, StandardOpenOption.READ)) {
             if (ch.size() != fileSize) {
                 throw new ModelFormatException(where + ": the file changed size since it was opened (" + fileSize + " -> "
                         + ch.size() + " bytes); read it again");
             }
-            Pieces pieces = new Pieces(ch);
             if (!crcChecked) {
-                checkCrc(pieces, where);
+                checkCrc(ch, where);
                 crcChecked = true;
             }
-            float[] out = new float[count];
-            if (count > 0) gather(pieces, storageOffset, shape, stride, out);
-            return out;
+            if (count > 0) gather(new Pieces(ch), storageOffset, shape, stride, first, out, count);
+        } catch (EOFException e) {
+            throw new ModelFormatException(where + ": the file ended early (truncated while being read?): " + e.getMessage(), e);
         } catch (IOException e) {
             throw new ModelFormatException(where + ": cannot read the file: " + e.getMessage(), e);
         } catch (InternalError e) {
@@ -80,34 +85,53 @@ final class MappedStorage {
         }
     }
 
-    private void checkCrc(Pieces pieces, String where) throws IOException {
+    private void checkCrc(FileChannel ch, String where) throws IOException {
         // A CRC of 0 on a non-empty record is what writers that skip checksums leave; there is nothing to check then.
         if (crc32 == 0 || byteLength == 0) return;
         CRC32 crc = new CRC32();
-        for (int i = 0; i < pieces.count(); i++) crc.update(pieces.get(i).duplicate());
+        ByteBuffer chunk = CHUNK.get();
+        for (long done = 0; done < byteLength; ) {
+            int n = (int) Math.min(chunk.capacity(), byteLength - done);
+            chunk.clear().limit(n);
+            readFully(ch, chunk, dataOffset + done);
+            chunk.flip();
+            crc.update(chunk);
+            done += n;
+        }
         if ((int) crc.getValue() != crc32) {
             throw new ModelFormatException(String.format("%s: CRC-32 of the stored data is %08x but the zip directory records %08x; "
                     + "the file is damaged", where, (int) crc.getValue(), crc32));
         }
     }
 
-    private void gather(Pieces pieces, long storageOffset, int[] shape, long[] stride, float[] out) throws IOException {
+    private void gather(Pieces pieces, long storageOffset, int[] shape, long[] stride, long first, float[] out, int count) throws IOException {
         if (isRowMajor(shape, stride)) {
-            readRun(pieces, storageOffset, out.length, out, 0);
+            readRun(pieces.channel, storageOffset + first, count, out, 0);
             return;
         }
-        // Strided view: walk the outer dimensions like an odometer; each innermost row is one run (or single values).
+        // Strided view: walk the dimensions like an odometer from element `first`; each stretch of an innermost row is
+        // one run (or single values).
         int rank = shape.length;
         int rowLength = shape[rank - 1];
         long rowStride = stride[rank - 1];
         int[] counter = new int[rank];
-        long base = storageOffset;
-        for (int pos = 0; pos < out.length; pos += rowLength) {
+        long base = storageOffset;   // storage index of the element at counter
+        long rest = first;
+        for (int d = rank - 1; d >= 0; d--) {
+            counter[d] = (int) (rest % shape[d]);
+            rest /= shape[d];
+            base += counter[d] * stride[d];
+        }
+        for (int pos = 0; pos < count; ) {
+            int n = Math.min(count - pos, rowLength - counter[rank - 1]);
             if (rowStride == 1) {
-                readRun(pieces, base, rowLength, out, pos);
+                readRun(pieces.channel, base, n, out, pos);
             } else {
-                for (int j = 0; j < rowLength; j++) out[pos + j] = pieces.value(base + j * rowStride);
+                for (int j = 0; j < n; j++) out[pos + j] = pieces.value(base + j * rowStride);
             }
+            pos += n;
+            base -= counter[rank - 1] * rowStride;   // back to the row's start, then on to the next row
+            counter[rank - 1] = 0;
             for (int d = rank - 2; d >= 0; d--) {
                 counter[d]++;
                 base += stride[d];
@@ -128,34 +152,48 @@ final class MappedStorage {
         return true;
     }
 
-    /** Converts count consecutive storage values starting at element {@code first} into out[outPos..]. */
-    private void readRun(Pieces pieces, long first, int count, float[] out, int outPos) throws IOException {
+    /**
+     * Converts count consecutive storage values starting at element {@code first} into out[outPos..], read through
+     * {@link #CHUNK}: plain reads, not the memory map, so that the file's pages never count in this process's resident
+     * memory (a 15 GB model read through maps left its touched pages resident until the maps were collected).
+     */
+    private void readRun(FileChannel ch, long first, int count, float[] out, int outPos) throws IOException {
         int size = type.bytes;
-        long byteStart = first * size;
+        ByteBuffer chunk = CHUNK.get();
+        int perChunk = chunk.capacity() / size;
+        long pos = dataOffset + first * size;
         while (count > 0) {
-            int piece = (int) (byteStart / pieceBytes);
-            int within = (int) (byteStart % pieceBytes);
-            ByteBuffer b = pieces.get(piece);
-            int n = Math.min(count, (b.limit() - within) / size);
+            int n = Math.min(count, perChunk);
+            chunk.clear().limit(n * size);
+            readFully(ch, chunk, pos);
+            chunk.flip();
             switch (type) {
-                case F32 -> b.duplicate().order(ByteOrder.LITTLE_ENDIAN).position(within).limit(within + 4 * n)
-                        .slice().order(ByteOrder.LITTLE_ENDIAN).asFloatBuffer().get(out, outPos, n);
+                case F32 -> chunk.asFloatBuffer().get(out, outPos, n);
                 case BF16 -> {
-                    for (int i = 0; i < n; i++) out[outPos + i] = Float16.bf16ToFloat(b.getShort(within + 2 * i));
+                    for (int i = 0; i < n; i++) out[outPos + i] = Float16.bf16ToFloat(chunk.getShort(2 * i));
                 }
                 case F16 -> {
-                    for (int i = 0; i < n; i++) out[outPos + i] = Float16.halfToFloat(b.getShort(within + 2 * i));
+                    for (int i = 0; i < n; i++) out[outPos + i] = Float16.halfToFloat(chunk.getShort(2 * i));
                 }
             }
             count -= n;
             outPos += n;
-            byteStart += (long) n * size;
+            pos += (long) n * size;
+        }
+    }
+
+    private static void readFully(FileChannel ch, ByteBuffer buf, long position) throws IOException {
+        long pos = position;
+        while (buf.hasRemaining()) {
+            int r = ch.read(buf, pos);
+            if (r < 0) throw new EOFException("at byte offset " + pos);
+            pos += r;
         }
     }
 
     /** The storage's bytes as little-endian memory maps, made when first touched. */
     private final class Pieces {
-        private final FileChannel channel;
+        final FileChannel channel;
         private final MappedByteBuffer[] maps;
 
         Pieces(FileChannel channel) {

@@ -251,7 +251,21 @@ public final class PthReader {
         @Override
         public HostTensor load() {
             int count = (int) HostTensor.numel(shape);
-            return new HostTensor(shape, storage.gather(key, storageOffset, shape, stride, count));
+            float[] out = new float[count];
+            storage.gather(key, storageOffset, shape, stride, 0, out, count);
+            return new HostTensor(shape, out);
+        }
+
+        /** Reads the file a buffer at a time: the tensor is never whole in Java memory. */
+        @Override
+        public void forEachBlock(float[] buffer, ModelWeights.BlockSink sink) {
+            long count = HostTensor.numel(shape);
+            if (buffer.length == 0 && count > 0) throw new IllegalArgumentException("empty buffer");
+            for (long first = 0; first < count; first += buffer.length) {
+                int n = (int) Math.min(buffer.length, count - first);
+                storage.gather(key, storageOffset, shape, stride, first, buffer, n);
+                sink.accept(first, buffer, n);
+            }
         }
 
         @Override public String toString() { return key + " " + Arrays.toString(shape) + " " + dtype(); }

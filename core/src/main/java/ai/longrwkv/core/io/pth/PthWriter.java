@@ -100,17 +100,31 @@ public final class PthWriter {
             zip.record(ARCHIVE + "/data.pkl", pickle);
             zip.record(ARCHIVE + "/byteorder", "little".getBytes(StandardCharsets.US_ASCII));
             ByteBuffer chunk = ByteBuffer.allocateDirect(CHUNK_BYTES).order(ByteOrder.LITTLE_ENDIAN);
+            float[] block = new float[ModelWeights.UPLOAD_BLOCK_VALUES];   // a lazy entry is read a block at a time
             long bytesDone = 0;
             for (int i = 0; i < keys.size(); i++) {
                 String key = keys.get(i);
-                HostTensor t = entries.get(key).load();
-                if (!Arrays.equals(t.shape(), shapes.get(i))) {
-                    throw new IllegalStateException(file + ": tensor '" + key + "' loaded with shape " + Arrays.toString(t.shape())
-                            + " but its entry said " + Arrays.toString(shapes.get(i)));
-                }
-                long bytes = (long) t.size() * dtype.bytes();
+                long count = HostTensor.numel(shapes.get(i));
+                long bytes = count * dtype.bytes();
                 zip.beginRecord(ARCHIVE + "/data/" + i, bytes);
-                writeValues(zip, t.data(), dtype, chunk);
+                long[] written = {0};
+                try {
+                    entries.get(key).forEachBlock(block, (first, values, n) -> {
+                        if (written[0] + n > count) return;   // reported below, before the record is ended
+                        try {
+                            writeValues(zip, values, n, dtype, chunk);
+                        } catch (IOException e) {
+                            throw new java.io.UncheckedIOException(e);
+                        }
+                        written[0] += n;
+                    });
+                } catch (java.io.UncheckedIOException e) {
+                    throw e.getCause();
+                }
+                if (written[0] != count) {
+                    throw new IllegalStateException(file + ": tensor '" + key + "' gave more or fewer values than its shape "
+                            + Arrays.toString(shapes.get(i)) + " holds (" + count + ")");
+                }
                 zip.endRecord();
                 bytesDone += bytes;
                 if (progress != null) progress.tensorWritten(i + 1, keys.size(), key, bytesDone, bytesTotal);
@@ -159,9 +173,10 @@ public final class PthWriter {
         return stride;
     }
 
-    private static void writeValues(ZipWriter zip, float[] data, Dtype dtype, ByteBuffer chunk) throws IOException {
+    private static void writeValues(ZipWriter zip, float[] data, int count, Dtype dtype, ByteBuffer chunk) throws IOException {
         chunk.clear();
-        for (float v : data) {
+        for (int i = 0; i < count; i++) {
+            float v = data[i];
             if (chunk.remaining() < 4) {
                 zip.write(chunk.flip());
                 chunk.clear();

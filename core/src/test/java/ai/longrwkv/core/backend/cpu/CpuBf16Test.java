@@ -50,6 +50,31 @@ class CpuBf16Test {
         }
     }
 
+    /** write(): values land at the offset given, converted to the tensor's dtype; the rest stays as it was; read() gives them back; bounds are checked. */
+    @Test
+    void writeFillsPartOfATensorInItsDtype() {
+        HostTensor h = random(1003);
+        for (DType dt : DType.values()) {
+            try (Tensor t = be.zeros(dt, 17, 59)) {
+                be.write(t, 100, h.data(), 3, 600);
+                be.write(t, 700, h.data(), 0, 303);   // an odd offset: a bf16 value in the upper half of a 32-bit word
+                float[] back = be.download(t).data();
+                for (int i = 0; i < back.length; i++) {
+                    float want = i < 100 ? 0f : i < 700 ? h.data()[3 + i - 100] : i < 1003 ? h.data()[i - 700] : 0f;
+                    if (dt == DType.BF16) want = Float16.bf16ToFloat(Float16.floatToBf16(want));
+                    assertEquals(want, back[i], dt.label() + " element " + i);
+                }
+                float[] part = new float[510];
+                be.read(t, 490, part, 7, 500);   // read(), the reverse: a range of the tensor into part of an array
+                for (int i = 0; i < part.length; i++) assertEquals(i < 7 || i >= 507 ? 0f : back[490 + i - 7], part[i], dt.label() + " read " + i);
+                assertThrows(IllegalArgumentException.class, () -> be.read(t, 17 * 59 - 2, part, 0, 3));
+                assertThrows(IllegalArgumentException.class, () -> be.write(t, 17 * 59 - 2, h.data(), 0, 3));
+                assertThrows(IllegalArgumentException.class, () -> be.write(t, 0, h.data(), 1001, 3));
+                assertThrows(IllegalArgumentException.class, () -> be.write(t, -1, h.data(), 0, 1));
+            }
+        }
+    }
+
     @Test
     void liveBytesCountTwoBytesPerBf16Element() {
         long before = be.liveBytes();
