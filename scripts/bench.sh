@@ -71,7 +71,9 @@ if [ "${1:-}" = cpu-vs-torch ]; then
     echo "# machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(free -g | awk '/Mem/{print $2}') GiB; load $(cut -d' ' -f1-3 /proc/loadavg)"
     echo "# longrwkv: $(OPENBLAS_VERBOSE=2 "$L" bench matmul --reps 1 2>&1 | grep -m1 '^Core:' | sed 's/Core: /OpenBLAS 0.3.31 (bytedeco) kernels /'), OPENBLAS_THREAD_TIMEOUT=${OPENBLAS_THREAD_TIMEOUT:-4}"
     echo "# torch: $("$py" -c 'import torch; print(torch.__version__)'), Debian OpenBLAS $(dpkg-query -W -f='${Version}' libopenblas0-pthread 2>/dev/null), OPENBLAS_CORETYPE=${torch_core:-unset} (TORCH_OPENBLAS_CORETYPE overrides), $(nproc) threads"
-    for shape in "12 768 65536" "4 128 256"; do
+    # BENCH_SHAPES="L C V; ..." replaces the two shapes
+    IFS=';' read -ra shapes <<<"${BENCH_SHAPES:-12 768 65536;4 128 256}"
+    for shape in "${shapes[@]}"; do
       set -- $shape
       reps=3; [ "$1" -lt 12 ] && reps=8
       rm -f /tmp/cvt-*.$$
@@ -92,10 +94,10 @@ if [ "${1:-}" = cpu-vs-torch ]; then
       sm=$(median < /tmp/cvt-s.$$); gm=$(median < /tmp/cvt-g.$$)
       jf=$(median < /tmp/cvt-jfp32.$$); tf=$(median < /tmp/cvt-tfp32.$$); jb=$(median < /tmp/cvt-jbf16.$$); tb=$(median < /tmp/cvt-tbf16.$$)
       awk -v jf="$jf" -v tf="$tf" -v jb="$jb" -v tb="$tb" -v s="$sm" -v g="$gm" -v f="$(flops "$1" "$2" "$3")" 'BEGIN {
-        lim = s * 1e9 / f; lim16 = g * 1e9 / f; tbest = tf > tb ? tf : tb
+        lim = s * 1e9 / f; lim16 = g * 1e9 / f; tbest = (tf > tb) ? tf : tb
         printf "median of rounds, fp32: longrwkv %.1f tok/s, torch %.1f tok/s, ratio %.2fx; sgemm-bound limit %.0f tok/s (%.3f GFLOP/token at %.0f GFLOP/s): longrwkv at %.0f%%, torch at %.0f%%\n", jf, tf, jf / tf, lim, f / 1e9, s, 100 * jf / lim, 100 * tf / lim
         printf "median of rounds, bf16: longrwkv %.1f tok/s, torch %.1f tok/s, ratio %.2fx; bf16-GEMM-bound limit %.0f tok/s (at %.0f GFLOP/s): longrwkv at %.0f%%, torch at %.0f%%\n", jb, tb, jb / tb, lim16, g, 100 * jb / lim16, 100 * tb / lim16
-        printf "longrwkv bf16 against the faster torch (%s): %.2fx; against torch fp32: %.2fx\n", tf > tb ? "fp32" : "bf16", jb / tbest, jb / tf }'
+        printf "longrwkv bf16 against the faster torch (%s): %.2fx; against torch fp32: %.2fx\n", (tf > tb) ? "fp32" : "bf16", jb / tbest, jb / tf }'
       rm -f /tmp/cvt-*.$$
     done
   } 2> >(grep -v '^WARNING: Using incubator' >&2) | tee "$out"

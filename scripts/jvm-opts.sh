@@ -16,6 +16,8 @@
 # and exports OPENBLAS_THREAD_TIMEOUT=4 unless set: after each sgemm OpenBLAS's worker threads spin for 2^28 cycles
 # (its default) before sleeping, and on a 2-core machine that spinning took the core the CPU backend's own parallel ops
 # (norms, cross-entropy, elementwise) were running on: a training step measured 10-13% faster with 4 (2^4 cycles).
+# Likewise OMP_WAIT_POLICY=PASSIVE unless set, for oneDNN's OpenMP threads (the CPU's bf16 products): by default
+# libgomp's idle workers spin after each product on the core the next Java op wants (README "CPU and bf16").
 JVM_OPTS=(--add-modules jdk.incubator.vector -Dorg.bytedeco.javacpp.maxBytes=0 -Dorg.bytedeco.javacpp.maxPhysicalBytes=0 -Xss8m
           -XX:MaxNewSize=128m)
 _kernels="${LONGRWKV_KERNELS:-}"
@@ -27,3 +29,4 @@ fi
 [ -n "$_kernels" ] && JVM_OPTS+=("-Dlongrwkv.cuda.kernels=$_kernels")
 unset _kernels _d
 export OPENBLAS_THREAD_TIMEOUT="${OPENBLAS_THREAD_TIMEOUT:-4}"
+export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-PASSIVE}"
