@@ -12,10 +12,17 @@
 #    98.6% of a value survives 128k tokens); x052's own init forgets everything within a few hundred tokens
 # 2. passkey data: prompts of 256..2048 tokens (the Landmark-attention wording and filler, the key at a random depth),
 #    and prompts of 1k..16k tokens that are trained as consecutive 2048-token pieces with the state carried
-# 3. train full and truncated BPTT side by side (chunks of 32 tokens, one core each):
+# 3. train full and truncated BPTT side by side (chunks of 32 tokens, one core each; the same data, steps and seed):
 #      a. a length curriculum: prompts of <= 512 tokens, then <= 2048 (--ctx-len 512:N,2048)
 #      b. a document stream: the long prompts cut into 2048-token pieces, each piece starting from the state the
 #         piece before left (--carry-state stop; the gradient stops there, so no backward pass is longer than 2048)
+#      c. the same stream over prompts of 2k..128k tokens (log-spread), only the answer trained: the pieces before the
+#         last one of a prompt only advance the state (a forward pass), the last one is trained from that state
+#      d. once more over prompts of 4k..32k tokens (the lengths where the model is learning; cheaper per update)
+#      e. once more over prompts of 256..32k tokens: c and d alone cost accuracy at <= 2k (their prompts are >= 2k),
+#         and short prompts alone (no state passing) bring 256..2k back to 1.00 but lose 8k-16k; the mix keeps both
+#    So every backward pass covers at most 2048 tokens ("trained on sequences of <= 2k tokens"); what the stream
+#    stages add is the state a 2k-token window starts from in a longer document (Buitrago and Gu's state passing)
 # 4. eval passkey, lengths 256..128k x depths 0..100%, untrained / truncated / full: table and heatmaps
 # 5. needle in real text: eval passkey --haystack (GPL-3, Apache-2.0, MPL-2.0, GFDL-1.3 from /usr/share/common-licenses)
 # 6. position loss on held-out licences of byte LMs trained (full vs truncated) on the other licences
@@ -37,10 +44,17 @@ short_steps="${DEMO_SHORT_STEPS:-10000}"
 stream_steps="${DEMO_STREAM_STEPS:-1500}"            # stage 3b (0 = skip)
 lr="${DEMO_LR:-1e-3}"
 stream_lr="${DEMO_STREAM_LR:-5e-4}"
+long_count="${DEMO_LONG_COUNT:-60}"                  # stage 3c: prompts per length 2k,4k,..,128k (0 = skip)
+long_lr="${DEMO_LONG_LR:-1e-4}"
+frontier_count="${DEMO_FRONTIER_COUNT:-250}"         # stage 3d: prompts per length 4k,8k,16k,32k (0 = skip)
+frontier_lr="${DEMO_FRONTIER_LR:-1e-4}"
+mix_count="${DEMO_MIX_COUNT:-150}"                   # stage 3e: prompts per length 256,512,..,32k (0 = skip)
+mix_lr="${DEMO_MIX_LR:-1e-4}"
 eval_lengths="${DEMO_EVAL_LENGTHS:-256,512,1k,2k,4k,8k,16k,32k,64k,128k}"
 eval_depths="${DEMO_EVAL_DEPTHS:-0,25,50,75,100}"
-trials="${DEMO_TRIALS:-4}"
+trials="${DEMO_TRIALS:-8}"
 hay_lengths="${DEMO_HAY_LENGTHS:-512,1k,2k,4k,8k,32k,128k}"
+hay_trials="${DEMO_HAY_TRIALS:-4}"
 lm_steps="${DEMO_LM_STEPS:-1000}"
 lm_ctx="${DEMO_LM_CTX:-1024}"
 pl_ctx="${DEMO_PL_CTX:-8192}"
@@ -95,6 +109,14 @@ run data synth passkey --tokenizer bytes --lengths 256,320,384,512,768,1024,1536
 run data synth passkey --tokenizer bytes --lengths 1024,2048,4096,8192,16384 --count 150 --seed "$((seed + 1))" --out "$out/data/passkey-long"
 # train on every token, not only the answer (as scripts/demo.sh): without a mask file every token is trained
 rm -f "$out/data/passkey.mask" "$out/data/passkey-long.mask"
+# stages 3c/3d train only the answer and the end token after it (--train-end; without it the model forgets where the
+# key ends and writes more digits): the pieces without the answer then cost a forward pass only
+[ "$long_count" -gt 0 ] && run data synth passkey --tokenizer bytes --lengths 2048,4096,8192,16384,32768,65536,131072 \
+    --count "$long_count" --seed "$((seed + 2))" --train-end --out "$out/data/passkey-128k"
+[ "$frontier_count" -gt 0 ] && run data synth passkey --tokenizer bytes --lengths 4096,8192,16384,32768 \
+    --count "$frontier_count" --seed "$((seed + 3))" --train-end --out "$out/data/passkey-32k"
+[ "$mix_count" -gt 0 ] && run data synth passkey --tokenizer bytes --lengths 256,512,1024,2048,4096,8192,16384,32768 \
+    --count "$mix_count" --seed "$((seed + 10))" --train-end --out "$out/data/passkey-mix"
 took
 
 say "3a/6 training full and truncated BPTT side by side: $curriculum_steps steps, prompts <= 512 tokens for $short_steps, then <= 2048"
@@ -110,6 +132,30 @@ if [ "$stream_steps" -gt 0 ]; then
       --out "$out/stream-\$MODE"
   final_full="$out/stream-full/rwkv-final.pth"
   final_truncated="$out/stream-truncated/rwkv-final.pth"
+  took
+fi
+prev=curriculum; [ "$stream_steps" -gt 0 ] && prev=stream
+answer_stream() {   # answer_stream NAME DATA PIECES LR WARMUP SEED: one epoch of DATA in 2048-token pieces from stage $prev's models
+  local name="$1" data="$2" pieces="$3" lr_="$4" warmup="$5" seed_="$6"
+  side_by_side "$name" finetune --model "$out/$prev-\$MODE/rwkv-final.pth" --data "$data" --ctx-len 2048 --carry-state stop \
+      --chunk-len "$chunk" --bptt '$MODE' --steps "$pieces" --lr "$lr_" --warmup "$warmup" --seed "$seed_" --dtype fp32 --out "$out/$name-\$MODE"
+  prev="$name"
+  final_full="$out/$name-full/rwkv-final.pth"
+  final_truncated="$out/$name-truncated/rwkv-final.pth"
+}
+if [ "$long_count" -gt 0 ]; then   # pieces per prompt: 1, 2, 4, .., 64 (the last one holds the answer)
+  say "3c/6 document stream of prompts of 2k..128k tokens ($long_count per length), only the answer trained: $((long_count * 127)) pieces"
+  answer_stream long "$out/data/passkey-128k" "$((long_count * 127))" "$long_lr" 300 "$seed"
+  took
+fi
+if [ "$frontier_count" -gt 0 ]; then   # pieces per prompt: 2, 4, 8, 16
+  say "3d/6 document stream of prompts of 4k..32k tokens ($frontier_count per length), only the answer trained: $((frontier_count * 30)) pieces"
+  answer_stream frontier "$out/data/passkey-32k" "$((frontier_count * 30))" "$frontier_lr" 100 "$seed"
+  took
+fi
+if [ "$mix_count" -gt 0 ]; then   # pieces per prompt: 1, 1, 1, 1, 2, 4, 8, 16
+  say "3e/6 document stream of prompts of 256..32k tokens ($mix_count per length), only the answer trained: $((mix_count * 34)) pieces"
+  answer_stream mix "$out/data/passkey-mix" "$((mix_count * 34))" "$mix_lr" 100 "$((seed + 3))"
   took
 fi
 
@@ -134,7 +180,7 @@ for m in full truncated; do
   echo "-- $m BPTT, licence haystack"
   if [ -n "${DEMO_REUSE:-}" ] && [ -f "$out/eval-haystack-$m/summary.csv" ]; then echo "   DEMO_REUSE: keeping $out/eval-haystack-$m"; continue; fi
   run eval passkey --model "$model" --label "$m BPTT, licence haystack" --haystack "$out/data/haystack-licenses.txt" \
-      --lengths "$hay_lengths" --depths "$eval_depths" --trials "$trials" --seed "$((seed + 2000))" --chunk-len 1024 --out "$out/eval-haystack-$m"
+      --lengths "$hay_lengths" --depths "$eval_depths" --trials "$hay_trials" --seed "$((seed + 2000))" --chunk-len 1024 --out "$out/eval-haystack-$m"
 done
 took
 
@@ -174,7 +220,9 @@ header() {   # header SUMMARY: the lengths, as 256 .. 128k
 {
   echo
   echo "passkey retrieval (eval passkey, $trials new keys x depths $eval_depths % per length), L2-C64 bytes model"
-  echo "trained on prompts of <= 2048 tokens in chunks of $chunk: $curriculum_steps curriculum steps + $stream_steps document-stream pieces"
+  echo "trained on sequences of <= 2048 tokens (every backward pass) in chunks of $chunk: $curriculum_steps curriculum steps on prompts <= 2048,"
+  echo "then 2048-token pieces of longer prompts with the state carried: $stream_steps pieces (<= 16k, every token trained),"
+  echo "$((long_count * 127)) pieces ($((long_count * 7)) prompts of 2k..128k), $((frontier_count * 30)) ($((frontier_count * 4)) of 4k..32k), $((mix_count * 34)) ($((mix_count * 8)) of 256..32k), answer trained"
   header "$out/eval-full/summary.csv"
   for m in untrained truncated full; do row "$out/eval-$m/summary.csv" 4 '%7.2f' "$m: worst depth" min; done
   for m in untrained truncated full; do row "$out/eval-$m/summary.csv" 4 '%7.2f' "$m: mean over depths" mean; done
@@ -187,7 +235,7 @@ header() {   # header SUMMARY: the lengths, as 256 .. 128k
       "$out/eval-$m/summary.csv"
   done
   echo
-  echo "needle in real text (licence filler, $trials keys x depths $eval_depths %)"
+  echo "needle in real text (licence filler, $hay_trials keys x depths $eval_depths %)"
   header "$out/eval-haystack-full/summary.csv"
   for m in truncated full; do row "$out/eval-haystack-$m/summary.csv" 4 '%7.2f' "$m: worst depth" min; done
   for m in truncated full; do row "$out/eval-haystack-$m/summary.csv" 4 '%7.2f' "$m: mean over depths" mean; done
@@ -201,4 +249,4 @@ echo "  eval-{untrained,truncated,full}/heatmap.png    passkey accuracy by lengt
 echo "  eval-haystack-{full,truncated}/heatmap.png     the same on licence text"
 echo "  position-loss/position-loss.png, .csv          loss by position on held-out licences"
 echo "  decay-full.txt                                 the full model's time_decay as memory lengths"
-echo "  curriculum-*/, stream-*/, lm-*/                training runs (metrics.jsonl, loss.png, rwkv-final.pth)"
+echo "  curriculum-*/, stream-*/, long-*/, frontier-*/, mix-*/, lm-*/  training runs (metrics.jsonl, loss.png, rwkv-final.pth)"

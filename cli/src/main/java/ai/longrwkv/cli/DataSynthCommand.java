@@ -65,6 +65,10 @@ final class DataSynthCommand implements Callable<Integer> {
             + " number of digits (1..5); the question stays the eval's. For other fillers give --haystack.")
     boolean vary;
 
+    @Option(names = "--train-end", description = "Also train the end-of-document token 0 after each answer (default: only the answer),"
+            + " so that a model trained on the answer alone learns where it ends.")
+    boolean trainEnd;
+
     @Override
     public Integer call() {
         Tokenizer tokenizer = Tokenizers.parse(tokenizerSpec);
@@ -90,7 +94,7 @@ final class DataSynthCommand implements Callable<Integer> {
             fillerName = hay.name();
         }
         SynthDatasetWriter.Report r = SynthDatasetWriter.write(synthTask, tokenizer, tokenizerSpec.strip(), fillerName, lengthList, count,
-                seed, depthList, out);
+                seed, depthList, trainEnd, out);
         System.out.printf("wrote %s.{bin,idx,mask,meta.json,samples.jsonl}: %,d %s samples, %,d tokens%n", r.prefix(), r.samples(),
                 synthTask.name(), r.tokens());
         return 0;

@@ -23,8 +23,8 @@ import java.util.Arrays;
 import java.util.List;
 
 /**
- * `data synth`: count samples per length, written as a binidx dataset (each sample followed by token 0, flag 0) with
- * its mask, plus PREFIX.samples.jsonl, one line per document in the same order:
+ * `data synth`: count samples per length, written as a binidx dataset (each sample followed by token 0, flag 0, or 1
+ * with {@code trainEnd}) with its mask, plus PREFIX.samples.jsonl, one line per document in the same order:
  * {"index", "task", "length", "depth", "key", "answer", "answer_start", "answer_tokens", "needles": [{"key",
  * "value", "start", "length", "queried"}]} (positions in tokens of the document).
  */
@@ -72,6 +72,16 @@ public final class SynthDatasetWriter {
 
     public static Report write(SynthTask task, Tokenizer tokenizer, String tokenizerSpec, String haystackName, List<Integer> lengths,
                                int count, long seed, double[] depths, Path outPrefix) {
+        return write(task, tokenizer, tokenizerSpec, haystackName, lengths, count, seed, depths, false, outPrefix);
+    }
+
+    /**
+     * As above; {@code trainEnd}: the token 0 after each sample is trained too (its flag 1), so that a model trained
+     * on the answer alone also learns where the answer ends (a model that never sees that target goes on writing
+     * digits after the key, and eval passkey takes the whole number).
+     */
+    public static Report write(SynthTask task, Tokenizer tokenizer, String tokenizerSpec, String haystackName, List<Integer> lengths,
+                               int count, long seed, double[] depths, boolean trainEnd, Path outPrefix) {
         if (count < 1) throw new IllegalArgumentException("--count must be at least 1, got " + count);
         if (lengths.isEmpty()) throw new IllegalArgumentException("--lengths is empty");
         Path prefix = Path.of(BinIdxFormat.stripExtension(outPrefix.toString()));
@@ -88,7 +98,8 @@ public final class SynthDatasetWriter {
                     for (int i = 0; i < count; i++) {
                         Sample s = SynthTasks.sample(task, seed, length, i, depths);
                         int[] doc = Arrays.copyOf(s.tokens(), s.length() + 1);    // + token 0, end of document
-                        byte[] flags = Arrays.copyOf(s.flags(), s.length() + 1);  // the 0 is not trained
+                        byte[] flags = Arrays.copyOf(s.flags(), s.length() + 1);  // the 0 is not trained, unless trainEnd
+                        if (trainEnd) flags[s.length()] = 1;
                         writer.add(doc, flags);
                         samples.write(GSON.toJson(describe(s, written, i)));
                         samples.write('\n');
@@ -126,8 +137,9 @@ public final class SynthDatasetWriter {
             m.addProperty("dtype", dtype.numpyName());
             m.addProperty("documents", written);
             m.addProperty("tokens", tokens);
-            m.addProperty("layout", "each document = one sample of exactly `length` tokens, then token 0; flags 1 on the answer tokens only; "
-                    + "details per document in PREFIX.samples.jsonl");
+            m.addProperty("end_trained", trainEnd);
+            m.addProperty("layout", "each document = one sample of exactly `length` tokens, then token 0; flags 1 on the answer tokens only"
+                    + (trainEnd ? " and on the token 0" : "") + "; details per document in PREFIX.samples.jsonl");
             DatasetMeta.write(files.temp(BinIdxFormat.meta(prefix)), m);
             files.commit(idx);
         }

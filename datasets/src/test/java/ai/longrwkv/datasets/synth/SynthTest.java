@@ -174,6 +174,29 @@ class SynthTest {
         assertNotEquals(SynthTasks.sample(task, 77, 1024, 0, null).key(), SynthTasks.sample(task, 77, 1024, 1, null).key());
     }
 
+    @Test
+    void trainEndFlagsTheTokenAfterEachAnswerAndNothingElse() throws IOException {
+        Tokenizer t = TestSupport.bytes();
+        SynthTask task = SynthTasks.create("passkey", t, Haystack.synthetic(t), 1);
+        List<Integer> lengths = List.of(600, 1000);
+        SynthDatasetWriter.write(task, t, "bytes", "synthetic", lengths, 2, 5, null, dir.resolve("plain"));
+        SynthDatasetWriter.write(task, t, "bytes", "synthetic", lengths, 2, 5, null, true, dir.resolve("end"));
+        assertArrayEquals(Files.readAllBytes(dir.resolve("plain.bin")), Files.readAllBytes(dir.resolve("end.bin")), "the same tokens");
+        try (BinIdxDataset plain = BinIdxDataset.open(dir.resolve("plain")); BinIdxDataset end = BinIdxDataset.open(dir.resolve("end"))) {
+            for (int i = 0; i < 4; i++) {
+                byte[] p = plain.mask(i), e = end.mask(i);
+                int last = p.length - 1;   // the token 0 after the sample
+                assertEquals(0, p[last]);
+                assertEquals(1, e[last], "the end token is trained");
+                assertArrayEquals(Arrays.copyOf(p, last), Arrays.copyOf(e, last), "the answer flags are unchanged");
+                Sample s = SynthTasks.sample(task, 5, lengths.get(i / 2), i % 2, null);
+                assertEquals(s.answerStart() + s.answerTokens().length, last, "the answer ends right before the token 0");
+            }
+        }
+        assertTrue(Files.readString(dir.resolve("end.meta.json")).contains("\"end_trained\": true"));
+        assertTrue(Files.readString(dir.resolve("plain.meta.json")).contains("\"end_trained\": false"));
+    }
+
     private static int countOnes(byte[] flags) {
         int n = 0;
         for (byte f : flags) n += f;
