@@ -28,8 +28,9 @@ import static org.bytedeco.dnnl.global.dnnl.*;
  * <p>{@link #native_()} says whether the CPU runs bf16 products natively; on a CPU without, oneDNN would emulate them
  * and the backend widens bf16 operands into the fp32 sgemm instead ({@link CpuBackend.Bf16Products}).
  *
- * <p>A primitive is made once per (shape, transposes, leading dimensions, alpha, beta) and kept (oneDNN's own
- * primitive cache would still pay for the descriptor each call); the calls of one model are a few dozen shapes.
+ * <p>A primitive and its operands' memory descriptors are made once per (shape, transposes, leading dimensions, alpha,
+ * beta) and kept (oneDNN's own primitive cache would still pay for the descriptors each call); the calls of one model
+ * are a few dozen shapes.
  */
 final class Bf16Matmul {
     private Bf16Matmul() { }
@@ -38,15 +39,25 @@ final class Bf16Matmul {
 
     private static dnnl_engine engine;
     private static dnnl_stream stream;
-    private static final Map<Key, dnnl_primitive> primitives = new LinkedHashMap<>(64, 0.75f, true) {
-        @Override protected boolean removeEldestEntry(Map.Entry<Key, dnnl_primitive> e) {
+    private static final Map<Key, Product> primitives = new LinkedHashMap<>(64, 0.75f, true) {
+        @Override protected boolean removeEldestEntry(Map.Entry<Key, Product> e) {
             if (size() <= CACHE_CAPACITY) return false;
-            dnnl_primitive_destroy(e.getValue());
+            e.getValue().destroy();
             return true;
         }
     };
 
     private record Key(boolean transA, boolean transB, int m, int n, int k, int lda, int ldb, int ldc, float alpha, float beta) { }
+
+    /** A made primitive with the memory descriptors of its operands, which every call of it binds data to. */
+    private record Product(dnnl_primitive primitive, dnnl_memory_desc a, dnnl_memory_desc b, dnnl_memory_desc c) {
+        void destroy() {
+            dnnl_primitive_destroy(primitive);
+            dnnl_memory_desc_destroy(a);
+            dnnl_memory_desc_destroy(b);
+            dnnl_memory_desc_destroy(c);
+        }
+    }
 
     private static synchronized void init() {
         if (engine != null) return;
@@ -90,37 +101,32 @@ final class Bf16Matmul {
                                   Pointer a, int lda, Pointer b, int ldb, float beta, FloatPointer c, int ldc) {
         init();
         Key key = new Key(transA, transB, m, n, k, lda, ldb, ldc, alpha, beta);
-        dnnl_primitive p = primitives.get(key);
+        Product p = primitives.get(key);
         if (p == null) {
             p = create(key);
             primitives.put(key, p);
         }
-        dnnl_memory_desc ad = desc(dnnl_bf16, m, k, transA, lda), bd = desc(dnnl_bf16, k, n, transB, ldb),
-                cd = desc(dnnl_f32, m, n, false, ldc);
         dnnl_memory am = new dnnl_memory(), bmem = new dnnl_memory(), cm = new dnnl_memory();
         dnnl_exec_arg_t args = new dnnl_exec_arg_t(3);
         try {
-            check(dnnl_memory_create(am, ad, engine, a), "memory");
-            check(dnnl_memory_create(bmem, bd, engine, b), "memory");
-            check(dnnl_memory_create(cm, cd, engine, c), "memory");
+            check(dnnl_memory_create(am, p.a(), engine, a), "memory");
+            check(dnnl_memory_create(bmem, p.b(), engine, b), "memory");
+            check(dnnl_memory_create(cm, p.c(), engine, c), "memory");
             args.position(0).arg(DNNL_ARG_SRC).memory(am);
             args.position(1).arg(DNNL_ARG_WEIGHTS).memory(bmem);
             args.position(2).arg(DNNL_ARG_DST).memory(cm);
             args.position(0);
-            check(dnnl_primitive_execute(p, stream, 3, args), "execute");
+            check(dnnl_primitive_execute(p.primitive(), stream, 3, args), "execute");
             check(dnnl_stream_wait(stream), "wait");
         } finally {
             dnnl_memory_destroy(am);
             dnnl_memory_destroy(bmem);
             dnnl_memory_destroy(cm);
-            dnnl_memory_desc_destroy(ad);
-            dnnl_memory_desc_destroy(bd);
-            dnnl_memory_desc_destroy(cd);
             args.close();
         }
     }
 
-    private static dnnl_primitive create(Key key) {
+    private static Product create(Key key) {
         dnnl_memory_desc ad = desc(dnnl_bf16, key.m, key.k, key.transA, key.lda),
                 bd = desc(dnnl_bf16, key.k, key.n, key.transB, key.ldb), cd = desc(dnnl_f32, key.m, key.n, false, key.ldc);
         dnnl_primitive_attr attr = new dnnl_primitive_attr();
@@ -137,14 +143,16 @@ final class Bf16Matmul {
             check(dnnl_matmul_primitive_desc_create(pd, engine, ad, bd, null, cd, attr), "matmul " + key);
             dnnl_primitive p = new dnnl_primitive();
             check(dnnl_primitive_create(p, pd), "primitive");
-            return p;
+            return new Product(p, ad, bd, cd);
+        } catch (RuntimeException e) {
+            dnnl_memory_desc_destroy(ad);
+            dnnl_memory_desc_destroy(bd);
+            dnnl_memory_desc_destroy(cd);
+            throw e;
         } finally {
             dnnl_primitive_desc_destroy(pd);
             dnnl_post_ops_destroy(ops);
             dnnl_primitive_attr_destroy(attr);
-            dnnl_memory_desc_destroy(ad);
-            dnnl_memory_desc_destroy(bd);
-            dnnl_memory_desc_destroy(cd);
         }
     }
 
