@@ -201,7 +201,8 @@ class CudaParityTest {
     @Test
     void layerNormAndGroupNormForwardBackward() {
         int rows = 19;
-        for (int[] cg : new int[][]{{96, 1}, {96, 12}, {1024, 1}, {512, 8}}) {
+        // 100 and 60/4 = 15: widths that leave a scalar tail after the CPU's 8-lane vector loops
+        for (int[] cg : new int[][]{{96, 1}, {96, 12}, {1024, 1}, {512, 8}, {100, 1}, {60, 4}}) {
             int c = cg[0], groups = cg[1];
             Tensor[] x = both(rand(2, rows, c)), w = both(rand(1, c)), b = both(rand(1, c)), out = both(rand(1, rows, c));
             Tensor[] mean = both(rand(1, rows * groups)), rstd = both(rand(1, rows * groups));
@@ -224,7 +225,11 @@ class CudaParityTest {
     // ---------------------------------------------------------------- token shift and rows
     @Test
     void tokenShiftMixForwardBackwardAndRows() {
-        int t = 23, c = 40;
+        tokenShiftMixForwardBackwardAndRows(23, 40);
+        tokenShiftMixForwardBackwardAndRows(37, 43);   // 43: a scalar tail after the CPU's 8-lane loops; 37 rows: 3 row tasks
+    }
+
+    private void tokenShiftMixForwardBackwardAndRows(int t, int c) {
         Tensor[] xx = both(rand(1, t, c)), prev = both(rand(1, c)), mix = both(uniform(0, 1, c)), out = both(rand(1, t, c));
         cpu.tokenShiftMix(xx[0], prev[0], mix[0], out[0]);
         gpu.tokenShiftMix(xx[1], prev[1], mix[1], out[1]);
