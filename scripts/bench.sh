@@ -10,6 +10,10 @@
 #            ROUNDS times (default 3): L12-C768 V65536 full finetuning (bf16: fp32 master + bf16 working copy), and once
 #            L24-C2048 V65536 state tuning (bf16: the frozen matrices stored in bf16), ctx 1024; medians and ratio,
 #            with each run's peak tensor memory.
+#        scripts/bench.sh before-after REV [ROUNDS]   this checkout's training step against git revision REV's (built
+#            once into bench-out/rev-<hash>/), alternating, ROUNDS times (default 3), at L12-C768 V65536 and L4-C128 V256,
+#            ctx 1024, fp32 and bf16; medians and the ratio this/REV per shape; then one --profile of each at L12-C768
+#            fp32 (where the time goes, before and after). BENCH_SHAPES="L C V; ..." replaces the shapes.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 L="$root/scripts/longrwkv"
@@ -36,6 +40,52 @@ if [ "${1:-}" = precision ]; then
       fm=$(median < /tmp/bp-f.$$); bm=$(median < /tmp/bp-b.$$)
       awk -v f="$fm" -v b="$bm" 'BEGIN { printf "median of rounds: fp32 %.1f tok/s, bf16 %.1f tok/s, bf16/fp32 %.3f\n", f, b, b / f }'
       rm -f /tmp/bp-f.$$ /tmp/bp-b.$$
+    done
+  } 2> >(grep -v '^WARNING: Using incubator' >&2) | tee "$out"
+  echo "written: $out"
+  exit 0
+fi
+
+if [ "${1:-}" = before-after ]; then
+  rev="${2:?usage: scripts/bench.sh before-after REV [ROUNDS]}"
+  rounds="${3:-3}"
+  hash=$(git -C "$root" rev-parse --short "$rev^{commit}")
+  base="$root/bench-out/rev-$hash"
+  if [ ! -f "$base/cli/target/longrwkv.jar" ]; then
+    echo "bench.sh: building $rev ($hash) into $base ..." >&2
+    rm -rf "$base"; mkdir -p "$base"
+    git -C "$root" archive "$hash" | tar -x -C "$base"
+    (cd "$base" && mvn -q -B -ntp package -DskipTests -pl cli -am) >&2
+  fi
+  out="$root/bench-out/before-after-$hash-$(date +%Y%m%d-%H%M%S).txt"
+  export LONGRWKV_NO_PROGRESS=1
+  median() { sort -g | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
+  {
+    echo "# machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(free -g | awk '/Mem/{print $2}') GiB; load $(cut -d' ' -f1-3 /proc/loadavg)"
+    echo "# before: $hash ($(git -C "$root" log -1 --format=%s "$hash" | cut -c1-80)); after: this checkout, $(git -C "$root" rev-parse --short HEAD)$(git -C "$root" diff --quiet HEAD -- core cli || echo ' + uncommitted changes')"
+    IFS=';' read -ra shapes <<<"${BENCH_SHAPES:-12 768 65536;4 128 256}"
+    for shape in "${shapes[@]}"; do
+      set -- $shape
+      reps=3; [ "$1" -lt 12 ] && reps=20
+      for p in fp32 bf16; do
+        rm -f /tmp/ba-*.$$
+        echo "## training step L$1-C$2 V$3, ctx 1024, $p, $rounds rounds alternating (median of $reps steps each)"
+        for r in $(seq 1 "$rounds"); do
+          b=$("$base/scripts/longrwkv" bench train --layers "$1" --embd "$2" --vocab "$3" --reps "$reps" --precision $p | tee /dev/stderr | awk '/^median/ {print $2}')
+          a=$("$L" bench train --layers "$1" --embd "$2" --vocab "$3" --reps "$reps" --precision $p | tee /dev/stderr | awk '/^median/ {print $2}')
+          echo "$b" >> /tmp/ba-b.$$; echo "$a" >> /tmp/ba-a.$$
+          echo "round $r: before $b tok/s, after $a tok/s"
+        done
+        bm=$(median < /tmp/ba-b.$$); am=$(median < /tmp/ba-a.$$)
+        awk -v b="$bm" -v a="$am" 'BEGIN { printf "median of rounds: before %.1f tok/s, after %.1f tok/s, after/before %.3f\n", b, a, a / b }'
+      done
+    done
+    rm -f /tmp/ba-*.$$
+    s=(${shapes[0]})
+    for side in before after; do
+      launcher="$L"; [ $side = before ] && launcher="$base/scripts/longrwkv"
+      echo "## profile, $side: L${s[0]}-C${s[1]} V${s[2]} fp32 (bench train --profile --reps 3)"
+      "$launcher" bench train --layers "${s[0]}" --embd "${s[1]}" --vocab "${s[2]}" --reps 3 --profile | sed -n '/^median/,$p'
     done
   } 2> >(grep -v '^WARNING: Using incubator' >&2) | tee "$out"
   echo "written: $out"

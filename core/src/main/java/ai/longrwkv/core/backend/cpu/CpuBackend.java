@@ -236,9 +236,8 @@ public final class CpuBackend implements Backend {
             return;
         }
         FloatPointer pa = t(a).ptr(), pc = t(c).ptr();
-        int ta = transA ? openblas.CblasTrans : openblas.CblasNoTrans, tb = transB ? openblas.CblasTrans : openblas.CblasNoTrans;
         if (bm.dtype() == DType.F32) {
-            openblas.cblas_sgemm(openblas.CblasRowMajor, ta, tb, m, n, k, alpha, pa, aCols, t(bm).ptr(), bCols, beta, pc, n);
+            Sgemm.gemm(transA, transB, m, n, k, alpha, pa, aCols, t(bm).ptr(), bCols, beta, pc, n);
             return;
         }
         // b is stored [bRows, bCols]; widen it a block of whole stored rows at a time
@@ -250,13 +249,11 @@ public final class CpuBackend implements Backend {
                 Bf16Cpu.widen(bits, (long) r0 * bCols, blk.buf(), 0, (long) rb * bCols);
                 if (transB) {
                     // b^T's columns r0..r0+rb are c's columns r0..r0+rb
-                    openblas.cblas_sgemm(openblas.CblasRowMajor, ta, tb, m, rb, k, alpha, pa, aCols, blk.ptr(), bCols,
-                            beta, pc.getPointer(r0), n);
+                    Sgemm.gemm(transA, true, m, rb, k, alpha, pa, aCols, blk.ptr(), bCols, beta, pc.getPointer(r0), n);
                 } else {
                     // b's rows r0..r0+rb meet a's columns (or, transposed, rows) r0..r0+rb; accumulate over blocks
                     FloatPointer aPart = transA ? pa.getPointer((long) r0 * aCols) : pa.getPointer(r0);
-                    openblas.cblas_sgemm(openblas.CblasRowMajor, ta, tb, m, n, rb, alpha, aPart, aCols, blk.ptr(), bCols,
-                            r0 == 0 ? beta : 1f, pc, n);
+                    Sgemm.gemm(transA, false, m, n, rb, alpha, aPart, aCols, blk.ptr(), bCols, r0 == 0 ? beta : 1f, pc, n);
                 }
             }
         }
@@ -657,25 +654,11 @@ public final class CpuBackend implements Backend {
             float[] xs = Blocks.buffers()[0];
             int off = blk * Blocks.SIZE, n = (int) Math.min(Blocks.SIZE, size - off);
             in.get(off, xs, 0, n);
-            part[blk] = sumOfSquares(xs, n);
+            part[blk] = CpuMath.sumOfSquares(xs, n);
         });
         double total = 0;
         for (double p : part) total += p;   // in block order: the same bits on any number of threads
         return total;
-    }
-
-    /** Sum of xs[i]^2 for i < n in double, as four interleaved partial sums added in a fixed order. */
-    private static double sumOfSquares(float[] xs, int n) {
-        double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-        int i = 0;
-        for (; i + 4 <= n; i += 4) {
-            s0 += (double) xs[i] * xs[i];
-            s1 += (double) xs[i + 1] * xs[i + 1];
-            s2 += (double) xs[i + 2] * xs[i + 2];
-            s3 += (double) xs[i + 3] * xs[i + 3];
-        }
-        for (; i < n; i++) s0 += (double) xs[i] * xs[i];
-        return (s0 + s1) + (s2 + s3);
     }
 
     // ---------------------------------------------------------------- optimizer
@@ -720,7 +703,7 @@ public final class CpuBackend implements Backend {
             pb.put(o, p, 0, n);
             mb.put(o, mm, 0, n);
             vb.put(o, vv, 0, n);
-            squares[blk] = sumOfSquares(p, n);
+            squares[blk] = CpuMath.sumOfSquares(p, n);
         });
         double total = 0;
         for (double q : squares) total += q;   // in block order, as sumOfSquares(Tensor)
