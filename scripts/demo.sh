@@ -64,7 +64,7 @@ took
 
 say "4/5 training both ways side by side: $steps steps, lr $lr, samples of up to $ctx_len tokens in chunks of $chunk"
 train() {   # train MODE: the same model, data, steps and seed; only --bptt differs. One core each.
-  OPENBLAS_NUM_THREADS=1 LONGRWKV_JAVA_OPTS="${LONGRWKV_JAVA_OPTS:-} -Djava.util.concurrent.ForkJoinPool.common.parallelism=1" \
+  OPENBLAS_NUM_THREADS=1 LONGRWKV_JAVA_OPTS="${LONGRWKV_JAVA_OPTS:-} -Djava.util.concurrent.ForkJoinPool.common.parallelism=1 -Dlongrwkv.cpu.threads=1" \
     run finetune --model "$out/init.safetensors" --data "$out/data/passkey" --ctx-len "$ctx_len" --chunk-len "$chunk" \
       --bptt "$1" --steps "$steps" --lr "$lr" --seed "$seed" --dtype fp32 --out "$out/$1" > "$out/$1.log" 2>&1
 }

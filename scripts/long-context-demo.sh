@@ -70,7 +70,7 @@ say() { printf '\n== %s\n' "$*"; }
 took() { printf '   (%ds)\n' $((SECONDS - phase_start)); phase_start=$SECONDS; }
 run() { "$longrwkv" "$@"; }
 one_core() {   # a training run on one core (two go side by side)
-  OPENBLAS_NUM_THREADS=1 LONGRWKV_JAVA_OPTS="${LONGRWKV_JAVA_OPTS:-} -Djava.util.concurrent.ForkJoinPool.common.parallelism=1" run "$@"
+  OPENBLAS_NUM_THREADS=1 LONGRWKV_JAVA_OPTS="${LONGRWKV_JAVA_OPTS:-} -Djava.util.concurrent.ForkJoinPool.common.parallelism=1 -Dlongrwkv.cpu.threads=1" run "$@"
 }
 side_by_side() {   # side_by_side NAME CMD...: runs CMD with MODE=full and MODE=truncated at once, logs in NAME-MODE.log
   local name="$1"; shift

@@ -5,7 +5,6 @@ import jdk.incubator.vector.VectorSpecies;
 
 import java.nio.FloatBuffer;
 import java.util.function.IntConsumer;
-import java.util.stream.IntStream;
 
 /**
  * Elementwise work on native tensors in blocks: each block is bulk-copied into Java arrays (a memcpy), computed with
@@ -32,10 +31,9 @@ final class Blocks {
         void apply(float[] x, float[] y, float[] out, int n);
     }
 
-    /** Runs body(i) for every i in [0, tasks), in parallel on the common fork-join pool when there is more than one. */
+    /** Runs body(i) for every i in [0, tasks), in parallel on the backend's threads ({@link CpuPool}). */
     static void parallelFor(int tasks, IntConsumer body) {
-        if (tasks == 1) body.accept(0);
-        else if (tasks > 1) IntStream.range(0, tasks).parallel().forEach(body);
+        CpuPool.parallelFor(tasks, body);
     }
 
     /** Number of blocks of {@link #SIZE} values covering size values. */

@@ -720,7 +720,7 @@ public final class CpuBackend implements Backend {
         FloatBuffer in = b(logits);
         FloatBuffer out = dLogits == null ? null : b(dLogits);
         double[] perRow = new double[rows];
-        IntStream.range(0, rows).parallel().forEach(r ->
+        Blocks.parallelFor(rows, r ->
                 perRow[r] = CrossEntropyCpu.row(in, out, r * vocab, vocab, targets[r], weights[r], l2WrapFactor));
         return Arrays.stream(perRow).sum();
     }

@@ -6,7 +6,7 @@ import org.bytedeco.openblas.global.openblas;
 /**
  * fp32 products, row-major C = alpha op(A) op(B) + beta C, on OpenBLAS kept single-threaded: a product large enough
  * to share ({@link #SPLIT_FLOPS}) is cut into one block of C's rows (or columns) per core, each block one
- * single-threaded sgemm, run on the same fork-join pool as every other parallel op of the backend; a smaller product
+ * single-threaded sgemm, run on the backend's threads ({@link CpuPool}) like every other parallel op; a smaller product
  * is one call on the calling thread.
  *
  * <p>Why not OpenBLAS's own threads: they are a second pool next to the backend's. On the 2-core dev VM its worker
@@ -15,20 +15,26 @@ import org.bytedeco.openblas.global.openblas;
  * OPENBLAS_NUM_THREADS=1 its training step ran 1.6x faster (7,750 against 4,760 tok/s, medians of 4 alternating
  * runs). Changing OpenBLAS's thread count per call is no way out: openblas_set_num_threads took ~0.23 ms a call.
  *
- * <p>Determinism: the cut depends only on the shape and the core count, and each element of C is computed by one
- * sgemm call over the whole k, so results are the same bits in every run.
+ * <p>Determinism: the cut depends only on the shape and the thread count ({@link CpuPool}), and each element of C is
+ * computed by one sgemm call over the whole k, so a run is the same bits every time with the same thread count. Not
+ * across thread counts: OpenBLAS rounds the rows of a 112-row block differently from the same rows of a 203-row call
+ * (SgemmAndPoolTest found it), as its own threads, which cut products by their count, did before.
  */
 final class Sgemm {
     private Sgemm() { }
 
-    /** Products below this many FLOPs (2 m n k) run as one call; 2^28: above the tiny model's, below the 0.2B's. */
-    static final long SPLIT_FLOPS = Long.getLong("longrwkv.sgemm.splitFlops", 1L << 28);
+    /** Products below this many FLOPs (2 m n k) run as one call (2^24: ~1024 x 128 x 64; larger ones measured 2x faster cut in two on 2 cores). */
+    static final long SPLIT_FLOPS = Long.getLong("longrwkv.sgemm.splitFlops", 1L << 24);
 
     /** Rows (or columns) of C per block are a multiple of this (the sgemm kernels' unroll). */
     private static final int ALIGN = 16;
 
-    /** Blocks a large product is cut into: one per core the fork-join pool and the caller have. */
-    private static final int PARTS = java.util.concurrent.ForkJoinPool.getCommonPoolParallelism() + 1;
+
+    /**
+     * -Dlongrwkv.sgemm.openblasThreads=true: leave OpenBLAS its own threads and never cut (the behaviour before, for
+     * side-by-side measurements on other machines).
+     */
+    static final boolean OPENBLAS_THREADS = Boolean.getBoolean("longrwkv.sgemm.openblasThreads");
 
     private static boolean singleThreaded;
 
@@ -41,11 +47,22 @@ final class Sgemm {
 
     static void gemm(boolean transA, boolean transB, int m, int n, int k, float alpha, FloatPointer a, int lda,
                      FloatPointer b, int ldb, float beta, FloatPointer c, int ldc) {
+        if (OPENBLAS_THREADS) {
+            openblas.cblas_sgemm(openblas.CblasRowMajor, transA ? openblas.CblasTrans : openblas.CblasNoTrans,
+                    transB ? openblas.CblasTrans : openblas.CblasNoTrans, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+            return;
+        }
+        gemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, 2.0 * m * n * k < SPLIT_FLOPS ? 1 : CpuPool.threads());
+    }
+
+    /** As above, cut into at most {@code parts} blocks (tests: the bits do not depend on it). */
+    static void gemm(boolean transA, boolean transB, int m, int n, int k, float alpha, FloatPointer a, int lda,
+                     FloatPointer b, int ldb, float beta, FloatPointer c, int ldc, int maxParts) {
         if (!singleThreaded) init();
         int ta = transA ? openblas.CblasTrans : openblas.CblasNoTrans, tb = transB ? openblas.CblasTrans : openblas.CblasNoTrans;
         boolean splitRows = m >= n;
         int dim = splitRows ? m : n;
-        int parts = 2.0 * m * n * k < SPLIT_FLOPS ? 1 : Math.min(PARTS, (dim + ALIGN - 1) / ALIGN);
+        int parts = Math.min(maxParts, (dim + ALIGN - 1) / ALIGN);
         if (parts <= 1) {
             openblas.cblas_sgemm(openblas.CblasRowMajor, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
             return;

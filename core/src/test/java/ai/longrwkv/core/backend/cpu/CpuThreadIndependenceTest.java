@@ -7,7 +7,6 @@ import org.junit.jupiter.api.Test;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Random;
-import java.util.concurrent.ForkJoinPool;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 
@@ -60,15 +59,7 @@ class CpuThreadIndependenceTest {
     @Test
     void oneThreadAndManyThreadsGiveTheSameBits() throws Exception {
         long seed = new Random().nextLong();
-        List<float[]> one, many;
-        ForkJoinPool single = new ForkJoinPool(1), five = new ForkJoinPool(5);
-        try {
-            one = single.submit(() -> runAll(seed)).get();
-            many = five.submit(() -> runAll(seed)).get();
-        } finally {
-            single.shutdown();
-            five.shutdown();
-        }
+        List<float[]> one = CpuPool.withThreads(1, () -> runAll(seed)), many = CpuPool.withThreads(5, () -> runAll(seed));
         for (int i = 0; i < one.size(); i++) assertArrayEquals(one.get(i), many.get(i), "output " + i + ", seed " + seed);
     }
 }
