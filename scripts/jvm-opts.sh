@@ -13,7 +13,9 @@
 #   longrwkv.cuda.kernels     prebuilt fatbins: $LONGRWKV_KERNELS, else ROOT/kernels (a GPU bundle), else
 #                             ROOT/target/kernels (scripts/compile-kernels.sh --out target/kernels); each is used only
 #                             when its recorded source hash matches the kernels in the jar
-# and exports OPENBLAS_THREAD_TIMEOUT=4 unless set: after each sgemm OpenBLAS's worker threads spin for 2^28 cycles
+# and exports OPENBLAS_THREAD_TIMEOUT=4 unless set (it matters where OpenBLAS still runs its own threads: bench matmul's
+# peak, -Dlongrwkv.sgemm.openblasThreads=true; the backend otherwise keeps OpenBLAS single-threaded, see Sgemm.java):
+# after each sgemm OpenBLAS's worker threads spin for 2^28 cycles
 # (its default) before sleeping, and on a 2-core machine that spinning took the core the CPU backend's own parallel ops
 # (norms, cross-entropy, elementwise) were running on: a training step measured 10-13% faster with 4 (2^4 cycles).
 # Likewise OMP_WAIT_POLICY=PASSIVE unless set, for oneDNN's OpenMP threads (the CPU's bf16 products): by default
