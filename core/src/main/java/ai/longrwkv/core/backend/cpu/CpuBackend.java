@@ -14,11 +14,11 @@ import java.nio.FloatBuffer;
 import java.nio.ShortBuffer;
 import java.util.Arrays;
 import java.util.concurrent.atomic.AtomicLong;
-import java.util.stream.IntStream;
 
 /**
  * CPU backend: matrix products through OpenBLAS sgemm, everything else in plain Java loops over native memory.
- * The WKV recurrence runs one head per task in parallel (heads are independent); cross-entropy runs rows in parallel.
+ * The WKV recurrence runs one head per task in parallel (heads are independent); cross-entropy runs rows in parallel;
+ * all of it on the backend's threads ({@link CpuPool}).
  */
 public final class CpuBackend implements Backend {
     private final AtomicLong live = new AtomicLong();
@@ -515,7 +515,7 @@ public final class CpuBackend implements Backend {
         int heads = w.dim(0), n = w.dim(1), steps = r.rows();
         checkWkv(r, k, v, w, u, state, y);
         boolean chunked = wkvImpl.chunked(steps, n, WkvChunkedCpu.AUTO_MIN_STEPS);
-        IntStream.range(0, heads).parallel().forEach(h -> {
+        Blocks.parallelFor(heads, h -> {
             if (chunked) WkvChunkedCpu.forwardHead(h, n, r.cols(), steps, b(r), b(k), b(v), b(w), b(u), b(state), b(y));
             else WkvCpu.forwardHead(h, n, r.cols(), steps, b(r), b(k), b(v), b(w), b(u), b(state), b(y));
         });
@@ -537,7 +537,7 @@ public final class CpuBackend implements Backend {
         int heads = w.dim(0), n = w.dim(1), steps = r.rows();
         checkWkv(r, k, v, w, u, state0, dy);
         boolean chunked = wkvImpl.chunked(steps, n, WkvChunkedCpu.AUTO_MIN_STEPS);
-        IntStream.range(0, heads).parallel().forEach(h -> {
+        Blocks.parallelFor(heads, h -> {
             if (chunked) WkvChunkedCpu.backwardHead(h, n, r.cols(), steps, b(r), b(k), b(v), b(w), b(u), b(state0), b(dy),
                         b(dState), b(dr), b(dk), b(dv), b(dw), b(du));
             else WkvCpu.backwardHead(h, n, r.cols(), steps, b(r), b(k), b(v), b(w), b(u), b(state0), b(dy),
