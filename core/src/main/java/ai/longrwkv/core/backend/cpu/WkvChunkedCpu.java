@@ -84,7 +84,9 @@ final class WkvChunkedCpu {
         final float[] rc, kc, vc, gy, yc, rt, kt, kT, att, dA, vT, gyT, gT, hT, gv, gr, gk;
         /** This chunk's parts of dw and du, summed in double: dw is a sum of many terms that largely cancel. */
         final double[] dwChunk, duChunk;
-        final float[] dwRow = new float[LANES];
+        final float[] dwRow = new float[LANES], lanes = new float[LANES];
+        /** gTt[t][i] and hTt[t][i]: gT and hT transposed back to the chunk's layout. */
+        final float[] gTt, hTt;
 
         Work(int n, int chunk) {
             this.n = n;
@@ -98,6 +100,7 @@ final class WkvChunkedCpu {
             gyT = new float[n * ld]; gT = new float[n * ld]; hT = new float[n * ld];
             att = new float[chunk * ld]; dA = new float[chunk * ld];
             dwChunk = new double[n]; duChunk = new double[n];
+            gTt = new float[ln]; hTt = new float[ln];
         }
 
         void load(FloatBuffer src, float[] dst, int t0, int len, int c, int col) {
@@ -225,11 +228,31 @@ final class WkvChunkedCpu {
         double[] dwc = wk.dwChunk, duc = wk.duChunk;
         java.util.Arrays.fill(dwc, 0.0);
         java.util.Arrays.fill(duc, 0.0);
-        // terms through the chunk-start state and the chunk-end state gradient
+        if (n % LANES == 0) {
+            stateTermsVector(wk, p, uu, s, d, len);
+            intraVector(wk, p, len);
+        } else {
+            stateTermsScalar(wk, p, uu, s, d, len);
+            intraScalar(wk, p, len);
+        }
+
+        // d <- diag(w^L) d + (r (.) w^t)^T gy
+        gemmScaleTransA(n, n, len, wk.rt, n, wk.gy, n, d, n, pow, len * n);
+    }
+
+    /**
+     * The terms of each token through the chunk-start state S, the chunk-end state gradient D and A's diagonal:
+     * gr_t = w^t (.) (S gy_t) + dA[t][t] u (.) k_t,  gk_t = w^(L-1-t) (.) (D v_t) + dA[t][t] u (.) r_t,
+     * du += dA[t][t] r_t (.) k_t,  dw += (d w^L) (.) rowsum(D (.) S) + r_t (.) (d w^t) (.) (S gy_t) + k_t (.) (d w^(L-1-t)) (.) (D v_t).
+     */
+    private static void stateTermsScalar(Work wk, Powers p, float[] uu, float[] s, float[] d, int len) {
+        int n = wk.n, ld = wk.ld;
+        float[] pow = p.pow, dpow = p.dpow;
+        double[] dwc = wk.dwChunk, duc = wk.duChunk;
         for (int i = 0; i < n; i++) {
             double ds = 0;
             for (int j = 0; j < n; j++) ds += (double) d[i * n + j] * s[i * n + j];
-            dwc[i] = dpow[len * n + i] * ds;                  // D (.) S through w^L
+            dwc[i] = dpow[len * n + i] * ds;
         }
         for (int t = 0; t < len; t++) {
             float diag = wk.dA[t * ld + t];
@@ -239,19 +262,51 @@ final class WkvChunkedCpu {
                 wk.gr[tr + i] = Math.fma(pow[pt + i], gti, diag * uu[i] * kti);
                 wk.gk[tr + i] = Math.fma(pow[pe + i], hti, diag * uu[i] * rti);
                 duc[i] += (double) diag * rti * kti;
-                dwc[i] += (double) rti * dpow[pt + i] * gti;             // r_t w^t S: d/dw of w^t
-                dwc[i] += (double) kti * dpow[pe + i] * hti;             // k_t w^(L-1-t) into S_L
+                dwc[i] += (double) rti * dpow[pt + i] * gti;
+                dwc[i] += (double) kti * dpow[pe + i] * hti;
             }
         }
-        if (n % LANES == 0) intraVector(wk, p, len);
-        else intraScalar(wk, p, len);
+    }
 
-        // d <- diag(w^L) d + (r (.) w^t)^T gy
+    /**
+     * {@link #stateTermsScalar} with the key channel i in vector lanes (N a multiple of them). The du and dw terms of
+     * the chunk are summed in float lanes (each lane one i: a fixed order over t), then added in double; the row sums
+     * of D (.) S likewise (each lane a fixed subset of j, the lanes then added in order in double).
+     */
+    private static void stateTermsVector(Work wk, Powers p, float[] uu, float[] s, float[] d, int len) {
+        int n = wk.n, ld = wk.ld;
+        float[] pow = p.pow, dpow = p.dpow, lanes = wk.lanes;
+        double[] dwc = wk.dwChunk, duc = wk.duChunk;
         for (int i = 0; i < n; i++) {
-            float wl = pow[len * n + i];
-            for (int j = 0; j < n; j++) d[i * n + j] *= wl;
+            FloatVector acc = FloatVector.zero(SPECIES);
+            for (int j = 0; j < n; j += LANES) {
+                acc = FloatVector.fromArray(SPECIES, d, i * n + j).fma(FloatVector.fromArray(SPECIES, s, i * n + j), acc);
+            }
+            acc.intoArray(lanes, 0);
+            double ds = 0;
+            for (int l = 0; l < LANES; l++) ds += lanes[l];
+            dwc[i] = dpow[len * n + i] * ds;
         }
-        gemmAccTransA(n, n, len, wk.rt, n, wk.gy, n, d, n);
+        transpose(wk.gT, n, len, ld, wk.gTt, n);
+        transpose(wk.hT, n, len, ld, wk.hTt, n);
+        for (int i = 0; i < n; i += LANES) {
+            FloatVector u = FloatVector.fromArray(SPECIES, uu, i), duAcc = FloatVector.zero(SPECIES), dwAcc = duAcc;
+            for (int t = 0; t < len; t++) {
+                int x = t * n + i, pt = t * n + i, pe = (len - 1 - t) * n + i;
+                FloatVector diag = FloatVector.broadcast(SPECIES, wk.dA[t * ld + t]), du = diag.mul(u);
+                FloatVector r = FloatVector.fromArray(SPECIES, wk.rc, x), k = FloatVector.fromArray(SPECIES, wk.kc, x);
+                FloatVector g = FloatVector.fromArray(SPECIES, wk.gTt, x), h = FloatVector.fromArray(SPECIES, wk.hTt, x);
+                FloatVector.fromArray(SPECIES, pow, pt).fma(g, du.mul(k)).intoArray(wk.gr, x);
+                FloatVector.fromArray(SPECIES, pow, pe).fma(h, du.mul(r)).intoArray(wk.gk, x);
+                duAcc = diag.mul(r).fma(k, duAcc);
+                dwAcc = r.mul(FloatVector.fromArray(SPECIES, dpow, pt)).fma(g, dwAcc);
+                dwAcc = k.mul(FloatVector.fromArray(SPECIES, dpow, pe)).fma(h, dwAcc);
+            }
+            duAcc.intoArray(lanes, 0);
+            for (int l = 0; l < LANES; l++) duc[i + l] += lanes[l];
+            dwAcc.intoArray(lanes, 0);
+            for (int l = 0; l < LANES; l++) dwc[i + l] += lanes[l];
+        }
     }
 
     /**
@@ -346,10 +401,20 @@ final class WkvChunkedCpu {
         }
     }
 
+    /** A[t][t] = sum_i r_t[i] u_i k_t[i]: in vector lanes over i when N is a multiple of them, the lanes then in order. */
     private static void attentionDiagonal(Work wk, float[] uu, int t) {
-        int n = wk.n;
+        int n = wk.n, i = 0;
         float diag = 0f;
-        for (int i = 0; i < n; i++) diag = Math.fma(wk.rc[t * n + i] * uu[i], wk.kc[t * n + i], diag);
+        if (n % LANES == 0) {
+            FloatVector acc = FloatVector.zero(SPECIES);
+            for (; i < n; i += LANES) {
+                acc = FloatVector.fromArray(SPECIES, wk.rc, t * n + i).mul(FloatVector.fromArray(SPECIES, uu, i))
+                        .fma(FloatVector.fromArray(SPECIES, wk.kc, t * n + i), acc);
+            }
+            acc.intoArray(wk.lanes, 0);
+            for (int l = 0; l < LANES; l++) diag += wk.lanes[l];
+        }
+        for (; i < n; i++) diag = Math.fma(wk.rc[t * n + i] * uu[i], wk.kc[t * n + i], diag);
         wk.att[t * wk.ld + t] = diag;
     }
 
@@ -382,11 +447,7 @@ final class WkvChunkedCpu {
     /** s = diag(w^len) s + kt^T v. */
     private static void advanceState(Work wk, Powers p, float[] s, int len) {
         int n = wk.n;
-        for (int i = 0; i < n; i++) {
-            float wl = p.pow[len * n + i];
-            for (int j = 0; j < n; j++) s[i * n + j] *= wl;
-        }
-        gemmAccTransA(n, n, len, wk.kt, n, wk.vc, n, s, n);
+        gemmScaleTransA(n, n, len, wk.kt, n, wk.vc, n, s, n, p.pow, len * n);
     }
 
     private static void fillRows(float[] a, int rows, int cols, int ld) {
@@ -404,7 +465,7 @@ final class WkvChunkedCpu {
      * one chain of fused multiply-adds in increasing p, starting from its old value, whichever path computes it.
      */
     static void gemmAcc(int rows, int cols, int depth, float[] a, int lda, float[] b, int ldb, float[] c, int ldc) {
-        gemm(rows, cols, depth, a, lda, 1, b, ldb, c, ldc);
+        gemm(rows, cols, depth, a, lda, 1, b, ldb, c, ldc, null, 0);
     }
 
     /**
@@ -412,62 +473,133 @@ final class WkvChunkedCpu {
      * so that no transposed copy is made; the same chains of fused multiply-adds.
      */
     static void gemmAccTransA(int rows, int cols, int depth, float[] a, int lda, float[] b, int ldb, float[] c, int ldc) {
-        gemm(rows, cols, depth, a, 1, lda, b, ldb, c, ldc);
+        gemm(rows, cols, depth, a, 1, lda, b, ldb, c, ldc, null, 0);
     }
 
-    /** c[m][j] += sum_p A(m, p) b[p][j] with A(m, p) = a[m * ars + p * acs]. */
-    private static void gemm(int rows, int cols, int depth, float[] a, int ars, int acs, float[] b, int ldb, float[] c, int ldc) {
+    /**
+     * c[m][j] = c[m][j] * scale[so + m] + sum_p a[p][m] b[p][j]: {@link #gemmAccTransA} on c scaled row by row (one
+     * rounding, then the same chain as if c had been scaled in a pass of its own).
+     */
+    static void gemmScaleTransA(int rows, int cols, int depth, float[] a, int lda, float[] b, int ldb, float[] c, int ldc,
+                                float[] scale, int so) {
+        gemm(rows, cols, depth, a, 1, lda, b, ldb, c, ldc, scale, so);
+    }
+
+    /**
+     * c[m][j] = c[m][j] (* scale[so + m] when scale is not null) + sum_p A(m, p) b[p][j] with A(m, p) = a[m * ars + p * acs].
+     * Register tiles of 4 x 32 and 8 x 16 outputs (16 accumulators: the 32 vector registers of AVX-512 hold them with
+     * the operands; four b loads and four broadcasts per 16 fused multiply-adds), smaller tiles at the edges.
+     */
+    private static void gemm(int rows, int cols, int depth, float[] a, int ars, int acs, float[] b, int ldb, float[] c, int ldc,
+                             float[] scale, int so) {
         int j = 0;
+        for (; j + 4 * LANES <= cols; j += 4 * LANES) {
+            int m = 0;
+            for (; m + 4 <= rows; m += 4) kernel4x4(depth, a, m * ars, ars, acs, b, j, ldb, c, m * ldc + j, ldc, scale, so + m);
+            for (; m < rows; m++) {
+                kernel1x2(depth, a, m * ars, acs, b, j, ldb, c, m * ldc + j, scale, so + m);
+                kernel1x2(depth, a, m * ars, acs, b, j + 2 * LANES, ldb, c, m * ldc + j + 2 * LANES, scale, so + m);
+            }
+        }
         for (; j + 2 * LANES <= cols; j += 2 * LANES) {
             int m = 0;
-            for (; m + 4 <= rows; m += 4) kernel4x2(depth, a, m * ars, ars, acs, b, j, ldb, c, m * ldc + j, ldc);
-            for (; m < rows; m++) kernel1x2(depth, a, m * ars, acs, b, j, ldb, c, m * ldc + j);
+            for (; m + 8 <= rows; m += 8) kernel8x2(depth, a, m * ars, ars, acs, b, j, ldb, c, m * ldc + j, ldc, scale, so + m);
+            for (; m < rows; m++) kernel1x2(depth, a, m * ars, acs, b, j, ldb, c, m * ldc + j, scale, so + m);
         }
         for (; j + LANES <= cols; j += LANES) {
-            for (int m = 0; m < rows; m++) kernel1x1(depth, a, m * ars, acs, b, j, ldb, c, m * ldc + j);
+            for (int m = 0; m < rows; m++) kernel1x1(depth, a, m * ars, acs, b, j, ldb, c, m * ldc + j, scale, so + m);
         }
         for (; j < cols; j++) {
             for (int m = 0; m < rows; m++) {
                 float acc = c[m * ldc + j];
+                if (scale != null) acc *= scale[so + m];
                 for (int q = 0; q < depth; q++) acc = Math.fma(a[m * ars + q * acs], b[q * ldb + j], acc);
                 c[m * ldc + j] = acc;
             }
         }
     }
 
-    private static void kernel4x2(int depth, float[] a, int a0, int lda, int acs, float[] b, int b0, int ldb, float[] c, int c0, int ldc) {
-        FloatVector c00 = FloatVector.fromArray(SPECIES, c, c0), c01 = FloatVector.fromArray(SPECIES, c, c0 + LANES);
-        FloatVector c10 = FloatVector.fromArray(SPECIES, c, c0 + ldc), c11 = FloatVector.fromArray(SPECIES, c, c0 + ldc + LANES);
-        FloatVector c20 = FloatVector.fromArray(SPECIES, c, c0 + 2 * ldc), c21 = FloatVector.fromArray(SPECIES, c, c0 + 2 * ldc + LANES);
-        FloatVector c30 = FloatVector.fromArray(SPECIES, c, c0 + 3 * ldc), c31 = FloatVector.fromArray(SPECIES, c, c0 + 3 * ldc + LANES);
-        for (int q = 0; q < depth; q++) {
-            FloatVector b0v = FloatVector.fromArray(SPECIES, b, q * ldb + b0);
-            FloatVector b1v = FloatVector.fromArray(SPECIES, b, q * ldb + b0 + LANES);
-            FloatVector x0 = FloatVector.broadcast(SPECIES, a[a0 + q * acs]);
-            c00 = x0.fma(b0v, c00);
-            c01 = x0.fma(b1v, c01);
-            FloatVector x1 = FloatVector.broadcast(SPECIES, a[a0 + lda + q * acs]);
-            c10 = x1.fma(b0v, c10);
-            c11 = x1.fma(b1v, c11);
-            FloatVector x2 = FloatVector.broadcast(SPECIES, a[a0 + 2 * lda + q * acs]);
-            c20 = x2.fma(b0v, c20);
-            c21 = x2.fma(b1v, c21);
-            FloatVector x3 = FloatVector.broadcast(SPECIES, a[a0 + 3 * lda + q * acs]);
-            c30 = x3.fma(b0v, c30);
-            c31 = x3.fma(b1v, c31);
-        }
-        c00.intoArray(c, c0);
-        c01.intoArray(c, c0 + LANES);
-        c10.intoArray(c, c0 + ldc);
-        c11.intoArray(c, c0 + ldc + LANES);
-        c20.intoArray(c, c0 + 2 * ldc);
-        c21.intoArray(c, c0 + 2 * ldc + LANES);
-        c30.intoArray(c, c0 + 3 * ldc);
-        c31.intoArray(c, c0 + 3 * ldc + LANES);
+    private static float rowScale(float[] scale, int at) {
+        return scale == null ? 1f : scale[at];     // x * 1f == x exactly: the unscaled path gives the same bits
     }
 
-    private static void kernel1x2(int depth, float[] a, int a0, int acs, float[] b, int b0, int ldb, float[] c, int c0) {
-        FloatVector c00 = FloatVector.fromArray(SPECIES, c, c0), c01 = FloatVector.fromArray(SPECIES, c, c0 + LANES);
+    private static void kernel4x4(int depth, float[] a, int a0, int lda, int acs, float[] b, int b0, int ldb, float[] c, int c0, int ldc,
+                                  float[] scale, int so) {
+        float s0 = rowScale(scale, so), s1 = rowScale(scale, so + 1), s2 = rowScale(scale, so + 2), s3 = rowScale(scale, so + 3);
+        int r1 = c0 + ldc, r2 = c0 + 2 * ldc, r3 = c0 + 3 * ldc;
+        FloatVector c00 = FloatVector.fromArray(SPECIES, c, c0).mul(s0), c01 = FloatVector.fromArray(SPECIES, c, c0 + LANES).mul(s0);
+        FloatVector c02 = FloatVector.fromArray(SPECIES, c, c0 + 2 * LANES).mul(s0), c03 = FloatVector.fromArray(SPECIES, c, c0 + 3 * LANES).mul(s0);
+        FloatVector c10 = FloatVector.fromArray(SPECIES, c, r1).mul(s1), c11 = FloatVector.fromArray(SPECIES, c, r1 + LANES).mul(s1);
+        FloatVector c12 = FloatVector.fromArray(SPECIES, c, r1 + 2 * LANES).mul(s1), c13 = FloatVector.fromArray(SPECIES, c, r1 + 3 * LANES).mul(s1);
+        FloatVector c20 = FloatVector.fromArray(SPECIES, c, r2).mul(s2), c21 = FloatVector.fromArray(SPECIES, c, r2 + LANES).mul(s2);
+        FloatVector c22 = FloatVector.fromArray(SPECIES, c, r2 + 2 * LANES).mul(s2), c23 = FloatVector.fromArray(SPECIES, c, r2 + 3 * LANES).mul(s2);
+        FloatVector c30 = FloatVector.fromArray(SPECIES, c, r3).mul(s3), c31 = FloatVector.fromArray(SPECIES, c, r3 + LANES).mul(s3);
+        FloatVector c32 = FloatVector.fromArray(SPECIES, c, r3 + 2 * LANES).mul(s3), c33 = FloatVector.fromArray(SPECIES, c, r3 + 3 * LANES).mul(s3);
+        for (int q = 0; q < depth; q++) {
+            int bq = q * ldb + b0, aq = a0 + q * acs;
+            FloatVector b0v = FloatVector.fromArray(SPECIES, b, bq), b1v = FloatVector.fromArray(SPECIES, b, bq + LANES);
+            FloatVector b2v = FloatVector.fromArray(SPECIES, b, bq + 2 * LANES), b3v = FloatVector.fromArray(SPECIES, b, bq + 3 * LANES);
+            FloatVector x = FloatVector.broadcast(SPECIES, a[aq]);
+            c00 = x.fma(b0v, c00); c01 = x.fma(b1v, c01); c02 = x.fma(b2v, c02); c03 = x.fma(b3v, c03);
+            x = FloatVector.broadcast(SPECIES, a[aq + lda]);
+            c10 = x.fma(b0v, c10); c11 = x.fma(b1v, c11); c12 = x.fma(b2v, c12); c13 = x.fma(b3v, c13);
+            x = FloatVector.broadcast(SPECIES, a[aq + 2 * lda]);
+            c20 = x.fma(b0v, c20); c21 = x.fma(b1v, c21); c22 = x.fma(b2v, c22); c23 = x.fma(b3v, c23);
+            x = FloatVector.broadcast(SPECIES, a[aq + 3 * lda]);
+            c30 = x.fma(b0v, c30); c31 = x.fma(b1v, c31); c32 = x.fma(b2v, c32); c33 = x.fma(b3v, c33);
+        }
+        c00.intoArray(c, c0); c01.intoArray(c, c0 + LANES); c02.intoArray(c, c0 + 2 * LANES); c03.intoArray(c, c0 + 3 * LANES);
+        c10.intoArray(c, r1); c11.intoArray(c, r1 + LANES); c12.intoArray(c, r1 + 2 * LANES); c13.intoArray(c, r1 + 3 * LANES);
+        c20.intoArray(c, r2); c21.intoArray(c, r2 + LANES); c22.intoArray(c, r2 + 2 * LANES); c23.intoArray(c, r2 + 3 * LANES);
+        c30.intoArray(c, r3); c31.intoArray(c, r3 + LANES); c32.intoArray(c, r3 + 2 * LANES); c33.intoArray(c, r3 + 3 * LANES);
+    }
+
+    private static void kernel8x2(int depth, float[] a, int a0, int lda, int acs, float[] b, int b0, int ldb, float[] c, int c0, int ldc,
+                                  float[] scale, int so) {
+        float s0 = rowScale(scale, so), s1 = rowScale(scale, so + 1), s2 = rowScale(scale, so + 2), s3 = rowScale(scale, so + 3);
+        float s4 = rowScale(scale, so + 4), s5 = rowScale(scale, so + 5), s6 = rowScale(scale, so + 6), s7 = rowScale(scale, so + 7);
+        FloatVector c00 = FloatVector.fromArray(SPECIES, c, c0).mul(s0), c01 = FloatVector.fromArray(SPECIES, c, c0 + LANES).mul(s0);
+        FloatVector c10 = FloatVector.fromArray(SPECIES, c, c0 + ldc).mul(s1), c11 = FloatVector.fromArray(SPECIES, c, c0 + ldc + LANES).mul(s1);
+        FloatVector c20 = FloatVector.fromArray(SPECIES, c, c0 + 2 * ldc).mul(s2), c21 = FloatVector.fromArray(SPECIES, c, c0 + 2 * ldc + LANES).mul(s2);
+        FloatVector c30 = FloatVector.fromArray(SPECIES, c, c0 + 3 * ldc).mul(s3), c31 = FloatVector.fromArray(SPECIES, c, c0 + 3 * ldc + LANES).mul(s3);
+        FloatVector c40 = FloatVector.fromArray(SPECIES, c, c0 + 4 * ldc).mul(s4), c41 = FloatVector.fromArray(SPECIES, c, c0 + 4 * ldc + LANES).mul(s4);
+        FloatVector c50 = FloatVector.fromArray(SPECIES, c, c0 + 5 * ldc).mul(s5), c51 = FloatVector.fromArray(SPECIES, c, c0 + 5 * ldc + LANES).mul(s5);
+        FloatVector c60 = FloatVector.fromArray(SPECIES, c, c0 + 6 * ldc).mul(s6), c61 = FloatVector.fromArray(SPECIES, c, c0 + 6 * ldc + LANES).mul(s6);
+        FloatVector c70 = FloatVector.fromArray(SPECIES, c, c0 + 7 * ldc).mul(s7), c71 = FloatVector.fromArray(SPECIES, c, c0 + 7 * ldc + LANES).mul(s7);
+        for (int q = 0; q < depth; q++) {
+            int bq = q * ldb + b0, aq = a0 + q * acs;
+            FloatVector b0v = FloatVector.fromArray(SPECIES, b, bq), b1v = FloatVector.fromArray(SPECIES, b, bq + LANES);
+            FloatVector x = FloatVector.broadcast(SPECIES, a[aq]);
+            c00 = x.fma(b0v, c00); c01 = x.fma(b1v, c01);
+            x = FloatVector.broadcast(SPECIES, a[aq + lda]);
+            c10 = x.fma(b0v, c10); c11 = x.fma(b1v, c11);
+            x = FloatVector.broadcast(SPECIES, a[aq + 2 * lda]);
+            c20 = x.fma(b0v, c20); c21 = x.fma(b1v, c21);
+            x = FloatVector.broadcast(SPECIES, a[aq + 3 * lda]);
+            c30 = x.fma(b0v, c30); c31 = x.fma(b1v, c31);
+            x = FloatVector.broadcast(SPECIES, a[aq + 4 * lda]);
+            c40 = x.fma(b0v, c40); c41 = x.fma(b1v, c41);
+            x = FloatVector.broadcast(SPECIES, a[aq + 5 * lda]);
+            c50 = x.fma(b0v, c50); c51 = x.fma(b1v, c51);
+            x = FloatVector.broadcast(SPECIES, a[aq + 6 * lda]);
+            c60 = x.fma(b0v, c60); c61 = x.fma(b1v, c61);
+            x = FloatVector.broadcast(SPECIES, a[aq + 7 * lda]);
+            c70 = x.fma(b0v, c70); c71 = x.fma(b1v, c71);
+        }
+        c00.intoArray(c, c0); c01.intoArray(c, c0 + LANES);
+        c10.intoArray(c, c0 + ldc); c11.intoArray(c, c0 + ldc + LANES);
+        c20.intoArray(c, c0 + 2 * ldc); c21.intoArray(c, c0 + 2 * ldc + LANES);
+        c30.intoArray(c, c0 + 3 * ldc); c31.intoArray(c, c0 + 3 * ldc + LANES);
+        c40.intoArray(c, c0 + 4 * ldc); c41.intoArray(c, c0 + 4 * ldc + LANES);
+        c50.intoArray(c, c0 + 5 * ldc); c51.intoArray(c, c0 + 5 * ldc + LANES);
+        c60.intoArray(c, c0 + 6 * ldc); c61.intoArray(c, c0 + 6 * ldc + LANES);
+        c70.intoArray(c, c0 + 7 * ldc); c71.intoArray(c, c0 + 7 * ldc + LANES);
+    }
+
+    private static void kernel1x2(int depth, float[] a, int a0, int acs, float[] b, int b0, int ldb, float[] c, int c0,
+                                  float[] scale, int so) {
+        float s0 = rowScale(scale, so);
+        FloatVector c00 = FloatVector.fromArray(SPECIES, c, c0).mul(s0), c01 = FloatVector.fromArray(SPECIES, c, c0 + LANES).mul(s0);
         for (int q = 0; q < depth; q++) {
             FloatVector x0 = FloatVector.broadcast(SPECIES, a[a0 + q * acs]);
             c00 = x0.fma(FloatVector.fromArray(SPECIES, b, q * ldb + b0), c00);
@@ -477,8 +609,9 @@ final class WkvChunkedCpu {
         c01.intoArray(c, c0 + LANES);
     }
 
-    private static void kernel1x1(int depth, float[] a, int a0, int acs, float[] b, int b0, int ldb, float[] c, int c0) {
-        FloatVector c00 = FloatVector.fromArray(SPECIES, c, c0);
+    private static void kernel1x1(int depth, float[] a, int a0, int acs, float[] b, int b0, int ldb, float[] c, int c0,
+                                  float[] scale, int so) {
+        FloatVector c00 = FloatVector.fromArray(SPECIES, c, c0).mul(rowScale(scale, so));
         for (int q = 0; q < depth; q++) {
             c00 = FloatVector.broadcast(SPECIES, a[a0 + q * acs]).fma(FloatVector.fromArray(SPECIES, b, q * ldb + b0), c00);
         }
