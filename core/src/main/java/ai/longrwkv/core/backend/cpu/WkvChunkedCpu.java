@@ -58,7 +58,7 @@ final class WkvChunkedCpu {
             this.chunk = chunk;
             pow = new float[(chunk + 1) * n];
             dpow = new float[(chunk + 1) * n];
-            revLd = chunk + LANES;
+            revLd = chunk + 2 * LANES;           // attentionLanes4 reads up to 3 + LANES - 1 past the chunk
             rev = new float[n * revLd];
             for (int i = 0; i < n; i++) {
                 double p = 1.0, prev = 0.0;      // w^d and w^(d-1) in double: each table entry is one rounding
@@ -87,6 +87,8 @@ final class WkvChunkedCpu {
         final float[] dwRow = new float[LANES], lanes = new float[LANES];
         /** gTt[t][i] and hTt[t][i]: gT and hT transposed back to the chunk's layout. */
         final float[] gTt, hTt;
+        /** Offsets of eight consecutive rows of row length n and ld, for gathering a column. */
+        final int[] byN, byLd;
 
         Work(int n, int chunk) {
             this.n = n;
@@ -101,6 +103,8 @@ final class WkvChunkedCpu {
             att = new float[chunk * ld]; dA = new float[chunk * ld];
             dwChunk = new double[n]; duChunk = new double[n];
             gTt = new float[ln]; hTt = new float[ln];
+            byN = new int[LANES]; byLd = new int[LANES];
+            for (int l = 0; l < LANES; l++) { byN[l] = l * n; byLd[l] = l * ld; }
         }
 
         void load(FloatBuffer src, float[] dst, int t0, int len, int c, int col) {
@@ -130,8 +134,7 @@ final class WkvChunkedCpu {
             wk.load(v, wk.vc, t0, len, c, col);
             scaledInputs(wk, p, len);
             attention(wk, p, uu, len);
-            java.util.Arrays.fill(wk.yc, 0, len * n, 0f);
-            gemmAcc(len, n, n, wk.rt, n, s, n, wk.yc, n);             // y  = (r (.) w^t) S
+            gemmSet(len, n, n, wk.rt, n, s, n, wk.yc, n);             // y  = (r (.) w^t) S
             gemmAcc(len, n, len, wk.att, wk.ld, wk.vc, n, wk.yc, n);   // y += A v
             for (int t = 0; t < len; t++) y.put((t0 + t) * c + col, wk.yc, t * n, n);
             advanceState(wk, p, s, len);
@@ -208,21 +211,17 @@ final class WkvChunkedCpu {
         float[] pow = p.pow, dpow = p.dpow;
         scaledInputs(wk, p, len);
         attention(wk, p, uu, len);
-        transpose(wk.vc, len, n, n, wk.vT, ld);
-        transpose(wk.gy, len, n, n, wk.gyT, ld);
+        transpose(wk.vc, len, n, n, wk.vT, ld, wk.byN);
+        transpose(wk.gy, len, n, n, wk.gyT, ld, wk.byN);
 
         // dA[t][s] = gy_t . v_s (only s <= t is read)
-        fillRows(wk.dA, len, len, ld);
-        gemmAcc(len, len, n, wk.gy, n, wk.vT, ld, wk.dA, ld);
+        gemmSet(len, len, n, wk.gy, n, wk.vT, ld, wk.dA, ld);
         // gT[i][t] = (S gy_t)[i],  hT[i][s] = (D v_s)[i]: S and D times the transposed chunk (cheaper to transpose
         // than the N x N matrices)
-        fillRows(wk.gT, n, len, ld);
-        gemmAcc(n, len, n, s, n, wk.gyT, ld, wk.gT, ld);
-        fillRows(wk.hT, n, len, ld);
-        gemmAcc(n, len, n, d, n, wk.vT, ld, wk.hT, ld);
+        gemmSet(n, len, n, s, n, wk.gyT, ld, wk.gT, ld);
+        gemmSet(n, len, n, d, n, wk.vT, ld, wk.hT, ld);
         // gv = A^T gy + (k (.) w^(L-1-s)) D
-        java.util.Arrays.fill(wk.gv, 0, len * n, 0f);
-        gemmAccTransA(len, n, len, wk.att, ld, wk.gy, n, wk.gv, n);
+        gemmSetTransA(len, n, len, wk.att, ld, wk.gy, n, wk.gv, n);
         gemmAcc(len, n, n, wk.kt, n, d, n, wk.gv, n);
 
         double[] dwc = wk.dwChunk, duc = wk.duChunk;
@@ -287,8 +286,8 @@ final class WkvChunkedCpu {
             for (int l = 0; l < LANES; l++) ds += lanes[l];
             dwc[i] = dpow[len * n + i] * ds;
         }
-        transpose(wk.gT, n, len, ld, wk.gTt, n);
-        transpose(wk.hT, n, len, ld, wk.hTt, n);
+        transpose(wk.gT, n, len, ld, wk.gTt, n, wk.byLd);
+        transpose(wk.hT, n, len, ld, wk.hTt, n, wk.byLd);
         for (int i = 0; i < n; i += LANES) {
             FloatVector u = FloatVector.fromArray(SPECIES, uu, i), duAcc = FloatVector.zero(SPECIES), dwAcc = duAcc;
             for (int t = 0; t < len; t++) {
@@ -338,9 +337,46 @@ final class WkvChunkedCpu {
         for (int i = 0; i < n; i += LANES) intraLanes(wk, p, len, i);
     }
 
+    /**
+     * Rows t and t + 1 at once (two independent chains each for gr and dw, one load and store of gk_s for both); every
+     * sum in the same order as row by row: gr_t and the dw terms of a row over s, gk_s over t.
+     */
     private static void intraLanes(Work wk, Powers p, int len, int i) {
         int n = wk.n, ld = wk.ld;
-        for (int t = 1; t < len; t++) {
+        int t = 1;
+        for (; t + 1 < len; t += 2) {
+            FloatVector dw0 = FloatVector.zero(SPECIES), dw1 = dw0;
+            FloatVector r0 = FloatVector.fromArray(SPECIES, wk.rc, t * n + i), r1 = FloatVector.fromArray(SPECIES, wk.rc, (t + 1) * n + i);
+            FloatVector gr0 = FloatVector.fromArray(SPECIES, wk.gr, t * n + i), gr1 = FloatVector.fromArray(SPECIES, wk.gr, (t + 1) * n + i);
+            for (int s = 0; s < t; s++) {
+                FloatVector a0 = FloatVector.broadcast(SPECIES, wk.dA[t * ld + s]);
+                FloatVector a1 = FloatVector.broadcast(SPECIES, wk.dA[(t + 1) * ld + s]);
+                int pd0 = (t - 1 - s) * n + i, pd1 = pd0 + n;
+                FloatVector pw0 = FloatVector.fromArray(SPECIES, p.pow, pd0), pw1 = FloatVector.fromArray(SPECIES, p.pow, pd1);
+                FloatVector ks = FloatVector.fromArray(SPECIES, wk.kc, s * n + i);
+                gr0 = a0.fma(ks.mul(pw0), gr0);
+                gr1 = a1.fma(ks.mul(pw1), gr1);
+                FloatVector gk = FloatVector.fromArray(SPECIES, wk.gk, s * n + i);
+                gk = a0.fma(r0.mul(pw0), gk);
+                a1.fma(r1.mul(pw1), gk).intoArray(wk.gk, s * n + i);
+                dw0 = a0.mul(r0.mul(ks)).fma(FloatVector.fromArray(SPECIES, p.dpow, pd0), dw0);
+                dw1 = a1.mul(r1.mul(ks)).fma(FloatVector.fromArray(SPECIES, p.dpow, pd1), dw1);
+            }
+            // row t + 1 at s = t (distance 0)
+            FloatVector a1 = FloatVector.broadcast(SPECIES, wk.dA[(t + 1) * ld + t]);
+            FloatVector pw1 = FloatVector.fromArray(SPECIES, p.pow, i), ks = FloatVector.fromArray(SPECIES, wk.kc, t * n + i);
+            gr1 = a1.fma(ks.mul(pw1), gr1);
+            FloatVector gk = FloatVector.fromArray(SPECIES, wk.gk, t * n + i);
+            a1.fma(r1.mul(pw1), gk).intoArray(wk.gk, t * n + i);
+            dw1 = a1.mul(r1.mul(ks)).fma(FloatVector.fromArray(SPECIES, p.dpow, i), dw1);
+            gr0.intoArray(wk.gr, t * n + i);
+            gr1.intoArray(wk.gr, (t + 1) * n + i);
+            dw0.intoArray(wk.dwRow, 0);
+            for (int l = 0; l < LANES; l++) wk.dwChunk[i + l] += wk.dwRow[l];
+            dw1.intoArray(wk.dwRow, 0);
+            for (int l = 0; l < LANES; l++) wk.dwChunk[i + l] += wk.dwRow[l];
+        }
+        for (; t < len; t++) {
             FloatVector dwv = FloatVector.zero(SPECIES);
             FloatVector rt = FloatVector.fromArray(SPECIES, wk.rc, t * n + i);
             FloatVector gr = FloatVector.fromArray(SPECIES, wk.gr, t * n + i);
@@ -383,9 +419,14 @@ final class WkvChunkedCpu {
      */
     private static void attention(Work wk, Powers p, float[] uu, int len) {
         int n = wk.n, ld = wk.ld, chunk = p.chunk;
-        transpose(wk.kc, len, n, n, wk.kT, ld);
+        transpose(wk.kc, len, n, n, wk.kT, ld, wk.byN);
         for (int i = 0; i < n; i++) java.util.Arrays.fill(wk.kT, i * ld + len, i * ld + ld, 0f);
         int t = 0;
+        for (; t + 3 < len; t += 4) {                   // four rows at once: four independent fma chains per block
+            java.util.Arrays.fill(wk.att, t * ld, t * ld + 4 * ld, 0f);
+            for (int sb = 0; sb < t + 3; sb += LANES) attentionLanes4(wk, p, t, sb, chunk - t + sb);
+            for (int q = 0; q < 4; q++) attentionDiagonal(wk, uu, t + q);
+        }
         for (; t + 1 < len; t += 2) {                   // two rows at once: two independent fma chains per block
             java.util.Arrays.fill(wk.att, t * ld, t * ld + 2 * ld, 0f);
             int sb = 0;
@@ -416,6 +457,27 @@ final class WkvChunkedCpu {
         }
         for (; i < n; i++) diag = Math.fma(wk.rc[t * n + i] * uu[i], wk.kc[t * n + i], diag);
         wk.att[t * wk.ld + t] = diag;
+    }
+
+    /**
+     * {@link #attentionLanes} for rows t .. t + 3 at the same block sb (each row's sum in the same order); lanes at
+     * s >= their row read powers of 0 from the reversed table's padding, which the diagonal then overwrites.
+     */
+    private static void attentionLanes4(Work wk, Powers p, int t, int sb, int revOff) {
+        int n = wk.n, ld = wk.ld, revLd = p.revLd;
+        FloatVector acc0 = FloatVector.zero(SPECIES), acc1 = acc0, acc2 = acc0, acc3 = acc0;
+        for (int i = 0; i < n; i++) {
+            FloatVector k = FloatVector.fromArray(SPECIES, wk.kT, i * ld + sb);
+            int ro = i * revLd + revOff, rr = t * n + i;
+            acc0 = k.mul(FloatVector.fromArray(SPECIES, p.rev, ro)).fma(FloatVector.broadcast(SPECIES, wk.rc[rr]), acc0);
+            acc1 = k.mul(FloatVector.fromArray(SPECIES, p.rev, ro - 1)).fma(FloatVector.broadcast(SPECIES, wk.rc[rr + n]), acc1);
+            acc2 = k.mul(FloatVector.fromArray(SPECIES, p.rev, ro - 2)).fma(FloatVector.broadcast(SPECIES, wk.rc[rr + 2 * n]), acc2);
+            acc3 = k.mul(FloatVector.fromArray(SPECIES, p.rev, ro - 3)).fma(FloatVector.broadcast(SPECIES, wk.rc[rr + 3 * n]), acc3);
+        }
+        acc0.intoArray(wk.att, t * ld + sb);
+        acc1.intoArray(wk.att, (t + 1) * ld + sb);
+        acc2.intoArray(wk.att, (t + 2) * ld + sb);
+        acc3.intoArray(wk.att, (t + 3) * ld + sb);
     }
 
     /** {@link #attentionLanes} for rows t and t + 1 at the same block sb (each row's sum in the same order). */
@@ -450,13 +512,23 @@ final class WkvChunkedCpu {
         gemmScaleTransA(n, n, len, wk.kt, n, wk.vc, n, s, n, p.pow, len * n);
     }
 
-    private static void fillRows(float[] a, int rows, int cols, int ld) {
-        for (int m = 0; m < rows; m++) java.util.Arrays.fill(a, m * ld, m * ld + cols, 0f);
-    }
-
     /** dst[c][r] = src[r][c] for a rows x cols block. */
     private static void transpose(float[] src, int rows, int cols, int lds, float[] dst, int ldd) {
         for (int r = 0; r < rows; r++) for (int c = 0; c < cols; c++) dst[c * ldd + r] = src[r * lds + c];
+    }
+
+    /**
+     * {@link #transpose} with eight rows at a time gathered into one vector (stride lds, given as rowOffsets =
+     * {0, lds, 2 lds, ...}) and stored as a piece of a row of dst.
+     */
+    private static void transpose(float[] src, int rows, int cols, int lds, float[] dst, int ldd, int[] rowOffsets) {
+        int r = 0;
+        for (; r + LANES <= rows; r += LANES) {
+            for (int c = 0; c < cols; c++) {
+                FloatVector.fromArray(SPECIES, src, r * lds + c, rowOffsets, 0).intoArray(dst, c * ldd + r);
+            }
+        }
+        for (; r < rows; r++) for (int c = 0; c < cols; c++) dst[c * ldd + r] = src[r * lds + c];
     }
 
     // ---------------------------------------------------------------- small matrix products
@@ -466,6 +538,16 @@ final class WkvChunkedCpu {
      */
     static void gemmAcc(int rows, int cols, int depth, float[] a, int lda, float[] b, int ldb, float[] c, int ldc) {
         gemm(rows, cols, depth, a, lda, 1, b, ldb, c, ldc, null, 0);
+    }
+
+    /** c[m][j] = sum_p a[m][p] b[p][j]: {@link #gemmAcc} on a c of zeros, without reading c. */
+    static void gemmSet(int rows, int cols, int depth, float[] a, int lda, float[] b, int ldb, float[] c, int ldc) {
+        gemm(rows, cols, depth, a, lda, 1, b, ldb, c, ldc, OVERWRITE, 0);
+    }
+
+    /** c[m][j] = sum_p a[p][m] b[p][j]: {@link #gemmAccTransA} on a c of zeros, without reading c. */
+    static void gemmSetTransA(int rows, int cols, int depth, float[] a, int lda, float[] b, int ldb, float[] c, int ldc) {
+        gemm(rows, cols, depth, a, 1, lda, b, ldb, c, ldc, OVERWRITE, 0);
     }
 
     /**
@@ -486,7 +568,7 @@ final class WkvChunkedCpu {
     }
 
     /**
-     * c[m][j] = c[m][j] (* scale[so + m] when scale is not null) + sum_p A(m, p) b[p][j] with A(m, p) = a[m * ars + p * acs].
+     * c[m][j] = c[m][j] (* scale[so + m] when scale is not null; 0 when it is OVERWRITE) + sum_p A(m, p) b[p][j] with A(m, p) = a[m * ars + p * acs].
      * Register tiles of 4 x 32 and 8 x 16 outputs (16 accumulators: the 32 vector registers of AVX-512 hold them with
      * the operands; four b loads and four broadcasts per 16 fused multiply-adds), smaller tiles at the edges.
      */
@@ -511,30 +593,35 @@ final class WkvChunkedCpu {
         }
         for (; j < cols; j++) {
             for (int m = 0; m < rows; m++) {
-                float acc = c[m * ldc + j];
-                if (scale != null) acc *= scale[so + m];
+                float acc = scale == OVERWRITE ? 0f : c[m * ldc + j];
+                if (scale != null && scale != OVERWRITE) acc *= scale[so + m];
                 for (int q = 0; q < depth; q++) acc = Math.fma(a[m * ars + q * acs], b[q * ldb + j], acc);
                 c[m * ldc + j] = acc;
             }
         }
     }
 
-    private static float rowScale(float[] scale, int at) {
-        return scale == null ? 1f : scale[at];     // x * 1f == x exactly: the unscaled path gives the same bits
+    /** The scale argument of {@link #gemm} that makes it overwrite c (start every chain from 0) instead of adding to it. */
+    private static final float[] OVERWRITE = new float[0];
+
+    /** The start of an accumulator of {@link #gemm}: 0, or c's old value, scaled when there is a scale. */
+    private static FloatVector start(float[] c, int at, float[] scale, int row) {
+        if (scale == OVERWRITE) return FloatVector.zero(SPECIES);
+        FloatVector old = FloatVector.fromArray(SPECIES, c, at);
+        return scale == null ? old : old.mul(scale[row]);
     }
 
     private static void kernel4x4(int depth, float[] a, int a0, int lda, int acs, float[] b, int b0, int ldb, float[] c, int c0, int ldc,
                                   float[] scale, int so) {
-        float s0 = rowScale(scale, so), s1 = rowScale(scale, so + 1), s2 = rowScale(scale, so + 2), s3 = rowScale(scale, so + 3);
         int r1 = c0 + ldc, r2 = c0 + 2 * ldc, r3 = c0 + 3 * ldc;
-        FloatVector c00 = FloatVector.fromArray(SPECIES, c, c0).mul(s0), c01 = FloatVector.fromArray(SPECIES, c, c0 + LANES).mul(s0);
-        FloatVector c02 = FloatVector.fromArray(SPECIES, c, c0 + 2 * LANES).mul(s0), c03 = FloatVector.fromArray(SPECIES, c, c0 + 3 * LANES).mul(s0);
-        FloatVector c10 = FloatVector.fromArray(SPECIES, c, r1).mul(s1), c11 = FloatVector.fromArray(SPECIES, c, r1 + LANES).mul(s1);
-        FloatVector c12 = FloatVector.fromArray(SPECIES, c, r1 + 2 * LANES).mul(s1), c13 = FloatVector.fromArray(SPECIES, c, r1 + 3 * LANES).mul(s1);
-        FloatVector c20 = FloatVector.fromArray(SPECIES, c, r2).mul(s2), c21 = FloatVector.fromArray(SPECIES, c, r2 + LANES).mul(s2);
-        FloatVector c22 = FloatVector.fromArray(SPECIES, c, r2 + 2 * LANES).mul(s2), c23 = FloatVector.fromArray(SPECIES, c, r2 + 3 * LANES).mul(s2);
-        FloatVector c30 = FloatVector.fromArray(SPECIES, c, r3).mul(s3), c31 = FloatVector.fromArray(SPECIES, c, r3 + LANES).mul(s3);
-        FloatVector c32 = FloatVector.fromArray(SPECIES, c, r3 + 2 * LANES).mul(s3), c33 = FloatVector.fromArray(SPECIES, c, r3 + 3 * LANES).mul(s3);
+        FloatVector c00 = start(c, c0, scale, so), c01 = start(c, c0 + LANES, scale, so);
+        FloatVector c02 = start(c, c0 + 2 * LANES, scale, so), c03 = start(c, c0 + 3 * LANES, scale, so);
+        FloatVector c10 = start(c, r1, scale, so + 1), c11 = start(c, r1 + LANES, scale, so + 1);
+        FloatVector c12 = start(c, r1 + 2 * LANES, scale, so + 1), c13 = start(c, r1 + 3 * LANES, scale, so + 1);
+        FloatVector c20 = start(c, r2, scale, so + 2), c21 = start(c, r2 + LANES, scale, so + 2);
+        FloatVector c22 = start(c, r2 + 2 * LANES, scale, so + 2), c23 = start(c, r2 + 3 * LANES, scale, so + 2);
+        FloatVector c30 = start(c, r3, scale, so + 3), c31 = start(c, r3 + LANES, scale, so + 3);
+        FloatVector c32 = start(c, r3 + 2 * LANES, scale, so + 3), c33 = start(c, r3 + 3 * LANES, scale, so + 3);
         for (int q = 0; q < depth; q++) {
             int bq = q * ldb + b0, aq = a0 + q * acs;
             FloatVector b0v = FloatVector.fromArray(SPECIES, b, bq), b1v = FloatVector.fromArray(SPECIES, b, bq + LANES);
@@ -556,16 +643,14 @@ final class WkvChunkedCpu {
 
     private static void kernel8x2(int depth, float[] a, int a0, int lda, int acs, float[] b, int b0, int ldb, float[] c, int c0, int ldc,
                                   float[] scale, int so) {
-        float s0 = rowScale(scale, so), s1 = rowScale(scale, so + 1), s2 = rowScale(scale, so + 2), s3 = rowScale(scale, so + 3);
-        float s4 = rowScale(scale, so + 4), s5 = rowScale(scale, so + 5), s6 = rowScale(scale, so + 6), s7 = rowScale(scale, so + 7);
-        FloatVector c00 = FloatVector.fromArray(SPECIES, c, c0).mul(s0), c01 = FloatVector.fromArray(SPECIES, c, c0 + LANES).mul(s0);
-        FloatVector c10 = FloatVector.fromArray(SPECIES, c, c0 + ldc).mul(s1), c11 = FloatVector.fromArray(SPECIES, c, c0 + ldc + LANES).mul(s1);
-        FloatVector c20 = FloatVector.fromArray(SPECIES, c, c0 + 2 * ldc).mul(s2), c21 = FloatVector.fromArray(SPECIES, c, c0 + 2 * ldc + LANES).mul(s2);
-        FloatVector c30 = FloatVector.fromArray(SPECIES, c, c0 + 3 * ldc).mul(s3), c31 = FloatVector.fromArray(SPECIES, c, c0 + 3 * ldc + LANES).mul(s3);
-        FloatVector c40 = FloatVector.fromArray(SPECIES, c, c0 + 4 * ldc).mul(s4), c41 = FloatVector.fromArray(SPECIES, c, c0 + 4 * ldc + LANES).mul(s4);
-        FloatVector c50 = FloatVector.fromArray(SPECIES, c, c0 + 5 * ldc).mul(s5), c51 = FloatVector.fromArray(SPECIES, c, c0 + 5 * ldc + LANES).mul(s5);
-        FloatVector c60 = FloatVector.fromArray(SPECIES, c, c0 + 6 * ldc).mul(s6), c61 = FloatVector.fromArray(SPECIES, c, c0 + 6 * ldc + LANES).mul(s6);
-        FloatVector c70 = FloatVector.fromArray(SPECIES, c, c0 + 7 * ldc).mul(s7), c71 = FloatVector.fromArray(SPECIES, c, c0 + 7 * ldc + LANES).mul(s7);
+        FloatVector c00 = start(c, c0, scale, so), c01 = start(c, c0 + LANES, scale, so);
+        FloatVector c10 = start(c, c0 + ldc, scale, so + 1), c11 = start(c, c0 + ldc + LANES, scale, so + 1);
+        FloatVector c20 = start(c, c0 + 2 * ldc, scale, so + 2), c21 = start(c, c0 + 2 * ldc + LANES, scale, so + 2);
+        FloatVector c30 = start(c, c0 + 3 * ldc, scale, so + 3), c31 = start(c, c0 + 3 * ldc + LANES, scale, so + 3);
+        FloatVector c40 = start(c, c0 + 4 * ldc, scale, so + 4), c41 = start(c, c0 + 4 * ldc + LANES, scale, so + 4);
+        FloatVector c50 = start(c, c0 + 5 * ldc, scale, so + 5), c51 = start(c, c0 + 5 * ldc + LANES, scale, so + 5);
+        FloatVector c60 = start(c, c0 + 6 * ldc, scale, so + 6), c61 = start(c, c0 + 6 * ldc + LANES, scale, so + 6);
+        FloatVector c70 = start(c, c0 + 7 * ldc, scale, so + 7), c71 = start(c, c0 + 7 * ldc + LANES, scale, so + 7);
         for (int q = 0; q < depth; q++) {
             int bq = q * ldb + b0, aq = a0 + q * acs;
             FloatVector b0v = FloatVector.fromArray(SPECIES, b, bq), b1v = FloatVector.fromArray(SPECIES, b, bq + LANES);
@@ -598,8 +683,7 @@ final class WkvChunkedCpu {
 
     private static void kernel1x2(int depth, float[] a, int a0, int acs, float[] b, int b0, int ldb, float[] c, int c0,
                                   float[] scale, int so) {
-        float s0 = rowScale(scale, so);
-        FloatVector c00 = FloatVector.fromArray(SPECIES, c, c0).mul(s0), c01 = FloatVector.fromArray(SPECIES, c, c0 + LANES).mul(s0);
+        FloatVector c00 = start(c, c0, scale, so), c01 = start(c, c0 + LANES, scale, so);
         for (int q = 0; q < depth; q++) {
             FloatVector x0 = FloatVector.broadcast(SPECIES, a[a0 + q * acs]);
             c00 = x0.fma(FloatVector.fromArray(SPECIES, b, q * ldb + b0), c00);
@@ -611,7 +695,7 @@ final class WkvChunkedCpu {
 
     private static void kernel1x1(int depth, float[] a, int a0, int acs, float[] b, int b0, int ldb, float[] c, int c0,
                                   float[] scale, int so) {
-        FloatVector c00 = FloatVector.fromArray(SPECIES, c, c0).mul(rowScale(scale, so));
+        FloatVector c00 = start(c, c0, scale, so);
         for (int q = 0; q < depth; q++) {
             c00 = FloatVector.broadcast(SPECIES, a[a0 + q * acs]).fma(FloatVector.fromArray(SPECIES, b, q * ldb + b0), c00);
         }
