@@ -81,12 +81,14 @@ final class WkvChunkedCpu {
     /** Scratch arrays for one head, sized for the longest chunk. */
     private static final class Work {
         final int n, chunk, ld;
-        final float[] rc, kc, vc, gy, yc, rt, kt, kT, att, dA, vT, gyT, gT, hT, gv, gr, gk;
+        final float[] rc, kc, vc, gy, yc, rt, kt, kT, att, dA, vT, gv, gr, gk;
         /** This chunk's parts of dw and du, summed in double: dw is a sum of many terms that largely cancel. */
         final double[] dwChunk, duChunk;
         final float[] dwRow = new float[LANES], lanes = new float[LANES];
-        /** gTt[t][i] and hTt[t][i]: gT and hT transposed back to the chunk's layout. */
-        final float[] gTt, hTt;
+        /** gTt[t][i] = (S gy_t)[i], hTt[t][i] = (D v_t)[i]; gvT, ktT: gv and kt transposed ([j or i][t], row length ld). */
+        final float[] gTt, hTt, gvT, ktT;
+        /** Row sums of D (.) S. */
+        final double[] dsRow;
         /** Offsets of eight consecutive rows of row length n and ld, for gathering a column. */
         final int[] byN, byLd;
 
@@ -99,10 +101,10 @@ final class WkvChunkedCpu {
             rt = new float[ln]; kt = new float[ln]; gv = new float[ln];
             gr = new float[ln]; gk = new float[ln];
             kT = new float[n * ld]; vT = new float[n * ld];
-            gyT = new float[n * ld]; gT = new float[n * ld]; hT = new float[n * ld];
+            gvT = new float[n * ld]; ktT = new float[n * ld];
             att = new float[chunk * ld]; dA = new float[chunk * ld];
             dwChunk = new double[n]; duChunk = new double[n];
-            gTt = new float[ln]; hTt = new float[ln];
+            gTt = new float[ln]; hTt = new float[ln]; dsRow = new double[n];
             byN = new int[LANES]; byLd = new int[LANES];
             for (int l = 0; l < LANES; l++) { byN[l] = l * n; byLd[l] = l * ld; }
         }
@@ -159,32 +161,39 @@ final class WkvChunkedCpu {
         Work wk = new Work(n, chunk);
         double[] dwAcc = new double[n], duAcc = new double[n];
 
-        // Pass 1: the state at the start of every chunk (T/L states of N*N floats: 16 MiB for T = 32768, N = 64).
+        // Pass 1: the state at the start of every chunk (T/L states of N*N floats: 16 MiB for T = 32768, N = 64), kept
+        // transposed, S^T[j][i]: the backward multiplies by S^T and D^T from the right (results in the chunk's own [t][i]
+        // layout, no transposes of N x N matrices or of results). S^T's elements are the same fused multiply-add chains
+        // as S's in the forward (fma is symmetric in its factors), so they are the same bits.
         int chunks = (steps + chunk - 1) / chunk;
         float[] starts = new float[Math.max(chunks, 1) * nn];
-        float[] s = new float[nn];
+        float[] s = new float[nn], st = new float[nn];
         state0.get(h * nn, s, 0, nn);
+        transpose(s, n, n, n, st, n);
         for (int ci = 0; ci < chunks; ci++) {
             int t0 = ci * chunk, len = Math.min(chunk, steps - t0);
-            System.arraycopy(s, 0, starts, ci * nn, nn);
+            System.arraycopy(st, 0, starts, ci * nn, nn);
             if (ci == chunks - 1) break;                     // the final state is not needed
             wk.load(k, wk.kc, t0, len, c, col);
             wk.load(v, wk.vc, t0, len, c, col);
-            scaledInputs(wk, p, len);
-            advanceState(wk, p, s, len);
+            scaledKeys(wk, p, len);
+            // S^T <- S^T diag(w^L) + v^T (k (.) w^(L-1-s))
+            scaleColumns(st, n, n, p.pow, len * n);
+            gemmAccTransA(n, n, len, wk.vc, n, wk.kt, n, st, n);
         }
 
-        // Pass 2: chunks in reverse; d = dL/dS at the end of the chunk on entry, at its start on exit.
-        float[] d = new float[nn];
+        // Pass 2: chunks in reverse; dt = D^T, D = dL/dS at the end of the chunk on entry, at its start on exit.
+        float[] d = new float[nn], dt = new float[nn];
         dState.get(h * nn, d, 0, nn);
+        transpose(d, n, n, n, dt, n);
         for (int ci = chunks - 1; ci >= 0; ci--) {
             int t0 = ci * chunk, len = Math.min(chunk, steps - t0);
             wk.load(r, wk.rc, t0, len, c, col);
             wk.load(k, wk.kc, t0, len, c, col);
             wk.load(v, wk.vc, t0, len, c, col);
             wk.load(dy, wk.gy, t0, len, c, col);
-            System.arraycopy(starts, ci * nn, s, 0, nn);
-            chunkBackward(wk, p, uu, s, d, len);
+            System.arraycopy(starts, ci * nn, st, 0, nn);
+            chunkBackward(wk, p, uu, st, dt, len);
             for (int t = 0; t < len; t++) {
                 dr.put((t0 + t) * c + col, wk.gr, t * n, n);
                 dk.put((t0 + t) * c + col, wk.gk, t * n, n);
@@ -195,6 +204,7 @@ final class WkvChunkedCpu {
                 duAcc[i] += wk.duChunk[i];
             }
         }
+        transpose(dt, n, n, n, d, n);
         dState.put(h * nn, d, 0, nn);
         for (int i = 0; i < n; i++) {
             dw.put(col + i, dw.get(col + i) + (float) dwAcc[i]);
@@ -203,40 +213,63 @@ final class WkvChunkedCpu {
     }
 
     /**
-     * Gradients of one chunk: gr, gk, gv (overwritten), dwChunk, duChunk (this chunk's parts), and d replaced by
-     * dL/dS at the chunk's start. s is the state at the chunk's start.
+     * Gradients of one chunk: gr, gk, gv (overwritten), dwChunk, duChunk (this chunk's parts), and dt replaced by
+     * (dL/dS at the chunk's start)^T. st is the transposed state at the chunk's start.
      */
-    private static void chunkBackward(Work wk, Powers p, float[] uu, float[] s, float[] d, int len) {
+    private static void chunkBackward(Work wk, Powers p, float[] uu, float[] st, float[] dt, int len) {
         int n = wk.n, ld = wk.ld;
-        float[] pow = p.pow, dpow = p.dpow;
         scaledInputs(wk, p, len);
         attention(wk, p, uu, len);
         transpose(wk.vc, len, n, n, wk.vT, ld, wk.byN);
-        transpose(wk.gy, len, n, n, wk.gyT, ld, wk.byN);
 
         // dA[t][s] = gy_t . v_s (only s <= t is read)
         gemmSet(len, len, n, wk.gy, n, wk.vT, ld, wk.dA, ld);
-        // gT[i][t] = (S gy_t)[i],  hT[i][s] = (D v_s)[i]: S and D times the transposed chunk (cheaper to transpose
-        // than the N x N matrices)
-        gemmSet(n, len, n, s, n, wk.gyT, ld, wk.gT, ld);
-        gemmSet(n, len, n, d, n, wk.vT, ld, wk.hT, ld);
-        // gv = A^T gy + (k (.) w^(L-1-s)) D
-        gemmSetTransA(len, n, len, wk.att, ld, wk.gy, n, wk.gv, n);
-        gemmAcc(len, n, n, wk.kt, n, d, n, wk.gv, n);
+        // gTt[t][i] = (S gy_t)[i] = (gy S^T)[t][i],  hTt[s][i] = (D v_s)[i] = (v D^T)[s][i]
+        gemmSet(len, n, n, wk.gy, n, st, n, wk.gTt, n);
+        gemmSet(len, n, n, wk.vc, n, dt, n, wk.hTt, n);
+        // gv = A^T gy + (k (.) w^(L-1-s)) D, made transposed (D^T times the transposed scaled keys, which come from kT)
+        // and transposed back: gvT[j][s] = (gy^T A)[j][s] + (D^T kt^T)[j][s], the same chains as gv's
+        transposedScaledKeys(wk, p, len);
+        gemmSetTransA(n, len, len, wk.gy, n, wk.att, ld, wk.gvT, ld);
+        gemmAcc(n, len, n, dt, n, wk.ktT, ld, wk.gvT, ld);
+        transpose(wk.gvT, n, len, ld, wk.gv, n, wk.byLd);
 
         double[] dwc = wk.dwChunk, duc = wk.duChunk;
         java.util.Arrays.fill(dwc, 0.0);
         java.util.Arrays.fill(duc, 0.0);
         if (n % LANES == 0) {
-            stateTermsVector(wk, p, uu, s, d, len);
+            stateTermsVector(wk, p, uu, st, dt, len);
             intraVector(wk, p, len);
         } else {
-            stateTermsScalar(wk, p, uu, s, d, len);
+            stateTermsScalar(wk, p, uu, st, dt, len);
             intraScalar(wk, p, len);
         }
 
-        // d <- diag(w^L) d + (r (.) w^t)^T gy
-        gemmScaleTransA(n, n, len, wk.rt, n, wk.gy, n, d, n, pow, len * n);
+        // D <- diag(w^L) D + (r (.) w^t)^T gy, i.e. D^T <- D^T diag(w^L) + gy^T (r (.) w^t)
+        scaleColumns(dt, n, n, p.pow, len * n);
+        gemmAccTransA(n, n, len, wk.gy, n, wk.rt, n, dt, n);
+    }
+
+    /** a[r][c] *= scale[so + c] for a rows x cols matrix (row length cols). */
+    private static void scaleColumns(float[] a, int rows, int cols, float[] scale, int so) {
+        for (int r = 0; r < rows; r++) {
+            int c = 0;
+            for (; c + LANES <= cols; c += LANES) {
+                FloatVector.fromArray(SPECIES, a, r * cols + c).mul(FloatVector.fromArray(SPECIES, scale, so + c)).intoArray(a, r * cols + c);
+            }
+            for (; c < cols; c++) a[r * cols + c] *= scale[so + c];
+        }
+    }
+
+    /** ktT[i][s] = k_s[i] w_i^(L-1-s) = kt[s][i], from kT and the reversed powers (0 for s >= len, up to a whole vector). */
+    private static void transposedScaledKeys(Work wk, Powers p, int len) {
+        int n = wk.n, ld = wk.ld, off = p.chunk - len;
+        for (int i = 0; i < n; i++) {
+            for (int sb = 0; sb < len; sb += LANES) {
+                FloatVector.fromArray(SPECIES, wk.kT, i * ld + sb).mul(FloatVector.fromArray(SPECIES, p.rev, i * p.revLd + off + sb))
+                        .intoArray(wk.ktT, i * ld + sb);
+            }
+        }
     }
 
     /**
@@ -244,20 +277,20 @@ final class WkvChunkedCpu {
      * gr_t = w^t (.) (S gy_t) + dA[t][t] u (.) k_t,  gk_t = w^(L-1-t) (.) (D v_t) + dA[t][t] u (.) r_t,
      * du += dA[t][t] r_t (.) k_t,  dw += (d w^L) (.) rowsum(D (.) S) + r_t (.) (d w^t) (.) (S gy_t) + k_t (.) (d w^(L-1-t)) (.) (D v_t).
      */
-    private static void stateTermsScalar(Work wk, Powers p, float[] uu, float[] s, float[] d, int len) {
+    private static void stateTermsScalar(Work wk, Powers p, float[] uu, float[] st, float[] dt, int len) {
         int n = wk.n, ld = wk.ld;
         float[] pow = p.pow, dpow = p.dpow;
         double[] dwc = wk.dwChunk, duc = wk.duChunk;
         for (int i = 0; i < n; i++) {
             double ds = 0;
-            for (int j = 0; j < n; j++) ds += (double) d[i * n + j] * s[i * n + j];
+            for (int j = 0; j < n; j++) ds += (double) dt[j * n + i] * st[j * n + i];
             dwc[i] = dpow[len * n + i] * ds;
         }
         for (int t = 0; t < len; t++) {
             float diag = wk.dA[t * ld + t];
             int tr = t * n, pt = t * n, pe = (len - 1 - t) * n;
             for (int i = 0; i < n; i++) {
-                float rti = wk.rc[tr + i], kti = wk.kc[tr + i], gti = wk.gT[i * ld + t], hti = wk.hT[i * ld + t];
+                float rti = wk.rc[tr + i], kti = wk.kc[tr + i], gti = wk.gTt[tr + i], hti = wk.hTt[tr + i];
                 wk.gr[tr + i] = Math.fma(pow[pt + i], gti, diag * uu[i] * kti);
                 wk.gk[tr + i] = Math.fma(pow[pe + i], hti, diag * uu[i] * rti);
                 duc[i] += (double) diag * rti * kti;
@@ -272,22 +305,23 @@ final class WkvChunkedCpu {
      * the chunk are summed in float lanes (each lane one i: a fixed order over t), then added in double; the row sums
      * of D (.) S likewise (each lane a fixed subset of j, the lanes then added in order in double).
      */
-    private static void stateTermsVector(Work wk, Powers p, float[] uu, float[] s, float[] d, int len) {
+    private static void stateTermsVector(Work wk, Powers p, float[] uu, float[] st, float[] dt, int len) {
         int n = wk.n, ld = wk.ld;
         float[] pow = p.pow, dpow = p.dpow, lanes = wk.lanes;
-        double[] dwc = wk.dwChunk, duc = wk.duChunk;
-        for (int i = 0; i < n; i++) {
-            FloatVector acc = FloatVector.zero(SPECIES);
-            for (int j = 0; j < n; j += LANES) {
-                acc = FloatVector.fromArray(SPECIES, d, i * n + j).fma(FloatVector.fromArray(SPECIES, s, i * n + j), acc);
+        double[] dwc = wk.dwChunk, duc = wk.duChunk, ds = wk.dsRow;
+        // rowsum(D (.) S)[i] = sum_j D^T[j][i] S^T[j][i]: float chains over eight j at a time, added in double
+        java.util.Arrays.fill(ds, 0.0);
+        for (int i = 0; i < n; i += LANES) {
+            for (int jb = 0; jb < n; jb += LANES) {
+                FloatVector acc = FloatVector.zero(SPECIES);
+                for (int j = jb; j < jb + LANES; j++) {
+                    acc = FloatVector.fromArray(SPECIES, dt, j * n + i).fma(FloatVector.fromArray(SPECIES, st, j * n + i), acc);
+                }
+                acc.intoArray(lanes, 0);
+                for (int l = 0; l < LANES; l++) ds[i + l] += lanes[l];
             }
-            acc.intoArray(lanes, 0);
-            double ds = 0;
-            for (int l = 0; l < LANES; l++) ds += lanes[l];
-            dwc[i] = dpow[len * n + i] * ds;
         }
-        transpose(wk.gT, n, len, ld, wk.gTt, n, wk.byLd);
-        transpose(wk.hT, n, len, ld, wk.hTt, n, wk.byLd);
+        for (int i = 0; i < n; i++) dwc[i] = dpow[len * n + i] * ds[i];
         for (int i = 0; i < n; i += LANES) {
             FloatVector u = FloatVector.fromArray(SPECIES, uu, i), duAcc = FloatVector.zero(SPECIES), dwAcc = duAcc;
             for (int t = 0; t < len; t++) {
@@ -393,6 +427,18 @@ final class WkvChunkedCpu {
             gr.intoArray(wk.gr, t * n + i);
             dwv.intoArray(wk.dwRow, 0);
             for (int l = 0; l < LANES; l++) wk.dwChunk[i + l] += wk.dwRow[l];
+        }
+    }
+
+    /** kt[s] = k_s (.) w^(L-1-s) for a chunk of len tokens (what the state update needs). */
+    private static void scaledKeys(Work wk, Powers p, int len) {
+        int n = wk.n;
+        for (int t = 0; t < len; t++) {
+            int pe = (len - 1 - t) * n, i = 0;
+            for (; i + LANES <= n; i += LANES) {
+                FloatVector.fromArray(SPECIES, wk.kc, t * n + i).mul(FloatVector.fromArray(SPECIES, p.pow, pe + i)).intoArray(wk.kt, t * n + i);
+            }
+            for (; i < n; i++) wk.kt[t * n + i] = wk.kc[t * n + i] * p.pow[pe + i];
         }
     }
 
