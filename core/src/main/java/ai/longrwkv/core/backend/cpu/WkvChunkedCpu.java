@@ -252,13 +252,12 @@ final class WkvChunkedCpu {
 
     /** a[r][c] *= scale[so + c] for a rows x cols matrix (row length cols). */
     private static void scaleColumns(float[] a, int rows, int cols, float[] scale, int so) {
-        for (int r = 0; r < rows; r++) {
-            int c = 0;
-            for (; c + LANES <= cols; c += LANES) {
-                FloatVector.fromArray(SPECIES, a, r * cols + c).mul(FloatVector.fromArray(SPECIES, scale, so + c)).intoArray(a, r * cols + c);
-            }
-            for (; c < cols; c++) a[r * cols + c] *= scale[so + c];
+        int c = 0;
+        for (; c + LANES <= cols; c += LANES) {
+            FloatVector sc = FloatVector.fromArray(SPECIES, scale, so + c);
+            for (int r = 0; r < rows; r++) FloatVector.fromArray(SPECIES, a, r * cols + c).mul(sc).intoArray(a, r * cols + c);
         }
+        for (; c < cols; c++) for (int r = 0; r < rows; r++) a[r * cols + c] *= scale[so + c];
     }
 
     /** ktT[i][s] = k_s[i] w_i^(L-1-s) = kt[s][i], from kT and the reversed powers (0 for s >= len, up to a whole vector). */
