@@ -96,8 +96,6 @@ final class WkvChunkedCpu {
         final float[] gTt, hTt, gvT, ktT;
         /** Row sums of D (.) S. */
         final double[] dsRow;
-        /** Offsets of eight consecutive rows of row length n and ld, for gathering a column. */
-        final int[] byN, byLd;
 
         Work(int n, int chunk) {
             this.n = n;
@@ -112,8 +110,6 @@ final class WkvChunkedCpu {
             att = new float[chunk * ld]; dA = new float[chunk * ld];
             dwChunk = new double[n]; duChunk = new double[n];
             gTt = new float[ln]; hTt = new float[ln]; dsRow = new double[n];
-            byN = new int[LANES]; byLd = new int[LANES];
-            for (int l = 0; l < LANES; l++) { byN[l] = l * n; byLd[l] = l * ld; }
         }
 
         void load(FloatBuffer src, float[] dst, int t0, int len, int c, int col) {
@@ -227,7 +223,7 @@ final class WkvChunkedCpu {
         int n = wk.n, ld = wk.ld;
         scaledInputs(wk, p, len);
         attention(wk, p, uu, len);
-        transpose(wk.vc, len, n, n, wk.vT, ld, wk.byN);
+        transpose(wk.vc, len, n, n, wk.vT, ld);
 
         // dA[t][s] = gy_t . v_s (only s <= t is read)
         gemmSet(len, len, n, wk.gy, n, wk.vT, ld, wk.dA, ld);
@@ -239,7 +235,7 @@ final class WkvChunkedCpu {
         transposedScaledKeys(wk, p, len);
         gemmSetTransA(n, len, len, wk.gy, n, wk.att, ld, wk.gvT, ld);
         gemmAcc(n, len, n, dt, n, wk.ktT, ld, wk.gvT, ld);
-        transpose(wk.gvT, n, len, ld, wk.gv, n, wk.byLd);
+        transpose(wk.gvT, n, len, ld, wk.gv, n);
 
         double[] dwc = wk.dwChunk, duc = wk.duChunk;
         java.util.Arrays.fill(dwc, 0.0);
@@ -471,7 +467,7 @@ final class WkvChunkedCpu {
      */
     private static void attention(Work wk, Powers p, float[] uu, int len) {
         int n = wk.n, ld = wk.ld, chunk = p.chunk;
-        transpose(wk.kc, len, n, n, wk.kT, ld, wk.byN);
+        transpose(wk.kc, len, n, n, wk.kT, ld);
         for (int i = 0; i < n; i++) java.util.Arrays.fill(wk.kT, i * ld + len, i * ld + ld, 0f);
         int t = 0;
         for (; t + 3 < len; t += 4) {                   // four rows at once: four independent fma chains per block
@@ -567,20 +563,6 @@ final class WkvChunkedCpu {
     /** dst[c][r] = src[r][c] for a rows x cols block. */
     private static void transpose(float[] src, int rows, int cols, int lds, float[] dst, int ldd) {
         for (int r = 0; r < rows; r++) for (int c = 0; c < cols; c++) dst[c * ldd + r] = src[r * lds + c];
-    }
-
-    /**
-     * {@link #transpose} with eight rows at a time gathered into one vector (stride lds, given as rowOffsets =
-     * {0, lds, 2 lds, ...}) and stored as a piece of a row of dst.
-     */
-    private static void transpose(float[] src, int rows, int cols, int lds, float[] dst, int ldd, int[] rowOffsets) {
-        int r = 0;
-        for (; r + LANES <= rows; r += LANES) {
-            for (int c = 0; c < cols; c++) {
-                FloatVector.fromArray(SPECIES, src, r * lds + c, rowOffsets, 0).intoArray(dst, c * ldd + r);
-            }
-        }
-        for (; r < rows; r++) for (int c = 0; c < cols; c++) dst[c * ldd + r] = src[r * lds + c];
     }
 
     // ---------------------------------------------------------------- small matrix products
