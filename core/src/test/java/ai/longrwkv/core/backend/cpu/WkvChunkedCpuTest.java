@@ -222,6 +222,70 @@ class WkvChunkedCpuTest {
                 + "checked against float64%n", worst, worstWhat, illConditioned);
     }
 
+    /**
+     * Head sizes and chunk lengths that take the products' edge paths (N = 24, 40: a 32-wide column block plus 16- or
+     * 8-wide ones; chunks of 12 and 20 tokens: row counts and attention rows that are not multiples of the register
+     * tiles), with the same criterion as above.
+     */
+    @Test
+    void matchesTheSequentialReferenceAtEdgeShapes() {
+        Random rnd = new Random(seed + 3);
+        for (int n : new int[]{16, 24, 40}) {
+            for (int[] tc : new int[][]{{50, 12}, {47, 20}, {33, WkvChunkedCpu.CHUNK}}) {
+                Case p = new Case(rnd, 2, n, tc[0]);
+                float[][] ref = run(p, false, 0), got = run(p, true, tc[1]);
+                for (int o = 0; o < NAMES.length; o++) {
+                    double e = relErr(ref[o], got[o]);
+                    String what = NAMES[o] + " N=" + n + " T=" + tc[0] + " chunk=" + tc[1];
+                    if (e <= TOL) continue;
+                    double[][] exact = reference64(p);
+                    double eSeq = relErr(exact[o], ref[o]), eChunked = relErr(exact[o], got[o]);
+                    double units = ulpsOfMagnitude(exact[o], got[o], magnitude64(p)[o]);
+                    assertTrue((eSeq > TOL / 2 && eChunked <= 4 * eSeq) || units <= 4, what + ": relative error " + e + " > "
+                            + TOL + " from the sequential reference (seed " + seed + ")");
+                }
+            }
+        }
+    }
+
+    /**
+     * The chunk's small products: every output element is one chain of fused multiply-adds in increasing depth from its
+     * old value (scaled by its row's factor, or from 0 when overwriting), whichever register tile or edge path computes
+     * it, so they equal the scalar chain bit for bit.
+     */
+    @Test
+    void smallProductsAreFixedChainsOfFusedMultiplyAdds() {
+        Random rnd = new Random(seed + 4);
+        int[] sizes = {1, 3, 7, 8, 9, 16, 17, 24, 31, 32, 33, 40, 64};
+        for (int trial = 0; trial < 300; trial++) {
+            int rows = sizes[rnd.nextInt(sizes.length)], cols = sizes[rnd.nextInt(sizes.length)], depth = sizes[rnd.nextInt(sizes.length)];
+            int lda = depth + rnd.nextInt(3), ldaT = rows + rnd.nextInt(3), ldb = cols + rnd.nextInt(3), ldc = cols + rnd.nextInt(3);
+            float[] a = gauss(rnd, rows * lda, 1), aT = gauss(rnd, depth * ldaT, 1), b = gauss(rnd, depth * ldb, 1);
+            float[] c0 = gauss(rnd, rows * ldc, 1), scale = gauss(rnd, rows + 5, 1);
+            for (int variant = 0; variant < 5; variant++) {
+                boolean trans = variant >= 2;
+                float[] got = c0.clone(), want = c0.clone();
+                switch (variant) {
+                    case 0 -> WkvChunkedCpu.gemmAcc(rows, cols, depth, a, lda, b, ldb, got, ldc);
+                    case 1 -> WkvChunkedCpu.gemmSet(rows, cols, depth, a, lda, b, ldb, got, ldc);
+                    case 2 -> WkvChunkedCpu.gemmAccTransA(rows, cols, depth, aT, ldaT, b, ldb, got, ldc);
+                    case 3 -> WkvChunkedCpu.gemmSetTransA(rows, cols, depth, aT, ldaT, b, ldb, got, ldc);
+                    default -> WkvChunkedCpu.gemmScaleTransA(rows, cols, depth, aT, ldaT, b, ldb, got, ldc, scale, 5);
+                }
+                for (int m = 0; m < rows; m++) {
+                    for (int j = 0; j < cols; j++) {
+                        float acc = variant == 1 || variant == 3 ? 0f : variant == 4 ? want[m * ldc + j] * scale[5 + m] : want[m * ldc + j];
+                        for (int q = 0; q < depth; q++) {
+                            acc = Math.fma(trans ? aT[q * ldaT + m] : a[m * lda + q], b[q * ldb + j], acc);
+                        }
+                        want[m * ldc + j] = acc;
+                    }
+                }
+                assertArrayEquals(want, got, "variant " + variant + " rows " + rows + " cols " + cols + " depth " + depth);
+            }
+        }
+    }
+
     @Test
     void sameBitsEveryRunAndAfterWarmUp() {
         Case p = new Case(new Random(seed), 2, 64, 100);
