@@ -74,7 +74,7 @@ public final class CpuBackend implements Backend {
     public Bf16Products bf16Products() { return bf16Products; }
 
     @Override public String name() {
-        return "cpu (" + openblas.OPENBLAS_VERSION.trim() + ", " + Runtime.getRuntime().availableProcessors() + " cores, bf16 products: "
+        return "cpu (" + openblas.OPENBLAS_VERSION.trim() + ", " + CpuPool.threads() + " threads, bf16 products: "
                 + (bf16Products == Bf16Products.ONEDNN ? "oneDNN " + Bf16Matmul.isa() : "widened into sgemm") + ")";
     }
 

@@ -89,6 +89,7 @@ final class CpuMath {
      * gradients is 193M elements).
      */
     static double sumOfSquares(float[] xs, int n) {
+        assert 2 * DOUBLES.length() == SPECIES.length() : "the two double halves must cover one float load";
         DoubleVector lo = DoubleVector.zero(DOUBLES), hi = DoubleVector.zero(DOUBLES);
         int i = 0;
         for (int end = SPECIES.loopBound(n); i < end; i += SPECIES.length()) {

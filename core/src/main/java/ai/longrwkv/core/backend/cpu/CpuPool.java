@@ -17,9 +17,11 @@ import java.util.function.Supplier;
  * (busy, then yielding the core to any other runnable thread), and parks only after that.
  *
  * <p>Tasks are handed out in index order from a shared counter; which thread runs a task never changes what it
- * computes (tasks write disjoint outputs, partial sums are combined by the caller in task order), so results are the
- * same bits on any number of threads. A loop started from inside a task, or while another thread's loop holds the
- * pool, runs its tasks on the calling thread.
+ * computes (tasks write disjoint outputs, partial sums are combined by the caller in task order), so a loop whose task
+ * count does not depend on the thread count gives the same bits on any number of threads (the backend's elementwise,
+ * row-wise and WKV ops: CpuThreadIndependenceTest). Products are cut by the thread count ({@link Sgemm}), so a whole
+ * training run is reproducible for a given thread count. A loop started from inside a task, or while another thread's
+ * loop holds the pool, runs its tasks on the calling thread.
  */
 final class CpuPool {
     /**
@@ -58,7 +60,10 @@ final class CpuPool {
                     try {
                         body.accept(i);
                     } catch (Throwable t) {
-                        if (error == null) error = t;
+                        synchronized (this) {
+                            if (error == null) error = t;
+                            else if (error != t) error.addSuppressed(t);
+                        }
                     }
                     done.incrementAndGet();
                 }
@@ -122,8 +127,11 @@ final class CpuPool {
         current.run(tasks, body);
     }
 
-    /** Runs {@code work} with the backend's loops on a pool of {@code threads} threads (tests: thread independence). */
-    static <T> T withThreads(int threads, Supplier<T> work) {
+    /**
+     * Runs {@code work} with the backend's loops on a pool of {@code threads} threads (tests: thread independence).
+     * Not for concurrent use: it swaps the one pool every backend uses.
+     */
+    static synchronized <T> T withThreads(int threads, Supplier<T> work) {
         CpuPool before = current, pool = new CpuPool(threads);
         current = pool;
         try {
@@ -145,8 +153,9 @@ final class CpuPool {
             for (int i = 0; i < tasks; i++) body.accept(i);
             return;
         }
-        Loop l = new Loop(tasks, body);
+        Loop l;
         try {
+            l = new Loop(tasks, body);
             loop = l;
             for (Worker w : workers) if (w.parked) LockSupport.unpark(w);
             l.work();
@@ -154,8 +163,8 @@ final class CpuPool {
                 if (spins < 1000) Thread.onSpinWait();
                 else Thread.yield();
             }
-            loop = null;
         } finally {
+            loop = null;
             submit.unlock();
         }
         Throwable e = l.error;

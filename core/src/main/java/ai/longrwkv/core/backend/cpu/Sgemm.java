@@ -16,7 +16,8 @@ import org.bytedeco.openblas.global.openblas;
  * runs). Changing OpenBLAS's thread count per call is no way out: openblas_set_num_threads took ~0.23 ms a call.
  *
  * <p>Determinism: the cut depends only on the shape and the thread count ({@link CpuPool}), and each element of C is
- * computed by one sgemm call over the whole k, so a run is the same bits every time with the same thread count. Not
+ * computed by one sgemm call (over the whole k, except where the bf16 widening path of CpuBackend.matmul accumulates
+ * over blocks of k, in a fixed order), so a run is the same bits every time with the same thread count. Not
  * across thread counts: OpenBLAS rounds the rows of a 112-row block differently from the same rows of a 203-row call
  * (SgemmAndPoolTest found it), as its own threads, which cut products by their count, did before.
  */
@@ -36,7 +37,7 @@ final class Sgemm {
      */
     static final boolean OPENBLAS_THREADS = Boolean.getBoolean("longrwkv.sgemm.openblasThreads");
 
-    private static boolean singleThreaded;
+    private static volatile boolean singleThreaded;
 
     private static synchronized void init() {
         if (singleThreaded) return;
@@ -67,7 +68,7 @@ final class Sgemm {
             openblas.cblas_sgemm(openblas.CblasRowMajor, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
             return;
         }
-        int per = (dim / parts + ALIGN - 1) / ALIGN * ALIGN;
+        int per = ((dim + parts - 1) / parts + ALIGN - 1) / ALIGN * ALIGN;   // ceil(dim / parts), aligned up: covers dim
         Blocks.parallelFor(parts, p -> {
             int start = p * per, len = Math.min(per, dim - start);
             if (len <= 0) return;

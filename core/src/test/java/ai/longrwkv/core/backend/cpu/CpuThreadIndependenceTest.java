@@ -13,7 +13,8 @@ import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 /**
  * The CPU backend's parallel ops split their work into fixed blocks and add per-block partial sums in block order, so a
  * run gives the same bits on one thread as on many (the exact-resume guarantee and the single-threaded demo rely on
- * it). Runs every op with a partial reduction, and the elementwise ones, on a 1-thread and a 5-thread pool.
+ * it). Runs every op with a partial reduction, and the elementwise ones, on a 1-thread and a 5-thread pool. Not the
+ * matrix products: they are cut by the thread count (Sgemm), so a run is reproducible for a given thread count.
  */
 class CpuThreadIndependenceTest {
 

@@ -35,8 +35,9 @@ class SgemmAndPoolTest {
     @Test
     void blocksGiveTheSameBitsAsOneCallAndMatchTheReference() {
         Random rnd = new Random(7);
-        // shapes of the model (rows > cols and cols > rows, so both cuts run), sizes that leave partial blocks
-        int[][] shapes = {{203, 96, 70}, {64, 333, 129}, {300, 128, 128}, {37, 500, 64}};
+        // shapes of the model (rows > cols and cols > rows, so both cuts run), sizes that leave partial blocks, and
+        // sizes (32j + 1, 48j + 1 rows) whose blocks once stopped short of the last row or column (review found it)
+        int[][] shapes = {{203, 96, 70}, {64, 333, 129}, {300, 128, 128}, {37, 500, 64}, {33, 8, 64}, {8, 33, 64}, {1025, 48, 24}, {97, 16, 8}};
         for (int[] s : shapes) {
             int m = s[0], n = s[1], k = s[2];
             for (int t = 0; t < 4; t++) {
