@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# LongRWKV demo: what carrying the state AND its gradient across chunks buys, on a CPU, in about four to five minutes
-# (3 min 56 s measured on 2 cores).
+# LongRWKV demo: what carrying the state AND its gradient across chunks buys, on a CPU, in two to four minutes
+# (2 min 19 s measured on 2 cores).
 #
 #   scripts/demo.sh [OUT_DIR]        (default ./demo-out)
 #
