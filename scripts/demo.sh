@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# LongRWKV demo: what carrying the state AND its gradient across chunks buys, on a CPU, in two to four minutes
+# LongRWKV demo: what carrying the state AND its gradient across chunks buys, on a CPU, in two to three minutes
 # (2 min 19 s measured on 2 cores).
 #
 #   scripts/demo.sh [OUT_DIR]        (default ./demo-out)
