@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # LongRWKV roleplay demo: does a character remember what the user said many chunks ago? Full BPTT against truncated
-# BPTT on long synthetic roleplay chats, measured with `eval persona`, on a CPU, in about eight minutes (7 min 34 s
-# measured on the 2-core development machine, shared with other jobs).
+# BPTT on long synthetic roleplay chats, measured with `eval persona`, on a CPU, in two to four minutes (2 min 03 s
+# measured on the 2-core development machine, nothing else running; README: how much its result varies by run).
 #
 #   scripts/roleplay-demo.sh [OUT_DIR]        (default ./roleplay-demo-out)
 #
