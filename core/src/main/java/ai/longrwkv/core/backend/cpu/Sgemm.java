@@ -48,18 +48,14 @@ final class Sgemm {
 
     static void gemm(boolean transA, boolean transB, int m, int n, int k, float alpha, FloatPointer a, int lda,
                      FloatPointer b, int ldb, float beta, FloatPointer c, int ldc) {
-        if (OPENBLAS_THREADS) {
-            openblas.cblas_sgemm(openblas.CblasRowMajor, transA ? openblas.CblasTrans : openblas.CblasNoTrans,
-                    transB ? openblas.CblasTrans : openblas.CblasNoTrans, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
-            return;
-        }
-        gemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, 2.0 * m * n * k < SPLIT_FLOPS ? 1 : CpuPool.threads());
+        int parts = OPENBLAS_THREADS || 2.0 * m * n * k < SPLIT_FLOPS ? 1 : CpuPool.threads();
+        gemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, parts);
     }
 
-    /** As above, cut into at most {@code parts} blocks (tests: the bits do not depend on it). */
+    /** As above, cut into at most {@code maxParts} blocks (tests: every cut matches the reference, call after call). */
     static void gemm(boolean transA, boolean transB, int m, int n, int k, float alpha, FloatPointer a, int lda,
                      FloatPointer b, int ldb, float beta, FloatPointer c, int ldc, int maxParts) {
-        if (!singleThreaded) init();
+        if (!singleThreaded && !OPENBLAS_THREADS) init();
         int ta = transA ? openblas.CblasTrans : openblas.CblasNoTrans, tb = transB ? openblas.CblasTrans : openblas.CblasNoTrans;
         boolean splitRows = m >= n;
         int dim = splitRows ? m : n;
