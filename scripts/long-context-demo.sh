@@ -21,14 +21,17 @@
 #      d. once more over prompts of 4k..32k tokens (the lengths where the model is learning; cheaper per update)
 #      e. once more over prompts of 256..32k tokens: c and d alone cost accuracy at <= 2k (their prompts are >= 2k),
 #         and short prompts alone (no state passing) bring 256..2k back to 1.00 but lose 8k-16k; the mix keeps both
+#      f. once more over prompts of 1k..64k tokens, then (g) of 256..128k at a lower learning rate (2e-5: at 1e-4 a
+#         fresh optimizer first lost accuracy at 8k-16k before it gained); each moved the range out by about a doubling
 #    So every backward pass covers at most 2048 tokens ("trained on sequences of <= 2k tokens"); what the stream
 #    stages add is the state a 2k-token window starts from in a longer document (Buitrago and Gu's state passing)
 # 4. eval passkey, lengths 256..128k x depths 0..100%, untrained / truncated / full: table and heatmaps
 # 5. needle in real text: eval passkey --haystack (GPL-3, Apache-2.0, MPL-2.0, GFDL-1.3 from /usr/share/common-licenses)
 # 6. position loss on held-out licences of byte LMs trained (full vs truncated) on the other licences
 #
-# No downloads, no GPU. DEMO_* variables change the sizes; DEMO_REUSE=1 keeps trained models already in OUT_DIR
-# (to redo the evaluations); LONGRWKV may name another longrwkv command.
+# No downloads, no GPU. DEMO_* variables change the sizes; DEMO_REUSE=1 keeps trained models
+# already in OUT_DIR, each of full and truncated on its own (to redo the evaluations, or to run stages added since);
+# LONGRWKV may name another longrwkv command.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -50,6 +53,10 @@ frontier_count="${DEMO_FRONTIER_COUNT:-250}"         # stage 3d: prompts per len
 frontier_lr="${DEMO_FRONTIER_LR:-1e-4}"
 mix_count="${DEMO_MIX_COUNT:-150}"                   # stage 3e: prompts per length 256,512,..,32k (0 = skip)
 mix_lr="${DEMO_MIX_LR:-1e-4}"
+to64k_count="${DEMO_TO64K_COUNT:-300}"             # stage 3f: prompts per length 1k,2k,..,64k (0 = skip)
+to64k_lr="${DEMO_TO64K_LR:-1e-4}"
+to128k_count="${DEMO_TO128K_COUNT:-300}"           # stage 3g: prompts per length 256,512,..,128k (0 = skip)
+to128k_lr="${DEMO_TO128K_LR:-2e-5}"
 eval_lengths="${DEMO_EVAL_LENGTHS:-256,512,1k,2k,4k,8k,16k,32k,64k,128k}"
 eval_depths="${DEMO_EVAL_DEPTHS:-0,25,50,75,100}"
 trials="${DEMO_TRIALS:-8}"
@@ -74,19 +81,23 @@ one_core() {   # a training run on one core (two go side by side)
 }
 side_by_side() {   # side_by_side NAME CMD...: runs CMD with MODE=full and MODE=truncated at once, logs in NAME-MODE.log
   local name="$1"; shift
-  local pids=() mode
-  if [ -n "${DEMO_REUSE:-}" ] && [ -f "$out/$name-full/rwkv-final.pth" ] && [ -f "$out/$name-truncated/rwkv-final.pth" ]; then
-    echo "   DEMO_REUSE: keeping $out/$name-{full,truncated}/rwkv-final.pth"
-    return
-  fi
-  set -m
+  local pids=() modes=() mode
   for mode in full truncated; do
+    if [ -n "${DEMO_REUSE:-}" ] && [ -f "$out/$name-$mode/rwkv-final.pth" ]; then
+      echo "   DEMO_REUSE: keeping $out/$name-$mode/rwkv-final.pth"
+    else
+      modes+=("$mode")
+    fi
+  done
+  [ ${#modes[@]} -eq 0 ] && return
+  set -m
+  for mode in "${modes[@]}"; do
     ( MODE=$mode; eval "one_core $*" > "$out/$name-$mode.log" 2>&1 ) & pids+=($!)
   done
   set +m
-  trap 'kill -TERM -- -${pids[0]} -${pids[1]} 2>/dev/null; exit 130' INT TERM
+  trap 'for p in "${pids[@]}"; do kill -TERM -- -$p 2>/dev/null; done; exit 130' INT TERM
   local i=0
-  for mode in full truncated; do
+  for mode in "${modes[@]}"; do
     if ! wait "${pids[$i]}"; then
       echo "$name ($mode) failed; the end of $out/$name-$mode.log:" >&2
       tail -n 20 "$out/$name-$mode.log" >&2
@@ -117,6 +128,10 @@ rm -f "$out/data/passkey.mask" "$out/data/passkey-long.mask"
     --count "$frontier_count" --seed "$((seed + 3))" --train-end --out "$out/data/passkey-32k"
 [ "$mix_count" -gt 0 ] && run data synth passkey --tokenizer bytes --lengths 256,512,1024,2048,4096,8192,16384,32768 \
     --count "$mix_count" --seed "$((seed + 10))" --train-end --out "$out/data/passkey-mix"
+[ "$to64k_count" -gt 0 ] && run data synth passkey --tokenizer bytes --lengths 1024,2048,4096,8192,16384,32768,65536 \
+    --count "$to64k_count" --seed "$((seed + 20))" --train-end --out "$out/data/passkey-to64k"
+[ "$to128k_count" -gt 0 ] && run data synth passkey --tokenizer bytes --lengths 256,512,1024,2048,4096,8192,16384,32768,65536,131072 \
+    --count "$to128k_count" --seed "$((seed + 30))" --train-end --out "$out/data/passkey-to128k"
 took
 
 say "3a/6 training full and truncated BPTT side by side: $curriculum_steps steps, prompts <= 512 tokens for $short_steps, then <= 2048"
@@ -156,6 +171,16 @@ fi
 if [ "$mix_count" -gt 0 ]; then   # pieces per prompt: 1, 1, 1, 1, 2, 4, 8, 16
   say "3e/6 document stream of prompts of 256..32k tokens ($mix_count per length), only the answer trained: $((mix_count * 34)) pieces"
   answer_stream mix "$out/data/passkey-mix" "$((mix_count * 34))" "$mix_lr" 100 "$((seed + 3))"
+  took
+fi
+if [ "$to64k_count" -gt 0 ]; then   # pieces per prompt: 1, 1, 2, 4, 8, 16, 32
+  say "3f/6 document stream of prompts of 1k..64k tokens ($to64k_count per length), only the answer trained: $((to64k_count * 64)) pieces"
+  answer_stream to64k "$out/data/passkey-to64k" "$((to64k_count * 64))" "$to64k_lr" 100 "$((seed + 20))"
+  took
+fi
+if [ "$to128k_count" -gt 0 ]; then   # pieces per prompt: 1, 1, 1, 1, 2, 4, 8, 16, 32, 64
+  say "3g/6 document stream of prompts of 256..128k tokens ($to128k_count per length), only the answer trained, lr $to128k_lr: $((to128k_count * 130)) pieces"
+  answer_stream to128k "$out/data/passkey-to128k" "$((to128k_count * 130))" "$to128k_lr" 100 "$((seed + 30))"
   took
 fi
 
@@ -222,7 +247,8 @@ header() {   # header SUMMARY: the lengths, as 256 .. 128k
   echo "passkey retrieval (eval passkey, $trials new keys x depths $eval_depths % per length), L2-C64 bytes model"
   echo "trained on sequences of <= 2048 tokens (every backward pass) in chunks of $chunk: $curriculum_steps curriculum steps on prompts <= 2048,"
   echo "then 2048-token pieces of longer prompts with the state carried: $stream_steps pieces (<= 16k, every token trained),"
-  echo "$((long_count * 127)) pieces ($((long_count * 7)) prompts of 2k..128k), $((frontier_count * 30)) ($((frontier_count * 4)) of 4k..32k), $((mix_count * 34)) ($((mix_count * 8)) of 256..32k), answer trained"
+  echo "$((long_count * 127)) pieces ($((long_count * 7)) prompts of 2k..128k), $((frontier_count * 30)) ($((frontier_count * 4)) of 4k..32k), $((mix_count * 34)) ($((mix_count * 8)) of 256..32k),"
+  echo "$((to64k_count * 64)) ($((to64k_count * 7)) of 1k..64k), $((to128k_count * 130)) ($((to128k_count * 10)) of 256..128k), answer trained"
   header "$out/eval-full/summary.csv"
   for m in untrained truncated full; do row "$out/eval-$m/summary.csv" 4 '%7.2f' "$m: worst depth" min; done
   for m in untrained truncated full; do row "$out/eval-$m/summary.csv" 4 '%7.2f' "$m: mean over depths" mean; done
@@ -249,4 +275,4 @@ echo "  eval-{untrained,truncated,full}/heatmap.png    passkey accuracy by lengt
 echo "  eval-haystack-{full,truncated}/heatmap.png     the same on licence text"
 echo "  position-loss/position-loss.png, .csv          loss by position on held-out licences"
 echo "  decay-full.txt                                 the full model's time_decay as memory lengths"
-echo "  curriculum-*/, stream-*/, long-*/, frontier-*/, mix-*/, lm-*/  training runs (metrics.jsonl, loss.png, rwkv-final.pth)"
+echo "  curriculum-*/, stream-*/, long-*/, frontier-*/, mix-*/, to64k-*/, to128k-*/, lm-*/  training runs (metrics.jsonl, loss.png, rwkv-final.pth)"

@@ -7,7 +7,7 @@ import picocli.CommandLine.Command;
 @Command(name = "eval", mixinStandardHelpOptions = true,
         description = {"Long-context evaluation at any length with constant memory.",
                 "Prompts are prefilled in chunks with the state carried, so memory does not grow with the prompt length."},
-        subcommands = {EvalPasskeyCommand.class, EvalNiahCommand.class, EvalPositionLossCommand.class, EvalPersonaCommand.class})
+        subcommands = {EvalPasskeyCommand.class, EvalNiahCommand.class, EvalPositionLossCommand.class, EvalPersonaCommand.class, EvalStateGrowthCommand.class})
 public final class EvalCommand implements Runnable {
     @CommandLine.Spec
     CommandLine.Model.CommandSpec spec;
