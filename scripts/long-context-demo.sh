@@ -196,6 +196,11 @@ evaluate untrained "$out/init.safetensors" "untrained model"
 evaluate truncated "$final_truncated" "truncated BPTT"
 evaluate full "$final_full" "full BPTT"
 run inspect --decay "$final_full" | sed -n '/^time_decay/,$p' > "$out/decay-full.txt"
+# what the key leaves in each layer's state after 1k..128k tokens of filler, as a share of the state
+for m in full truncated; do
+  model="$final_full"; [ $m = truncated ] && model="$final_truncated"
+  run eval state-growth --model "$model" --label "$m BPTT" --out "$out/state-growth-$m" > "$out/state-growth-$m.txt"
+done
 took
 
 say "5/6 needle in real text: the same prompt, filler from $licenses/{GPL-3,Apache-2.0,MPL-2.0,GFDL-1.3}"
@@ -275,4 +280,5 @@ echo "  eval-{untrained,truncated,full}/heatmap.png    passkey accuracy by lengt
 echo "  eval-haystack-{full,truncated}/heatmap.png     the same on licence text"
 echo "  position-loss/position-loss.png, .csv          loss by position on held-out licences"
 echo "  decay-full.txt                                 the full model's time_decay as memory lengths"
+echo "  state-growth-{full,truncated}.txt              the key's share of each layer's state after 1k..128k tokens of filler"
 echo "  curriculum-*/, stream-*/, long-*/, frontier-*/, mix-*/, to64k-*/, to128k-*/, lm-*/  training runs (metrics.jsonl, loss.png, rwkv-final.pth)"
