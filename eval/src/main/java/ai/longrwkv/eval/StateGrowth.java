@@ -45,16 +45,16 @@ public final class StateGrowth {
         int layers = model.config().nLayer(), n = model.config().headSize();
         List<Row> rows = new ArrayList<>();
         try (RwkvState a = initial.copy(be); RwkvState b = initial.copy(be)) {
-            feed(model, promptA, a, chunkLen, progress);
-            feed(model, promptB, b, chunkLen, progress);
+            Prefill.run(model, promptA, a, chunkLen, progress);
+            Prefill.run(model, promptB, b, chunkLen, progress);
             int at = promptA.length, used = 0;
             for (int cp : checkpoints) {
                 if (cp <= at || cp - promptA.length > filler.length) {
                     throw new IllegalArgumentException("checkpoint " + cp + " is outside (" + at + ", " + (promptA.length + filler.length) + "]");
                 }
                 int[] piece = Arrays.copyOfRange(filler, used, cp - promptA.length);
-                feed(model, piece, a, chunkLen, progress);
-                feed(model, piece, b, chunkLen, progress);
+                Prefill.run(model, piece, a, chunkLen, progress);   // advances the state; its logits are not needed
+                Prefill.run(model, piece, b, chunkLen, progress);
                 used += piece.length;
                 at = cp;
                 for (int l = 0; l < layers; l++) {
@@ -86,13 +86,5 @@ public final class StateGrowth {
             for (int c = 0; c < out[l].length; c++) out[l][c] = Math.exp(timeDecay[l][c]) * length <= Math.log(2);
         }
         return out;
-    }
-
-    private static void feed(Rwkv5Model model, int[] tokens, RwkvState state, int chunkLen, LongConsumer progress) {
-        for (int from = 0; from < tokens.length; from += chunkLen) {
-            int to = Math.min(tokens.length, from + chunkLen);
-            model.forward(Arrays.copyOfRange(tokens, from, to), state, false, false).close();
-            if (progress != null) progress.accept(to - from);
-        }
     }
 }
