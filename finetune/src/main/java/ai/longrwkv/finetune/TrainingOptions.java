@@ -49,6 +49,19 @@ public final class TrainingOptions {
             + " continues from it). Documents longer than --ctx-len are trained as consecutive pieces when the state is carried.")
     public boolean carryAcrossDocuments;
 
+    @Option(names = "--prefix-grad", defaultValue = "none", paramLabel = "none|stationary",
+            description = "With --carry-state stop --bptt full: stationary estimates the gradient the stop cuts off, for a piece that continues a"
+                    + " document whose earlier part is like the piece's own text before its trained tokens (filler before a question): at the last"
+                    + " chunk boundary --prefix-grad-margin tokens before the first trained token, each key channel's state gradient is multiplied by"
+                    + " its decayed count of writes over the whole document so far over that over the piece, (1-w^(b+P))/(1-w^b): (b+P)/b where"
+                    + " it never decays, 1 where it forgets within the piece. An approximation, exact only for stationary text (default: ${DEFAULT-VALUE}).")
+    public String prefixGrad;
+
+    @Option(names = "--prefix-grad-margin", defaultValue = "64", paramLabel = "TOKENS",
+            description = "With --prefix-grad stationary: tokens before the first trained one that are not like the prefix (the question); the"
+                    + " estimate starts at the last chunk boundary before them (default: ${DEFAULT-VALUE}).")
+    public int prefixGradMargin;
+
     @Option(names = "--chunk-len", defaultValue = "1024", description = "Tokens per BPTT chunk; memory grows with this, not with --ctx-len (default: ${DEFAULT-VALUE}).")
     public int chunkLen;
 
@@ -192,6 +205,12 @@ public final class TrainingOptions {
         if (carry == CarryState.FLOW && BpttMode.parse(bptt) != BpttMode.FULL) {
             throw new IllegalArgumentException("--carry-state flow needs --bptt full (truncated BPTT stops the gradient at every chunk end); use --carry-state stop");
         }
+        boolean stationary = prefixGradStationary();
+        if (stationary && (carry != CarryState.STOP || BpttMode.parse(bptt) != BpttMode.FULL)) {
+            throw new IllegalArgumentException("--prefix-grad stationary needs --carry-state stop and --bptt full (it stands in for the gradient"
+                    + " the stop cuts off), got --carry-state " + carry.cliName() + " --bptt " + bptt);
+        }
+        if (prefixGradMargin < 0) throw new IllegalArgumentException("--prefix-grad-margin must be >= 0, got " + prefixGradMargin);
         if ((steps == null) == (tokens == null)) throw new IllegalArgumentException("give exactly one of --steps or --tokens");
         if (steps != null && steps < 1) throw new IllegalArgumentException("--steps must be >= 1, got " + steps);
         if (tokens != null && tokens < 1) throw new IllegalArgumentException("--tokens must be >= 1, got " + tokens);
@@ -311,7 +330,16 @@ public final class TrainingOptions {
         long w = warmup != null ? warmup : defaultWarmup;
         return new Trainer.Config(mode, chunkLen, BpttMode.parse(bptt), microBatch, gradAccum, total,
                 new LrSchedule(lr, lrFinal, Math.min(w, total), total, LrSchedule.Kind.parse(schedule)),
-                weightDecay, gradClip, !noL2wrap, skipNonFinite, carry(), carryAcrossDocuments);
+                weightDecay, gradClip, !noL2wrap, skipNonFinite, carry(), carryAcrossDocuments, prefixGradStationary() ? prefixGradMargin : -1);
+    }
+
+    private boolean prefixGradStationary() {
+        String p = prefixGrad == null ? "none" : prefixGrad;
+        return switch (p) {
+            case "none" -> false;
+            case "stationary" -> true;
+            default -> throw new IllegalArgumentException("--prefix-grad must be none or stationary, got '" + p + "'");
+        };
     }
 
     private CarryState carry() {

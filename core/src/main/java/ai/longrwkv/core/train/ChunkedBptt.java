@@ -21,10 +21,26 @@ import java.util.Arrays;
  */
 public final class ChunkedBptt {
 
-    /** Options. {@code l2Wrap}: add RWKV-LM's L2Wrap gradient (factor 1e-4 / sequence length, as its 1e-4/(B*T)). */
-    public record Options(int chunkLen, BpttMode mode, boolean l2Wrap) {
+    /**
+     * Options. {@code l2Wrap}: add RWKV-LM's L2Wrap gradient (factor 1e-4 / sequence length, as its 1e-4/(B*T)).
+     * {@code prefixGradient}: scale the WKV state gradient at one chunk boundary ({@link PrefixGradient}; null: none;
+     * FULL mode, a sequence without state resets).
+     */
+    public record Options(int chunkLen, BpttMode mode, boolean l2Wrap, PrefixGradient prefixGradient) {
         public Options {
             if (chunkLen < 1) throw new IllegalArgumentException("chunk length must be >= 1, got " + chunkLen);
+            if (prefixGradient != null && (mode != BpttMode.FULL || prefixGradient.boundary() % chunkLen != 0)) {
+                throw new IllegalArgumentException("a prefix gradient needs full BPTT and a boundary at a chunk start, got "
+                        + mode + " and token " + prefixGradient.boundary() + " with chunks of " + chunkLen);
+            }
+        }
+
+        public Options(int chunkLen, BpttMode mode, boolean l2Wrap) {
+            this(chunkLen, mode, l2Wrap, null);
+        }
+
+        Options withPrefixGradient(PrefixGradient g) {
+            return new Options(chunkLen, mode, l2Wrap, g);
         }
     }
 
@@ -71,6 +87,9 @@ public final class ChunkedBptt {
         float[] weights = seq.lossWeights();
         float l2 = opt.l2Wrap() ? (float) (1e-4 / seq.length()) : 0f;
         int[] starts = seq.segmentStarts();
+        if (opt.prefixGradient() != null && starts.length > 1) {
+            throw new IllegalArgumentException("a prefix gradient needs a sequence without state resets");
+        }
         double loss = 0;
         RwkvState finalState = null, initGrad = null;
         for (int i = 0; i < starts.length; i++) {
@@ -148,6 +167,10 @@ public final class ChunkedBptt {
                 boundary[k] = null;
                 try (Rwkv5Model.Activations acts = model.forward(slice(seg.tokens(), k, c), st, true, false)) {
                     loss += model.backward(acts, targets(seg, k, c, acts.length(), l2), dState, grads, slices(be, sink, seg, k, c, acts.length()));
+                }
+                // dState is now the gradient at token k*c: where the piece's prefix-like part ends, stand in for the prefix
+                if (opt.prefixGradient() != null && k > 0 && k * c == opt.prefixGradient().boundary()) {
+                    opt.prefixGradient().apply(be, model.config(), dState);
                 }
                 if (k == chunks - 1) finalState = st; else st.close();
             }

@@ -82,6 +82,12 @@ public record TokenSequence(int[] tokens, int[] targets, float[] mask, int[] res
         return n;
     }
 
+    /** The first position whose loss counts (see {@link #lossPositions}); the length when there is none. */
+    public int firstLossPosition() {
+        for (int t = 0; t < tokens.length; t++) if (targets[t] >= 0 && mask[t] != 0f) return t;
+        return tokens.length;
+    }
+
     /**
      * Per-position weights of the mean cross-entropy over the whole sequence: mask / (number of loss positions),
      * so that summing chunk losses gives the sequence mean whatever the chunk length.

@@ -62,10 +62,13 @@ public final class Trainer implements AutoCloseable {
      *              within a step only: each step's first sequence starts from the tuned state, which is what is trained
      * @param carryAcrossDocuments carry also into a sequence that does not continue the one before (a new document):
      *              Buitrago and Gu's state passing; false: only within a document stream ({@link SequenceSource#continuesPrevious})
+     * @param prefixGradMargin {@code --prefix-grad stationary}: with --carry-state stop, a piece that continues a document
+     *              has the gradient its prefix would have had estimated ({@link PrefixGradient}) at the last chunk boundary
+     *              at least this many tokens before its first trained token; -1: off
      */
     public record Config(Mode mode, int chunkLen, BpttMode bptt, int microBatch, int gradAccum, long steps,
                          LrSchedule lr, double weightDecay, double gradClip, boolean l2Wrap, int skipNonFinite, CarryState carry,
-                         boolean carryAcrossDocuments) {
+                         boolean carryAcrossDocuments, int prefixGradMargin) {
         public Config {
             if (microBatch < 1 || gradAccum < 1) throw new IllegalArgumentException("--micro-batch and --grad-accum must be >= 1");
             if (steps < 1) throw new IllegalArgumentException("--steps must be >= 1");
@@ -74,6 +77,18 @@ public final class Trainer implements AutoCloseable {
                 throw new IllegalArgumentException("--carry-state flow needs --bptt full (truncated BPTT stops the gradient at every chunk end,"
                         + " so none could cross a sequence boundary); use --carry-state stop");
             }
+            if (prefixGradMargin >= 0 && (carry != CarryState.STOP || bptt != BpttMode.FULL || mode == Mode.STATE)) {
+                throw new IllegalArgumentException("--prefix-grad stationary needs --carry-state stop and --bptt full (it stands in for the"
+                        + " gradient the stop cuts off; state tuning carries no state across steps), got --carry-state " + carry.cliName()
+                        + " --bptt " + bptt.name().toLowerCase(java.util.Locale.ROOT) + (mode == Mode.STATE ? " in state tuning" : ""));
+            }
+        }
+
+        /** Without a prefix-gradient estimate. */
+        public Config(Mode mode, int chunkLen, BpttMode bptt, int microBatch, int gradAccum, long steps,
+                      LrSchedule lr, double weightDecay, double gradClip, boolean l2Wrap, int skipNonFinite, CarryState carry,
+                      boolean carryAcrossDocuments) {
+            this(mode, chunkLen, bptt, microBatch, gradAccum, steps, lr, weightDecay, gradClip, l2Wrap, skipNonFinite, carry, carryAcrossDocuments, -1);
         }
 
         /** State passing across documents too (when carry is not OFF). */
@@ -106,7 +121,8 @@ public final class Trainer implements AutoCloseable {
         String fingerprint(int ranks) {
             return mode + " chunk=" + chunkLen + " bptt=" + bptt + " micro=" + (long) microBatch * ranks + " accum=" + gradAccum
                     + " lr=" + lr.lrInit() + " lr_final=" + lr.lrFinal() + " warmup=" + lr.warmupSteps() + " schedule=" + lr.kind()
-                    + " wd=" + weightDecay + " clip=" + gradClip + " l2wrap=" + l2Wrap + (carry == CarryState.OFF ? "" : " carry=" + carry.cliName() + (carryAcrossDocuments ? "+documents" : ""));
+                    + " wd=" + weightDecay + " clip=" + gradClip + " l2wrap=" + l2Wrap + (carry == CarryState.OFF ? "" : " carry=" + carry.cliName() + (carryAcrossDocuments ? "+documents" : ""))
+                    + (prefixGradMargin < 0 ? "" : " prefix_grad=stationary/" + prefixGradMargin);
         }
     }
 
@@ -399,6 +415,18 @@ public final class Trainer implements AutoCloseable {
     private record StreamLoss(double lossSum, int used, long tokens) { }
 
     /**
+     * --prefix-grad: how many tokens of its document come before sequence {@code index} (the lengths of the sequences it
+     * continues, back to the document's first). Counted from the data, so a resumed run gets the same numbers.
+     */
+    private long prefixTokens(long index) {
+        long tokens = 0;
+        for (long i = index; i > 0 && data.continuesPrevious(i); i--) {
+            tokens += data.sequence(i - 1).length();
+        }
+        return tokens;
+    }
+
+    /**
      * --carry-state: the step's sequences as one stream, each starting from the final state of the one before (the
      * first from the state the previous step left, or the initial state). A sequence with no trained target still
      * passes its state on. FLOW: a forward pass finds each sequence's initial state, then the sequences are trained
@@ -436,7 +464,13 @@ public final class Trainer implements AutoCloseable {
                     tokens += seqs[i].length();
                     continue;
                 }
-                ChunkedBptt.Result r = ChunkedBptt.run(model, seqs[i], start, grads, opt, stateGrad && (i == 0 || !continues[i]), null);
+                ChunkedBptt.Options o = opt;
+                if (cfg.prefixGradMargin() >= 0) {   // within a document only: a new one's state says nothing of this one
+                    long index = step * micro + i;
+                    o = opt.withPrefixGradient(PrefixGradient.stationary(model, prefixTokens(index),
+                            PrefixGradient.boundaryBefore(seqs[i].firstLossPosition(), cfg.prefixGradMargin(), cfg.chunkLen())));
+                }
+                ChunkedBptt.Result r = ChunkedBptt.run(model, seqs[i], start, grads, o, stateGrad && (i == 0 || !continues[i]), null);
                 start.close();
                 start = r.finalState();
                 if (trained) {
