@@ -199,7 +199,7 @@ run inspect --decay "$final_full" | sed -n '/^time_decay/,$p' > "$out/decay-full
 # what the key leaves in each layer's state after 1k..128k tokens of filler, as a share of the state
 for m in full truncated; do
   model="$final_full"; [ $m = truncated ] && model="$final_truncated"
-  run eval state-growth --model "$model" --label "$m BPTT" --out "$out/state-growth-$m" > "$out/state-growth-$m.txt"
+  run eval state-growth --model "$model" --label "$m BPTT" --per-head --out "$out/state-growth-$m" > "$out/state-growth-$m.txt"
 done
 took
 

@@ -40,6 +40,10 @@ final class EvalStateGrowthCommand implements Callable<Integer> {
     @Option(names = "--seed", defaultValue = "1", description = "Random seed of the two keys and the filler (default: ${DEFAULT-VALUE}).")
     long seed;
 
+    @Option(names = "--per-head", description = "Also a row per head after each layer's row of all heads (ln_x normalises each head"
+            + " on its own, so a head's share is what its readout sees).")
+    boolean perHead;
+
     @Option(names = "--out", paramLabel = "DIR", description = "Also write DIR/state-growth.csv.")
     Path out;
 
@@ -71,7 +75,7 @@ final class EvalStateGrowthCommand implements Callable<Integer> {
             boolean[][] longChannel = StateGrowth.longChannels(decay, longest);
             List<StateGrowth.Row> rows;
             try (ProgressBar bar = Progress.bar("state-growth " + m.label, 2L * longest, "tok")) {
-                rows = StateGrowth.measure(m.model, m.initial, a, b, filler, checkpoints, longChannel, modelOptions.chunkLen, bar::stepBy);
+                rows = StateGrowth.measure(m.model, m.initial, a, b, filler, checkpoints, longChannel, modelOptions.chunkLen, bar::stepBy, perHead);
             }
             System.out.printf("%s: keys %d and %d, filler %s; long-memory channels: w^%d >= 1/2%n", m.label, keyA, keyB, hay.name(), longest);
             for (int l = 0; l < layers; l++) {
@@ -79,12 +83,14 @@ final class EvalStateGrowthCommand implements Callable<Integer> {
                 for (boolean x : longChannel[l]) if (x) count++;
                 System.out.printf("  layer %d: %d of %d key channels long%n", l, count, longChannel[l].length);
             }
-            System.out.printf("%8s %5s %12s %12s %9s %12s %12s %9s%n", "tokens", "layer", "|S| long", "key long", "share", "|S| short", "key short", "share");
-            StringBuilder csv = new StringBuilder("tokens,layer,long_norm,long_key,long_share,short_norm,short_key,short_share\n");
+            String headCol = perHead ? String.format("%5s ", "head") : "";
+            System.out.printf("%8s %5s %s%12s %12s %9s %12s %12s %9s%n", "tokens", "layer", headCol, "|S| long", "key long", "share", "|S| short", "key short", "share");
+            StringBuilder csv = new StringBuilder("tokens,layer,head,long_norm,long_key,long_share,short_norm,short_key,short_share\n");
             for (StateGrowth.Row r : rows) {
-                System.out.printf(Locale.ROOT, "%8s %5d %12.4g %12.4g %9.2e %12.4g %12.4g %9.2e%n", Lengths.format(r.tokens()), r.layer(),
-                        r.longNorm(), r.longKey(), r.longShare(), r.shortNorm(), r.shortKey(), r.shortShare());
-                csv.append(String.format(Locale.ROOT, "%d,%d,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g%n", r.tokens(), r.layer(), r.longNorm(), r.longKey(),
+                String head = r.head() < 0 ? "all" : Integer.toString(r.head());
+                System.out.printf(Locale.ROOT, "%8s %5d %s%12.4g %12.4g %9.2e %12.4g %12.4g %9.2e%n", Lengths.format(r.tokens()), r.layer(),
+                        perHead ? String.format("%5s ", head) : "", r.longNorm(), r.longKey(), r.longShare(), r.shortNorm(), r.shortKey(), r.shortShare());
+                csv.append(String.format(Locale.ROOT, "%d,%d,%s,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g%n", r.tokens(), r.layer(), head, r.longNorm(), r.longKey(),
                         r.longShare(), r.shortNorm(), r.shortKey(), r.shortShare()));
             }
             if (out != null) {

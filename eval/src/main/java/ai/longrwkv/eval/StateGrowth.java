@@ -21,8 +21,11 @@ import java.util.function.LongConsumer;
 public final class StateGrowth {
     private StateGrowth() { }
 
-    /** One checkpoint of one layer. Norms are Frobenius norms over the channels of the group (all heads). */
-    public record Row(int tokens, int layer, double longNorm, double longKey, double shortNorm, double shortKey) {
+    /**
+     * One checkpoint of one layer, of one head or (head -1) of all. Norms are Frobenius norms over the channels of the
+     * group. A head's share is the one its readout sees: ln_x normalises each head on its own.
+     */
+    public record Row(int tokens, int layer, int head, double longNorm, double longKey, double shortNorm, double shortKey) {
         /** The key's trace as a share of the long-memory state (NaN with no long channel). */
         public double longShare() { return longKey / longNorm; }
         public double shortShare() { return shortKey / shortNorm; }
@@ -35,14 +38,21 @@ public final class StateGrowth {
      * @param checkpoints total tokens (prompt + filler) at which to measure, ascending, each in (prompt, prompt + filler]
      * @param longChannel per layer, per key channel of the state (H x N, head-major): true for long memory
      * @param progress   told how many tokens each fed chunk had (both prompts count), may be null
+     * @return per checkpoint and layer the row of all heads (head -1)
      */
     public static List<Row> measure(Rwkv5Model model, RwkvState initial, int[] promptA, int[] promptB, int[] filler,
                                     int[] checkpoints, boolean[][] longChannel, int chunkLen, LongConsumer progress) {
+        return measure(model, initial, promptA, promptB, filler, checkpoints, longChannel, chunkLen, progress, false);
+    }
+
+    /** As above; with {@code perHead} each layer's row of all heads is followed by one row per head (0..H-1). */
+    public static List<Row> measure(Rwkv5Model model, RwkvState initial, int[] promptA, int[] promptB, int[] filler,
+                                    int[] checkpoints, boolean[][] longChannel, int chunkLen, LongConsumer progress, boolean perHead) {
         if (promptA.length != promptB.length) {
             throw new IllegalArgumentException("the two prompts must have the same length, got " + promptA.length + " and " + promptB.length);
         }
         Backend be = model.backend();
-        int layers = model.config().nLayer(), n = model.config().headSize();
+        int layers = model.config().nLayer(), n = model.config().headSize(), heads = model.config().nHead();
         List<Row> rows = new ArrayList<>();
         try (RwkvState a = initial.copy(be); RwkvState b = initial.copy(be)) {
             Prefill.run(model, promptA, a, chunkLen, progress);
@@ -59,20 +69,28 @@ public final class StateGrowth {
                 at = cp;
                 for (int l = 0; l < layers; l++) {
                     float[] sa = be.download(a.wkv[l]).data(), sb = be.download(b.wkv[l]).data();
-                    double[] sum = new double[4];   // long |S|^2, long |dS|^2, short |S|^2, short |dS|^2
+                    double[][] sum = new double[heads][4];   // per head: long |S|^2, long |dS|^2, short |S|^2, short |dS|^2
                     for (int ch = 0; ch < longChannel[l].length; ch++) {
                         int g = longChannel[l][ch] ? 0 : 2;
+                        double[] hs = sum[ch / n];
                         for (int j = ch * n; j < (ch + 1) * n; j++) {   // row ch of head ch / n: its n value channels
                             double d = sa[j] - sb[j];
-                            sum[g] += (double) sa[j] * sa[j];
-                            sum[g + 1] += d * d;
+                            hs[g] += (double) sa[j] * sa[j];
+                            hs[g + 1] += d * d;
                         }
                     }
-                    rows.add(new Row(cp, l, Math.sqrt(sum[0]), Math.sqrt(sum[1]), Math.sqrt(sum[2]), Math.sqrt(sum[3])));
+                    double[] all = new double[4];
+                    for (double[] hs : sum) for (int g = 0; g < 4; g++) all[g] += hs[g];
+                    rows.add(row(cp, l, -1, all));
+                    if (perHead) for (int h = 0; h < heads; h++) rows.add(row(cp, l, h, sum[h]));
                 }
             }
         }
         return rows;
+    }
+
+    private static Row row(int tokens, int layer, int head, double[] squares) {
+        return new Row(tokens, layer, head, Math.sqrt(squares[0]), Math.sqrt(squares[1]), Math.sqrt(squares[2]), Math.sqrt(squares[3]));
     }
 
     /**

@@ -82,6 +82,30 @@ class StateGrowthTest {
                 assertEquals(1, row.layer());
                 assertEquals(Math.sqrt(norm), row.shortNorm(), 1e-4 * Math.sqrt(norm));
                 assertEquals(Math.sqrt(key), row.shortKey(), 1e-3 * Math.sqrt(key) + 1e-6);
+
+                // --per-head: after each layer's row of all heads one per head, the last head's by hand
+                List<StateGrowth.Row> heads = StateGrowth.measure(m, s0, a, b, filler, checkpoints, longCh, 64, null, true);
+                int h = cfg.nHead() - 1, per = cfg.nHead() + 1;
+                assertEquals(checkpoints.length * cfg.nLayer() * per, heads.size());
+                int at = cfg.nLayer() * per;   // 1040 tokens (the second checkpoint), layer 0
+                StateGrowth.Row all = heads.get(at), mine = heads.get(at + 1 + h);
+                assertEquals(-1, all.head());
+                assertEquals(h, mine.head());
+                assertEquals(rows.get(cfg.nLayer()), all, "the all-heads rows are the same as without --per-head");
+                double longSq = 0;
+                for (int i = 1; i <= cfg.nHead(); i++) longSq += Math.pow(heads.get(at + i).longNorm(), 2);
+                assertEquals(all.longNorm(), Math.sqrt(longSq), 1e-9 * all.longNorm(), "the heads' squares add up to the layer's");
+                float[] ya = be.download(sa.wkv[0]).data(), yb = be.download(sb.wkv[0]).data();
+                double hLong = 0, hKey = 0;
+                for (int i = 0; i < 4; i++) {
+                    for (int j = 0; j < n; j++) {
+                        int k = (h * n + i) * n + j;
+                        hLong += (double) ya[k] * ya[k];
+                        hKey += (double) (ya[k] - yb[k]) * (ya[k] - yb[k]);
+                    }
+                }
+                assertEquals(Math.sqrt(hLong), mine.longNorm(), 1e-4 * Math.sqrt(hLong));
+                assertEquals(Math.sqrt(hKey), mine.longKey(), 1e-3 * Math.sqrt(hKey) + 1e-6);
             }
         }
     }
