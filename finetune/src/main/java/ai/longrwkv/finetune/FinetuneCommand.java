@@ -90,9 +90,9 @@ public final class FinetuneCommand implements Callable<Integer> {
                 rm.setLora(lora);
                 String fingerprint = TrainingRun.runFingerprint(TrainingRun.modelIdentity(model, init, train.seed), cfg, "mode=" + mode
                         + (lora != null ? " r=" + loraR + " alpha=" + loraAlpha + " targets=" + loraTargets + " extra=" + extra : ""));
-                if (primary) System.out.printf("finetune (%s) %s: %s, %,d params, %s%s; data %s (%,d tokens, %s); ctx %s, chunk %d, bptt %s, %d steps; plan %s per step%n",
+                if (primary) System.out.printf("finetune (%s) %s: %s, %,d params, %s%s; data %s (%,d tokens, %s); ctx %s, chunk %d, bptt %s%s, %d steps; plan %s per step%n",
                         mode, weights.source(), cfg, cfg.parameterCount(), train.precision().label(), train.gradCp ? ", grad-cp" : "", train.data,
-                        data.tokenCount(), data.sampling().name().toLowerCase(), train.schedule(), train.chunkLen, train.bptt, train.totalSteps(),
+                        data.tokenCount(), data.sampling().name().toLowerCase(), train.schedule(), train.chunkLen, train.bptt, train.prefixGradLabel(), train.totalSteps(),
                         MemoryPlan.human(plan.peakBytes()));
                 try (Trainer trainer = new Trainer(rm, train.trainerConfig(m, lr, finalLr, 0), data, lora, extra, dp)) {
                     TrainingRun.run(trainer, train, fingerprint, primary);

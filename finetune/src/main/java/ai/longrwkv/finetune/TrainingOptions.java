@@ -333,6 +333,13 @@ public final class TrainingOptions {
                 weightDecay, gradClip, !noL2wrap, skipNonFinite, carry(), carryAcrossDocuments, prefixGradStationary() ? prefixGradMargin : -1);
     }
 
+    /** For the run's header line: ", carry stop, prefix-grad stationary (margin 64)" or what applies of it. */
+    public String prefixGradLabel() {
+        CarryState c = carry();
+        return (c == CarryState.OFF ? "" : ", carry " + c.cliName())
+                + (prefixGradStationary() ? ", prefix-grad stationary (margin " + prefixGradMargin + ")" : "");
+    }
+
     private boolean prefixGradStationary() {
         String p = prefixGrad == null ? "none" : prefixGrad;
         return switch (p) {
