@@ -42,8 +42,8 @@ memory_channels="${DEMO_MEMORY_CHANNELS:-4}"     # per head, of 16
 memory_decay="${DEMO_MEMORY_DECAY:--16}"
 chunk="${DEMO_CHUNK:-32}"
 seed="${DEMO_SEED:-1}"
-curriculum_steps="${DEMO_CURRICULUM_STEPS:-12000}"   # stage 3a: the first DEMO_SHORT_STEPS on <= 512 tokens
-short_steps="${DEMO_SHORT_STEPS:-10000}"
+curriculum_steps="${DEMO_CURRICULUM_STEPS:-16000}"   # stage 3a: the first DEMO_SHORT_STEPS on <= 512 tokens
+short_steps="${DEMO_SHORT_STEPS:-12000}"
 stream_steps="${DEMO_STREAM_STEPS:-1500}"            # stage 3b (0 = skip)
 lr="${DEMO_LR:-1e-3}"
 stream_lr="${DEMO_STREAM_LR:-5e-4}"
