@@ -25,6 +25,7 @@
 #         fresh optimizer first lost accuracy at 8k-16k before it gained); each moved the range out by about a doubling
 #    So every backward pass covers at most 2048 tokens ("trained on sequences of <= 2k tokens"); what the stream
 #    stages add is the state a 2k-token window starts from in a longer document (Buitrago and Gu's state passing)
+#    DEMO_PREFIX_GRAD=stationary adds `finetune --prefix-grad stationary` to stages c-g (README: measured per seed)
 # 4. eval passkey, lengths 256..128k x depths 0..100%, untrained / truncated / full: table and heatmaps
 # 5. needle in real text: eval passkey --haystack (GPL-3, Apache-2.0, MPL-2.0, GFDL-1.3 from /usr/share/common-licenses)
 # 6. position loss on held-out licences of byte LMs trained (full vs truncated) on the other licences
@@ -57,6 +58,7 @@ to64k_count="${DEMO_TO64K_COUNT:-300}"             # stage 3f: prompts per lengt
 to64k_lr="${DEMO_TO64K_LR:-1e-4}"
 to128k_count="${DEMO_TO128K_COUNT:-300}"           # stage 3g: prompts per length 256,512,..,128k (0 = skip)
 to128k_lr="${DEMO_TO128K_LR:-2e-5}"
+prefix_grad="${DEMO_PREFIX_GRAD:-none}"              # stages 3c-3g: finetune --prefix-grad none|stationary
 eval_lengths="${DEMO_EVAL_LENGTHS:-256,512,1k,2k,4k,8k,16k,32k,64k,128k}"
 eval_depths="${DEMO_EVAL_DEPTHS:-0,25,50,75,100}"
 trials="${DEMO_TRIALS:-8}"
@@ -92,7 +94,9 @@ side_by_side() {   # side_by_side NAME CMD...: runs CMD with MODE=full and MODE=
   [ ${#modes[@]} -eq 0 ] && return
   set -m
   for mode in "${modes[@]}"; do
-    ( MODE=$mode; eval "one_core $*" > "$out/$name-$mode.log" 2>&1 ) & pids+=($!)
+    # PREFIX_GRAD: the full-BPTT run's --prefix-grad (an estimate of gradient beyond the piece; truncated has none)
+    ( MODE=$mode; PREFIX_GRAD=none; [ "$mode" = full ] && PREFIX_GRAD="$prefix_grad"
+      eval "one_core $*" > "$out/$name-$mode.log" 2>&1 ) & pids+=($!)
   done
   set +m
   trap 'for p in "${pids[@]}"; do kill -TERM -- -$p 2>/dev/null; done; exit 130' INT TERM
@@ -153,7 +157,7 @@ prev=curriculum; [ "$stream_steps" -gt 0 ] && prev=stream
 answer_stream() {   # answer_stream NAME DATA PIECES LR WARMUP SEED: one epoch of DATA in 2048-token pieces from stage $prev's models
   local name="$1" data="$2" pieces="$3" lr_="$4" warmup="$5" seed_="$6"
   side_by_side "$name" finetune --model "$out/$prev-\$MODE/rwkv-final.pth" --data "$data" --ctx-len 2048 --carry-state stop \
-      --chunk-len "$chunk" --bptt '$MODE' --steps "$pieces" --lr "$lr_" --warmup "$warmup" --seed "$seed_" --dtype fp32 --out "$out/$name-\$MODE"
+      --chunk-len "$chunk" --bptt '$MODE' --steps "$pieces" --lr "$lr_" --warmup "$warmup" --seed "$seed_" --dtype fp32 --prefix-grad '$PREFIX_GRAD' --out "$out/$name-\$MODE"
   prev="$name"
   final_full="$out/$name-full/rwkv-final.pth"
   final_truncated="$out/$name-truncated/rwkv-final.pth"
