@@ -258,6 +258,7 @@ header() {   # header SUMMARY: the lengths, as 256 .. 128k
   echo "then 2048-token pieces of longer prompts with the state carried: $stream_steps pieces (<= 16k, every token trained),"
   echo "$((long_count * 127)) pieces ($((long_count * 7)) prompts of 2k..128k), $((frontier_count * 30)) ($((frontier_count * 4)) of 4k..32k), $((mix_count * 34)) ($((mix_count * 8)) of 256..32k),"
   echo "$((to64k_count * 64)) ($((to64k_count * 7)) of 1k..64k), $((to128k_count * 130)) ($((to128k_count * 10)) of 256..128k), answer trained"
+  [ "$prefix_grad" = none ] || echo "full BPTT's answer-trained stages with --prefix-grad $prefix_grad"
   header "$out/eval-full/summary.csv"
   for m in untrained truncated full; do row "$out/eval-$m/summary.csv" 4 '%7.2f' "$m: worst depth" min; done
   for m in untrained truncated full; do row "$out/eval-$m/summary.csv" 4 '%7.2f' "$m: mean over depths" mean; done
