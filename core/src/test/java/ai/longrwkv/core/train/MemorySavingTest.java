@@ -84,8 +84,10 @@ class MemorySavingTest {
             for (int rows : new int[]{1, 3, 7}) {
                 m.setHeadSliceRows(rows);
                 Grads sliced = grads(m, 8, BpttMode.FULL);
-                // per row the same ops; only the order of the sums over rows (loss in double, head gradient in fp32) changes
-                assertEquals(whole.loss(), sliced.loss(), 1e-12 * Math.abs(whole.loss()), "loss, slices of " + rows);
+                // per row the same ops, but not always the same sgemm kernel: OpenBLAS may multiply a 1-row slice with
+                // another kernel (on an AMD Zen 3 the loss differed by 2.1e-9 relative), so the logits can differ by
+                // fp32 roundings (~6e-8 relative each); the order of the sums over rows changes too
+                assertEquals(whole.loss(), sliced.loss(), 1e-7 * Math.abs(whole.loss()), "loss, slices of " + rows);
                 for (String k : whole.byName().keySet()) {
                     double rel = relMaxDiff(whole.byName().get(k), sliced.byName().get(k));
                     assertTrue(rel <= 1e-6, k + ", slices of " + rows + ": relative difference " + rel);
@@ -128,6 +130,8 @@ class MemorySavingTest {
     @ParameterizedTest
     @EnumSource(CpuBackend.Bf16Products.class)
     void bf16ModelIsTheRoundedWeightsModelUpToTheRoundingOfWhatItMultiplies(CpuBackend.Bf16Products products) {
+        org.junit.jupiter.api.Assumptions.assumeTrue(products != CpuBackend.Bf16Products.ONEDNN || CpuBackend.oneDnnBf16Runs(),
+                "oneDNN has no bf16 matrix product on this CPU (AVX2 only): only WIDEN runs here");
         int L = TINY.nLayer();
         boolean widen = products == CpuBackend.Bf16Products.WIDEN;
         double bound = (widen ? 4 * L : 12 * L + 1) * Math.pow(2, -9);

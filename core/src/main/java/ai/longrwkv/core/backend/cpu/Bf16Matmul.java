@@ -83,6 +83,25 @@ final class Bf16Matmul {
         }
     }
 
+    private static Boolean runs;
+
+    /**
+     * True when oneDNN can make a bf16 matmul primitive on this CPU at all: natively, or emulated on AVX-512; false
+     * where it has no bf16 kernel (an AVX2-only CPU such as AMD Zen 3: status 3, unimplemented) or does not load.
+     */
+    static synchronized boolean runs() {
+        if (runs == null) {
+            try {
+                init();
+                create(new Key(false, false, 2, 2, 2, 2, 2, 2, 1f, 0f)).destroy();
+                runs = true;
+            } catch (IllegalStateException | LinkageError e) {
+                runs = false;
+            }
+        }
+        return runs;
+    }
+
     /** The ISA oneDNN dispatches to on this CPU, as its enum value (for the backend's name). */
     static String isa() {
         int isa = dnnl_get_effective_cpu_isa();

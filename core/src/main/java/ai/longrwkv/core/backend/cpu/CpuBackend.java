@@ -52,6 +52,16 @@ public final class CpuBackend implements Backend {
     public CpuBackend(Bf16Products bf16Products) {
         // Loading the native library early turns a missing binary into one clear error at start-up.
         openblas.blas_get_num_threads();
+        if (bf16Products == Bf16Products.ONEDNN && !Bf16Matmul.runs()) {
+            String isa;
+            try {
+                isa = Bf16Matmul.isa();
+            } catch (LinkageError e) {
+                isa = "oneDNN does not load";
+            }
+            throw new IllegalArgumentException("bf16 products in oneDNN: oneDNN has no bf16 matrix product on this CPU ("
+                    + isa + "); set " + BF16_PRODUCTS_ENV + "=widen or auto");
+        }
         this.bf16Products = bf16Products;
     }
 
@@ -69,6 +79,9 @@ public final class CpuBackend implements Backend {
             default: throw new IllegalArgumentException(BF16_PRODUCTS_ENV + "=" + v + ": expected auto, onednn or widen");
         }
     }
+
+    /** Whether {@link Bf16Products#ONEDNN} can run on this CPU (natively or emulated); where not, only WIDEN. */
+    public static boolean oneDnnBf16Runs() { return Bf16Matmul.runs(); }
 
     /** How this backend runs products with a bf16 operand. */
     public Bf16Products bf16Products() { return bf16Products; }

@@ -143,6 +143,8 @@ class CpuBf16Test {
     @ParameterizedTest
     @EnumSource(CpuBackend.Bf16Products.class)
     void matmulWithBf16OperandsMatchesFp32OnTheValuesMultiplied(CpuBackend.Bf16Products products) {
+        org.junit.jupiter.api.Assumptions.assumeTrue(products != CpuBackend.Bf16Products.ONEDNN || CpuBackend.oneDnnBf16Runs(),
+                "oneDNN has no bf16 matrix product on this CPU (AVX2 only): only WIDEN runs here");
         try (CpuBackend be = new CpuBackend(products)) {
             int m = 7;
             // bCols x bRows above BF16_BLOCK_ELEMENTS, so that the weight is widened in more than one block
@@ -173,10 +175,21 @@ class CpuBf16Test {
         }
     }
 
+    /** Where oneDNN cannot multiply bf16 (an AVX2-only CPU), asking for it is refused up front with the fix. */
+    @Test
+    void oneDnnProductsAreRefusedWithTheFixWhereOneDnnHasNoBf16Product() {
+        org.junit.jupiter.api.Assumptions.assumeFalse(CpuBackend.oneDnnBf16Runs(), "oneDNN multiplies bf16 on this CPU");
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> new CpuBackend(CpuBackend.Bf16Products.ONEDNN));
+        assertTrue(e.getMessage().contains(CpuBackend.BF16_PRODUCTS_ENV + "=widen"), e.getMessage());
+        assertEquals(CpuBackend.Bf16Products.WIDEN, CpuBackend.defaultBf16Products(), "auto picks WIDEN here");
+    }
+
     /** A bf16 product reads only its operands' elements: row views of bf16 tensors that start mid-float, and beta = 0 over NaN. */
     @ParameterizedTest
     @EnumSource(CpuBackend.Bf16Products.class)
     void matmulReadsBf16RowViewsAndIgnoresTheOldOutputWhenBetaIsZero(CpuBackend.Bf16Products products) {
+        org.junit.jupiter.api.Assumptions.assumeTrue(products != CpuBackend.Bf16Products.ONEDNN || CpuBackend.oneDnnBf16Runs(),
+                "oneDNN has no bf16 matrix product on this CPU (AVX2 only): only WIDEN runs here");
         try (CpuBackend be = new CpuBackend(products)) {
             int m = 5, k = 33, n = 19;   // odd sizes: row 1 of a [*, 33] bf16 tensor starts in the middle of a float
             HostTensor a = random(m + 1, k), b = random(n, k);
