@@ -5,7 +5,8 @@
 #            alternating, ROUNDS times (default 3), at L12-C768 V65536 and L4-C128 bytes, ctx 1024, each in fp32 and in
 #            bf16 mixed precision (longrwkv --precision bf16; torch.autocast bf16); medians, ratios and the share of the
 #            sgemm-bound (fp32) and bf16-GEMM-bound limits (both rates measured in each round). Installs Debian's
-#            python3-torch and OpenBLAS (root, apt) when missing. Not part of CI.
+#            python3-torch and OpenBLAS (root, apt) when missing. Not part of CI. BENCH_PRECISIONS="fp32" runs fp32
+#            only (for CPUs without AVX512-BF16, where the torch bf16 peer takes minutes a step).
 #        scripts/bench.sh precision [ROUNDS]   the training step with fp32 and with bf16 weight matrices, alternating,
 #            ROUNDS times (default 3): L12-C768 V65536 full finetuning (bf16: fp32 master + bf16 working copy), and once
 #            L24-C2048 V65536 state tuning (bf16: the frozen matrices stored in bf16), ctx 1024; medians and ratio,
@@ -111,6 +112,9 @@ if [ "${1:-}" = cpu-vs-torch ]; then
     elif grep -qw avx2 /proc/cpuinfo; then torch_core=Haswell; fi
   fi
   unset OPENBLAS_CORETYPE
+  # BENCH_PRECISIONS=fp32 leaves out bf16: where the CPU has no AVX512-BF16 (AMD Zen 3, AVX2 only) torch 1.13's
+  # autocast bf16 runs its products outside OpenBLAS, ~3 tok/s at L12-C768 (350 s a step), an hour per round
+  precisions="${BENCH_PRECISIONS:-fp32 bf16}"
   mkdir -p "$root/bench-out"
   out="$root/bench-out/cpu-vs-torch-$(date +%Y%m%d-%H%M%S).txt"
   export LONGRWKV_NO_PROGRESS=1
@@ -133,7 +137,7 @@ if [ "${1:-}" = cpu-vs-torch ]; then
         sg=$(awk '/^OpenBLAS sgemm/ {print $(NF-1)}' <<<"$mm"); bg=$(awk '/^backend bf16 x bf16/ {print $(NF-3)}' <<<"$mm")
         echo "$sg" >> /tmp/cvt-s.$$; echo "$bg" >> /tmp/cvt-g.$$
         line="round $r: sgemm 2048^3 $sg GFLOP/s, bf16 2048^3 $bg GFLOP/s;"
-        for p in fp32 bf16; do
+        for p in $precisions; do
           j=$("$L" bench train --layers "$1" --embd "$2" --vocab "$3" --reps "$reps" --precision $p | tee /dev/stderr | awk '/^median/ {print $2}')
           t=$(OPENBLAS_CORETYPE="$torch_core" "$py" "$root/scripts/torch-peer.py" --layers "$1" --embd "$2" --vocab "$3" --reps "$reps" --precision $p | tee /dev/stderr | awk '/^median/ {print $2}')
           echo "$j" >> /tmp/cvt-j$p.$$; echo "$t" >> /tmp/cvt-t$p.$$
@@ -142,12 +146,13 @@ if [ "${1:-}" = cpu-vs-torch ]; then
         echo "$line"
       done
       sm=$(median < /tmp/cvt-s.$$); gm=$(median < /tmp/cvt-g.$$)
-      jf=$(median < /tmp/cvt-jfp32.$$); tf=$(median < /tmp/cvt-tfp32.$$); jb=$(median < /tmp/cvt-jbf16.$$); tb=$(median < /tmp/cvt-tbf16.$$)
+      jf=$(median 2>/dev/null < /tmp/cvt-jfp32.$$ || true); tf=$(median 2>/dev/null < /tmp/cvt-tfp32.$$ || true)
+      jb=$(median 2>/dev/null < /tmp/cvt-jbf16.$$ || true); tb=$(median 2>/dev/null < /tmp/cvt-tbf16.$$ || true)
       awk -v jf="$jf" -v tf="$tf" -v jb="$jb" -v tb="$tb" -v s="$sm" -v g="$gm" -v f="$(flops "$1" "$2" "$3")" 'BEGIN {
         lim = s * 1e9 / f; lim16 = g * 1e9 / f; tbest = (tf > tb) ? tf : tb
-        printf "median of rounds, fp32: longrwkv %.1f tok/s, torch %.1f tok/s, ratio %.2fx; sgemm-bound limit %.0f tok/s (%.3f GFLOP/token at %.0f GFLOP/s): longrwkv at %.0f%%, torch at %.0f%%\n", jf, tf, jf / tf, lim, f / 1e9, s, 100 * jf / lim, 100 * tf / lim
-        printf "median of rounds, bf16: longrwkv %.1f tok/s, torch %.1f tok/s, ratio %.2fx; bf16-GEMM-bound limit %.0f tok/s (at %.0f GFLOP/s): longrwkv at %.0f%%, torch at %.0f%%\n", jb, tb, jb / tb, lim16, g, 100 * jb / lim16, 100 * tb / lim16
-        printf "longrwkv bf16 against the faster torch (%s): %.2fx; against torch fp32: %.2fx\n", (tf > tb) ? "fp32" : "bf16", jb / tbest, jb / tf }'
+        if (jf != "") printf "median of rounds, fp32: longrwkv %.1f tok/s, torch %.1f tok/s, ratio %.2fx; sgemm-bound limit %.0f tok/s (%.3f GFLOP/token at %.0f GFLOP/s): longrwkv at %.0f%%, torch at %.0f%%\n", jf, tf, jf / tf, lim, f / 1e9, s, 100 * jf / lim, 100 * tf / lim
+        if (jb != "") printf "median of rounds, bf16: longrwkv %.1f tok/s, torch %.1f tok/s, ratio %.2fx; bf16-GEMM-bound limit %.0f tok/s (at %.0f GFLOP/s): longrwkv at %.0f%%, torch at %.0f%%\n", jb, tb, jb / tb, lim16, g, 100 * jb / lim16, 100 * tb / lim16
+        if (jf != "" && jb != "") printf "longrwkv bf16 against the faster torch (%s): %.2fx; against torch fp32: %.2fx\n", (tf > tb) ? "fp32" : "bf16", jb / tbest, jb / tf }'
       rm -f /tmp/cvt-*.$$
     done
   } 2> >(grep -v '^WARNING: Using incubator' >&2) | tee "$out"
