@@ -115,6 +115,9 @@ if [ "${1:-}" = cpu-vs-torch ]; then
   # BENCH_PRECISIONS=fp32 leaves out bf16: where the CPU has no AVX512-BF16 (AMD Zen 3, AVX2 only) torch 1.13's
   # autocast bf16 runs its products outside OpenBLAS, ~3 tok/s at L12-C768 (350 s a step), an hour per round
   precisions="${BENCH_PRECISIONS:-fp32 bf16}"
+  for p in $precisions; do
+    case "$p" in fp32|bf16) ;; *) echo "bench.sh: BENCH_PRECISIONS: expected fp32 and/or bf16, found '$p'" >&2; exit 2 ;; esac
+  done
   mkdir -p "$root/bench-out"
   out="$root/bench-out/cpu-vs-torch-$(date +%Y%m%d-%H%M%S).txt"
   export LONGRWKV_NO_PROGRESS=1
@@ -131,7 +134,7 @@ if [ "${1:-}" = cpu-vs-torch ]; then
       set -- $shape
       reps=3; [ "$1" -lt 12 ] && reps=8
       rm -f /tmp/cvt-*.$$
-      echo "## training step L$1-C$2 V$3, ctx 1024 (forward + backward + L2Wrap + clipping + AdamW), $rounds rounds alternating: fp32, and bf16 mixed precision (fp32 master, bf16 products)"
+      echo "## training step L$1-C$2 V$3, ctx 1024 (forward + backward + L2Wrap + clipping + AdamW), $rounds rounds alternating, precisions: $precisions (bf16: fp32 master, bf16 products)"
       for r in $(seq 1 "$rounds"); do
         mm=$("$L" bench matmul --reps 3 | tee /dev/stderr)
         sg=$(awk '/^OpenBLAS sgemm/ {print $(NF-1)}' <<<"$mm"); bg=$(awk '/^backend bf16 x bf16/ {print $(NF-3)}' <<<"$mm")
