@@ -51,11 +51,16 @@ final class BenchCommand implements Runnable {
 
     /** Median GFLOP/s of c = op(a) op(b) over reps calls, after one untimed call. */
     private static double rate(Backend be, Tensor a, boolean ta, Tensor b, boolean tb, Tensor c, int reps) {
+        return rate(be, a, ta, b, tb, c, 0f, reps);
+    }
+
+    /** As above with C = op(a) op(b) + beta C (a weight gradient accumulates: beta 1). */
+    private static double rate(Backend be, Tensor a, boolean ta, Tensor b, boolean tb, Tensor c, float beta, int reps) {
         long flops = 2L * c.rows() * c.cols() * (ta ? a.rows() : a.cols());
         double[] g = new double[reps];
         for (int r = -1; r < reps; r++) {
             long t0 = System.nanoTime();
-            be.matmul(a, ta, b, tb, c, 1f, 0f);
+            be.matmul(a, ta, b, tb, c, 1f, beta);
             if (r >= 0) g[r] = (double) flops / (System.nanoTime() - t0);
         }
         return median(g);
@@ -123,25 +128,47 @@ final class BenchCommand implements Runnable {
                 }
                 System.out.printf("%-40s %9.1f GFLOP/s  (%.2fx sgemm)%n", "backend bf16 x bf16 2048^3", bf16Peak, bf16Peak / peak);
                 int T = tokens, C = embd, F = (int) (C * 3.5) / 32 * 32;
+                int S = Math.min(T, Math.max(1, Rwkv5Model.HEAD_SLICE_ELEMENTS / vocab));   // rows per slice of the sliced head
+                int slices = (T + S - 1) / S;
+                // the products of one layer's and the head's forward + backward in a training step, as Rwkv5Model calls
+                // them (row-major C = op(A) op(B) + beta C; a weight gradient accumulates, beta 1), and how many of each
+                // one step of one chunk of T tokens makes per layer (the head's: per step)
                 Object[][] shapes = {
-                        {"x W^T   [T,C]x[C,C]  (att r/k/v/g/o)", T, C, C, C, false, true},
-                        {"x W^T   [T,C]x[F,C]^T (ffn key)", T, C, F, C, false, true},
-                        {"dy^T x  [C,T]x[T,C]  (weight grad)", C, T, C, C, true, false},
-                        {"dy W    [T,C]x[C,C]  (input grad)", T, C, C, C, false, false},
-                        {"x H^T   [T,C]x[V,C]^T (head)", T, C, vocab, C, false, true},
+                        {"att r/k/v/g/o, ffn r   x W^T [T,C]x[C,C]^T", T, C, C, false, true, 0f, 6, false},
+                        {"ffn key                x W^T [T,C]x[F,C]^T", T, C, F, false, true, 0f, 1, false},
+                        {"ffn value              x W^T [T,F]x[C,F]^T", T, F, C, false, true, 0f, 1, false},
+                        {"weight grads [C,C]     dy^T x [C,T]x[T,C]", C, T, C, true, false, 1f, 6, false},
+                        {"ffn key weight grad    dy^T x [F,T]x[T,C]", F, T, C, true, false, 1f, 1, false},
+                        {"ffn value weight grad  dy^T x [C,T]x[T,F]", C, T, F, true, false, 1f, 1, false},
+                        {"input grads [C,C]      dy W [T,C]x[C,C]", T, C, C, false, false, 0f, 6, false},
+                        {"ffn key input grad     dy W [T,F]x[F,C]", T, F, C, false, false, 0f, 1, false},
+                        {"ffn value input grad   dy W [T,C]x[C,F]", T, C, F, false, false, 0f, 1, false},
+                        {"head slice             x H^T [S,C]x[V,C]^T", S, C, vocab, false, true, 0f, slices, true},
+                        {"head slice weight grad dl^T x [V,S]x[S,C]", vocab, S, C, true, false, 1f, slices, true},
+                        {"head slice input grad  dl H [S,V]x[V,C]", S, vocab, C, false, false, 0f, slices, true},
                 };
+                System.out.printf("T = %d, C = %d, F = %d, V = %d, head slices of S = %d rows (%d per chunk)%n", T, C, F, vocab, S, slices);
+                double layerFlops = 0, layerSeconds = 0, headFlops = 0, headSeconds = 0;
                 for (Object[] s : shapes) {
                     int m = (int) s[1], k = (int) s[2], nn = (int) s[3];
-                    boolean ta = (boolean) s[5], tb = (boolean) s[6];
+                    boolean ta = (boolean) s[4], tb = (boolean) s[5];
+                    float beta = (float) s[6];
+                    int count = (int) s[7];
                     try (Tensor a = random(be, rnd, DType.F32, ta ? k : m, ta ? m : k);
                          Tensor b = random(be, rnd, DType.F32, tb ? nn : k, tb ? k : nn);
                          Tensor a16 = random(be, rnd, DType.BF16, ta ? k : m, ta ? m : k);
                          Tensor b16 = random(be, rnd, DType.BF16, tb ? nn : k, tb ? k : nn);
                          Tensor c = be.zeros(m, nn)) {
-                        double med = rate(be, a, ta, b, tb, c, reps), med16 = rate(be, a16, ta, b16, tb, c, reps);
-                        System.out.printf("%-40s %9.1f GFLOP/s  (%.0f%% of peak); bf16 %6.1f GFLOP/s%n", s[0], med, 100 * med / peak, med16);
+                        double med = rate(be, a, ta, b, tb, c, beta, reps), med16 = rate(be, a16, ta, b16, tb, c, beta, reps);
+                        double flops = 2.0 * m * nn * k * count;
+                        if ((boolean) s[8]) { headFlops += flops; headSeconds += flops / (med * 1e9); }
+                        else { layerFlops += flops; layerSeconds += flops / (med * 1e9); }
+                        System.out.printf("%-44s x%-2d %7.1f GFLOP/s (%3.0f%% of peak); bf16 %6.1f GFLOP/s%n", s[0], count, med, 100 * med / peak, med16);
                     }
                 }
+                System.out.printf("a training step's fp32 products at these rates: layers %.1f GFLOP/s, head %.1f GFLOP/s (%.0f%% / %.0f%% of peak)%n",
+                        layerFlops / layerSeconds / 1e9, headFlops / headSeconds / 1e9, 100 * layerFlops / layerSeconds / 1e9 / peak,
+                        100 * headFlops / headSeconds / 1e9 / peak);
             }
             return 0;
         }

@@ -98,8 +98,10 @@ class TrainingCommandsTest {
                 finetune(dir.resolve("x2"), "--steps", "2", "--ctx-len", "128"),
                 finetune(dir.resolve("x3"), "--steps", "1", "--init", "2,32,65536"),
                 finetune(dir.resolve("x4"), "--steps", "2", "--resume", dir.resolve("nothing").toString()),
+                finetune(dir.resolve("x5"), "--steps", "2", "--state-growth-penalty", "-0.1"),
         };
-        String[] words = {"not a multiple of --chunk-len 100", "more than --ctx-len 128", "vocabulary of 256 but the model has 65536", "no checkpoint there"};
+        String[] words = {"not a multiple of --chunk-len 100", "more than --ctx-len 128", "vocabulary of 256 but the model has 65536", "no checkpoint there",
+                "--state-growth-penalty must be a finite number >= 0, got -0.1"};
         for (int i = 0; i < cases.length; i++) {
             CliTestSupport.Run r = CliTestSupport.run(cases[i]);
             assertEquals(2, r.exitCode(), r.out() + r.err());

@@ -62,6 +62,15 @@ public final class TrainingOptions {
                     + " estimate starts at the last chunk boundary before them (default: ${DEFAULT-VALUE}).")
     public int prefixGradMargin;
 
+    @Option(names = "--state-growth-penalty", defaultValue = "0", paramLabel = "LAMBDA",
+            description = "Adds LAMBDA x the sum over layers and heads of ln(||S_end|| / ||S_start||) to each trained sequence's loss (S: the"
+                    + " head's WKV state where the sequence starts and after its last token; heads that start from zero add nothing): a"
+                    + " gradient on every write the sequence makes, asking a piece that continues a document not to grow the state it was"
+                    + " handed. For long-context training with --carry-state stop, where a channel that does not decay sums every filler"
+                    + " write before the piece and those writes get no gradient; the answer's loss keeps the writes it needs. Not in the"
+                    + " reported loss; 0: off (default: ${DEFAULT-VALUE}).")
+    public double stateGrowthPenalty;
+
     @Option(names = "--chunk-len", defaultValue = "1024", description = "Tokens per BPTT chunk; memory grows with this, not with --ctx-len (default: ${DEFAULT-VALUE}).")
     public int chunkLen;
 
@@ -211,6 +220,9 @@ public final class TrainingOptions {
                     + " the stop cuts off), got --carry-state " + carry.cliName() + " --bptt " + bptt);
         }
         if (prefixGradMargin < 0) throw new IllegalArgumentException("--prefix-grad-margin must be >= 0, got " + prefixGradMargin);
+        if (!(stateGrowthPenalty >= 0) || Double.isInfinite(stateGrowthPenalty)) {
+            throw new IllegalArgumentException("--state-growth-penalty must be a finite number >= 0, got " + stateGrowthPenalty);
+        }
         if ((steps == null) == (tokens == null)) throw new IllegalArgumentException("give exactly one of --steps or --tokens");
         if (steps != null && steps < 1) throw new IllegalArgumentException("--steps must be >= 1, got " + steps);
         if (tokens != null && tokens < 1) throw new IllegalArgumentException("--tokens must be >= 1, got " + tokens);
@@ -330,14 +342,16 @@ public final class TrainingOptions {
         long w = warmup != null ? warmup : defaultWarmup;
         return new Trainer.Config(mode, chunkLen, BpttMode.parse(bptt), microBatch, gradAccum, total,
                 new LrSchedule(lr, lrFinal, Math.min(w, total), total, LrSchedule.Kind.parse(schedule)),
-                weightDecay, gradClip, !noL2wrap, skipNonFinite, carry(), carryAcrossDocuments, prefixGradStationary() ? prefixGradMargin : -1);
+                weightDecay, gradClip, !noL2wrap, skipNonFinite, carry(), carryAcrossDocuments, prefixGradStationary() ? prefixGradMargin : -1,
+                stateGrowthPenalty);
     }
 
     /** For the run's header line: ", carry stop, prefix-grad stationary (margin 64)" or what applies of it. */
     public String prefixGradLabel() {
         CarryState c = carry();
         return (c == CarryState.OFF ? "" : ", carry " + c.cliName())
-                + (prefixGradStationary() ? ", prefix-grad stationary (margin " + prefixGradMargin + ")" : "");
+                + (prefixGradStationary() ? ", prefix-grad stationary (margin " + prefixGradMargin + ")" : "")
+                + (stateGrowthPenalty > 0 ? ", state-growth penalty " + stateGrowthPenalty : "");
     }
 
     private boolean prefixGradStationary() {

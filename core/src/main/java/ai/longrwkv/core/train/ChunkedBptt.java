@@ -24,23 +24,30 @@ public final class ChunkedBptt {
     /**
      * Options. {@code l2Wrap}: add RWKV-LM's L2Wrap gradient (factor 1e-4 / sequence length, as its 1e-4/(B*T)).
      * {@code prefixGradient}: scale the WKV state gradient at one chunk boundary ({@link PrefixGradient}; null: none;
-     * FULL mode, a sequence without state resets).
+     * FULL mode, a sequence without state resets). {@code stateGrowthPenalty}: {@link StateGrowthPenalty}'s weight (0: none).
      */
-    public record Options(int chunkLen, BpttMode mode, boolean l2Wrap, PrefixGradient prefixGradient) {
+    public record Options(int chunkLen, BpttMode mode, boolean l2Wrap, PrefixGradient prefixGradient, double stateGrowthPenalty) {
         public Options {
             if (chunkLen < 1) throw new IllegalArgumentException("chunk length must be >= 1, got " + chunkLen);
+            if (!(stateGrowthPenalty >= 0) || Double.isInfinite(stateGrowthPenalty)) {
+                throw new IllegalArgumentException("--state-growth-penalty must be a finite number >= 0, got " + stateGrowthPenalty);
+            }
             if (prefixGradient != null && (mode != BpttMode.FULL || prefixGradient.boundary() % chunkLen != 0)) {
                 throw new IllegalArgumentException("a prefix gradient needs full BPTT and a boundary at a chunk start, got "
                         + mode + " and token " + prefixGradient.boundary() + " with chunks of " + chunkLen);
             }
         }
 
+        public Options(int chunkLen, BpttMode mode, boolean l2Wrap, PrefixGradient prefixGradient) {
+            this(chunkLen, mode, l2Wrap, prefixGradient, 0);
+        }
+
         public Options(int chunkLen, BpttMode mode, boolean l2Wrap) {
-            this(chunkLen, mode, l2Wrap, null);
+            this(chunkLen, mode, l2Wrap, null, 0);
         }
 
         Options withPrefixGradient(PrefixGradient g) {
-            return new Options(chunkLen, mode, l2Wrap, g);
+            return new Options(chunkLen, mode, l2Wrap, g, stateGrowthPenalty);
         }
     }
 
@@ -127,6 +134,12 @@ public final class ChunkedBptt {
     /** Positions [offset, offset + tokens.length) of a sequence, with the whole sequence's loss weights. */
     private record Segment(int[] tokens, int[] targets, float[] weights, int offset) {
         int length() { return tokens.length; }
+
+        /** Whether any of its positions has a loss weight (a segment without one gets no penalty gradient either). */
+        boolean trained() {
+            for (float w : weights) if (w != 0) return true;
+            return false;
+        }
     }
 
     private static void addInto(Backend be, RwkvState acc, RwkvState x) {
@@ -146,7 +159,7 @@ public final class ChunkedBptt {
             return forwardOnly(model, seg, initialState, c, chunks, sink);
         }
         if (opt.mode() == BpttMode.TRUNCATED) {
-            return truncated(model, seg, initialState, grads, c, chunks, l2, wantInitialStateGrad, sink);
+            return truncated(model, seg, initialState, grads, c, chunks, l2, opt.stateGrowthPenalty(), wantInitialStateGrad, sink);
         }
         // ---- FULL: forward sweep keeping boundary states only
         RwkvState[] boundary = new RwkvState[chunks];
@@ -162,10 +175,13 @@ public final class ChunkedBptt {
             double loss = 0;
             RwkvState finalState = null;
             RwkvState dState = finalStateGrad != null ? finalStateGrad.copy(be) : RwkvState.zeros(be, model.config());
+            boolean penalty = opt.stateGrowthPenalty() > 0 && seg.trained();
             for (int k = chunks - 1; k >= 0; k--) {
                 RwkvState st = boundary[k];
                 boundary[k] = null;
                 try (Rwkv5Model.Activations acts = model.forward(slice(seg.tokens(), k, c), st, true, false)) {
+                    // st is now the segment's final state: the penalty's gradient joins the one from after the segment
+                    if (k == chunks - 1 && penalty) StateGrowthPenalty.addEndGradient(be, initialState, st, opt.stateGrowthPenalty(), dState);
                     loss += model.backward(acts, targets(seg, k, c, acts.length(), l2), dState, grads, slices(be, sink, seg, k, c, acts.length()));
                 }
                 // dState is now the gradient at token k*c: where the piece's prefix-like part ends, stand in for the prefix
@@ -177,6 +193,8 @@ public final class ChunkedBptt {
             if (!wantInitialStateGrad) {
                 dState.close();
                 dState = null;
+            } else if (penalty) {
+                StateGrowthPenalty.addStartGradient(be, initialState, finalState, opt.stateGrowthPenalty(), dState);
             }
             return new Result(loss, 0, finalState, dState);
         } finally {
@@ -185,18 +203,22 @@ public final class ChunkedBptt {
     }
 
     private static Result truncated(Rwkv5Model model, Segment seg, RwkvState initialState, ParamSet grads, int c,
-                                    int chunks, float l2, boolean wantInitialStateGrad, LogitsSink sink) {
+                                    int chunks, float l2, double stateGrowthPenalty, boolean wantInitialStateGrad, LogitsSink sink) {
         Backend be = model.backend();
         RwkvState state = initialState.copy(be);
         RwkvState initGrad = null;
         double loss = 0;
+        boolean penalty = stateGrowthPenalty > 0 && seg.trained();
         for (int k = 0; k < chunks; k++) {
             try (Rwkv5Model.Activations acts = model.forward(slice(seg.tokens(), k, c), state, true, false)) {
                 RwkvState dState = RwkvState.zeros(be, model.config());  // gradient stopped at the chunk end
+                // the last chunk's end is the segment's: the penalty on it reaches that chunk's writes only
+                if (k == chunks - 1 && penalty) StateGrowthPenalty.addEndGradient(be, initialState, state, stateGrowthPenalty, dState);
                 loss += model.backward(acts, targets(seg, k, c, acts.length(), l2), dState, grads, slices(be, sink, seg, k, c, acts.length()));
                 if (k == 0 && wantInitialStateGrad) initGrad = dState; else dState.close();
             }
         }
+        if (initGrad != null && penalty) StateGrowthPenalty.addStartGradient(be, initialState, state, stateGrowthPenalty, initGrad);
         return new Result(loss, 0, state, initGrad);
     }
 

@@ -65,11 +65,16 @@ public final class Trainer implements AutoCloseable {
      * @param prefixGradMargin {@code --prefix-grad stationary}: with --carry-state stop, a piece that continues a document
      *              has the gradient its prefix would have had estimated ({@link PrefixGradient}) at the last chunk boundary
      *              at least this many tokens before its first trained token; -1: off
+     * @param stateGrowthPenalty {@code --state-growth-penalty}: {@link StateGrowthPenalty}'s weight on each trained sequence's
+     *              final WKV state; 0: off
      */
     public record Config(Mode mode, int chunkLen, BpttMode bptt, int microBatch, int gradAccum, long steps,
                          LrSchedule lr, double weightDecay, double gradClip, boolean l2Wrap, int skipNonFinite, CarryState carry,
-                         boolean carryAcrossDocuments, int prefixGradMargin) {
+                         boolean carryAcrossDocuments, int prefixGradMargin, double stateGrowthPenalty) {
         public Config {
+            if (!(stateGrowthPenalty >= 0) || Double.isInfinite(stateGrowthPenalty)) {
+                throw new IllegalArgumentException("--state-growth-penalty must be a finite number >= 0, got " + stateGrowthPenalty);
+            }
             if (microBatch < 1 || gradAccum < 1) throw new IllegalArgumentException("--micro-batch and --grad-accum must be >= 1");
             if (steps < 1) throw new IllegalArgumentException("--steps must be >= 1");
             if (carry == null) carry = CarryState.OFF;
@@ -82,6 +87,14 @@ public final class Trainer implements AutoCloseable {
                         + " gradient the stop cuts off; state tuning carries no state across steps), got --carry-state " + carry.cliName()
                         + " --bptt " + bptt.name().toLowerCase(java.util.Locale.ROOT) + (mode == Mode.STATE ? " in state tuning" : ""));
             }
+        }
+
+        /** Without a state-growth penalty. */
+        public Config(Mode mode, int chunkLen, BpttMode bptt, int microBatch, int gradAccum, long steps,
+                      LrSchedule lr, double weightDecay, double gradClip, boolean l2Wrap, int skipNonFinite, CarryState carry,
+                      boolean carryAcrossDocuments, int prefixGradMargin) {
+            this(mode, chunkLen, bptt, microBatch, gradAccum, steps, lr, weightDecay, gradClip, l2Wrap, skipNonFinite, carry, carryAcrossDocuments,
+                    prefixGradMargin, 0);
         }
 
         /** Without a prefix-gradient estimate. */
@@ -122,7 +135,8 @@ public final class Trainer implements AutoCloseable {
             return mode + " chunk=" + chunkLen + " bptt=" + bptt + " micro=" + (long) microBatch * ranks + " accum=" + gradAccum
                     + " lr=" + lr.lrInit() + " lr_final=" + lr.lrFinal() + " warmup=" + lr.warmupSteps() + " schedule=" + lr.kind()
                     + " wd=" + weightDecay + " clip=" + gradClip + " l2wrap=" + l2Wrap + (carry == CarryState.OFF ? "" : " carry=" + carry.cliName() + (carryAcrossDocuments ? "+documents" : ""))
-                    + (prefixGradMargin < 0 ? "" : " prefix_grad=stationary/" + prefixGradMargin);
+                    + (prefixGradMargin < 0 ? "" : " prefix_grad=stationary/" + prefixGradMargin)
+                    + (stateGrowthPenalty == 0 ? "" : " state_growth_penalty=" + stateGrowthPenalty);
         }
     }
 
@@ -329,7 +343,7 @@ public final class Trainer implements AutoCloseable {
                 tokens += seq.length();
                 try (RwkvState s0 = initialState()) {
                     ChunkedBptt.Result r = ChunkedBptt.run(model, seq, s0, grads,
-                            new ChunkedBptt.Options(cfg.chunkLen(), cfg.bptt(), cfg.l2Wrap()), cfg.mode() == Mode.STATE, null);
+                            new ChunkedBptt.Options(cfg.chunkLen(), cfg.bptt(), cfg.l2Wrap(), null, cfg.stateGrowthPenalty()), cfg.mode() == Mode.STATE, null);
                     r.finalState().close();
                     addTimeStateGrad(r.initialStateGrad());
                     lossSum += r.loss();
@@ -433,7 +447,7 @@ public final class Trainer implements AutoCloseable {
      * last to first, the initial-state gradient of each entering the one before as its final-state gradient.
      */
     private StreamLoss carriedStream(int micro) {
-        ChunkedBptt.Options opt = new ChunkedBptt.Options(cfg.chunkLen(), cfg.bptt(), cfg.l2Wrap());
+        ChunkedBptt.Options opt = new ChunkedBptt.Options(cfg.chunkLen(), cfg.bptt(), cfg.l2Wrap(), null, cfg.stateGrowthPenalty());
         TokenSequence[] seqs = new TokenSequence[micro];
         for (int i = 0; i < micro; i++) {
             seqs[i] = data.sequence(dataIndex(step, micro, i));

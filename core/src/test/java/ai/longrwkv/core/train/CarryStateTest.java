@@ -190,6 +190,32 @@ class CarryStateTest {
         return losses;
     }
 
+    /**
+     * --state-growth-penalty in the Trainer: the first sequence starts from zeros (no term: the same update as without
+     * it, bit for bit); the second starts from the carried state, and the penalty changes its update.
+     */
+    @Test
+    void stateGrowthPenaltyActsOnlyOnSequencesThatStartFromACarriedState() {
+        ModelWeights w = TestModels.random(TINY, 85);
+        List<int[]> seqs = tokens(2, 10);
+        try (Backend be = new CpuBackend()) {
+            float[][] without = new float[2][], with = new float[2][];
+            for (int run = 0; run < 2; run++) {
+                Trainer.Config c = new Trainer.Config(Trainer.Mode.FULL, CHUNK, BpttMode.FULL, 1, 1, 2,
+                        new LrSchedule(3e-3, 3e-3, 0, 2, LrSchedule.Kind.CONSTANT), 0, 0, false, 0, CarryState.STOP, true, -1, run == 0 ? 0 : 0.5);
+                try (Rwkv5Model m = Rwkv5Model.load(be, w, TINY.groupNormEps()); Trainer t = new Trainer(m, c, source(seqs), null, Set.of())) {
+                    float[][] after = run == 0 ? without : with;
+                    for (int step = 0; step < 2; step++) {
+                        t.trainStep();
+                        after[step] = be.download(m.params().get("blocks.0.att.key.weight")).data();
+                    }
+                }
+            }
+            assertArrayEquals(without[0], with[0], "step 1 starts from zeros: no penalty term");
+            assertFalse(Arrays.equals(without[1], with[1]), "step 2 starts from step 1's final state: the penalty moves the update");
+        }
+    }
+
     @Test
     void resumeContinuesTheStreamOfStatesExactly(@TempDir Path dir) {
         ModelWeights w = TestModels.random(TINY, 83);

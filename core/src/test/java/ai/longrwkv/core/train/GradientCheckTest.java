@@ -47,22 +47,33 @@ class GradientCheckTest {
         model.close();
     }
 
+    /** The state-growth penalty's weight in the checks that include it: large enough to move every gradient. */
+    static final double PENALTY = 0.5;
+
     private static ChunkedBptt.Options opts(BpttMode mode) {
-        return new ChunkedBptt.Options(CHUNK, mode, false);
+        return opts(mode, 0);
     }
 
-    /** The loss of FULL mode: the whole-sequence mean cross-entropy, a plain function of parameters and S0. */
-    private static double fullLoss(RwkvState s0) {
+    private static ChunkedBptt.Options opts(BpttMode mode, double penalty) {
+        return new ChunkedBptt.Options(CHUNK, mode, false, null, penalty);
+    }
+
+    /**
+     * The loss of FULL mode: the whole-sequence mean cross-entropy (+ the state-growth penalty on the final state), a
+     * plain function of parameters and S0.
+     */
+    private static double fullLoss(RwkvState s0, double penalty) {
         ChunkedBptt.Result r = ChunkedBptt.run(model, seq, s0, null, opts(BpttMode.FULL), false, null);
+        double p = penalty > 0 ? StateGrowthPenalty.value(be, s0, r.finalState(), penalty) : 0;
         r.finalState().close();
-        return r.loss();
+        return r.loss() + p;
     }
 
     /**
      * The objective whose gradient TRUNCATED mode computes: the sum over chunks of each chunk's loss with its start
      * state held fixed at the value the unperturbed model gives (the "detached" states).
      */
-    private static double truncatedLoss(List<RwkvState> fixedStarts, RwkvState s0) {
+    private static double truncatedLoss(List<RwkvState> fixedStarts, RwkvState s0, double penalty) {
         double loss = 0;
         long total = seq.lossPositions();
         for (int k = 0; k * CHUNK < T; k++) {
@@ -70,6 +81,8 @@ class GradientCheckTest {
             if (sub == null) continue;
             RwkvState start = k == 0 ? s0 : fixedStarts.get(k);
             ChunkedBptt.Result r = ChunkedBptt.run(model, sub, start, null, opts(BpttMode.FULL), false, null);
+            // the penalty is on the sequence's final state: the last chunk's end, from its fixed start
+            if (penalty > 0 && (k + 1) * CHUNK >= T) loss += StateGrowthPenalty.value(be, s0, r.finalState(), penalty);
             r.finalState().close();
             loss += r.loss();
         }
@@ -115,12 +128,40 @@ class GradientCheckTest {
         check(BpttMode.TRUNCATED);
     }
 
+    /** --state-growth-penalty: the gradients are those of the cross-entropy + λ Σ ln(||S_end|| / ||S_start||), the initial
+     * state's included (it enters through S_start too). */
+    @Test
+    void fullModeGradientsWithStateGrowthPenaltyMatchFiniteDifferences() {
+        check(BpttMode.FULL, PENALTY);
+    }
+
+    @Test
+    void truncatedModeGradientsWithStateGrowthPenaltyMatchFiniteDifferences() {
+        check(BpttMode.TRUNCATED, PENALTY);
+    }
+
+    /** The penalty changes the gradients (so the two checks above test its term, not only the cross-entropy's). */
+    @Test
+    void stateGrowthPenaltyChangesTheGradient() {
+        try (RwkvState s0 = TestModels.randomState(be, TINY, 3); ParamSet without = zeroGrads(model); ParamSet with = zeroGrads(model)) {
+            ChunkedBptt.run(model, seq, s0, without, opts(BpttMode.FULL), false, null).finalState().close();
+            ChunkedBptt.run(model, seq, s0, with, opts(BpttMode.FULL, PENALTY), false, null).finalState().close();
+            String key = "blocks.0.att.key.weight";
+            float[] a = be.download(without.get(key)).data(), b = be.download(with.get(key)).data();
+            assertTrue(relMaxDiff(a, b) > 1e-2, "the penalty's term in " + key + ": " + relMaxDiff(a, b));
+        }
+    }
+
     private void check(BpttMode mode) {
+        check(mode, 0);
+    }
+
+    private void check(BpttMode mode, double penalty) {
         try (RwkvState s0 = TestModels.randomState(be, TINY, 3); ParamSet grads = zeroGrads(model)) {
-            ChunkedBptt.Result res = ChunkedBptt.run(model, seq, s0, grads, opts(mode), true, null);
+            ChunkedBptt.Result res = ChunkedBptt.run(model, seq, s0, grads, opts(mode, penalty), true, null);
             res.finalState().close();
             List<RwkvState> starts = mode == BpttMode.TRUNCATED ? chunkStarts(s0) : List.of();
-            DoubleSupplier loss = mode == BpttMode.FULL ? () -> fullLoss(s0) : () -> truncatedLoss(starts, s0);
+            DoubleSupplier loss = mode == BpttMode.FULL ? () -> fullLoss(s0, penalty) : () -> truncatedLoss(starts, s0, penalty);
             Random rnd = new Random(5);
             List<String> failures = new ArrayList<>();
             int checked = 0;
@@ -134,7 +175,7 @@ class GradientCheckTest {
             }
             res.initialStateGrad().close();
             for (RwkvState s : starts) s.close();
-            if (!failures.isEmpty()) fail(mode + ": " + failures.size() + " of " + checked + " gradients disagree:\n" + String.join("\n", failures));
+            if (!failures.isEmpty()) fail(mode + (penalty > 0 ? " with state-growth penalty " + penalty : "") + ": " + failures.size() + " of " + checked + " gradients disagree:\n" + String.join("\n", failures));
             assertTrue(checked == model.params().keys().size() + 3 * TINY.nLayer());
         }
     }

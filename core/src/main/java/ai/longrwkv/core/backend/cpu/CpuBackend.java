@@ -210,7 +210,7 @@ public final class CpuBackend implements Backend {
     @Override
     public void fill(Tensor x, float value) {
         if (Float.floatToRawIntBits(value) == 0) {
-            org.bytedeco.javacpp.Pointer.memset(t(x).ptr(), 0, x.size() * 4L);
+            Blocks.zero(t(x).ptr(), x.size());
             return;
         }
         Blocks.map(b(x), b(x), x.size(), (xs, o, n) -> Arrays.fill(o, 0, n, value));

@@ -4,7 +4,6 @@ import ai.longrwkv.core.backend.Tensor;
 import ai.longrwkv.core.tensor.DType;
 import ai.longrwkv.core.tensor.HostTensor;
 import org.bytedeco.javacpp.FloatPointer;
-import org.bytedeco.javacpp.Pointer;
 
 import java.nio.ByteOrder;
 import java.nio.FloatBuffer;
@@ -47,7 +46,7 @@ final class CpuTensor implements Tensor {
         this.byteOffset = 0;
         long floats = Math.max((n * dtype.bytes() + 3) / 4, 1);
         this.owned = owner.acquire(floats);
-        Pointer.memset(owned, 0, floats * 4L);
+        Blocks.zero(owned, floats);
         bind(owned);
         owner.track(bytes());
     }

@@ -98,4 +98,24 @@ class SgemmAndPoolTest {
         assertEquals(200 * 64, a.get());
         assertEquals(200 * 64, b.get());
     }
+
+    /**
+     * Blocks.zero, which clears new tensors and fill(0), in pieces on the pool's threads: every float of a size that
+     * ends in a partial piece, and nothing past the end.
+     */
+    @Test
+    void zeroClearsEveryFloatInPiecesAndNothingPastTheEnd() {
+        long n = 3 * Blocks.ZERO_FLOATS_PER_TASK + 12345;
+        CpuPool.withThreads(3, () -> {
+            try (FloatPointer p = new FloatPointer(n + 16)) {
+                for (long i = 0; i < n + 16; i++) p.put(i, 1.5f);
+                Blocks.zero(p, n);
+                float[] back = new float[(int) n + 16];
+                p.get(back);
+                for (int i = 0; i < n; i++) if (back[i] != 0f) fail("float " + i + " of " + n + " is " + back[i]);
+                for (int i = (int) n; i < n + 16; i++) assertEquals(1.5f, back[i], "float " + i + ", past the end");
+            }
+            return null;
+        });
+    }
 }
