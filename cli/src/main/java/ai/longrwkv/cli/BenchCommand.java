@@ -97,10 +97,13 @@ final class BenchCommand implements Runnable {
         @Option(names = "--tokens", defaultValue = "1024", description = "Rows T of the activations, the tokens of one chunk (default: ${DEFAULT-VALUE}).") int tokens;
         @Option(names = "--embd", defaultValue = "768", description = "Model width C; the FFN width is 3.5 C (default: ${DEFAULT-VALUE}).") int embd;
         @Option(names = "--vocab", defaultValue = "65536", description = "Vocabulary size V of the head product (default: ${DEFAULT-VALUE}).") int vocab;
+        @Option(names = "--head-rows", defaultValue = "0", description = "Rows S per slice of the sliced head and loss (default: the model's,"
+                + " 16M / V, at most T).") int headRows;
 
         @Override
         public Integer call() {
             Cli.range("--reps", reps, 1, 1_000_000);
+            Cli.range("--head-rows", headRows, 0, Integer.MAX_VALUE);
             Cli.range("--tokens", tokens, 1, Integer.MAX_VALUE);
             Cli.range("--embd", embd, 32, 1 << 16);
             Cli.range("--vocab", vocab, 1, 1 << 24);
@@ -128,7 +131,7 @@ final class BenchCommand implements Runnable {
                 }
                 System.out.printf("%-40s %9.1f GFLOP/s  (%.2fx sgemm)%n", "backend bf16 x bf16 2048^3", bf16Peak, bf16Peak / peak);
                 int T = tokens, C = embd, F = (int) (C * 3.5) / 32 * 32;
-                int S = Math.min(T, Math.max(1, Rwkv5Model.HEAD_SLICE_ELEMENTS / vocab));   // rows per slice of the sliced head
+                int S = Math.min(T, headRows > 0 ? headRows : Math.max(1, Rwkv5Model.HEAD_SLICE_ELEMENTS / vocab));   // rows per slice of the sliced head
                 int slices = (T + S - 1) / S;
                 // the products of one layer's and the head's forward + backward in a training step, as Rwkv5Model calls
                 // them (row-major C = op(A) op(B) + beta C; a weight gradient accumulates, beta 1), and how many of each

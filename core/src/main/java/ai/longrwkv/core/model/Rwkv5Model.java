@@ -24,9 +24,12 @@ public final class Rwkv5Model implements AutoCloseable {
 
     /**
      * Rows of logits computed at a time by the sliced head and loss: [rows, V] fp32 is at most this many elements
-     * (64 MiB), so that a chunk's [T, V] logits (1 GiB at T = 4096, V = 65536) never exist whole in training.
+     * (256 MiB: 1024 rows at V = 65536), so that a chunk's [T, V] logits (1 GiB at T = 4096) never exist whole in
+     * training. Not smaller: with 256-row slices the head's three products ran at 65-85% of the sgemm peak on 2 cores
+     * (the input gradient, [256, 65536] x [65536, 768], at 52-71%), with 1024-row slices at 96% (`bench matmul
+     * --head-rows`, AMX Xeon, 2026-12-03); the head is a third of an L12-C768 step's product FLOPs.
      */
-    public static final int HEAD_SLICE_ELEMENTS = 16 << 20;
+    public static final int HEAD_SLICE_ELEMENTS = 64 << 20;
 
     private final Backend be;
     private final ModelConfig cfg;
