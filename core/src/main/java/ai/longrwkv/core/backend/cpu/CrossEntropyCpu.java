@@ -24,8 +24,7 @@ final class CrossEntropyCpu {
         }
         in.get(offset, x, 0, vocab);
         float max = max(x, vocab);
-        int argmax = 0;
-        while (argmax < vocab - 1 && !(x[argmax] == max)) argmax++;   // the first maximum, as a strict > scan finds
+        int argmax = firstEqual(x, vocab, max);   // the first maximum, as a strict > scan finds
         boolean hasTarget = target >= 0 && weight != 0f;
         if (target >= vocab) throw new IllegalArgumentException("target id " + target + " is outside the vocabulary 0.." + (vocab - 1));
         float targetLogit = hasTarget ? x[target] : 0f;
@@ -59,19 +58,21 @@ final class CrossEntropyCpu {
         return max;
     }
 
-    /** x[i] = exp(x[i] - shift); returns their sum, in double, as four interleaved partial sums added in order. */
+    /** The first i with x[i] == value (n - 1 if none: a row of NaNs), a vector compare per 8 floats. */
+    private static int firstEqual(float[] x, int n, float value) {
+        int i = 0;
+        for (int end = S.loopBound(n); i < end; i += S.length()) {
+            int lane = FloatVector.fromArray(S, x, i).eq(value).firstTrue();
+            if (lane < S.length()) return i + lane;
+        }
+        for (; i < n - 1; i++) if (x[i] == value) return i;
+        return n - 1;
+    }
+
+    /** x[i] = exp(x[i] - shift); returns their sum, in double ({@link CpuMath#sum}: a fixed order). */
     private static double expMinusInPlace(float[] x, int n, float shift) {
         CpuMath.exp(x, x, n, 1f, shift);
-        double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-        int j = 0;
-        for (; j + 4 <= n; j += 4) {
-            s0 += x[j];
-            s1 += x[j + 1];
-            s2 += x[j + 2];
-            s3 += x[j + 3];
-        }
-        for (; j < n; j++) s0 += x[j];
-        return (s0 + s1) + (s2 + s3);
+        return CpuMath.sum(x, n);
     }
 
     private static void scale(float[] x, int n, float s) {

@@ -25,6 +25,21 @@ class CpuMathTest {
         assertEquals(0f, 1f / (1f + CpuMath.exp(1000f)), 1e-30f);
     }
 
+    /** The cross-entropy's sum of exponentials: every float widened exactly, so a double sum of 65537 of them is exact to ~1e-12. */
+    @Test
+    void doubleSumOfFloatsMatchesAnExactReference() {
+        java.util.Random rnd = new java.util.Random(3);
+        float[] x = new float[65537];
+        for (int i = 0; i < x.length; i++) x[i] = (float) Math.exp(rnd.nextGaussian() * 4);
+        java.math.BigDecimal exact = java.math.BigDecimal.ZERO;
+        for (float f : x) exact = exact.add(new java.math.BigDecimal(f));
+        for (int n : new int[]{x.length, 13, 8, 0}) {
+            java.math.BigDecimal e = java.math.BigDecimal.ZERO;
+            for (int i = 0; i < n; i++) e = e.add(new java.math.BigDecimal(x[i]));
+            assertEquals(e.doubleValue(), CpuMath.sum(x, n), 1e-12 * Math.max(1, e.doubleValue()), "n = " + n);
+        }
+    }
+
     @Test
     void laneSumsAddInLaneOrder() {
         float[] v = new float[Blocks.SPECIES.length()];
