@@ -220,9 +220,7 @@ public final class TrainingOptions {
                     + " the stop cuts off), got --carry-state " + carry.cliName() + " --bptt " + bptt);
         }
         if (prefixGradMargin < 0) throw new IllegalArgumentException("--prefix-grad-margin must be >= 0, got " + prefixGradMargin);
-        if (!(stateGrowthPenalty >= 0) || Double.isInfinite(stateGrowthPenalty)) {
-            throw new IllegalArgumentException("--state-growth-penalty must be a finite number >= 0, got " + stateGrowthPenalty);
-        }
+        ai.longrwkv.core.train.StateGrowthPenalty.checkWeight(stateGrowthPenalty);
         if ((steps == null) == (tokens == null)) throw new IllegalArgumentException("give exactly one of --steps or --tokens");
         if (steps != null && steps < 1) throw new IllegalArgumentException("--steps must be >= 1, got " + steps);
         if (tokens != null && tokens < 1) throw new IllegalArgumentException("--tokens must be >= 1, got " + tokens);

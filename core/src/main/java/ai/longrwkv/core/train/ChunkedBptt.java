@@ -29,9 +29,7 @@ public final class ChunkedBptt {
     public record Options(int chunkLen, BpttMode mode, boolean l2Wrap, PrefixGradient prefixGradient, double stateGrowthPenalty) {
         public Options {
             if (chunkLen < 1) throw new IllegalArgumentException("chunk length must be >= 1, got " + chunkLen);
-            if (!(stateGrowthPenalty >= 0) || Double.isInfinite(stateGrowthPenalty)) {
-                throw new IllegalArgumentException("--state-growth-penalty must be a finite number >= 0, got " + stateGrowthPenalty);
-            }
+            StateGrowthPenalty.checkWeight(stateGrowthPenalty);
             if (prefixGradient != null && (mode != BpttMode.FULL || prefixGradient.boundary() % chunkLen != 0)) {
                 throw new IllegalArgumentException("a prefix gradient needs full BPTT and a boundary at a chunk start, got "
                         + mode + " and token " + prefixGradient.boundary() + " with chunks of " + chunkLen);

@@ -24,6 +24,13 @@ public final class StateGrowthPenalty {
 
     private StateGrowthPenalty() { }
 
+    /** Refuses a weight that is negative, NaN or infinite (the one check of Options, Trainer.Config and the CLI). */
+    public static void checkWeight(double lambda) {
+        if (!(lambda >= 0) || Double.isInfinite(lambda)) {
+            throw new IllegalArgumentException("--state-growth-penalty must be a finite number >= 0, got " + lambda);
+        }
+    }
+
     /** The penalty's value: λ Σ ln(||S_end|| / ||S_start||) over the heads where both norms are above zero. */
     public static double value(Backend be, RwkvState start, RwkvState end, double lambda) {
         double total = 0;

@@ -66,15 +66,13 @@ public final class Trainer implements AutoCloseable {
      *              has the gradient its prefix would have had estimated ({@link PrefixGradient}) at the last chunk boundary
      *              at least this many tokens before its first trained token; -1: off
      * @param stateGrowthPenalty {@code --state-growth-penalty}: {@link StateGrowthPenalty}'s weight on each trained sequence's
-     *              final WKV state; 0: off
+     *              WKV state growth (end over start); 0: off
      */
     public record Config(Mode mode, int chunkLen, BpttMode bptt, int microBatch, int gradAccum, long steps,
                          LrSchedule lr, double weightDecay, double gradClip, boolean l2Wrap, int skipNonFinite, CarryState carry,
                          boolean carryAcrossDocuments, int prefixGradMargin, double stateGrowthPenalty) {
         public Config {
-            if (!(stateGrowthPenalty >= 0) || Double.isInfinite(stateGrowthPenalty)) {
-                throw new IllegalArgumentException("--state-growth-penalty must be a finite number >= 0, got " + stateGrowthPenalty);
-            }
+            StateGrowthPenalty.checkWeight(stateGrowthPenalty);
             if (microBatch < 1 || gradAccum < 1) throw new IllegalArgumentException("--micro-batch and --grad-accum must be >= 1");
             if (steps < 1) throw new IllegalArgumentException("--steps must be >= 1");
             if (carry == null) carry = CarryState.OFF;
