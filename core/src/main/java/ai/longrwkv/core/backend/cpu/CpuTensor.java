@@ -5,6 +5,7 @@ import ai.longrwkv.core.tensor.DType;
 import ai.longrwkv.core.tensor.HostTensor;
 import org.bytedeco.javacpp.FloatPointer;
 
+import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.nio.FloatBuffer;
 import java.nio.ShortBuffer;
@@ -30,6 +31,8 @@ final class CpuTensor implements Tensor {
     /** Where this tensor's elements start in its owner's allocation (0 for an owner), in bytes. */
     private final long byteOffset;
     private FloatBuffer buf;
+    /** The same fp32 data as bytes in native order (Vector API loads and stores straight from native memory). */
+    private ByteBuffer direct;
     private ShortBuffer bf16;
 
     CpuTensor(CpuBackend owner, DType dtype, int[] shape) {
@@ -73,7 +76,8 @@ final class CpuTensor implements Tensor {
         long bytes = Math.max(size * dtype.bytes(), 1);
         p.capacity((bytes + 3) / 4).limit((bytes + 3) / 4);
         if (dtype == DType.F32) {
-            this.buf = p.asBuffer();
+            this.direct = p.asByteBuffer().order(ByteOrder.nativeOrder());
+            this.buf = direct.asFloatBuffer();
         } else {
             this.bf16 = p.asByteBuffer().order(ByteOrder.nativeOrder()).asShortBuffer();
         }
@@ -100,6 +104,17 @@ final class CpuTensor implements Tensor {
         checkOpen();
         if (dtype != DType.F32) throw wrongDtype();
         return buf;
+    }
+
+    /**
+     * The float32 data as a native-order byte buffer (element i at byte 4 i): for loops that load and store vectors
+     * straight from native memory, which on a 2-core machine measured faster than a block copy into arrays where the
+     * data comes from DRAM (AdamW over 50M floats: 1.7 against 2.4 ns per element on one thread).
+     */
+    ByteBuffer direct() {
+        checkOpen();
+        if (dtype != DType.F32) throw wrongDtype();
+        return direct;
     }
 
     FloatPointer ptr() {
@@ -139,6 +154,7 @@ final class CpuTensor implements Tensor {
             owned = null;
             pointer = null;
             buf = null;
+            direct = null;
             bf16 = null;
             owner.track(-bytes());
         }
