@@ -27,6 +27,17 @@ public interface Backend extends AutoCloseable {
 
     Tensor zeros(DType dtype, int... shape);
 
+    /**
+     * A float32 tensor whose contents are unspecified: for outputs that the next op writes completely (activations,
+     * logits), so that the CPU does not clear hundreds of MB a step only to overwrite them. A backend may return
+     * zeros; the CPU backend fills it with NaN when the system property {@code longrwkv.cpu.poisonEmpty} is true
+     * (the test suite sets it), so that an op that reads what it should have written shows up as NaN.
+     */
+    default Tensor empty(int... shape) { return empty(DType.F32, shape); }
+
+    /** As {@link #empty(int...)} in the given dtype. */
+    default Tensor empty(DType dtype, int... shape) { return zeros(dtype, shape); }
+
     /** A float32 copy of host data. */
     default Tensor upload(HostTensor host) { return upload(host, DType.F32); }
 

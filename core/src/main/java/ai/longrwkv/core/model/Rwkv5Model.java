@@ -150,12 +150,13 @@ public final class Rwkv5Model implements AutoCloseable {
         LayerActs(Backend be, int T, ModelConfig c, boolean ownsInput, DType wkvInputs) {
             int C = c.nEmbd(), F = c.dimFfn();
             this.ownsInput = ownsInput;
-            xIn = ownsInput ? be.zeros(T, C) : null;
-            xx1 = be.zeros(T, C); mean1 = be.zeros(T); rstd1 = be.zeros(T);
-            r = be.zeros(wkvInputs, T, C); k = be.zeros(wkvInputs, T, C); v = be.zeros(wkvInputs, T, C);
-            gPre = be.zeros(T, C); y = be.zeros(T, C);
-            x1 = be.zeros(T, C); xx2 = be.zeros(T, C); mean2 = be.zeros(T); rstd2 = be.zeros(T);
-            kPre = be.zeros(T, F); rPre = be.zeros(T, C); vOut = be.zeros(T, C);
+            // not cleared: forwardBlock writes every one of them before anything reads it
+            xIn = ownsInput ? be.empty(T, C) : null;
+            xx1 = be.empty(T, C); mean1 = be.empty(T); rstd1 = be.empty(T);
+            r = be.empty(wkvInputs, T, C); k = be.empty(wkvInputs, T, C); v = be.empty(wkvInputs, T, C);
+            gPre = be.empty(T, C); y = be.empty(T, C);
+            x1 = be.empty(T, C); xx2 = be.empty(T, C); mean2 = be.empty(T); rstd2 = be.empty(T);
+            kPre = be.empty(T, F); rPre = be.empty(T, C); vOut = be.empty(T, C);
         }
 
         @Override
@@ -177,12 +178,13 @@ public final class Rwkv5Model implements AutoCloseable {
 
         Scratch(Backend be, int T, ModelConfig c, boolean backward, DType wkvInputs) {
             int C = c.nEmbd(), F = c.dimFfn(), H = c.nHead(), N = c.headSize();
-            mixC = be.zeros(T, C); yn = be.zeros(T, C); g = be.zeros(T, C); z = be.zeros(T, C);
-            gnMean = be.zeros(T * H); gnRstd = be.zeros(T * H); kAct = be.zeros(T, F); rSig = be.zeros(T, C);
-            w = be.zeros(H, N);
+            // the forward's work buffers, each written by its op before it is read: not cleared
+            mixC = be.empty(T, C); yn = be.empty(T, C); g = be.empty(T, C); z = be.empty(T, C);
+            gnMean = be.empty(T * H); gnRstd = be.empty(T * H); kAct = be.empty(T, F); rSig = be.empty(T, C);
+            w = be.empty(H, N);
             boolean low = wkvInputs != DType.F32;
-            proj = low ? be.zeros(T, C) : null;
-            uIn = low ? be.zeros(wkvInputs, H, N) : null;
+            proj = low ? be.empty(T, C) : null;
+            uIn = low ? be.empty(wkvInputs, H, N) : null;
             if (backward) {
                 dC1 = be.zeros(T, C); dC2 = be.zeros(T, C); dMix = be.zeros(T, C); dxx = be.zeros(T, C);
                 dY = be.zeros(T, C); dR = be.zeros(T, C); dK = be.zeros(T, C); dV = be.zeros(T, C);
@@ -224,8 +226,9 @@ public final class Rwkv5Model implements AutoCloseable {
             this.kept = keep;
             this.recomputed = keep && recompute;
             this.start = keep ? state.copy(be) : null;
-            embRows = be.zeros(T, C); ln0Mean = be.zeros(T); ln0Rstd = be.zeros(T);
-            xFinal = be.zeros(T, C); lnOut = be.zeros(T, C); lnOutMean = be.zeros(T); lnOutRstd = be.zeros(T);
+            // outputs of the embedding, the last block and the norms, written before they are read: not cleared
+            embRows = be.empty(T, C); ln0Mean = be.empty(T); ln0Rstd = be.empty(T);
+            xFinal = be.empty(T, C); lnOut = be.empty(T, C); lnOutMean = be.empty(T); lnOutRstd = be.empty(T);
             if (recomputed) {
                 inputs = new Tensor[cfg.nLayer()];
                 for (int l = 0; l < inputs.length; l++) inputs[l] = be.zeros(T, C);
@@ -295,7 +298,7 @@ public final class Rwkv5Model implements AutoCloseable {
             // always (it costs one [T, C] norm): the sliced head and loss of backward and of loss() read it
             be.norm(acts.xFinal, w.lnOutW, w.lnOutB, 1, LN_EPS, acts.lnOut, acts.lnOutMean, acts.lnOutRstd);
             if (computeLogits) {
-                acts.logits = be.zeros(T, cfg.vocabSize());
+                acts.logits = be.empty(T, cfg.vocabSize());
                 be.matmul(acts.lnOut, false, w.head, true, acts.logits, 1f, 0f);
             }
         } catch (RuntimeException e) {
@@ -479,7 +482,7 @@ public final class Rwkv5Model implements AutoCloseable {
     private double headAndLoss(Activations acts, Targets loss, LogitsSlices slices, Tensor gradHead, Tensor dLnOut) {
         int T = acts.length(), rows = Math.min(T, headSliceRows());
         double sum = 0;
-        try (Tensor buf = be.zeros(rows, cfg.vocabSize())) {
+        try (Tensor buf = be.empty(rows, cfg.vocabSize())) {   // each slice's product overwrites it (beta 0)
             for (int r0 = 0; r0 < T; r0 += rows) {
                 int n = Math.min(rows, T - r0);
                 Tensor logits = n == rows ? buf : be.rows(buf, 0, n);

@@ -147,6 +147,23 @@ public final class CpuBackend implements Backend {
     // ---------------------------------------------------------------- memory
     @Override public Tensor zeros(DType dtype, int... shape) { return new CpuTensor(this, dtype, shape); }
 
+    /** -Dlongrwkv.cpu.poisonEmpty=true (the test suite): {@link #empty} fills its tensors with NaN. */
+    static final boolean POISON_EMPTY = Boolean.getBoolean("longrwkv.cpu.poisonEmpty");
+
+    /**
+     * Not cleared: what the pool's buffer held (or fresh memory). Clearing the activations and logits that every chunk
+     * allocates and its ops then overwrite took ~55 ms of a 4 s L12-C768 training step (~1.3 GB a step).
+     */
+    @Override
+    public Tensor empty(DType dtype, int... shape) {
+        CpuTensor t = new CpuTensor(this, dtype, shape, false);
+        if (POISON_EMPTY) {
+            if (dtype == DType.F32) fill(t, Float.NaN);
+            else for (int i = 0; i < t.size(); i++) t.bf16().put(i, (short) 0x7FC0);
+        }
+        return t;
+    }
+
     @Override
     public Tensor upload(HostTensor host, DType dtype) {
         CpuTensor c = new CpuTensor(this, dtype, host.shape());
@@ -433,26 +450,25 @@ public final class CpuBackend implements Backend {
         float[][] dmPart = new float[tasks][];
         // row r: out = xx[r] m + sx[r] (1 - m) with sx[r] = xx[r-1] (prev for r = 0), so
         // dxx[r] += dOut[r] m + dOut[r+1] (1 - m), dPrev += dOut[0] (1 - m), dMix += dOut[r] (xx[r] - sx[r])
+        java.nio.ByteBuffer dd = t(dOut).direct(), xd = t(xx).direct(), dxd = t(dxx).direct();
         Blocks.parallelFor(tasks, task -> {
-            float[] shifted = new float[c], cur = new float[c], g = new float[c], gNext = new float[c], dxr = new float[c];
             float[] dmAcc = new float[c];
-            int r = task * ROWS_PER_TASK;
-            if (r == 0) System.arraycopy(first, 0, shifted, 0, c);
-            else x.get((r - 1) * c, shifted, 0, c);
-            d.get(r * c, g, 0, c);
-            for (int end = Math.min(rows, r + ROWS_PER_TASK); r < end; r++) {
-                x.get(r * c, cur, 0, c);
-                dx.get(r * c, dxr, 0, c);
-                boolean last = r + 1 == rows;
-                if (!last) d.get((r + 1) * c, gNext, 0, c);
-                TokenShiftCpu.backwardRow(g, last ? null : gNext, cur, shifted, m, om, dxr, dmAcc, c);
-                dx.put(r * c, dxr, 0, c);
-                float[] t = shifted;
-                shifted = cur;
-                cur = t;
-                t = g;
-                g = gNext;
-                gNext = t;
+            int r = task * ROWS_PER_TASK, end = Math.min(rows, r + ROWS_PER_TASK);
+            if (r == 0) {
+                // the first row's shifted input is prev, not a row of xx
+                float[] cur = new float[c], g = new float[c], gNext = new float[c], dxr = new float[c];
+                x.get(0, cur, 0, c);
+                d.get(0, g, 0, c);
+                dx.get(0, dxr, 0, c);
+                boolean last = rows == 1;
+                if (!last) d.get(c, gNext, 0, c);
+                TokenShiftCpu.backwardRow(g, last ? null : gNext, cur, first, m, om, dxr, dmAcc, c);
+                dx.put(0, dxr, 0, c);
+                r++;
+            }
+            for (; r < end; r++) {
+                int at = 4 * r * c;
+                TokenShiftCpu.backwardRow(dd, at, r + 1 == rows ? -1 : at + 4 * c, xd, at, at - 4 * c, m, om, dxd, at, dmAcc, c);
             }
             dmPart[task] = dmAcc;
         });

@@ -36,6 +36,11 @@ final class CpuTensor implements Tensor {
     private ShortBuffer bf16;
 
     CpuTensor(CpuBackend owner, DType dtype, int[] shape) {
+        this(owner, dtype, shape, true);
+    }
+
+    /** A new tensor; its memory is cleared when {@code zero}, else left as the pool had it ({@link CpuBackend#empty}). */
+    CpuTensor(CpuBackend owner, DType dtype, int[] shape, boolean zero) {
         long n = HostTensor.numel(shape);
         if (n * dtype.bytes() > Integer.MAX_VALUE) {
             throw new IllegalArgumentException("tensor " + HostTensor.shapeString(shape) + " " + dtype.label()
@@ -49,7 +54,7 @@ final class CpuTensor implements Tensor {
         this.byteOffset = 0;
         long floats = Math.max((n * dtype.bytes() + 3) / 4, 1);
         this.owned = owner.acquire(floats);
-        Blocks.zero(owned, floats);
+        if (zero) Blocks.zero(owned, floats);
         bind(owned);
         owner.track(bytes());
     }

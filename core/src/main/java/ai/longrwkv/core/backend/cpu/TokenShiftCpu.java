@@ -67,4 +67,34 @@ final class TokenShiftCpu {
             dx[i] = d;
         }
     }
+
+    /**
+     * As {@link #backwardRow}, the same bits, on rows of native-order byte buffers: g at {@code gAt} of d, gNext at
+     * {@code gNextAt} (negative for the last row), cur and shifted at {@code curAt} and {@code shiftedAt} of x, dx at
+     * {@code dxAt} of dxb (read, added to, written back).
+     */
+    static void backwardRow(java.nio.ByteBuffer d, int gAt, int gNextAt, java.nio.ByteBuffer x, int curAt, int shiftedAt,
+                            float[] m, float[] oneMinusM, java.nio.ByteBuffer dxb, int dxAt, float[] dMixAcc, int c) {
+        java.nio.ByteOrder order = java.nio.ByteOrder.nativeOrder();
+        boolean hasNext = gNextAt >= 0;
+        int i = 0;
+        int end = S.loopBound(c);
+        for (; i < end; i += L) {
+            int o = 4 * i;
+            FloatVector gv = FloatVector.fromByteBuffer(S, d, gAt + o, order);
+            FloatVector.fromArray(S, dMixAcc, i).add(gv.mul(FloatVector.fromByteBuffer(S, x, curAt + o, order)
+                    .sub(FloatVector.fromByteBuffer(S, x, shiftedAt + o, order)))).intoArray(dMixAcc, i);
+            FloatVector dv = FloatVector.fromByteBuffer(S, dxb, dxAt + o, order).add(gv.mul(FloatVector.fromArray(S, m, i)));
+            if (hasNext) dv = dv.add(FloatVector.fromByteBuffer(S, d, gNextAt + o, order).mul(FloatVector.fromArray(S, oneMinusM, i)));
+            dv.intoByteBuffer(dxb, dxAt + o, order);
+        }
+        for (; i < c; i++) {
+            int o = 4 * i;
+            float g = d.getFloat(gAt + o);
+            dMixAcc[i] += g * (x.getFloat(curAt + o) - x.getFloat(shiftedAt + o));
+            float dv = dxb.getFloat(dxAt + o) + g * m[i];
+            if (hasNext) dv += d.getFloat(gNextAt + o) * oneMinusM[i];
+            dxb.putFloat(dxAt + o, dv);
+        }
+    }
 }

@@ -7,6 +7,7 @@ import org.junit.jupiter.api.Test;
 import java.util.Random;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
 
 /**
  * The ops that load and store vectors straight from native memory (mul, add, relu^2 and its backward, the token-shift
@@ -59,6 +60,28 @@ class CpuDirectOpsTest {
                 }
             }
             assertArrayEquals(want, be.download(out).data(), "tokenShiftMix, seed " + seed);
+            // backward: dxx[r] = (dxx[r] + dOut[r] m) + dOut[r+1] (1 - m) exactly; dMix = sum_r dOut[r] (xx[r] - shifted[r])
+            float[] da = random(rnd, n), dxa = random(rnd, n);
+            Tensor dBig = be.upload(new HostTensor(new int[]{rows + 2, c}, pad(da, c))), dOut = be.rows(dBig, 1, rows);
+            Tensor dxBig = be.upload(new HostTensor(new int[]{rows + 2, c}, pad(dxa, c))), dxx = be.rows(dxBig, 1, rows);
+            Tensor dPrev = be.zeros(c), dMix = be.zeros(c);
+            be.tokenShiftMixBackward(dOut, x, be.upload(new HostTensor(new int[]{c}, prev)), be.upload(new HostTensor(new int[]{c}, m)), dxx, dPrev, dMix);
+            double[] dm = new double[c];
+            for (int r = 0; r < rows; r++) {
+                for (int i = 0; i < c; i++) {
+                    float om = 1 - m[i], shifted = r == 0 ? prev[i] : xa[(r - 1) * c + i];
+                    float d = dxa[r * c + i] + da[r * c + i] * m[i];
+                    if (r + 1 < rows) d += da[(r + 1) * c + i] * om;
+                    want[r * c + i] = d;
+                    dm[i] += (double) da[r * c + i] * (xa[r * c + i] - shifted);
+                }
+            }
+            assertArrayEquals(want, be.download(dxx).data(), "tokenShiftMixBackward dxx, seed " + seed);
+            float[] gotDm = be.download(dMix).data(), gotDp = be.download(dPrev).data();
+            for (int i = 0; i < c; i++) {
+                org.junit.jupiter.api.Assertions.assertEquals(dm[i], gotDm[i], 1e-4 * (1 + Math.abs(dm[i])), "dMix " + i + ", seed " + seed);
+                org.junit.jupiter.api.Assertions.assertEquals(da[i] * (1 - m[i]), gotDp[i], 1e-6, "dPrev " + i + ", seed " + seed);
+            }
             // nothing written outside the view
             float[] all = be.download(outBig).data();
             for (int i = 0; i < c; i++) {
@@ -71,5 +94,20 @@ class CpuDirectOpsTest {
         float[] p = new float[d.length + 2 * c];
         System.arraycopy(d, 0, p, c, d.length);
         return p;
+    }
+
+    /**
+     * The suite runs with -Dlongrwkv.cpu.poisonEmpty=true (the parent pom's surefire argLine): every tensor the model
+     * takes from empty() starts as NaN, so any test whose model reads an activation before writing it fails.
+     */
+    @Test
+    void emptyTensorsAreNaNUnderTheTestSuite() {
+        try (CpuBackend be = new CpuBackend()) {
+            assertTrue(CpuBackend.POISON_EMPTY, "the test JVM sets longrwkv.cpu.poisonEmpty");
+            be.zeros(17).close();   // the pool hands this zeroed buffer out again
+            for (float f : be.download(be.empty(17)).data()) assertTrue(Float.isNaN(f));
+            Tensor bf = be.empty(ai.longrwkv.core.tensor.DType.BF16, 5);
+            for (float f : be.download(bf).data()) assertTrue(Float.isNaN(f));
+        }
     }
 }
