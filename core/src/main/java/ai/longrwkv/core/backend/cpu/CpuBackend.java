@@ -752,6 +752,11 @@ public final class CpuBackend implements Backend {
         java.nio.ByteOrder order = NATIVE;
         long size = param.size();
         double[] squares = new double[Blocks.count(size)];
+        // Moments below the smallest normal float are stored as 0 (torch keeps them subnormal): a parameter whose
+        // gradient stops (an embedding row of a token that no longer appears) has m and v decay geometrically through
+        // the subnormal range (m for ~150 steps, v for ~1600 at beta2 0.99), and every subnormal operand costs the CPU
+        // a microcode assist: AdamW measured 11.2 against 0.54 ns per element over such rows. The update they would
+        // have made is below lr * 1e-38 / eps, beneath float resolution of any parameter above ~1e-25.
         // Vectors loaded and stored straight from native memory, not copied into arrays first: the four operands come
         // from DRAM (0.77 GB of them at L12-C768), and with the copies the pass ran at 2.4 ns per element on one
         // core against 1.7 without. Each block's sum of squares of the updated param is CpuMath.sumOfSquares's, the
@@ -766,6 +771,8 @@ public final class CpuBackend implements Backend {
                 FloatVector gi = FloatVector.fromByteBuffer(Blocks.SPECIES, gb, at, order).mul(gradScale);
                 FloatVector mi = FloatVector.fromByteBuffer(Blocks.SPECIES, mb, at, order).mul(beta1).add(gi.mul(oneMinusB1));
                 FloatVector vi = FloatVector.fromByteBuffer(Blocks.SPECIES, vb, at, order).mul(beta2).add(gi.mul(oneMinusB2).mul(gi));
+                mi = mi.blend(0f, mi.abs().lt(Float.MIN_NORMAL));
+                vi = vi.blend(0f, vi.lt(Float.MIN_NORMAL));
                 FloatVector denom = vi.lanewise(VectorOperators.SQRT).div(bc2Sqrt).add(eps);
                 FloatVector pi = FloatVector.fromByteBuffer(Blocks.SPECIES, pb, at, order).mul(decay).sub(mi.mul(stepSize).div(denom));
                 pi.intoByteBuffer(pb, at, order);
@@ -784,6 +791,8 @@ public final class CpuBackend implements Backend {
                 float gi = gb.getFloat(at) * gradScale;
                 float mi = beta1 * mb.getFloat(at) + oneMinusB1 * gi;
                 float vi = beta2 * vb.getFloat(at) + oneMinusB2 * gi * gi;
+                if (Math.abs(mi) < Float.MIN_NORMAL) mi = 0f;
+                if (vi < Float.MIN_NORMAL) vi = 0f;
                 float denom = (float) Math.sqrt(vi) / bc2Sqrt + eps;
                 float pi = pb.getFloat(at) * decay - stepSize * mi / denom;
                 pb.putFloat(at, pi);

@@ -42,4 +42,34 @@ class CpuAdamWTest {
             assertFalse(Double.isFinite(be.adamwStep(p1, g, 1f, m1, v1, 3e38f, 0.9f, 0.99f, 1e-8f, 0f, 3)));
         }
     }
+
+    /**
+     * Moments that decay below the smallest normal float are stored as 0, in the vector lanes and the scalar tail alike;
+     * moments above it are untouched (subnormal operands made AdamW 20x slower over rows whose gradient had stopped).
+     */
+    @Test
+    void subnormalMomentsAreStoredAsZero() {
+        int n = 3 * Blocks.SIZE + 13;
+        try (CpuBackend be = new CpuBackend()) {
+            float[] mm = new float[n], vv = new float[n];
+            for (int i = 0; i < n; i++) {
+                boolean tiny = i % 3 != 0;   // every third element stays normal after the decay
+                mm[i] = (i % 2 == 0 ? 1 : -1) * (tiny ? 1.25e-38f : 1e-30f);
+                vv[i] = tiny ? 1.18e-38f : 1e-30f;   // times 0.99: 1.168e-38, below 1.1755e-38
+            }
+            Tensor p = random(be, new Random(3), n, 1), g = be.zeros(n);
+            Tensor m = be.upload(new HostTensor(new int[]{n}, mm)), v = be.upload(new HostTensor(new int[]{n}, vv));
+            be.adamwStep(p, g, 1f, m, v, 1e-3f, 0.9f, 0.99f, 1e-8f, 0f, 5);
+            float[] m2 = be.download(m).data(), v2 = be.download(v).data();
+            for (int i = 0; i < n; i++) {
+                if (i % 3 != 0) {
+                    assertEquals(0f, m2[i], 0f, "m[" + i + "]");
+                    assertEquals(0f, v2[i], 0f, "v[" + i + "]");
+                } else {
+                    assertEquals(0.9f * mm[i], m2[i], 0f, "m[" + i + "]");
+                    assertEquals(0.99f * vv[i], v2[i], 0f, "v[" + i + "]");
+                }
+            }
+        }
+    }
 }

@@ -339,6 +339,16 @@ class CudaParityTest {
         same("adamw m", m);
         same("adamw v", v);
         closeAll(p, m, v, g);
+        // no gradient, moments just above the smallest normal float: times beta they fall below it, and both store 0
+        Tensor[] p2 = both(rand(1, n)), m2 = both(uniform(1.2e-38, 1.3e-38, n)), v2 = both(uniform(1.176e-38, 1.18e-38, n)), g2 = both(uniform(0, 0, n));
+        cpu.adamwStep(p2[0], g2[0], 1f, m2[0], v2[0], 1e-2f, 0.9f, 0.99f, 1e-8f, 0.1f, 7);
+        gpu.adamwStep(p2[1], g2[1], 1f, m2[1], v2[1], 1e-2f, 0.9f, 0.99f, 1e-8f, 0.1f, 7);
+        same("adamw param, subnormal moments", p2);
+        same("adamw m, subnormal moments", m2);
+        same("adamw v, subnormal moments", v2);
+        for (float x : cpu.download(m2[0]).data()) assertEquals(0f, x, 0f, "m below the smallest normal float is stored as 0");
+        for (float x : cpu.download(v2[0]).data()) assertEquals(0f, x, 0f, "v below the smallest normal float is stored as 0");
+        closeAll(p2, m2, v2, g2);
     }
 
     // ---------------------------------------------------------------- loss
