@@ -675,27 +675,18 @@ public final class CpuBackend implements Backend {
     public void mul(Tensor a, Tensor bt, Tensor out) {
         sameSize(a, bt, "mul");
         sameSize(a, out, "mul");
-        java.nio.ByteBuffer x = t(a).direct(), y = t(bt).direct(), o = t(out).direct();
-        long size = a.size();
-        Blocks.parallelFor(Blocks.count(size), blk -> {
-            int off = blk * Blocks.SIZE, n = (int) Math.min(Blocks.SIZE, size - off);
-            int i = 0;
-            for (int end = Blocks.SPECIES.loopBound(n); i < end; i += Blocks.SPECIES.length()) {
-                int at = 4 * (off + i);
-                FloatVector.fromByteBuffer(Blocks.SPECIES, x, at, NATIVE).mul(FloatVector.fromByteBuffer(Blocks.SPECIES, y, at, NATIVE))
-                        .intoByteBuffer(o, at, NATIVE);
-            }
-            for (; i < n; i++) {
-                int at = 4 * (off + i);
-                o.putFloat(at, x.getFloat(at) * y.getFloat(at));
-            }
-        });
+        mulOrAdd(a, bt, out, true);
     }
 
     @Override
     public void add(Tensor a, Tensor bt, Tensor out) {
         sameSize(a, bt, "add");
         sameSize(a, out, "add");
+        mulOrAdd(a, bt, out, false);
+    }
+
+    /** out = a * b (product) or a + b, elementwise, loaded and stored straight from native memory. */
+    private static void mulOrAdd(Tensor a, Tensor bt, Tensor out, boolean product) {
         java.nio.ByteBuffer x = t(a).direct(), y = t(bt).direct(), o = t(out).direct();
         long size = a.size();
         Blocks.parallelFor(Blocks.count(size), blk -> {
@@ -703,12 +694,12 @@ public final class CpuBackend implements Backend {
             int i = 0;
             for (int end = Blocks.SPECIES.loopBound(n); i < end; i += Blocks.SPECIES.length()) {
                 int at = 4 * (off + i);
-                FloatVector.fromByteBuffer(Blocks.SPECIES, x, at, NATIVE).add(FloatVector.fromByteBuffer(Blocks.SPECIES, y, at, NATIVE))
-                        .intoByteBuffer(o, at, NATIVE);
+                FloatVector xv = FloatVector.fromByteBuffer(Blocks.SPECIES, x, at, NATIVE), yv = FloatVector.fromByteBuffer(Blocks.SPECIES, y, at, NATIVE);
+                (product ? xv.mul(yv) : xv.add(yv)).intoByteBuffer(o, at, NATIVE);
             }
             for (; i < n; i++) {
                 int at = 4 * (off + i);
-                o.putFloat(at, x.getFloat(at) + y.getFloat(at));
+                o.putFloat(at, product ? x.getFloat(at) * y.getFloat(at) : x.getFloat(at) + y.getFloat(at));
             }
         });
     }
