@@ -34,7 +34,7 @@ final class TokenShiftCpu {
      */
     static void mix(java.nio.ByteBuffer x, int curAt, int shiftedAt, float[] m, float[] oneMinusM, java.nio.ByteBuffer out,
                     int outAt, int c) {
-        java.nio.ByteOrder order = java.nio.ByteOrder.nativeOrder();
+        java.nio.ByteOrder order = CpuBackend.NATIVE;
         int i = 0;
         for (int end = S.loopBound(c); i < end; i += L) {
             FloatVector.fromByteBuffer(S, x, curAt + 4 * i, order).mul(FloatVector.fromArray(S, m, i))
@@ -75,7 +75,7 @@ final class TokenShiftCpu {
      */
     static void backwardRow(java.nio.ByteBuffer d, int gAt, int gNextAt, java.nio.ByteBuffer x, int curAt, int shiftedAt,
                             float[] m, float[] oneMinusM, java.nio.ByteBuffer dxb, int dxAt, float[] dMixAcc, int c) {
-        java.nio.ByteOrder order = java.nio.ByteOrder.nativeOrder();
+        java.nio.ByteOrder order = CpuBackend.NATIVE;
         boolean hasNext = gNextAt >= 0;
         int i = 0;
         int end = S.loopBound(c);
