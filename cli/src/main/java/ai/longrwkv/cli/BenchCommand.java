@@ -90,6 +90,20 @@ final class BenchCommand implements Runnable {
         return -1;
     }
 
+    /**
+     * Says so when this JVM lacks the launcher's -XX:PerMethodTrapLimit (scripts/jvm-opts.sh explains it): without it
+     * a process may compile the CPU backend's vector kernels with boxed vectors and run them several times slower for
+     * its whole life, which would make any number measured here meaningless.
+     */
+    static void noteJitSettings() {
+        boolean set = java.lang.management.ManagementFactory.getRuntimeMXBean().getInputArguments().stream()
+                .anyMatch(a -> a.startsWith("-XX:PerMethodTrapLimit="));
+        if (!set) {
+            System.out.println("note: this JVM runs without -XX:PerMethodTrapLimit=100000 (scripts/longrwkv sets it): the CPU "
+                    + "kernels may then run boxed and several times slower in some processes (see scripts/jvm-opts.sh)");
+        }
+    }
+
     @Command(name = "matmul", mixinStandardHelpOptions = true,
             description = "Backend matrix products of the model's shapes, fp32 and bf16, against raw OpenBLAS sgemm peak.")
     static final class Matmul implements Callable<Integer> {
@@ -228,6 +242,7 @@ final class BenchCommand implements Runnable {
             }
             try {
                 System.out.println("backend: " + backends[0].name());
+                noteJitSettings();
                 System.out.printf("%-20s %-11s %12s %12s %12s %10s%n", "shape", "impl", "forward ms", "backward ms", "fwd+bwd ms", "vs first");
                 for (int sh = 0; sh < shapes; sh++) measure(backends, impls, at(heads, sh), at(headSize, sh), at(tokens, sh));
             } finally {
@@ -319,6 +334,7 @@ final class BenchCommand implements Runnable {
                  Rwkv5Model m = new Rwkv5Model(be, cfg, ParamSet.upload(be, cfg, ModelInit.x052(cfg, 1)));
                  ParamSet grads = ParamSet.zeros(be, cfg); RwkvState s0 = m.newState()) {
                 System.out.printf("model %s, %,d params, T=%d, backend %s%n", cfg, cfg.parameterCount(), tokens, be.name());
+                noteJitSettings();
                 double[] fwd = new double[reps], bwd = new double[reps];
                 for (int r = -1; r < reps; r++) {
                     long t0 = System.nanoTime();
@@ -395,6 +411,7 @@ final class BenchCommand implements Runnable {
                          new LrSchedule(1e-4, 1e-5, 0, reps + 1, LrSchedule.Kind.COSINE), 0, 1.0, true, 0), data)) {
                 System.out.printf("train step (%s, bptt %s, %s%s): model %s, %,d params, ctx %d, chunk %d, backend %s%n",
                         mode, bptt, dtype.label(), gradCp ? ", grad-cp" : "", cfg, cfg.parameterCount(), ctxLen, chunkLen, be.name());
+                noteJitSettings();
                 double[] tps = new double[reps];
                 for (int r = -1; r < reps; r++) {
                     Trainer.StepResult res = t.trainStep();

@@ -63,6 +63,7 @@ class EmulatedDeviceCommandTest {
         assertEquals(0, p.exitValue(), line);
         assertTrue(line.contains("-Dlongrwkv.cuda.kernels=" + kernels), line);
         assertTrue(line.contains("--add-modules jdk.incubator.vector"), line);
+        assertTrue(line.contains("-XX:PerMethodTrapLimit=100000"), line);   // the CPU kernels' unboxed vectors (jvm-opts.sh)
         String check = Files.readString(root.resolve("scripts/gpu-check.sh"));
         assertTrue(check.contains(". \"$b/scripts/jvm-opts.sh\"") && check.contains("\"${JVM_OPTS[@]}\""),
                 "gpu-check.sh must use the launcher's JVM options");
