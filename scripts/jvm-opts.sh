@@ -12,16 +12,16 @@
 #                             LONGRWKV_JAVA_OPTS=-XX:MaxNewSize=... (the later flag wins)
 #   PerMethodTrapLimit=100000 keeps C2 speculating on the receiver class of every Vector API call. C2 adds up the
 #                             deoptimisation traps recorded in the methods it inlines into one compilation (the
-#                             compile log's "observe trap ... ccount"); above this limit (default 100) it stops inlining on profiled types in that
-#                             whole compilation, each FloatVector.fma/add/fromArray becomes a guarded inline plus a
-#                             virtual call, and every vector is boxed where the two paths meet. The Vector API's own
-#                             load/store methods carry a few class-check traps each after warm-up (their fallback
-#                             lambdas differ per element type and buffer kind), and a kernel that inlines ~20 loads
-#                             reached 104-139 or stayed under 100 depending on how many traps had happened by the time
-#                             it compiled: in 2 of 6 processes (4 of 13 earlier) the WKV backward's small products were
-#                             compiled that way, allocated ~9 GB/s of boxes (a young collection every 13 ms) and ran
-#                             4.5x slower for the whole run. With the limit raised: 0 such compilations in 8 of 8
-#                             (README "CPU speed", "The WKV backward's slow mode"). Per-bytecode limits still apply.
+#                             compile log's "observe trap ... ccount"); above this limit (default 100) it stops
+#                             inlining on profiled types in that whole compilation: each FloatVector.fma/add/fromArray
+#                             becomes a guarded inline plus a virtual call, and every vector is boxed where the two
+#                             paths meet. The Vector API's own load/store methods carry a few class-check traps each
+#                             after warm-up (their fallback lambdas differ per element type and buffer kind), and a
+#                             kernel that inlines ~20 loads reached 104-139 or stayed under 100 depending on how many
+#                             traps had happened by the time it compiled: in 2 of 6 processes the WKV backward's small
+#                             products were compiled that way, allocated ~9 GB/s of boxes (a young collection every
+#                             13 ms) and ran 4.5x slower for the whole run. With the limit raised: 8 of 8 fast, no
+#                             such compilation (README, "The WKV backward's slow mode"). Per-bytecode limits still apply.
 #   longrwkv.cuda.kernels     prebuilt fatbins: $LONGRWKV_KERNELS, else ROOT/kernels (a GPU bundle), else
 #                             ROOT/target/kernels (scripts/compile-kernels.sh --out target/kernels); each is used only
 #                             when its recorded source hash matches the kernels in the jar

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # continue the memory-head model's stage-3a check rounds (full BPTT only) from mh1's round 4; $1 = tag, $2 = lr, $3 = lr-final
+# (the record of what ran: /work/exp/mh1 is the output of the memory-head run described in ../README.md, not in the repository)
 L=/work/main/scripts/longrwkv; out=/work/exp/mh2/$1; mkdir -p $out; prev=/work/exp/mh1/check4-full/rwkv-final.pth
 export LONGRWKV_NO_PROGRESS=1
 for r in 5 6 7 8 9 10 11 12 13 14 15 16; do
