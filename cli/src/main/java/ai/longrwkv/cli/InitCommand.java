@@ -28,6 +28,9 @@ final class InitCommand implements Callable<Integer> {
     @Option(names = "--out", required = true, description = "Output model: .safetensors (F32) or .pth / .pt (torch zip, --dtype), by extension; written atomically.") Path out;
     @Option(names = "--memory-channels", defaultValue = "0", paramLabel = "K",
             description = "Long-memory channels: the first K key channels of every head get time_decay --memory-decay (default: ${DEFAULT-VALUE} = x052 as is).") int memoryChannels;
+    @Option(names = "--memory-heads", defaultValue = "0", paramLabel = "K",
+            description = "Memory heads: every key channel of the last K heads of every layer gets time_decay --memory-decay, so that long"
+                    + " memory is normalised (ln_x) apart from the short channels (default: ${DEFAULT-VALUE}; README: what it bought).") int memoryHeads;
     @Option(names = "--memory-decay", defaultValue = "-16", paramLabel = "D",
             description = "time_decay of the long-memory channels; the decay per token is exp(-exp(D)): -16 keeps 98.6%% after 128k tokens (default: ${DEFAULT-VALUE}).") double memoryDecay;
     @Option(names = "--matrices", defaultValue = "orthogonal", paramLabel = "orthogonal|gaussian",
@@ -51,6 +54,9 @@ final class InitCommand implements Callable<Integer> {
         if (memoryChannels < 0 || memoryChannels > headSize) {
             throw new IllegalArgumentException("--memory-channels must be 0.." + headSize + " (the head size), got " + memoryChannels);
         }
+        if (memoryHeads < 0 || memoryHeads > cfg.nHead()) {
+            throw new IllegalArgumentException("--memory-heads must be 0.." + cfg.nHead() + " (the heads per layer, --embd / --head-size), got " + memoryHeads);
+        }
         if (!Double.isFinite(memoryDecay) || memoryDecay > 0) {
             throw new IllegalArgumentException("--memory-decay must be a finite number <= 0 (decay per token exp(-exp(D))), got " + memoryDecay);
         }
@@ -58,7 +64,7 @@ final class InitCommand implements Callable<Integer> {
             throw new IllegalArgumentException("--matrices must be orthogonal or gaussian, got '" + matrices + "'");
         }
         // made one tensor at a time as the writer reads it (safetensors writes from memory: its header needs every tensor first)
-        ModelWeights w = ModelInit.x052Lazy(cfg, seed, memoryChannels, memoryDecay, matrices.equals("gaussian"));
+        ModelWeights w = ModelInit.x052Lazy(cfg, seed, memoryChannels, memoryHeads, memoryDecay, matrices.equals("gaussian"));
         if (format == ModelFiles.OutputFormat.PTH) {
             try (me.tongfei.progressbar.ProgressBar bar = ai.longrwkv.core.util.Progress.bar("init " + out.getFileName(), w.keys().size(), "tensors")) {
                 PthWriter.write(out, w, pthDtype, (done, total, key, bytes, totalBytes) -> bar.stepTo(done));

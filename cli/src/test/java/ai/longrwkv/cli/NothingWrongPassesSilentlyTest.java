@@ -97,6 +97,8 @@ class NothingWrongPassesSilentlyTest {
         refused(List.of("--embd -64"), "init", "--layers", "1", "--embd", "-64", "--out", out);
         refused(List.of("--vocab 0"), "init", "--layers", "1", "--embd", "64", "--vocab", "0", "--out", out);
         refused(List.of("not a multiple"), "init", "--layers", "1", "--embd", "65", "--out", out);
+        refused(List.of("--memory-heads must be 0..1", "got 2"), "init", "--layers", "1", "--embd", "64", "--memory-heads", "2", "--out", out);
+        refused(List.of("--memory-channels must be 0..64", "got 65"), "init", "--layers", "1", "--embd", "64", "--memory-channels", "65", "--out", out);
         // would need tens of GB: refused with the parameter count and the memory, before allocating
         refused(List.of("--layers 100000", "parameters", "GB of Java heap"), "init", "--layers", "100000", "--embd", "64", "--out", out);
         refused(List.of("--embd 1000000", "emb.weight", "more than one Java array"), "init", "--layers", "1", "--embd", "1000000", "--out", out);

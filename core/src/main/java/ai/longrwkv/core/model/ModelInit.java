@@ -22,7 +22,7 @@ public final class ModelInit {
 
     /**
      * The same initialisation, made one tensor at a time when read (a writer streams it to a file, so a 7.5B model is
-     * never in memory whole), with the long-memory channels of {@link #setMemoryChannels} applied (0: none).
+     * never in memory whole), with the long-memory channels and heads of {@link #setMemoryChannels} applied (0: none).
      * {@code gaussianMatrices}: for memory and speed tests of large shapes, the orthogonal matrices replaced by Gaussian
      * ones of the same scale (each value N(0, gain^2 / max(out, in)), the variance of an orthogonal matrix's entries:
      * the QR factorisations of a 7B shape take tens of minutes on a small machine), and the output projections x052
@@ -31,6 +31,13 @@ public final class ModelInit {
      * time a no-op.
      */
     public static ModelWeights x052Lazy(ModelConfig cfg, long seed, int memoryChannels, double memoryDecay, boolean gaussianMatrices) {
+        return x052Lazy(cfg, seed, memoryChannels, 0, memoryDecay, gaussianMatrices);
+    }
+
+    /** As {@link #x052Lazy(ModelConfig, long, int, double, boolean)}, with the last {@code memoryHeads} heads all long-memory. */
+    public static ModelWeights x052Lazy(ModelConfig cfg, long seed, int memoryChannels, int memoryHeads, double memoryDecay,
+                                        boolean gaussianMatrices) {
+        checkMemory(cfg, memoryChannels, memoryHeads, memoryDecay);
         Map<String, ModelWeights.Entry> entries = new LinkedHashMap<>();
         for (ParamSpec p : ParamSpec.all(cfg)) {
             entries.put(p.key(), new ModelWeights.Entry() {
@@ -38,7 +45,7 @@ public final class ModelInit {
                 @Override public String dtype() { return "F32"; }
                 @Override public HostTensor load() {
                     HostTensor t = tensor(cfg, p, seed, gaussianMatrices);
-                    if (p.kind() == ParamSpec.Kind.ATT_DECAY && memoryChannels > 0) memoryChannels(t, cfg, memoryChannels, memoryDecay);
+                    if (p.kind() == ParamSpec.Kind.ATT_DECAY) memoryChannels(t, cfg, memoryChannels, memoryHeads, memoryDecay);
                     return t;
                 }
             });
@@ -99,22 +106,41 @@ public final class ModelInit {
      * keeps a pass key for 100k tokens. decay -16 gives w = 1 - 1.1e-7: 98.6% of what was written survives 131072 tokens.
      */
     public static void setMemoryChannels(ModelWeights w, ModelConfig cfg, int channels, double decay) {
-        if (channels < 0 || channels > cfg.headSize()) {
-            throw new IllegalArgumentException("memory channels must be 0.." + cfg.headSize() + " (the head size), got " + channels);
-        }
-        if (!Double.isFinite(decay)) throw new IllegalArgumentException("memory decay must be a finite number, got " + decay);
+        setMemoryChannels(w, cfg, channels, 0, decay);
+    }
+
+    /**
+     * As {@link #setMemoryChannels(ModelWeights, ModelConfig, int, double)}, and every key channel of the last
+     * {@code heads} heads of every layer too: memory heads. Why heads of their own: a channel that never forgets sums
+     * every write, so its part of the state grows with the prompt (linearly with filler), and ln_x normalises each
+     * head as one group; long channels inside a head with short ones swamp the short channels' output at some length
+     * (README, "Where 128k fails"), while a head of only long channels is normalised on its own.
+     */
+    public static void setMemoryChannels(ModelWeights w, ModelConfig cfg, int channels, int heads, double decay) {
+        checkMemory(cfg, channels, heads, decay);
         for (int l = 0; l < cfg.nLayer(); l++) {
             HostTensor t = w.tensors().get("blocks." + l + ".att.time_decay");
             if (t == null) throw new IllegalArgumentException("the model has no blocks." + l + ".att.time_decay");
-            memoryChannels(t, cfg, channels, decay);
+            memoryChannels(t, cfg, channels, heads, decay);
         }
     }
 
-    private static void memoryChannels(HostTensor timeDecay, ModelConfig cfg, int channels, double decay) {
+    private static void checkMemory(ModelConfig cfg, int channels, int heads, double decay) {
+        if (channels < 0 || channels > cfg.headSize()) {
+            throw new IllegalArgumentException("memory channels must be 0.." + cfg.headSize() + " (the head size), got " + channels);
+        }
+        if (heads < 0 || heads > cfg.nHead()) {
+            throw new IllegalArgumentException("memory heads must be 0.." + cfg.nHead() + " (the heads per layer), got " + heads);
+        }
+        if (!Double.isFinite(decay)) throw new IllegalArgumentException("memory decay must be a finite number, got " + decay);
+    }
+
+    private static void memoryChannels(HostTensor timeDecay, ModelConfig cfg, int channels, int heads, double decay) {
         int n = cfg.headSize();
         float[] d = timeDecay.data();
         for (int h = 0; h < cfg.nHead(); h++) {
-            for (int i = 0; i < channels; i++) d[h * n + i] = (float) decay;
+            int longChannels = h >= cfg.nHead() - heads ? n : channels;
+            for (int i = 0; i < longChannels; i++) d[h * n + i] = (float) decay;
         }
     }
 

@@ -47,6 +47,29 @@ class ModelInitTest {
         assertOrthogonal(w.get("head.weight"), 0.5 * Math.sqrt(300.0 / 64));
     }
 
+    @Test
+    void memoryChannelsAndHeadsSetOnlyTheirDecays() {
+        // CFG: 4 heads of 16; 2 long channels per head, and the last head long in every channel
+        ModelWeights plain = ModelInit.x052(CFG, 5), lazy = ModelInit.x052Lazy(CFG, 5, 2, 1, -16, false);
+        for (int l = 0; l < 3; l++) {
+            float[] x052 = plain.get("blocks." + l + ".att.time_decay").data(), td = lazy.get("blocks." + l + ".att.time_decay").data();
+            for (int h = 0; h < 4; h++) {
+                for (int i = 0; i < 16; i++) {
+                    boolean memory = h == 3 || i < 2;
+                    assertEquals(memory ? -16f : x052[h * 16 + i], td[h * 16 + i], "layer " + l + " head " + h + " channel " + i);
+                }
+            }
+        }
+        for (String k : plain.tensors().keySet()) {
+            if (!k.endsWith("time_decay")) assertArrayEquals(plain.get(k).data(), lazy.get(k).data(), k);
+        }
+        ModelWeights set = ModelInit.x052(CFG, 5);
+        ModelInit.setMemoryChannels(set, CFG, 2, 1, -16);
+        for (String k : plain.tensors().keySet()) assertArrayEquals(lazy.get(k).data(), set.get(k).data(), k);
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> ModelInit.x052Lazy(CFG, 5, 0, 5, -16, false));
+        assertEquals("memory heads must be 0..4 (the heads per layer), got 5", e.getMessage());
+    }
+
     /** W (scaled by 1/gain) has orthonormal rows or columns, whichever are fewer. */
     private static void assertOrthogonal(HostTensor w, double gain) {
         int rows = w.dim(0), cols = w.dim(1);
