@@ -24,6 +24,9 @@
 #      f. once more over prompts of 1k..64k tokens, then (g) of 256..128k at a lower learning rate (2e-5: at 1e-4 a
 #         fresh optimizer first lost accuracy at 8k-16k before it gained); each moved the range out by about a doubling
 #      h. once more over prompts of 64k, 96k and 128k tokens only (lr 2e-5): the one stage that moved 128k (README)
+#      i. (off by default: DEMO_SETTLE_RUNS=3, about 37 more minutes) more runs over 64k..128k prompts at lr 1e-5 ->
+#         1e-6 with a 1000-piece warmup, each on new keys; a fresh optimizer at 2e-5 throws the 128k readout off,
+#         1e-5 does not (README, "The next day": three such runs took 128k from 0.42 to 0.93)
 #    So every backward pass covers at most 2048 tokens ("trained on sequences of <= 2k tokens"); what the stream
 #    stages add is the state a 2k-token window starts from in a longer document (Buitrago and Gu's state passing)
 #    Between a and b, a check: the full model must answer 20 new keys at 2048 tokens; else both models train
@@ -63,6 +66,9 @@ to128k_count="${DEMO_TO128K_COUNT:-300}"           # stage 3g: prompts per lengt
 to128k_lr="${DEMO_TO128K_LR:-2e-5}"
 far_count="${DEMO_FAR_COUNT:-200}"                 # stage 3h: prompts per length 64k,96k,128k (0 = skip)
 far_lr="${DEMO_FAR_LR:-2e-5}"
+settle_runs="${DEMO_SETTLE_RUNS:-0}"             # stage 3i: runs over 64k,96k,128k at lr 1e-5 -> 1e-6 after 3h (0 = skip)
+settle_count="${DEMO_SETTLE_COUNT:-400}"         #   prompts per length in each run
+settle_lr="${DEMO_SETTLE_LR:-1e-5}"
 check_rounds="${DEMO_CHECK_ROUNDS:-4}"               # stage 3a check: at most this many extensions (0 = report only)
 check_steps="${DEMO_CHECK_STEPS:-2000}"              # steps per extension
 check_lr="${DEMO_CHECK_LR:-3e-4}"
@@ -147,6 +153,10 @@ rm -f "$out/data/passkey.mask" "$out/data/passkey-long.mask"
     --count "$to128k_count" --seed "$((seed + 30))" --train-end --out "$out/data/passkey-to128k"
 [ "$far_count" -gt 0 ] && run data synth passkey --tokenizer bytes --lengths 65536,98304,131072 \
     --count "$far_count" --seed "$((seed + 40))" --train-end --out "$out/data/passkey-far"
+for i in $(seq 1 "$settle_runs"); do
+  run data synth passkey --tokenizer bytes --lengths 65536,98304,131072 \
+      --count "$settle_count" --seed "$((seed + 50 + i))" --train-end --out "$out/data/passkey-settle$i"
+done
 took
 
 say "3a/6 training full and truncated BPTT side by side: $curriculum_steps steps, prompts <= 512 tokens for $short_steps, then <= 2048"
@@ -226,6 +236,11 @@ if [ "$far_count" -gt 0 ]; then   # pieces per prompt: 32, 48, 64
   answer_stream far "$out/data/passkey-far" "$((far_count * 144))" "$far_lr" 100 "$((seed + 40))"
   took
 fi
+for i in $(seq 1 "$settle_runs"); do   # pieces per prompt: 32, 48, 64
+  say "3i/6 run $i of $settle_runs: prompts of 64k..128k tokens ($settle_count per length, new keys), lr $settle_lr -> 1/10 of it, warmup 1000: $((settle_count * 144)) pieces"
+  answer_stream "settle$i" "$out/data/passkey-settle$i" "$((settle_count * 144))" "$settle_lr" 1000 "$((seed + 50 + i))"
+  took
+done
 
 say "4/6 eval passkey on new keys (seed $((seed + 1000))): lengths $eval_lengths, depths $eval_depths %, $trials trials per cell"
 evaluate() {   # evaluate NAME MODEL LABEL [extra eval options]
@@ -296,7 +311,7 @@ header() {   # header SUMMARY: the lengths, as 256 .. 128k
   echo "trained on sequences of <= 2048 tokens (every backward pass) in chunks of $chunk: $curriculum_steps curriculum steps on prompts <= 2048$([ "$extra_steps" -gt 0 ] && echo " + $extra_steps (the 2k check)"),"
   echo "then 2048-token pieces of longer prompts with the state carried: $stream_steps pieces (<= 16k, every token trained),"
   echo "$((long_count * 127)) pieces ($((long_count * 7)) prompts of 2k..128k), $((frontier_count * 30)) ($((frontier_count * 4)) of 4k..32k), $((mix_count * 34)) ($((mix_count * 8)) of 256..32k),"
-  echo "$((to64k_count * 64)) ($((to64k_count * 7)) of 1k..64k), $((to128k_count * 130)) ($((to128k_count * 10)) of 256..128k), $((far_count * 144)) ($((far_count * 3)) of 64k..128k), answer trained"
+  echo "$((to64k_count * 64)) ($((to64k_count * 7)) of 1k..64k), $((to128k_count * 130)) ($((to128k_count * 10)) of 256..128k), $((far_count * 144)) ($((far_count * 3)) of 64k..128k)$([ "$settle_runs" -gt 0 ] && echo ", $((settle_runs * settle_count * 144)) ($((settle_runs * settle_count * 3)) of 64k..128k at lr $settle_lr)"), answer trained"
   [ "$prefix_grad" = none ] || echo "full BPTT's answer-trained stages with --prefix-grad $prefix_grad"
   header "$out/eval-full/summary.csv"
   for m in untrained truncated full; do row "$out/eval-$m/summary.csv" 4 '%7.2f' "$m: worst depth" min; done
@@ -326,4 +341,4 @@ echo "  position-loss/position-loss.png, .csv          loss by position on held-
 echo "  decay-full.txt                                 the full model's time_decay as memory lengths"
 echo "  state-growth-{full,truncated}.txt              the key's share of each layer's state after 1k..128k tokens of filler"
 echo "  check-N/, check-N.log                          the stage-3a check: the full model at 2048 tokens after N extensions"
-echo "  curriculum-*/, checkN-*/, stream-*/, long-*/, frontier-*/, mix-*/, to64k-*/, to128k-*/, far-*/, lm-*/  training runs (metrics.jsonl, loss.png, rwkv-final.pth)"
+echo "  curriculum-*/, checkN-*/, stream-*/, long-*/, frontier-*/, mix-*/, to64k-*/, to128k-*/, far-*/, settleN-*/, lm-*/  training runs (metrics.jsonl, loss.png, rwkv-final.pth)"
